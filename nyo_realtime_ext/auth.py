@@ -1,0 +1,139 @@
+"""Who a client is (JWT through PyJWT, a `verify_token` hook, or Jupyter's identity
+provider) and what it may do on a private channel.
+
+The identity always comes from here, never from a frame: a client can name
+channels and say things, but not who it is.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import importlib
+from typing import Any, Callable
+
+import jwt
+
+from .models import Channel, Identity
+
+
+class AuthError(Exception):
+    """The credentials were refused; the message says why, without secrets."""
+
+
+class TokenExpired(AuthError):
+    pass
+
+
+def resolve_hook(hook: Any) -> Callable[..., Any] | None:
+    """A hook is a callable or an import string, 'package.module:function'."""
+    if hook is None or hook == "":
+        return None
+    if callable(hook):
+        return hook
+    module_name, sep, attr = str(hook).partition(":")
+    if not sep:
+        module_name, _, attr = str(hook).rpartition(".")
+    return getattr(importlib.import_module(module_name), attr)
+
+
+class Authenticator:
+    def __init__(self, config: Any) -> None:
+        self.config = config
+        self._verify_hook = resolve_hook(config.verify_token)
+        self._authorize_hook = resolve_hook(config.authorize)
+        algorithms = [a for a in config.jwt_algorithms if a.lower() != "none"]
+        self.algorithms = algorithms
+
+    @property
+    def can_verify(self) -> bool:
+        return bool(
+            self._verify_hook
+            or (self.algorithms and (self.config.jwt_secret or self.config.jwt_public_key))
+        )
+
+    def identify(self, token: str) -> Identity:
+        """The identity a token proves, or AuthError."""
+        if self._verify_hook is not None:
+            return self._from_hook(token)
+        return self._from_jwt(token)
+
+    def _from_hook(self, token: str) -> Identity:
+        result = self._verify_hook(token)  # type: ignore[misc]
+        if result is None:
+            raise AuthError("token refused")
+        if isinstance(result, Identity):
+            return result
+        return self.identity_from_claims(dict(result), default_sub=result.get("userId"))
+
+    def _from_jwt(self, token: str) -> Identity:
+        config = self.config
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError:
+            raise AuthError("token is not a JWT") from None
+        algorithm = header.get("alg")
+        if algorithm not in self.algorithms:
+            raise AuthError(f"token algorithm {algorithm!r} is not accepted")
+        key = config.jwt_secret if str(algorithm).startswith("HS") else config.jwt_public_key
+        if not key:
+            raise AuthError(f"no key is configured for algorithm {algorithm!r}")
+        try:
+            claims = jwt.decode(
+                token,
+                key,
+                algorithms=self.algorithms,
+                audience=config.jwt_audience or None,
+                issuer=config.jwt_issuer or None,
+                options={"require": ["sub"], "verify_aud": bool(config.jwt_audience)},
+            )
+        except jwt.ExpiredSignatureError:
+            raise TokenExpired("token has expired") from None
+        except jwt.PyJWTError as exc:
+            raise AuthError(f"token refused: {exc}") from None
+        return self.identity_from_claims(claims)
+
+    def identity_from_claims(self, claims: dict[str, Any], default_sub: Any = None) -> Identity:
+        user_id = claims.get("sub", default_sub)
+        if not isinstance(user_id, str) or not user_id:
+            raise AuthError("token has no user (`sub`)")
+        tenant = claims.get("tenant", claims.get("tenantId")) or self.config.default_tenant
+        channels = claims.get("channels")
+        exp = claims.get("exp")
+        return Identity(
+            user_id=user_id,
+            tenant_id=str(tenant),
+            name=str(claims.get("name") or user_id),
+            color=_optional_str(claims.get("color")),
+            avatar_url=_optional_str(claims.get("avatar_url")),
+            expires_at=float(exp) if isinstance(exp, (int, float)) else None,
+            channels=frozenset(c for c in channels if isinstance(c, str))
+            if isinstance(channels, list)
+            else None,
+        )
+
+    def identity_from_jupyter(self, user: Any) -> Identity:
+        """The Jupyter server's user (jupyter_server.auth.User) as a realtime identity."""
+        return Identity(
+            user_id=user.username,
+            tenant_id=self.config.default_tenant,
+            name=user.display_name or user.name or user.username,
+            color=user.color or None,
+            avatar_url=user.avatar_url or None,
+        )
+
+    def may_access(self, identity: Identity, channel: Channel, action: str) -> bool:
+        """Whether `identity` may `action` ('subscribe' or 'publish') on `channel`."""
+        if channel.type != "private":
+            return True
+        if identity.user_id in channel.members or identity.user_id == channel.owner:
+            return True
+        name = channel.key.name
+        if identity.channels and any(fnmatch.fnmatchcase(name, p) for p in identity.channels):
+            return True
+        if self._authorize_hook is not None:
+            return bool(self._authorize_hook(identity, name, action))
+        return False
+
+
+def _optional_str(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None

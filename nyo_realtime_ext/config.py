@@ -1,0 +1,87 @@
+"""The one configuration object, read by the Jupyter extension and the standalone server.
+
+Every knob lives here so that ``--Realtime.x=...`` on the command line and
+``c.Realtime.x = ...`` in a config file work the same way in both modes.
+Durations are in seconds; the wire reports milliseconds (PROTOCOL.md).
+"""
+
+from __future__ import annotations
+
+from traitlets import Any, Float, Int, List, Unicode, Union
+from traitlets.config import Configurable
+
+
+class Realtime(Configurable):
+    """Realtime channels, presence and chat."""
+
+    path = Unicode("/ws", help="URL path of the WebSocket endpoint (standalone server).").tag(
+        config=True
+    )
+    heartbeat_interval = Float(
+        30.0, help="Seconds between two sweeps for silent connections."
+    ).tag(config=True)
+    heartbeat_timeout = Float(
+        60.0, help="Seconds of silence after which a connection is closed with 4408."
+    ).tag(config=True)
+    max_payload_size = Int(
+        1024 * 1024, help="Largest frame or HTTP body, in bytes; a larger frame closes with 1009."
+    ).tag(config=True)
+    auth_timeout = Float(
+        10.0, help="Seconds a connection may stay unauthenticated before it is closed with 4401."
+    ).tag(config=True)
+
+    jwt_secret = Unicode(
+        "", help="Shared secret for HMAC-signed JWTs (HS256/384/512)."
+    ).tag(config=True)
+    jwt_public_key = Unicode(
+        "", help="PEM public key for asymmetrically signed JWTs (RS*, ES*, PS*, EdDSA)."
+    ).tag(config=True)
+    jwt_algorithms = List(
+        Unicode(),
+        default_value=["HS256"],
+        help="JWT algorithms accepted; anything else (and 'none') is refused.",
+    ).tag(config=True)
+    jwt_audience = Unicode("", help="Required `aud` claim, if set.").tag(config=True)
+    jwt_issuer = Unicode("", help="Required `iss` claim, if set.").tag(config=True)
+    verify_token = Union(
+        [Unicode(), Any()],
+        default_value=None,
+        allow_none=True,
+        help=(
+            "Callable or import string 'module:function' taking a token and returning "
+            "an identity dict (userId, tenantId, name, ...) or None; replaces JWT checking."
+        ),
+    ).tag(config=True)
+    authorize = Union(
+        [Unicode(), Any()],
+        default_value=None,
+        allow_none=True,
+        help=(
+            "Callable or import string 'module:function' (identity, channel, action) -> bool, "
+            "consulted for private channels after the member list and the `channels` claim."
+        ),
+    ).tag(config=True)
+
+    default_channel_type = Unicode(
+        "presence",
+        help="Type of a new channel whose name has no private-/presence- prefix.",
+    ).tag(config=True)
+    default_tenant = Unicode(
+        "default", help="Tenant of users whose token or identity names none."
+    ).tag(config=True)
+    history_size = Int(100, help="Messages kept per channel.").tag(config=True)
+    history_ttl = Float(24 * 3600.0, help="Seconds a message is kept in history.").tag(
+        config=True
+    )
+    db_path = Unicode(
+        "nyo-realtime.db",
+        help="SQLite file for channels, members, messages and presence; ':memory:' keeps nothing.",
+    ).tag(config=True)
+    rate_limit = Float(
+        200.0,
+        help="Frames per second one connection may send (bursts up to twice that); 0 turns it off.",
+    ).tag(config=True)
+    max_send_buffer = Int(
+        8 * 1024 * 1024,
+        help="Bytes queued for one client that does not read before it is cut with 4429.",
+    ).tag(config=True)

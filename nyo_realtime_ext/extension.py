@@ -1,0 +1,57 @@
+"""The Jupyter server extension: the realtime service under `{base_url}nyo-realtime/`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from jupyter_server.auth.decorator import allow_unauthenticated
+from jupyter_server.base.handlers import JupyterHandler
+from jupyter_server.base.websocket import WebSocketMixin
+from jupyter_server.extension.application import ExtensionApp
+from traitlets import Instance
+
+from .config import Realtime
+from .handlers import RealtimeSocket
+from .service import RealtimeService
+
+URL_PREFIX = "nyo-realtime"
+
+
+class JupyterRealtimeSocket(WebSocketMixin, RealtimeSocket, JupyterHandler):
+    """The realtime WebSocket with Jupyter's login as one more way in.
+
+    The handshake is allowed without a Jupyter login because a client may bring
+    a JWT instead (query, header or first frame); the hub enforces that one of
+    them succeeds within `auth_timeout`.
+    """
+
+    @allow_unauthenticated
+    async def get(self, *args: Any, **kwargs: Any) -> None:
+        return await super().get(*args, **kwargs)
+
+    def jupyter_user(self) -> Any:
+        return self.current_user
+
+
+class RealtimeExtension(ExtensionApp):
+    name = "nyo_realtime_ext"
+    description = "Realtime channels, presence and chat for Jupyter"
+    classes = [Realtime]
+
+    service = Instance(RealtimeService, allow_none=True)
+
+    def initialize_settings(self) -> None:
+        config = Realtime(parent=self.serverapp)
+        self.service = RealtimeService(config)
+        self.settings["nyo_realtime_service"] = self.service
+        self.service.start()
+
+    def initialize_handlers(self) -> None:
+        self.handlers.append(
+            (rf"/{URL_PREFIX}/ws", JupyterRealtimeSocket, {"service": self.service})
+        )
+
+    async def stop_extension(self) -> None:
+        if self.service is not None:
+            self.service.stop()
+            self.service.close_store()

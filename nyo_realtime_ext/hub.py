@@ -1,0 +1,429 @@
+"""The hub: sessions, channels, subscriptions, fan-out, presence, heartbeat, limits.
+
+Sans-I/O, in the manner of the `websockets` protocol core: transports hand it
+raw frames (`receive`) and tell it when a connection opens or closes; it hands
+back encoded bytes through `Connection.send` and asks for closes through
+`Connection.close`. It owns no socket, no event loop and no clock (one is
+injected), so every rule of PROTOCOL.md is testable with plain function calls.
+
+A message is encoded once per publish; the same bytes go to every subscriber.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import secrets
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Protocol
+
+from .auth import AuthError, Authenticator, TokenExpired
+from .engines import Engine
+from .models import Channel, ChannelKey, Identity, Member, Message
+from .protocol import (
+    PROTOCOL_VERSION,
+    CloseCode,
+    ErrorCode,
+    ProtocolError,
+    channel_type_for,
+    decode,
+    encode,
+    error,
+    reply,
+)
+from .store import Store
+
+log = logging.getLogger(__name__)
+
+
+class Connection(Protocol):
+    """What a transport gives the hub for one client."""
+
+    def send(self, data: bytes) -> None:
+        """Queue one text frame; the transport enforces `max_send_buffer`."""
+
+    def close(self, code: int, reason: str) -> None:
+        """Close the connection; the transport calls `Hub.disconnect` when it is gone."""
+
+
+@dataclass(eq=False)
+class Session:
+    """One client connection as the hub sees it."""
+
+    id: str
+    conn: Connection
+    last_seen: float
+    identity: Identity | None = None
+    auth_deadline: float = 0.0
+    subscriptions: set[ChannelKey] = field(default_factory=set)
+    tokens: float = 0.0  # rate-limit bucket
+    refilled_at: float = 0.0
+    limited: bool = False
+    rejected: int = 0
+    closed: bool = False
+
+    def send(self, frame: dict[str, Any]) -> None:
+        self.conn.send(encode(frame))
+
+
+@dataclass(eq=False)
+class ChannelState:
+    channel: Channel
+    subscribers: dict[str, Session] = field(default_factory=dict)
+    waiters: list[Callable[[Message], None]] = field(default_factory=list)
+
+
+class Hub:
+    def __init__(
+        self,
+        config: Any,
+        store: Store,
+        engine: Engine,
+        authenticator: Authenticator,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.engine = engine
+        self.auth = authenticator
+        self.clock = clock
+        self.sessions: dict[str, Session] = {}
+        self._channels: dict[ChannelKey, ChannelState] = {}
+        self._expiries: list[tuple[float, str]] = []  # heap of (exp, session id)
+        self._ids = itertools.count(1)
+        self._id_prefix = secrets.token_hex(3)
+        self._next_sweep = clock() + config.heartbeat_interval
+        engine.start(self._deliver)
+
+    # -- connection lifecycle -------------------------------------------------
+
+    def connect(self, conn: Connection, identity: Identity | None = None) -> Session:
+        """A transport opened a connection, already authenticated or not."""
+        now = self.clock()
+        session = Session(
+            id=f"c-{self._id_prefix}{next(self._ids):x}",
+            conn=conn,
+            last_seen=now,
+            auth_deadline=now + self.config.auth_timeout,
+            tokens=self._burst,
+            refilled_at=now,
+        )
+        self.sessions[session.id] = session
+        if identity is not None:
+            self._authenticate(session, identity, None)
+        return session
+
+    def reject(self, conn: Connection, message: str) -> None:
+        """Credentials given at the handshake were refused."""
+        conn.send(encode(error(ErrorCode.UNAUTHORIZED, message)))
+        conn.close(CloseCode.UNAUTHORIZED, "unauthorized")
+
+    def disconnect(self, session: Session) -> None:
+        """The connection is gone (or about to be): leave every channel. Idempotent."""
+        if self.sessions.pop(session.id, None) is None:
+            return
+        session.closed = True
+        for key in list(session.subscriptions):
+            self._leave(session, key)
+
+    def close(self, session: Session, code: int, reason: str) -> None:
+        if session.closed:
+            return
+        self.disconnect(session)
+        session.conn.close(code, reason)
+
+    def shutdown(self) -> None:
+        """Close every connection with 1001 and record everyone as offline."""
+        for session in list(self.sessions.values()):
+            self.close(session, CloseCode.GOING_AWAY, "server shutting down")
+        self.store.mark_all_offline(self.clock())
+
+    # -- incoming frames ------------------------------------------------------
+
+    def receive(self, session: Session, data: str | bytes) -> None:
+        """One frame from a client."""
+        if session.closed:
+            return
+        now = self.clock()
+        session.last_seen = now
+        if not self._admit(session, now):
+            return
+        try:
+            frame = decode(data)
+            self._dispatch(session, frame, now)
+        except ProtocolError as exc:
+            session.send(exc.to_wire())
+        except Exception:  # a bug must cost one error frame, never the connection
+            log.exception("internal error handling a frame")
+            session.send(error(ErrorCode.INTERNAL, "internal server error"))
+
+    def _dispatch(self, session: Session, frame: dict[str, Any], now: float) -> None:
+        type_, ref = frame["type"], frame.get("ref")
+        if type_ == "ping":
+            session.send(reply("pong", ref, ts=int(now * 1000)))
+            return
+        if type_ == "auth":
+            self._on_auth(session, frame["token"], ref)
+            return
+        identity = session.identity
+        if identity is None:
+            raise ProtocolError(ErrorCode.UNAUTHORIZED, "authenticate first", ref)
+        name = frame["channel"]
+        key = ChannelKey(identity.tenant_id, name)
+        if type_ == "subscribe":
+            self._on_subscribe(session, identity, key, frame.get("since"), ref, now)
+        elif type_ == "unsubscribe":
+            if key in session.subscriptions:
+                self._leave(session, key)
+            session.send(reply("unsubscribed", ref, channel=name))
+        elif type_ == "broadcast":
+            self._require_subscribed(session, key, ref)
+            state = self._channels[key]
+            if not self.auth.may_access(identity, state.channel, "publish"):
+                raise ProtocolError(ErrorCode.FORBIDDEN, "you may not publish here", ref, name)
+            sender = {"userId": identity.user_id, "connectionId": session.id}
+            echo = frame.get("echo", True)
+            message = self.engine.publish(key, frame["event"], frame.get("payload"), sender, now, echo)
+            if ref is not None:
+                session.send(reply("ack", ref, id=message.id))
+        elif type_ == "presence":
+            self._on_presence(session, identity, key, frame, ref, now)
+
+    def _on_auth(self, session: Session, token: str, ref: Any) -> None:
+        try:
+            identity = self.auth.identify(token)
+        except AuthError as exc:
+            code = ErrorCode.TOKEN_EXPIRED if isinstance(exc, TokenExpired) else ErrorCode.UNAUTHORIZED
+            session.send(error(code, str(exc), ref))
+            self.close(session, CloseCode.UNAUTHORIZED, "unauthorized")
+            return
+        current = session.identity
+        if current is not None and not current.same_principal(identity):
+            raise ProtocolError(
+                ErrorCode.UNAUTHORIZED, "a refreshed token must be for the same user and tenant", ref
+            )
+        self._authenticate(session, identity, ref)
+
+    def _authenticate(self, session: Session, identity: Identity, ref: Any) -> None:
+        session.identity = identity
+        if identity.expires_at is not None:
+            heapq.heappush(self._expiries, (identity.expires_at, session.id))
+        session.send(
+            reply(
+                "authenticated",
+                ref,
+                connectionId=session.id,
+                user=identity.to_wire(),
+                heartbeatInterval=int(self.config.heartbeat_interval * 1000),
+                heartbeatTimeout=int(self.config.heartbeat_timeout * 1000),
+                protocol=PROTOCOL_VERSION,
+            )
+        )
+
+    def _on_subscribe(
+        self,
+        session: Session,
+        identity: Identity,
+        key: ChannelKey,
+        since: str | None,
+        ref: Any,
+        now: float,
+    ) -> None:
+        state = self.channel_state(key, creator=identity)
+        channel = state.channel
+        if not self.auth.may_access(identity, channel, "subscribe"):
+            raise ProtocolError(ErrorCode.FORBIDDEN, "you may not subscribe here", ref, key.name)
+        fields: dict[str, Any] = {"channel": key.name, "channelType": channel.type}
+        missed: list[Message] = []
+        if since is not None:
+            history = self.engine.history(key, since, self.config.history_size, now)
+            missed, fields["recovered"] = history.messages, history.recovered
+        if key not in session.subscriptions:
+            session.subscriptions.add(key)
+            state.subscribers[session.id] = session
+            if channel.type == "presence":
+                member, joined = self.engine.presence.join(key, identity, session.id, now)
+                self.store.save_presence(key, member, online=True)
+                if joined:
+                    self._broadcast_event(state, "user:joined", member, skip=session.id)
+        if channel.type == "presence":
+            fields["members"] = self._members_wire(key)
+        session.send(reply("subscribed", ref, **fields))
+        for message in missed:
+            session.conn.send(encode(message.to_wire()))
+
+    def _on_presence(
+        self,
+        session: Session,
+        identity: Identity,
+        key: ChannelKey,
+        frame: dict[str, Any],
+        ref: Any,
+        now: float,
+    ) -> None:
+        self._require_subscribed(session, key, ref)
+        state = self._channels[key]
+        if state.channel.type != "presence":
+            raise ProtocolError(ErrorCode.BAD_REQUEST, "not a presence channel", ref, key.name)
+        self.update_presence(key, identity.user_id, frame.get("status"), frame.get("meta"), now)
+        session.send(reply("presence:state", ref, channel=key.name, members=self._members_wire(key)))
+
+    def _require_subscribed(self, session: Session, key: ChannelKey, ref: Any) -> None:
+        if key not in session.subscriptions:
+            raise ProtocolError(ErrorCode.NOT_SUBSCRIBED, "subscribe to the channel first", ref, key.name)
+
+    # -- channels ---------------------------------------------------------------
+
+    def channel_state(
+        self,
+        key: ChannelKey,
+        creator: Identity | None = None,
+        type_: str | None = None,
+        members: tuple[str, ...] = (),
+    ) -> ChannelState:
+        """The channel, loaded from the store or created (by `creator`) on first use."""
+        state = self._channels.get(key)
+        if state is not None:
+            return state
+        found = self.store.get_channel(key)
+        if found is None:
+            channel = Channel(
+                key,
+                type_ or channel_type_for(key.name, self.config.default_channel_type),
+                creator.user_id if creator else None,
+                self.clock(),
+                members,
+            )
+            self.store.create_channel(channel, secrets.token_hex(4))
+            found = self.store.get_channel(key)
+        channel, epoch, last_seq = found  # type: ignore[misc]
+        self.engine.ensure_channel(key, epoch, last_seq)
+        state = self._channels[key] = ChannelState(channel)
+        return state
+
+    def set_channel_members(self, key: ChannelKey, user_ids: list[str]) -> Channel:
+        state = self.channel_state(key)
+        self.store.set_channel_members(key, user_ids)
+        state.channel = self.store.get_channel(key)[0]  # type: ignore[index]
+        return state.channel
+
+    def _leave(self, session: Session, key: ChannelKey) -> None:
+        session.subscriptions.discard(key)
+        state = self._channels.get(key)
+        if state is None:
+            return
+        state.subscribers.pop(session.id, None)
+        if state.channel.type == "presence" and session.identity is not None:
+            self.leave_presence(key, session.identity.user_id, session.id)
+
+    # -- presence -----------------------------------------------------------------
+
+    def leave_presence(self, key: ChannelKey, user_id: str, connection_id: str) -> None:
+        member = self.engine.presence.leave(key, user_id, connection_id, self.clock())
+        if member is not None:
+            self.store.save_presence(key, member, online=False)
+            self._broadcast_event(self._channels[key], "user:left", member)
+
+    def update_presence(
+        self, key: ChannelKey, user_id: str, status: str | None, meta: dict | None, now: float
+    ) -> Member | None:
+        member = self.engine.presence.update(key, user_id, now, status, meta)
+        if member is not None:
+            self.store.save_presence(key, member, online=True)
+            self._broadcast_event(self._channels[key], "presence:updated", member)
+        return member
+
+    def _members_wire(self, key: ChannelKey) -> list[dict[str, Any]]:
+        return [m.to_wire() for m in self.engine.presence.members(key)]
+
+    def _broadcast_event(
+        self, state: ChannelState, type_: str, member: Member, skip: str | None = None
+    ) -> None:
+        data = encode({"type": type_, "channel": state.channel.key.name, "member": member.to_wire()})
+        for session_id, session in list(state.subscribers.items()):
+            if session_id != skip:
+                session.conn.send(data)
+
+    # -- messages -----------------------------------------------------------------
+
+    def _deliver(self, key: ChannelKey, message: Message, echo: bool) -> None:
+        """Fan a message out to this process's subscribers: encoded once."""
+        state = self._channels.get(key)
+        if state is None:
+            return
+        data = encode(message.to_wire())
+        skip = None if echo or message.sender is None else message.sender["connectionId"]
+        for session_id, session in list(state.subscribers.items()):
+            if session_id != skip:
+                session.conn.send(data)
+        if state.waiters:
+            waiters, state.waiters = state.waiters, []
+            for wake in waiters:
+                wake(message)
+
+    def wait_for_message(self, key: ChannelKey, wake: Callable[[Message], None]) -> Callable[[], None]:
+        """Call `wake` once with the next message of the channel; returns a cancel."""
+        waiters = self.channel_state(key).waiters
+        waiters.append(wake)
+
+        def cancel() -> None:
+            if wake in waiters:
+                waiters.remove(wake)
+
+        return cancel
+
+    # -- time -------------------------------------------------------------------
+
+    def tick(self) -> None:
+        """Called by the transport about once a second: auth timeouts, token expiry, heartbeat."""
+        now = self.clock()
+        for session in list(self.sessions.values()):
+            if session.identity is None and now >= session.auth_deadline:
+                session.send(error(ErrorCode.UNAUTHORIZED, "authentication timed out"))
+                self.close(session, CloseCode.UNAUTHORIZED, "authentication timed out")
+        while self._expiries and self._expiries[0][0] <= now:
+            expires_at, session_id = heapq.heappop(self._expiries)
+            session = self.sessions.get(session_id)
+            if session is not None and session.identity is not None:
+                if session.identity.expires_at == expires_at:
+                    session.send(error(ErrorCode.TOKEN_EXPIRED, "token expired; send a fresh one"))
+                    self.close(session, CloseCode.UNAUTHORIZED, "token expired")
+        if now >= self._next_sweep:
+            self._next_sweep = now + self.config.heartbeat_interval
+            deadline = now - self.config.heartbeat_timeout
+            for session in list(self.sessions.values()):
+                if session.last_seen < deadline:
+                    self.close(session, CloseCode.HEARTBEAT_TIMEOUT, "heartbeat timeout")
+
+    # -- rate limit -----------------------------------------------------------------
+
+    @property
+    def _burst(self) -> float:
+        return 2 * self.config.rate_limit
+
+    def _admit(self, session: Session, now: float) -> bool:
+        """Token bucket per connection: `rate_limit`/s, bursts to twice that.
+
+        The first frame over the limit gets one `rate_limited` error; the others
+        are dropped. A client that keeps going for another full burst before its
+        bucket has refilled is closed with 4429.
+        """
+        rate = self.config.rate_limit
+        if rate <= 0:
+            return True
+        session.tokens = min(self._burst, session.tokens + (now - session.refilled_at) * rate)
+        session.refilled_at = now
+        if session.limited and session.tokens >= self._burst:
+            session.limited, session.rejected = False, 0
+        if session.tokens >= 1:
+            session.tokens -= 1
+            return True
+        if not session.limited:
+            session.limited = True
+            session.send(error(ErrorCode.RATE_LIMITED, f"more than {rate:g} frames per second; slow down"))
+        session.rejected += 1
+        if session.rejected > self._burst:
+            self.close(session, CloseCode.TOO_MANY, "rate limit exceeded")
+        return False

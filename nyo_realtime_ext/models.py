@@ -1,0 +1,111 @@
+"""Records that cross layers: who is connected, what was said, who is here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+
+class ChannelKey(NamedTuple):
+    """A channel is always named inside a tenant: tenants are walls."""
+
+    tenant: str
+    name: str
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who a connection or HTTP request is; only a token or Jupyter can make one."""
+
+    user_id: str
+    tenant_id: str
+    name: str = ""
+    color: str | None = None
+    avatar_url: str | None = None
+    expires_at: float | None = None  # seconds since epoch, from the token's `exp`
+    channels: frozenset[str] | None = None  # private channels granted by the token
+
+    def to_wire(self) -> dict[str, Any]:
+        user: dict[str, Any] = {
+            "userId": self.user_id,
+            "tenantId": self.tenant_id,
+            "name": self.name or self.user_id,
+        }
+        if self.color:
+            user["color"] = self.color
+        if self.avatar_url:
+            user["avatar_url"] = self.avatar_url
+        return user
+
+    def same_principal(self, other: Identity) -> bool:
+        return self.user_id == other.user_id and self.tenant_id == other.tenant_id
+
+
+@dataclass(frozen=True)
+class Channel:
+    key: ChannelKey
+    type: str  # public | private | presence
+    owner: str | None
+    created_at: float
+    members: tuple[str, ...] = ()  # user ids allowed in a private channel
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "name": self.key.name,
+            "type": self.type,
+            "owner": self.owner,
+            "members": list(self.members),
+            "createdAt": int(self.created_at * 1000),
+        }
+
+
+@dataclass(frozen=True)
+class Message:
+    channel: str
+    id: str
+    event: str
+    payload: Any
+    sender: dict[str, str] | None  # {userId, connectionId}; None from the server API
+    ts: float
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "type": "message",
+            "channel": self.channel,
+            "id": self.id,
+            "event": self.event,
+            "payload": self.payload,
+            "from": self.sender,
+            "ts": int(self.ts * 1000),
+        }
+
+
+@dataclass
+class Member:
+    """One user on one channel, however many connections it has."""
+
+    user_id: str
+    name: str
+    status: str = "online"
+    meta: dict[str, Any] = field(default_factory=dict)
+    joined_at: float = 0.0
+    last_seen: float = 0.0
+    connections: set[str] = field(default_factory=set)
+    color: str | None = None
+    avatar_url: str | None = None
+
+    def to_wire(self) -> dict[str, Any]:
+        member: dict[str, Any] = {
+            "userId": self.user_id,
+            "name": self.name,
+            "status": self.status,
+            "meta": self.meta,
+            "joinedAt": int(self.joined_at * 1000),
+            "lastSeen": int(self.last_seen * 1000),
+            "connections": len(self.connections),
+        }
+        if self.color:
+            member["color"] = self.color
+        if self.avatar_url:
+            member["avatar_url"] = self.avatar_url
+        return member

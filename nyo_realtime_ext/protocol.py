@@ -1,0 +1,185 @@
+"""Frames of PROTOCOL.md: parse and validate what clients send, build what we send.
+
+Parsing never trusts the client: every field is checked here, so the hub only
+ever sees well-formed requests, and every bad frame becomes a `ProtocolError`
+carrying the documented error code.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import orjson
+
+PROTOCOL_VERSION = 1
+
+CHANNEL_NAME = re.compile(r"[A-Za-z0-9_:.@/=+\-]{1,200}")
+CHANNEL_TYPES = ("public", "private", "presence")
+STATUSES = ("online", "away", "busy", "offline")
+MAX_EVENT_LENGTH = 100
+
+
+class ErrorCode:
+    BAD_REQUEST = "bad_request"
+    UNKNOWN_TYPE = "unknown_type"
+    UNAUTHORIZED = "unauthorized"
+    TOKEN_EXPIRED = "token_expired"
+    FORBIDDEN = "forbidden"
+    INVALID_CHANNEL = "invalid_channel"
+    NOT_SUBSCRIBED = "not_subscribed"
+    RATE_LIMITED = "rate_limited"
+    PAYLOAD_TOO_LARGE = "payload_too_large"
+    INTERNAL = "internal"
+    # HTTP API only: its answers need two more outcomes.
+    NOT_FOUND = "not_found"
+    CONFLICT = "conflict"
+
+
+class CloseCode:
+    GOING_AWAY = 1001
+    MESSAGE_TOO_BIG = 1009
+    UNAUTHORIZED = 4401
+    HEARTBEAT_TIMEOUT = 4408
+    TOO_MANY = 4429
+
+
+class ProtocolError(Exception):
+    """A request that gets an `error` frame; the connection stays open."""
+
+    def __init__(
+        self, code: str, message: str, ref: Any = None, channel: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.ref = ref
+        self.channel = channel
+
+    def to_wire(self) -> dict[str, Any]:
+        return error(self.code, self.message, self.ref, self.channel)
+
+
+def encode(frame: dict[str, Any]) -> bytes:
+    return orjson.dumps(frame)
+
+
+def error(code: str, message: str, ref: Any = None, channel: str | None = None) -> dict[str, Any]:
+    frame: dict[str, Any] = {"type": "error", "code": code, "message": message}
+    if ref is not None:
+        frame["ref"] = ref
+    if channel is not None:
+        frame["channel"] = channel
+    return frame
+
+
+def reply(type_: str, ref: Any, **fields: Any) -> dict[str, Any]:
+    frame = {"type": type_, **fields}
+    if ref is not None:
+        frame["ref"] = ref
+    return frame
+
+
+def is_valid_channel(name: Any) -> bool:
+    return isinstance(name, str) and CHANNEL_NAME.fullmatch(name) is not None
+
+
+def channel_type_for(name: str, default: str) -> str:
+    if name.startswith("private-"):
+        return "private"
+    if name.startswith("presence-"):
+        return "presence"
+    return default
+
+
+def decode(data: str | bytes) -> dict[str, Any]:
+    """Parse one client frame into a validated request dict, or raise ProtocolError."""
+    if isinstance(data, bytes):
+        raise ProtocolError(ErrorCode.BAD_REQUEST, "binary frames are not accepted; send JSON text")
+    try:
+        frame = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        # orjson also refuses nesting deeper than 1024 levels here.
+        raise ProtocolError(ErrorCode.BAD_REQUEST, f"frame is not valid JSON: {exc}") from None
+    if not isinstance(frame, dict):
+        raise ProtocolError(ErrorCode.BAD_REQUEST, "frame must be a JSON object")
+    ref = frame.get("ref")
+    if ref is not None and (not isinstance(ref, (str, int)) or isinstance(ref, bool)):
+        raise ProtocolError(ErrorCode.BAD_REQUEST, "`ref` must be a string or an integer")
+    type_ = frame.get("type")
+    if not isinstance(type_, str):
+        raise ProtocolError(ErrorCode.BAD_REQUEST, "`type` must be a string", ref)
+    validate = _VALIDATORS.get(type_)
+    if validate is None:
+        raise ProtocolError(ErrorCode.UNKNOWN_TYPE, f"unknown frame type {type_!r}", ref)
+    validate(frame, ref)
+    return frame
+
+
+def _require_channel(frame: dict[str, Any], ref: Any) -> None:
+    name = frame.get("channel")
+    if not isinstance(name, str):
+        raise ProtocolError(ErrorCode.BAD_REQUEST, "`channel` must be a string", ref)
+    if not is_valid_channel(name):
+        raise ProtocolError(
+            ErrorCode.INVALID_CHANNEL,
+            "channel names are 1-200 characters of A-Z a-z 0-9 _ : . @ / = + -",
+            ref,
+            name[:200],
+        )
+
+
+def _check_auth(frame: dict[str, Any], ref: Any) -> None:
+    token = frame.get("token")
+    if not isinstance(token, str) or not token:
+        raise ProtocolError(ErrorCode.BAD_REQUEST, "`token` must be a non-empty string", ref)
+
+
+def _check_subscribe(frame: dict[str, Any], ref: Any) -> None:
+    _require_channel(frame, ref)
+    since = frame.get("since")
+    if since is not None and not isinstance(since, str):
+        raise ProtocolError(
+            ErrorCode.BAD_REQUEST, "`since` must be a message id (string)", ref, frame["channel"]
+        )
+
+
+def _check_broadcast(frame: dict[str, Any], ref: Any) -> None:
+    _require_channel(frame, ref)
+    check_event(frame.get("event"), ref, frame["channel"])
+    echo = frame.get("echo", True)
+    if not isinstance(echo, bool):
+        raise ProtocolError(ErrorCode.BAD_REQUEST, "`echo` must be a boolean", ref, frame["channel"])
+
+
+def check_event(event: Any, ref: Any = None, channel: str | None = None) -> None:
+    if not isinstance(event, str) or not 1 <= len(event) <= MAX_EVENT_LENGTH:
+        raise ProtocolError(
+            ErrorCode.BAD_REQUEST, "`event` must be a string of 1-100 characters", ref, channel
+        )
+
+
+def check_presence_update(fields: dict[str, Any], ref: Any = None, channel: str | None = None) -> None:
+    status = fields.get("status")
+    if status is not None and status not in STATUSES:
+        raise ProtocolError(
+            ErrorCode.BAD_REQUEST, f"`status` must be one of {', '.join(STATUSES)}", ref, channel
+        )
+    meta = fields.get("meta")
+    if meta is not None and not isinstance(meta, dict):
+        raise ProtocolError(ErrorCode.BAD_REQUEST, "`meta` must be an object", ref, channel)
+
+
+def _check_presence(frame: dict[str, Any], ref: Any) -> None:
+    _require_channel(frame, ref)
+    check_presence_update(frame, ref, frame["channel"])
+
+
+_VALIDATORS = {
+    "auth": _check_auth,
+    "subscribe": _check_subscribe,
+    "unsubscribe": _require_channel,
+    "broadcast": _check_broadcast,
+    "presence": _check_presence,
+    "ping": lambda frame, ref: None,
+}

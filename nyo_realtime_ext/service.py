@@ -1,0 +1,79 @@
+"""Wires the layers together once per process: store, engine, authenticator, hub.
+
+Both entry points (the Jupyter extension and `nyo-realtime serve`) build one
+`RealtimeService` from the `Realtime` configuration and hand it to the same
+tornado handlers, so the two modes cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from tornado.ioloop import PeriodicCallback
+
+from .auth import AuthError, Authenticator
+from .config import Realtime
+from .engines import MemoryEngine
+from .hub import Hub
+from .models import Identity
+from .store import Store
+
+log = logging.getLogger(__name__)
+
+TICK_SECONDS = 1.0
+EXPIRE_HISTORY_SECONDS = 60.0
+
+
+class RealtimeService:
+    def __init__(self, config: Realtime) -> None:
+        self.config = config
+        self.store = Store(config.db_path)
+        self.store.mark_all_offline(self._now())  # nobody is connected to a fresh process
+        self.engine = MemoryEngine(self.store, config.history_size, config.history_ttl)
+        self.authenticator = Authenticator(config)
+        self.hub = Hub(config, self.store, self.engine, self.authenticator)
+        self._timers: list[PeriodicCallback] = []
+
+    @staticmethod
+    def _now() -> float:
+        import time
+
+        return time.time()
+
+    def start(self) -> None:
+        """Start the periodic work; call from the event loop's thread."""
+        self._timers = [
+            PeriodicCallback(self.hub.tick, TICK_SECONDS * 1000),
+            PeriodicCallback(self._expire_history, EXPIRE_HISTORY_SECONDS * 1000),
+        ]
+        for timer in self._timers:
+            timer.start()
+
+    def stop(self) -> None:
+        """Close every connection with 1001 and leave the database consistent."""
+        for timer in self._timers:
+            timer.stop()
+        self.hub.shutdown()
+
+    def close_store(self) -> None:
+        self.store.close()
+
+    def _expire_history(self) -> None:
+        self.store.drop_expired(self._now() - self.config.history_ttl)
+
+    def identify_handshake(self, token: str | None, jupyter_user: object | None) -> Identity | None:
+        """Identity from handshake credentials; None means "wait for an `auth` frame".
+
+        Under Jupyter the `token` query parameter may be Jupyter's own token,
+        which Jupyter has already checked: a token that is not a valid JWT then
+        falls back to the Jupyter user instead of being refused.
+        """
+        if token:
+            try:
+                return self.authenticator.identify(token)
+            except AuthError:
+                if jupyter_user is None:
+                    raise
+        if jupyter_user is not None:
+            return self.authenticator.identity_from_jupyter(jupyter_user)
+        return None

@@ -1,0 +1,250 @@
+"""Durable state in SQLite through sqlite-utils: channels, members, messages, presence.
+
+sqlite-utils owns the schema (tables, keys, indexes, additive migrations); the
+hot paths (append a message, read history) use the same connection with plain
+parameterised SQL, each write in one transaction, so a crash or a signal
+never leaves half a publish behind. WAL mode lets readers run beside the writer.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any, Iterable
+
+import orjson
+import sqlite_utils
+
+from .models import Channel, ChannelKey, Member, Message
+
+
+class Store:
+    def __init__(self, path: str = ":memory:") -> None:
+        self.path = path
+        if path == ":memory:":
+            self.db = sqlite_utils.Database(memory=True)
+        else:
+            self.db = sqlite_utils.Database(path)
+            self.db.enable_wal()
+        self.conn: sqlite3.Connection = self.db.conn
+        self.conn.execute("PRAGMA synchronous=NORMAL")
+        self._create_schema()
+
+    def _create_schema(self) -> None:
+        db = self.db
+        db["channels"].create(
+            {
+                "tenant": str,
+                "name": str,
+                "type": str,
+                "owner": str,
+                "created_at": float,
+                "epoch": str,
+                "last_seq": int,
+            },
+            pk=("tenant", "name"),
+            not_null={"tenant", "name", "type", "created_at", "epoch", "last_seq"},
+            if_not_exists=True,
+        )
+        db["channel_members"].create(
+            {"tenant": str, "channel": str, "user_id": str},
+            pk=("tenant", "channel", "user_id"),
+            if_not_exists=True,
+        )
+        db["messages"].create(
+            {
+                "tenant": str,
+                "channel": str,
+                "seq": int,
+                "event": str,
+                "payload": str,
+                "sender": str,
+                "ts": float,
+            },
+            pk=("tenant", "channel", "seq"),
+            if_not_exists=True,
+        )
+        db["messages"].create_index(["ts"], if_not_exists=True)
+        db["presence"].create(
+            {
+                "tenant": str,
+                "channel": str,
+                "user_id": str,
+                "name": str,
+                "status": str,
+                "meta": str,
+                "color": str,
+                "avatar_url": str,
+                "joined_at": float,
+                "last_seen": float,
+                "online": int,
+            },
+            pk=("tenant", "channel", "user_id"),
+            if_not_exists=True,
+        )
+
+    def close(self) -> None:
+        self.conn.close()
+
+    # -- channels -----------------------------------------------------------
+
+    def get_channel(self, key: ChannelKey) -> tuple[Channel, str, int] | None:
+        """The channel, its epoch and its last sequence number, or None."""
+        row = self.conn.execute(
+            "SELECT type, owner, created_at, epoch, last_seq FROM channels WHERE tenant=? AND name=?",
+            key,
+        ).fetchone()
+        if row is None:
+            return None
+        type_, owner, created_at, epoch, last_seq = row
+        channel = Channel(key, type_, owner, created_at, tuple(self.channel_members(key)))
+        return channel, epoch, last_seq
+
+    def create_channel(self, channel: Channel, epoch: str) -> bool:
+        """Insert a channel; False when one of that name exists already."""
+        with self.conn:
+            cursor = self.conn.execute(
+                "INSERT OR IGNORE INTO channels (tenant, name, type, owner, created_at, epoch, last_seq)"
+                " VALUES (?, ?, ?, ?, ?, ?, 0)",
+                (*channel.key, channel.type, channel.owner, channel.created_at, epoch),
+            )
+            if cursor.rowcount and channel.members:
+                self._insert_members(channel.key, channel.members)
+        return bool(cursor.rowcount)
+
+    def list_channels(self, tenant: str) -> list[Channel]:
+        rows = self.conn.execute(
+            "SELECT name FROM channels WHERE tenant=? ORDER BY name", (tenant,)
+        ).fetchall()
+        return [self.get_channel(ChannelKey(tenant, name))[0] for (name,) in rows]  # type: ignore[index]
+
+    def channel_members(self, key: ChannelKey) -> list[str]:
+        rows = self.conn.execute(
+            "SELECT user_id FROM channel_members WHERE tenant=? AND channel=? ORDER BY user_id", key
+        )
+        return [user_id for (user_id,) in rows]
+
+    def set_channel_members(self, key: ChannelKey, user_ids: Iterable[str]) -> None:
+        with self.conn:
+            self.conn.execute("DELETE FROM channel_members WHERE tenant=? AND channel=?", key)
+            self._insert_members(key, user_ids)
+
+    def _insert_members(self, key: ChannelKey, user_ids: Iterable[str]) -> None:
+        self.conn.executemany(
+            "INSERT OR IGNORE INTO channel_members (tenant, channel, user_id) VALUES (?, ?, ?)",
+            [(*key, user_id) for user_id in user_ids],
+        )
+
+    # -- messages -----------------------------------------------------------
+
+    def append_message(self, key: ChannelKey, seq: int, message: Message, keep: int) -> None:
+        """Store a message and drop what falls out of the last `keep` of its channel."""
+        with self.conn:
+            self.conn.execute(
+                "INSERT INTO messages (tenant, channel, seq, event, payload, sender, ts)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    *key,
+                    seq,
+                    message.event,
+                    orjson.dumps(message.payload).decode(),
+                    orjson.dumps(message.sender).decode() if message.sender else None,
+                    message.ts,
+                ),
+            )
+            self.conn.execute(
+                "UPDATE channels SET last_seq=? WHERE tenant=? AND name=?", (seq, *key)
+            )
+            self.conn.execute(
+                "DELETE FROM messages WHERE tenant=? AND channel=? AND seq<=?", (*key, seq - keep)
+            )
+
+    def read_messages(
+        self, key: ChannelKey, epoch: str, after_seq: int, not_before: float, limit: int
+    ) -> list[tuple[int, Message]]:
+        """Messages after `after_seq` and not older than `not_before`, oldest first."""
+        rows = self.conn.execute(
+            "SELECT seq, event, payload, sender, ts FROM messages"
+            " WHERE tenant=? AND channel=? AND seq>? AND ts>=? ORDER BY seq LIMIT ?",
+            (*key, after_seq, not_before, limit),
+        ).fetchall()
+        return [
+            (
+                seq,
+                Message(
+                    key.name,
+                    message_id(epoch, seq),
+                    event,
+                    orjson.loads(payload),
+                    orjson.loads(sender) if sender else None,
+                    ts,
+                ),
+            )
+            for seq, event, payload, sender, ts in rows
+        ]
+
+    def drop_expired(self, not_before: float) -> int:
+        with self.conn:
+            return self.conn.execute("DELETE FROM messages WHERE ts<?", (not_before,)).rowcount
+
+    # -- presence records ---------------------------------------------------
+
+    def save_presence(self, key: ChannelKey, member: Member, online: bool) -> None:
+        with self.conn:
+            self.conn.execute(
+                "INSERT OR REPLACE INTO presence (tenant, channel, user_id, name, status, meta,"
+                " color, avatar_url, joined_at, last_seen, online) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                (
+                    *key,
+                    member.user_id,
+                    member.name,
+                    member.status if online else "offline",
+                    orjson.dumps(member.meta).decode(),
+                    member.color,
+                    member.avatar_url,
+                    member.joined_at,
+                    member.last_seen,
+                    int(online),
+                ),
+            )
+
+    def presence_records(self, key: ChannelKey, online: bool | None = None) -> list[Member]:
+        sql = (
+            "SELECT user_id, name, status, meta, color, avatar_url, joined_at, last_seen"
+            " FROM presence WHERE tenant=? AND channel=?"
+        )
+        params: list[Any] = [*key]
+        if online is not None:
+            sql += " AND online=?"
+            params.append(int(online))
+        rows = self.conn.execute(sql + " ORDER BY user_id", params).fetchall()
+        return [
+            Member(
+                user_id=user_id,
+                name=name,
+                status=status,
+                meta=orjson.loads(meta),
+                color=color,
+                avatar_url=avatar_url,
+                joined_at=joined_at,
+                last_seen=last_seen,
+            )
+            for user_id, name, status, meta, color, avatar_url, joined_at, last_seen in rows
+        ]
+
+    def mark_all_offline(self, now: float) -> None:
+        """After a restart or at shutdown nobody is connected to this process any more."""
+        with self.conn:
+            self.conn.execute(
+                "UPDATE presence SET online=0, status='offline', last_seen=? WHERE online=1", (now,)
+            )
+
+
+def message_id(epoch: str, seq: int) -> str:
+    return f"{epoch}-{seq}"
+
+
+def parse_message_id(message_id_: str) -> tuple[str, int] | None:
+    epoch, _, seq = message_id_.rpartition("-")
+    if not epoch or not seq.isdigit():
+        return None
+    return epoch, int(seq)
