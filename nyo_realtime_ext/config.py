@@ -17,9 +17,9 @@ class Realtime(Configurable):
     path = Unicode("/ws", help="URL path of the WebSocket endpoint (standalone server).").tag(
         config=True
     )
-    heartbeat_interval = Float(
-        30.0, help="Seconds between two sweeps for silent connections."
-    ).tag(config=True)
+    heartbeat_interval = Float(30.0, help="Seconds between two sweeps for silent connections.").tag(
+        config=True
+    )
     heartbeat_timeout = Float(
         60.0, help="Seconds of silence after which a connection is closed with 4408."
     ).tag(config=True)
@@ -30,9 +30,9 @@ class Realtime(Configurable):
         10.0, help="Seconds a connection may stay unauthenticated before it is closed with 4401."
     ).tag(config=True)
 
-    jwt_secret = Unicode(
-        "", help="Shared secret for HMAC-signed JWTs (HS256/384/512)."
-    ).tag(config=True)
+    jwt_secret = Unicode("", help="Shared secret for HMAC-signed JWTs (HS256/384/512).").tag(
+        config=True
+    )
     jwt_public_key = Unicode(
         "", help="PEM public key for asymmetrically signed JWTs (RS*, ES*, PS*, EdDSA)."
     ).tag(config=True)
@@ -70,9 +70,7 @@ class Realtime(Configurable):
         "default", help="Tenant of users whose token or identity names none."
     ).tag(config=True)
     history_size = Int(100, help="Messages kept per channel.").tag(config=True)
-    history_ttl = Float(24 * 3600.0, help="Seconds a message is kept in history.").tag(
-        config=True
-    )
+    history_ttl = Float(24 * 3600.0, help="Seconds a message is kept in history.").tag(config=True)
     db_path = Unicode(
         "nyo-realtime.db",
         help="SQLite file for channels, members, messages and presence; ':memory:' keeps nothing.",

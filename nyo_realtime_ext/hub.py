@@ -16,10 +16,11 @@ import itertools
 import logging
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
-from .auth import AuthError, Authenticator, TokenExpired
+from .auth import Authenticator, AuthError, TokenExpired
 from .engines import Engine
 from .models import Channel, ChannelKey, Identity, Member, Message
 from .protocol import (
@@ -185,7 +186,9 @@ class Hub:
                 raise ProtocolError(ErrorCode.FORBIDDEN, "you may not publish here", ref, name)
             sender = {"userId": identity.user_id, "connectionId": session.id}
             echo = frame.get("echo", True)
-            message = self.engine.publish(key, frame["event"], frame.get("payload"), sender, now, echo)
+            message = self.engine.publish(
+                key, frame["event"], frame.get("payload"), sender, now, echo
+            )
             if ref is not None:
                 session.send(reply("ack", ref, id=message.id))
         elif type_ == "presence":
@@ -195,14 +198,18 @@ class Hub:
         try:
             identity = self.auth.identify(token)
         except AuthError as exc:
-            code = ErrorCode.TOKEN_EXPIRED if isinstance(exc, TokenExpired) else ErrorCode.UNAUTHORIZED
+            code = (
+                ErrorCode.TOKEN_EXPIRED if isinstance(exc, TokenExpired) else ErrorCode.UNAUTHORIZED
+            )
             session.send(error(code, str(exc), ref))
             self.close(session, CloseCode.UNAUTHORIZED, "unauthorized")
             return
         current = session.identity
         if current is not None and not current.same_principal(identity):
             raise ProtocolError(
-                ErrorCode.UNAUTHORIZED, "a refreshed token must be for the same user and tenant", ref
+                ErrorCode.UNAUTHORIZED,
+                "a refreshed token must be for the same user and tenant",
+                ref,
             )
         self._authenticate(session, identity, ref)
 
@@ -268,11 +275,15 @@ class Hub:
         if state.channel.type != "presence":
             raise ProtocolError(ErrorCode.BAD_REQUEST, "not a presence channel", ref, key.name)
         self.update_presence(key, identity.user_id, frame.get("status"), frame.get("meta"), now)
-        session.send(reply("presence:state", ref, channel=key.name, members=self._members_wire(key)))
+        session.send(
+            reply("presence:state", ref, channel=key.name, members=self._members_wire(key))
+        )
 
     def _require_subscribed(self, session: Session, key: ChannelKey, ref: Any) -> None:
         if key not in session.subscriptions:
-            raise ProtocolError(ErrorCode.NOT_SUBSCRIBED, "subscribe to the channel first", ref, key.name)
+            raise ProtocolError(
+                ErrorCode.NOT_SUBSCRIBED, "subscribe to the channel first", ref, key.name
+            )
 
     # -- channels ---------------------------------------------------------------
 
@@ -341,7 +352,9 @@ class Hub:
     def _broadcast_event(
         self, state: ChannelState, type_: str, member: Member, skip: str | None = None
     ) -> None:
-        data = encode({"type": type_, "channel": state.channel.key.name, "member": member.to_wire()})
+        data = encode(
+            {"type": type_, "channel": state.channel.key.name, "member": member.to_wire()}
+        )
         for session_id, session in list(state.subscribers.items()):
             if session_id != skip:
                 session.conn.send(data)
@@ -363,7 +376,9 @@ class Hub:
             for wake in waiters:
                 wake(message)
 
-    def wait_for_message(self, key: ChannelKey, wake: Callable[[Message], None]) -> Callable[[], None]:
+    def wait_for_message(
+        self, key: ChannelKey, wake: Callable[[Message], None]
+    ) -> Callable[[], None]:
         """Call `wake` once with the next message of the channel; returns a cancel."""
         waiters = self.channel_state(key).waiters
         waiters.append(wake)
@@ -422,7 +437,9 @@ class Hub:
             return True
         if not session.limited:
             session.limited = True
-            session.send(error(ErrorCode.RATE_LIMITED, f"more than {rate:g} frames per second; slow down"))
+            session.send(
+                error(ErrorCode.RATE_LIMITED, f"more than {rate:g} frames per second; slow down")
+            )
         session.rejected += 1
         if session.rejected > self._burst:
             self.close(session, CloseCode.TOO_MANY, "rate limit exceeded")

@@ -149,7 +149,9 @@ def _check_broadcast(frame: dict[str, Any], ref: Any) -> None:
     check_event(frame.get("event"), ref, frame["channel"])
     echo = frame.get("echo", True)
     if not isinstance(echo, bool):
-        raise ProtocolError(ErrorCode.BAD_REQUEST, "`echo` must be a boolean", ref, frame["channel"])
+        raise ProtocolError(
+            ErrorCode.BAD_REQUEST, "`echo` must be a boolean", ref, frame["channel"]
+        )
 
 
 def check_event(event: Any, ref: Any = None, channel: str | None = None) -> None:
@@ -159,7 +161,9 @@ def check_event(event: Any, ref: Any = None, channel: str | None = None) -> None
         )
 
 
-def check_presence_update(fields: dict[str, Any], ref: Any = None, channel: str | None = None) -> None:
+def check_presence_update(
+    fields: dict[str, Any], ref: Any = None, channel: str | None = None
+) -> None:
     status = fields.get("status")
     if status is not None and status not in STATUSES:
         raise ProtocolError(

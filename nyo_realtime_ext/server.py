@@ -64,7 +64,10 @@ class ServeApp(Application):
         self.log.info(
             "nyo-realtime listening on ws://%s:%d%s", self.host, self.port, service.config.path
         )
-        print(f"nyo-realtime listening on ws://{self.host}:{self.port}{service.config.path}", flush=True)
+        print(
+            f"nyo-realtime listening on ws://{self.host}:{self.port}{service.config.path}",
+            flush=True,
+        )
         await stopping.wait()
         server.stop()
         service.stop()

@@ -11,7 +11,7 @@ import logging
 
 from tornado.ioloop import PeriodicCallback
 
-from .auth import AuthError, Authenticator
+from .auth import Authenticator, AuthError
 from .config import Realtime
 from .engines import MemoryEngine
 from .hub import Hub

@@ -9,7 +9,8 @@ never leaves half a publish behind. WAL mode lets readers run beside the writer.
 from __future__ import annotations
 
 import sqlite3
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import orjson
 import sqlite_utils

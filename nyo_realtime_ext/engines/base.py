@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple, Protocol
+from collections.abc import Callable
+from typing import Any, NamedTuple, Protocol
 
 from ..models import ChannelKey, Message
 from ..presence import PresenceTracker
@@ -36,9 +37,7 @@ class Engine(Protocol):
     ) -> Message:
         """Give the message its id, keep it in history, deliver it; returns it."""
 
-    def history(
-        self, key: ChannelKey, since: str | None, limit: int, now: float
-    ) -> History:
+    def history(self, key: ChannelKey, since: str | None, limit: int, now: float) -> History:
         """Retained messages after `since` (all retained when None), oldest first."""
 
     def last_id(self, key: ChannelKey) -> str | None: ...
