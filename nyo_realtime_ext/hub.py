@@ -238,7 +238,7 @@ class Hub:
         ref: Any,
         now: float,
     ) -> None:
-        state = self.channel_state(key, creator=identity)
+        state = self.channel_state(key)
         channel = state.channel
         if not self.auth.may_access(identity, channel, "subscribe"):
             raise ProtocolError(ErrorCode.FORBIDDEN, "you may not subscribe here", ref, key.name)
@@ -294,7 +294,12 @@ class Hub:
         type_: str | None = None,
         members: tuple[str, ...] = (),
     ) -> ChannelState:
-        """The channel, loaded from the store or created (by `creator`) on first use."""
+        """The channel, loaded from the store or created on first use.
+
+        Only channels created explicitly (HTTP API) have an owner: a private
+        channel made by a first subscribe belongs to nobody, so no one can squat
+        a name and own it.
+        """
         state = self._channels.get(key)
         if state is not None:
             return state

@@ -1,0 +1,466 @@
+"""The hub without sockets or an event loop: frames in, frames out, a clock we move."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import pytest
+
+from nyo_realtime_ext.auth import Authenticator
+from nyo_realtime_ext.config import Realtime
+from nyo_realtime_ext.engines import MemoryEngine
+from nyo_realtime_ext.hub import Hub
+from nyo_realtime_ext.models import ChannelKey
+from nyo_realtime_ext.store import Store
+
+from .conftest import SECRET, make_token
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_800_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Peer:
+    """The transport side of one connection, as the hub sees it."""
+
+    def __init__(self) -> None:
+        self.sent: list[bytes] = []
+        self.closed_with: tuple[int, str] | None = None
+
+    def send(self, data: bytes) -> None:
+        self.sent.append(data)
+
+    def close(self, code: int, reason: str) -> None:
+        self.closed_with = (code, reason)
+
+    def frames(self, type_: str | None = None) -> list[dict[str, Any]]:
+        frames = [orjson.loads(d) for d in self.sent]
+        return [f for f in frames if type_ is None or f["type"] == type_]
+
+    def take(self) -> list[dict[str, Any]]:
+        frames = self.frames()
+        self.sent.clear()
+        return frames
+
+
+class World:
+    def __init__(self, **config: Any) -> None:
+        self.clock = Clock()
+        self.config = Realtime(jwt_secret=SECRET, **config)
+        self.store = Store(":memory:")
+        engine = MemoryEngine(self.store, self.config.history_size, self.config.history_ttl)
+        self.hub = Hub(self.config, self.store, engine, Authenticator(self.config), self.clock)
+
+    def join(self, user: str = "ada", tenant: str = "acme", **claims: Any) -> tuple[Any, Peer]:
+        peer = Peer()
+        session = self.hub.connect(peer)
+        self.send(session, {"type": "auth", "token": make_token(user, tenant=tenant, **claims)})
+        assert peer.take()[0]["type"] == "authenticated"
+        return session, peer
+
+    def send(self, session: Any, frame: dict[str, Any] | str | bytes) -> None:
+        data = orjson.dumps(frame).decode() if isinstance(frame, dict) else frame
+        self.hub.receive(session, data)
+
+
+@pytest.fixture
+def world() -> World:
+    return World()
+
+
+def test_first_frame_auth_reports_identity_and_heartbeat_in_ms(world: World) -> None:
+    peer = Peer()
+    session = world.hub.connect(peer)
+    world.send(session, {"type": "auth", "token": make_token("ada", tenant="acme"), "ref": 7})
+    (frame,) = peer.frames()
+    assert frame["type"] == "authenticated" and frame["ref"] == 7
+    assert frame["user"] == {"userId": "ada", "tenantId": "acme", "name": "Ada"}
+    assert (frame["heartbeatInterval"], frame["heartbeatTimeout"], frame["protocol"]) == (
+        30000,
+        60000,
+        1,
+    )
+
+
+def test_everything_but_auth_and_ping_needs_authentication(world: World) -> None:
+    peer = Peer()
+    session = world.hub.connect(peer)
+    world.send(session, {"type": "ping", "ref": 1})
+    world.send(session, {"type": "subscribe", "channel": "room", "ref": 2})
+    pong, refused = peer.frames()
+    assert pong["type"] == "pong" and pong["ref"] == 1 and pong["ts"] == int(world.clock.now * 1000)
+    assert refused == {
+        "type": "error",
+        "code": "unauthorized",
+        "message": "authenticate first",
+        "ref": 2,
+    }
+    assert peer.closed_with is None
+
+
+def test_bad_token_is_refused_and_closed_4401(world: World) -> None:
+    peer = Peer()
+    session = world.hub.connect(peer)
+    world.send(session, {"type": "auth", "token": make_token("ada", secret="wrong" * 10)})
+    assert peer.frames()[0]["code"] == "unauthorized"
+    assert peer.closed_with[0] == 4401
+
+
+def test_auth_timeout_closes_4401(world: World) -> None:
+    peer = Peer()
+    world.hub.connect(peer)
+    world.clock.now += 9
+    world.hub.tick()
+    assert peer.closed_with is None
+    world.clock.now += 2
+    world.hub.tick()
+    assert peer.frames()[0]["code"] == "unauthorized"
+    assert peer.closed_with[0] == 4401
+
+
+def test_expired_token_closes_after_token_expired_unless_refreshed(world: World) -> None:
+    # The hub's clock is ahead of the real one, so PyJWT (real clock) accepts
+    # these tokens while the hub (its clock) decides when they run out.
+    exp = int(world.clock.now) + 20
+    ada, peer = world.join("ada", exp=exp)
+    world.send(ada, {"type": "auth", "token": make_token("ada", tenant="acme", exp=exp + 20)})
+    assert peer.take()[0]["type"] == "authenticated"
+    world.clock.now = exp + 1
+    world.hub.tick()
+    assert peer.closed_with is None, "refreshed token must extend the session"
+    world.clock.now = exp + 21
+    world.hub.tick()
+    assert [f["code"] for f in peer.frames("error")] == ["token_expired"]
+    assert peer.closed_with[0] == 4401
+
+
+def test_refresh_for_another_user_is_refused_and_keeps_the_session(world: World) -> None:
+    ada, peer = world.join("ada")
+    world.send(ada, {"type": "auth", "token": make_token("mallory", tenant="acme"), "ref": 1})
+    assert peer.take() == [
+        {
+            "type": "error",
+            "code": "unauthorized",
+            "message": "a refreshed token must be for the same user and tenant",
+            "ref": 1,
+        }
+    ]
+    assert peer.closed_with is None
+    world.send(ada, {"type": "subscribe", "channel": "room", "ref": 2})
+    assert peer.frames()[0]["members"][0]["userId"] == "ada"
+
+
+def test_one_order_per_channel_echo_and_ack(world: World) -> None:
+    ada, ada_peer = world.join("ada")
+    bob, bob_peer = world.join("bob")
+    for s in (ada, bob):
+        world.send(s, {"type": "subscribe", "channel": "room"})
+    ada_peer.take(), bob_peer.take()
+    world.send(
+        ada, {"type": "broadcast", "channel": "room", "event": "e", "payload": 1, "ref": "a"}
+    )
+    world.send(bob, {"type": "broadcast", "channel": "room", "event": "e", "payload": 2})
+    world.send(
+        ada, {"type": "broadcast", "channel": "room", "event": "e", "payload": 3, "echo": False}
+    )
+    ada_frames, bob_frames = ada_peer.take(), bob_peer.take()
+    assert [f["payload"] for f in bob_frames if f["type"] == "message"] == [1, 2, 3]
+    assert [f["payload"] for f in ada_frames if f["type"] == "message"] == [1, 2]
+    ack = [f for f in ada_frames if f["type"] == "ack"]
+    assert ack == [{"type": "ack", "ref": "a", "id": bob_frames[0]["id"]}]
+    ids = [f["id"] for f in bob_frames]
+    assert len(set(ids)) == 3
+
+
+def test_encoded_once_same_bytes_for_every_subscriber(world: World) -> None:
+    sessions = [world.join(f"u{i}") for i in range(3)]
+    for session, _ in sessions:
+        world.send(session, {"type": "subscribe", "channel": "public-news"})
+    for _, peer in sessions:
+        peer.take()
+    world.send(
+        sessions[0][0], {"type": "broadcast", "channel": "public-news", "event": "e", "payload": {}}
+    )
+    sent = [peer.sent[0] for _, peer in sessions]
+    assert all(data is sent[0] for data in sent)
+
+
+def test_must_subscribe_before_broadcast_or_presence(world: World) -> None:
+    ada, peer = world.join("ada")
+    world.send(ada, {"type": "broadcast", "channel": "room", "event": "e", "payload": 1, "ref": 1})
+    world.send(ada, {"type": "presence", "channel": "room", "ref": 2})
+    assert [(f["code"], f["channel"]) for f in peer.frames()] == [
+        ("not_subscribed", "room"),
+        ("not_subscribed", "room"),
+    ]
+
+
+def test_second_tab_makes_no_join_or_leave(world: World) -> None:
+    watcher, watcher_peer = world.join("watcher")
+    world.send(watcher, {"type": "subscribe", "channel": "room"})
+    tab1, _ = world.join("ada")
+    tab2, _ = world.join("ada")
+    world.send(tab1, {"type": "subscribe", "channel": "room"})
+    world.send(tab2, {"type": "subscribe", "channel": "room"})
+    joined = watcher_peer.frames("user:joined")
+    assert [f["member"]["userId"] for f in joined] == ["ada"]
+    assert joined[0]["member"]["connections"] == 1
+    world.hub.disconnect(tab1)
+    assert watcher_peer.frames("user:left") == []
+    world.hub.disconnect(tab2)
+    (left,) = watcher_peer.frames("user:left")
+    assert left["member"]["userId"] == "ada" and left["member"]["status"] == "offline"
+
+
+def test_status_and_meta_updates(world: World) -> None:
+    ada, ada_peer = world.join("ada")
+    bob, bob_peer = world.join("bob")
+    for s in (ada, bob):
+        world.send(s, {"type": "subscribe", "channel": "room"})
+    bob_peer.take()
+    world.send(
+        ada,
+        {
+            "type": "presence",
+            "channel": "room",
+            "status": "away",
+            "meta": {"file": "a.ipynb"},
+            "ref": 1,
+        },
+    )
+    (updated,) = bob_peer.frames("presence:updated")
+    assert updated["member"]["status"] == "away" and updated["member"]["meta"] == {
+        "file": "a.ipynb"
+    }
+    state = ada_peer.frames("presence:state")[0]
+    assert {m["userId"]: m["status"] for m in state["members"]} == {"ada": "away", "bob": "online"}
+    world.send(ada, {"type": "presence", "channel": "room", "status": "sleeping", "ref": 2})
+    assert ada_peer.frames("error")[-1]["code"] == "bad_request"
+    record = {m.user_id: m for m in world.store.presence_records(ChannelKey("acme", "room"))}["ada"]
+    assert record.status == "away"
+
+
+def test_tenants_are_walls(world: World) -> None:
+    acme, acme_peer = world.join("ada", tenant="acme")
+    globex, globex_peer = world.join("ada", tenant="globex")
+    world.send(acme, {"type": "subscribe", "channel": "room:1"})
+    world.send(globex, {"type": "subscribe", "channel": "room:1"})
+    assert [m["userId"] for m in globex_peer.frames("subscribed")[0]["members"]] == ["ada"]
+    world.send(acme, {"type": "broadcast", "channel": "room:1", "event": "e", "payload": "secret"})
+    assert globex_peer.frames("message") == [] and globex_peer.frames("user:joined") == []
+    world.send(
+        globex,
+        {
+            "type": "subscribe",
+            "channel": "room:1",
+            "since": acme_peer.frames("message")[0]["id"],
+            "ref": 3,
+        },
+    )
+    again = globex_peer.frames("subscribed")[-1]
+    assert again["ref"] == 3
+    assert globex_peer.frames("message") == []
+
+
+def test_private_channel_needs_membership_claim_or_hook(world: World) -> None:
+    world.hub.channel_state(ChannelKey("acme", "private-team"), type_="private", members=("ada",))
+    ada, ada_peer = world.join("ada")
+    eve, eve_peer = world.join("eve")
+    carl, carl_peer = world.join("carl", channels=["private-t*"])
+    for s in (ada, eve, carl):
+        world.send(s, {"type": "subscribe", "channel": "private-team", "ref": 1})
+    assert ada_peer.frames()[0]["type"] == "subscribed"
+    assert carl_peer.frames()[0]["type"] == "subscribed"
+    assert eve_peer.frames() == [
+        {
+            "type": "error",
+            "code": "forbidden",
+            "message": "you may not subscribe here",
+            "ref": 1,
+            "channel": "private-team",
+        }
+    ]
+
+
+def test_authorize_hook_decides_for_others() -> None:
+    calls: list[tuple[str, str, str]] = []
+
+    def authorize(identity: Any, channel: str, action: str) -> bool:
+        calls.append((identity.user_id, channel, action))
+        return identity.user_id == "friend"
+
+    world = World(authorize=authorize)
+    friend, friend_peer = world.join("friend")
+    stranger, stranger_peer = world.join("stranger")
+    world.send(friend, {"type": "subscribe", "channel": "private-x"})
+    world.send(stranger, {"type": "subscribe", "channel": "private-x"})
+    assert friend_peer.frames()[0]["type"] == "subscribed"
+    assert stranger_peer.frames()[0]["code"] == "forbidden"
+    assert ("friend", "private-x", "subscribe") in calls
+
+
+def test_recovery_replays_exactly_the_missed_messages(world: World) -> None:
+    ada, ada_peer = world.join("ada")
+    bob, bob_peer = world.join("bob")
+    for s in (ada, bob):
+        world.send(s, {"type": "subscribe", "channel": "room"})
+    for i in range(5):
+        world.send(ada, {"type": "broadcast", "channel": "room", "event": "e", "payload": i})
+    seen = bob_peer.frames("message")
+    world.hub.disconnect(bob)
+    for i in range(5, 8):
+        world.send(ada, {"type": "broadcast", "channel": "room", "event": "e", "payload": i})
+    bob2, bob2_peer = world.join("bob")
+    world.send(bob2, {"type": "subscribe", "channel": "room", "since": seen[2]["id"]})
+    frames = bob2_peer.frames()
+    assert frames[0]["type"] == "subscribed" and frames[0]["recovered"] is True
+    assert [f["payload"] for f in frames[1:]] == [3, 4, 5, 6, 7]
+
+
+def test_recovery_flags_gaps_and_unknown_ids() -> None:
+    world = World(history_size=3)
+    ada, _ = world.join("ada")
+    world.send(ada, {"type": "subscribe", "channel": "room"})
+    for i in range(6):
+        world.send(ada, {"type": "broadcast", "channel": "room", "event": "e", "payload": i})
+    for since in ("0000-1", "nonsense", "9999999"):
+        bob, peer = world.join("bob")
+        world.send(bob, {"type": "subscribe", "channel": "room", "since": since})
+        frames = peer.frames()
+        assert frames[0]["recovered"] is False
+        assert [f["payload"] for f in frames[1:]] == [3, 4, 5]
+
+
+def test_history_ttl_drops_old_messages() -> None:
+    world = World(history_ttl=60)
+    ada, peer = world.join("ada")
+    world.send(ada, {"type": "subscribe", "channel": "room"})
+    world.send(ada, {"type": "broadcast", "channel": "room", "event": "e", "payload": "old"})
+    first_id = peer.frames("message")[0]["id"]
+    world.clock.now += 61
+    world.send(ada, {"type": "broadcast", "channel": "room", "event": "e", "payload": "new"})
+    bob, bob_peer = world.join("bob")
+    world.send(bob, {"type": "subscribe", "channel": "room", "since": "x-0"})
+    assert [f["payload"] for f in bob_peer.frames("message")] == ["new"]
+    carl, carl_peer = world.join("carl")
+    world.send(carl, {"type": "subscribe", "channel": "room", "since": first_id})
+    assert carl_peer.frames("subscribed")[0]["recovered"] is True
+
+
+def test_heartbeat_sweep_closes_silent_connections_and_ends_presence(world: World) -> None:
+    quiet, quiet_peer = world.join("quiet")
+    chatty, chatty_peer = world.join("chatty")
+    for s in (quiet, chatty):
+        world.send(s, {"type": "subscribe", "channel": "room"})
+    for _ in range(3):
+        world.clock.now += 30
+        world.send(chatty, {"type": "ping"})
+        world.hub.tick()
+    assert quiet_peer.closed_with == (4408, "heartbeat timeout")
+    assert chatty_peer.closed_with is None
+    assert [f["member"]["userId"] for f in chatty_peer.frames("user:left")] == ["quiet"]
+
+
+def test_flooding_gets_one_rate_limited_then_4429() -> None:
+    world = World(rate_limit=10)
+    flood, peer = world.join("flood")
+    calm, calm_peer = world.join("calm")
+    for _ in range(20):  # the burst
+        world.send(flood, {"type": "ping"})
+    assert len(peer.frames("pong")) == 19  # the auth frame took one token
+    world.send(flood, {"type": "ping"})
+    assert [f["code"] for f in peer.frames("error")] == ["rate_limited"]
+    assert peer.closed_with is None
+    for _ in range(20):
+        world.send(flood, {"type": "ping"})
+    assert peer.closed_with[0] == 4429
+    assert [f["code"] for f in peer.frames("error")] == ["rate_limited"]
+    world.send(calm, {"type": "ping"})
+    assert calm_peer.frames("pong") and calm_peer.closed_with is None
+
+
+def test_rate_limit_forgives_after_the_bucket_refills() -> None:
+    world = World(rate_limit=10)
+    client, peer = world.join("burst")
+    for _ in range(30):
+        world.send(client, {"type": "ping"})
+    assert peer.closed_with is None
+    world.clock.now += 2.5
+    for _ in range(30):
+        world.send(client, {"type": "ping"})
+    assert peer.closed_with is None
+    assert [f["code"] for f in peer.frames("error")] == ["rate_limited", "rate_limited"]
+
+
+@pytest.mark.parametrize(
+    ("frame", "code"),
+    [
+        ("not json", "bad_request"),
+        ("[1, 2]", "bad_request"),
+        (b'{"type": "ping"}', "bad_request"),
+        ("[" * 5000 + "]" * 5000, "bad_request"),
+        ('{"type": 3}', "bad_request"),
+        ('{"type": "dance"}', "unknown_type"),
+        ('{"type": "ping", "ref": [1]}', "bad_request"),
+        ('{"type": "subscribe"}', "bad_request"),
+        ('{"type": "subscribe", "channel": "has space"}', "invalid_channel"),
+        ('{"type": "subscribe", "channel": ""}', "invalid_channel"),
+        ('{"type": "subscribe", "channel": "' + "x" * 201 + '"}', "invalid_channel"),
+        ('{"type": "subscribe", "channel": "room", "since": 5}', "bad_request"),
+        ('{"type": "broadcast", "channel": "room", "payload": 1}', "bad_request"),
+        ('{"type": "broadcast", "channel": "room", "event": "' + "e" * 101 + '"}', "bad_request"),
+        ('{"type": "broadcast", "channel": "room", "event": "e", "echo": "no"}', "bad_request"),
+        ('{"type": "presence", "channel": "room", "meta": [1]}', "bad_request"),
+        ('{"type": "auth", "token": ""}', "bad_request"),
+    ],
+)
+def test_bad_frames_get_the_documented_error_and_nothing_else_changes(
+    world: World, frame: str | bytes, code: str
+) -> None:
+    bad, bad_peer = world.join("bad")
+    good, good_peer = world.join("good")
+    for s in (bad, good):
+        world.send(s, {"type": "subscribe", "channel": "room"})
+    bad_peer.take(), good_peer.take()
+    world.send(bad, frame)
+    (error,) = bad_peer.take()
+    assert error["type"] == "error" and error["code"] == code, error
+    assert bad_peer.closed_with is None
+    assert good_peer.take() == []
+    world.send(bad, {"type": "broadcast", "channel": "room", "event": "still", "payload": "here"})
+    assert [f["event"] for f in good_peer.frames("message")] == ["still"]
+
+
+def test_history_survives_a_new_hub_on_the_same_database(tmp_path: Any) -> None:
+    path = str(tmp_path / "db.sqlite")
+    config = Realtime(jwt_secret=SECRET, db_path=path)
+    first = World()
+    first.store = Store(path)
+    engine = MemoryEngine(first.store, 100, 3600)
+    first.hub = Hub(config, first.store, engine, Authenticator(config), first.clock)
+    ada, peer = first.join("ada")
+    first.send(ada, {"type": "subscribe", "channel": "room"})
+    first.send(ada, {"type": "broadcast", "channel": "room", "event": "e", "payload": "kept"})
+    message_id = peer.frames("message")[0]["id"]
+    first.hub.shutdown()
+    first.store.close()
+
+    second = World()
+    second.store = Store(path)
+    engine = MemoryEngine(second.store, 100, 3600)
+    second.hub = Hub(config, second.store, engine, Authenticator(config), second.clock)
+    bob, bob_peer = second.join("bob")
+    second.send(bob, {"type": "subscribe", "channel": "room", "since": "x-0"})
+    assert [(f["id"], f["payload"]) for f in bob_peer.frames("message")] == [(message_id, "kept")]
+    second.send(bob, {"type": "broadcast", "channel": "room", "event": "e", "payload": "next"})
+    new_id = bob_peer.frames("message")[-1]["id"]
+    assert new_id != message_id
+    assert [m.status for m in second.store.presence_records(ChannelKey("acme", "room"))] == [
+        "offline",
+        "online",
+    ]
