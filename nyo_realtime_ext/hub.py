@@ -70,6 +70,14 @@ class Session:
 
 
 @dataclass(eq=False)
+class HttpMember:
+    """A presence member kept alive by HTTP heartbeats instead of a socket."""
+
+    connection_id: str  # "http-…": one per user and channel, however many clients
+    last_seen: float
+
+
+@dataclass(eq=False)
 class ChannelState:
     channel: Channel
     subscribers: dict[str, Session] = field(default_factory=dict)
@@ -96,6 +104,8 @@ class Hub:
         self._ids = itertools.count(1)
         self._id_prefix = secrets.token_hex(3)
         self._next_sweep = clock() + config.heartbeat_interval
+        # HTTP presence members: (channel, user) -> their pseudo-connection.
+        self._http_members: dict[tuple[ChannelKey, str], HttpMember] = {}
         engine.start(self._deliver)
 
     # -- connection lifecycle -------------------------------------------------
@@ -394,6 +404,131 @@ class Hub:
 
         return cancel
 
+    # -- HTTP-facing --------------------------------------------------------------
+    #
+    # The REST transport (api.py) calls these with an identity it has already
+    # authenticated. They apply the rules the frames above apply (the tenant is
+    # in the key, private channels go through `may_access`) and raise
+    # ProtocolError with the same codes, which the transport maps to statuses,
+    # so the two transports cannot disagree about who may do what.
+
+    def find_channel(self, key: ChannelKey) -> ChannelState | None:
+        """The channel if it exists, in memory or in the store; never creates one."""
+        if key in self._channels or self.store.get_channel(key) is not None:
+            return self.channel_state(key)
+        return None
+
+    def accessible_channel(
+        self, identity: Identity, key: ChannelKey, action: str = "subscribe"
+    ) -> ChannelState:
+        """An existing channel `identity` may `action` on: else not_found or forbidden."""
+        state = self.find_channel(key)
+        if state is None:
+            raise ProtocolError(ErrorCode.NOT_FOUND, f"no channel named {key.name!r}")
+        self._require_access(identity, state, action)
+        return state
+
+    def _require_access(self, identity: Identity, state: ChannelState, action: str) -> None:
+        if not self.auth.may_access(identity, state.channel, action):
+            raise ProtocolError(ErrorCode.FORBIDDEN, f"you may not {action} on this channel")
+
+    def visible_channels(self, identity: Identity) -> list[Channel]:
+        """The channels of the caller's tenant it may subscribe to, by name."""
+        channels = self.store.list_channels(identity.tenant_id)
+        return [c for c in channels if self.auth.may_access(identity, c, "subscribe")]
+
+    def create_channel(
+        self, identity: Identity, key: ChannelKey, type_: str, members: tuple[str, ...]
+    ) -> Channel:
+        """An explicit creation: the creator owns the channel; conflict if the name is taken."""
+        if self.find_channel(key) is not None:
+            raise ProtocolError(ErrorCode.CONFLICT, f"a channel named {key.name!r} exists")
+        return self.channel_state(key, creator=identity, type_=type_, members=members).channel
+
+    def change_members(self, identity: Identity, key: ChannelKey, user_ids: list[str]) -> Channel:
+        """Replace a channel's member list; only its owner may."""
+        state = self.accessible_channel(identity, key)
+        if state.channel.owner != identity.user_id:
+            raise ProtocolError(ErrorCode.FORBIDDEN, "only the channel's owner changes members")
+        return self.set_channel_members(key, user_ids)
+
+    def publish_http(
+        self, identity: Identity, key: ChannelKey, event: str, payload: Any
+    ) -> Message:
+        """Publish from the HTTP API: created on first publish as over WebSocket; `from` null."""
+        state = self.channel_state(key)
+        self._require_access(identity, state, "publish")
+        return self.engine.publish(key, event, payload, None, self.clock())
+
+    def read_history(
+        self, identity: Identity, key: ChannelKey, since: str | None, limit: int
+    ) -> list[Message]:
+        self.accessible_channel(identity, key)
+        return self.engine.history(key, since, limit, self.clock()).messages
+
+    def http_members(
+        self, identity: Identity, key: ChannelKey, include_offline: bool = False
+    ) -> list[Member]:
+        """Who is here; with `include_offline`, also who left, from the store's records."""
+        self.accessible_channel(identity, key)
+        members = self.engine.presence.members(key)
+        if include_offline:
+            here = {m.user_id for m in members}
+            gone = self.store.presence_records(key, online=False)
+            members += [m for m in gone if m.user_id not in here]
+        return members
+
+    def http_presence(
+        self, identity: Identity, key: ChannelKey, status: str | None, meta: dict | None
+    ) -> Member:
+        """Join as an HTTP member, or heartbeat (and update status/meta) if already one.
+
+        An HTTP member is one more connection of its user, named `http-…`, so a
+        user present over WebSocket and HTTP at once is still one member.
+        """
+        state = self.channel_state(key)
+        self._require_access(identity, state, "subscribe")
+        if state.channel.type != "presence":
+            raise ProtocolError(ErrorCode.BAD_REQUEST, "not a presence channel")
+        now = self.clock()
+        http_member = self._http_members.get((key, identity.user_id))
+        if http_member is None:
+            connection_id = f"http-{self._id_prefix}{next(self._ids):x}"
+            member, joined = self.engine.presence.join(
+                key, identity, connection_id, now, status or "online", meta
+            )
+            self._http_members[(key, identity.user_id)] = HttpMember(connection_id, now)
+            if joined:
+                self.store.save_presence(key, member, online=True)
+                self._broadcast_event(state, "user:joined", member)
+                return member
+        else:
+            http_member.last_seen = now
+        if self.update_presence(key, identity.user_id, status, meta, now) is None:
+            # Nothing to announce, but the record's `lastSeen` must stay fresh.
+            member = self.engine.presence.member(key, identity.user_id)
+            self.store.save_presence(key, member, online=True)  # type: ignore[arg-type]
+        return self.engine.presence.member(key, identity.user_id)  # type: ignore[return-value]
+
+    def http_leave(self, identity: Identity, key: ChannelKey) -> None:
+        """The HTTP member leaves at once; a no-op for a user who is not one.
+
+        No rights are needed to leave: a member whose access was withdrawn may still go.
+        """
+        if self.find_channel(key) is None:
+            raise ProtocolError(ErrorCode.NOT_FOUND, f"no channel named {key.name!r}")
+        http_member = self._http_members.pop((key, identity.user_id), None)
+        if http_member is not None:
+            self.leave_presence(key, identity.user_id, http_member.connection_id)
+
+    def expire_http_presence(self, now: float) -> None:
+        """HTTP members silent for `heartbeat_timeout` leave as if a connection closed."""
+        deadline = now - self.config.heartbeat_timeout
+        expired = [k for k, m in self._http_members.items() if m.last_seen < deadline]
+        for key, user_id in expired:
+            http_member = self._http_members.pop((key, user_id))
+            self.leave_presence(key, user_id, http_member.connection_id)
+
     # -- time -------------------------------------------------------------------
 
     def tick(self) -> None:
@@ -416,6 +551,7 @@ class Hub:
             for session in list(self.sessions.values()):
                 if session.last_seen < deadline:
                     self.close(session, CloseCode.HEARTBEAT_TIMEOUT, "heartbeat timeout")
+        self.expire_http_presence(now)
 
     # -- rate limit -----------------------------------------------------------------
 
