@@ -54,7 +54,7 @@ class RealtimeSocket(WebSocketHandler):
         try:
             identity = self.service.identify_handshake(bearer_token(self), self.jupyter_user())
         except AuthError as exc:
-            hub.reject(self, str(exc))
+            hub.reject(self, exc)
             return
         self.session = hub.connect(self, identity)
 

@@ -126,9 +126,9 @@ class Hub:
             self._authenticate(session, identity, None)
         return session
 
-    def reject(self, conn: Connection, message: str) -> None:
+    def reject(self, conn: Connection, exc: AuthError) -> None:
         """Credentials given at the handshake were refused."""
-        conn.send(encode(error(ErrorCode.UNAUTHORIZED, message)))
+        conn.send(encode(error(_auth_error_code(exc), str(exc))))
         conn.close(CloseCode.UNAUTHORIZED, "unauthorized")
 
     def disconnect(self, session: Session) -> None:
@@ -585,3 +585,7 @@ class Hub:
         if session.rejected > self._burst:
             self.close(session, CloseCode.TOO_MANY, "rate limit exceeded")
         return False
+
+
+def _auth_error_code(exc: AuthError) -> str:
+    return ErrorCode.TOKEN_EXPIRED if isinstance(exc, TokenExpired) else ErrorCode.UNAUTHORIZED

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from typing import Any
 
 import orjson
@@ -10,6 +11,7 @@ from tornado.httpclient import HTTPRequest
 from tornado.websocket import WebSocketClientConnection, websocket_connect
 
 TIMEOUT = 10.0
+_refs = itertools.count(1)
 
 
 class WSClient:
@@ -17,6 +19,8 @@ class WSClient:
 
     def __init__(self, ws: WebSocketClientConnection) -> None:
         self.ws = ws
+        # Frames skipped while waiting for something else, kept for later reads.
+        self.backlog: list[dict[str, Any]] = []
 
     @classmethod
     async def open(
@@ -39,32 +43,47 @@ class WSClient:
 
     async def recv(self, timeout: float = TIMEOUT) -> dict[str, Any] | None:
         """The next frame, or None when the connection closed."""
+        if self.backlog:
+            return self.backlog.pop(0)
         data = await asyncio.wait_for(self.ws.read_message(), timeout)
         return None if data is None else orjson.loads(data)
 
     async def expect(self, type_: str, timeout: float = TIMEOUT, **fields: Any) -> dict[str, Any]:
         """Skip frames until one of `type_` (matching `fields`) arrives."""
+        for i, frame in enumerate(self.backlog):
+            if frame["type"] == type_ and all(frame.get(k) == v for k, v in fields.items()):
+                return self.backlog.pop(i)
+        skipped = []
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        while True:
-            frame = await self.recv(max(0.01, deadline - loop.time()))
-            if frame is None:
-                raise AssertionError(f"closed ({self.close_code}) while waiting for {type_}")
-            if frame["type"] == type_ and all(frame.get(k) == v for k, v in fields.items()):
-                return frame
+        try:
+            while True:
+                frame = await self._read(max(0.01, deadline - loop.time()))
+                if frame is None:
+                    raise AssertionError(f"closed ({self.close_code}) while waiting for {type_}")
+                if frame["type"] == type_ and all(frame.get(k) == v for k, v in fields.items()):
+                    return frame
+                skipped.append(frame)
+        finally:
+            self.backlog.extend(skipped)
 
     async def request(self, frame: dict[str, Any], timeout: float = TIMEOUT) -> dict[str, Any]:
         """Send a frame with a ref and return the reply that echoes it."""
-        frame.setdefault("ref", f"r{id(frame)}")
+        frame.setdefault("ref", f"r{next(_refs)}")
         await self.send(frame)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while True:
-            reply = await self.recv(max(0.01, deadline - loop.time()))
+            reply = await self._read(max(0.01, deadline - loop.time()))
             if reply is None:
                 raise AssertionError(f"closed ({self.close_code}) while waiting for {frame}")
             if reply.get("ref") == frame["ref"]:
                 return reply
+            self.backlog.append(reply)
+
+    async def _read(self, timeout: float) -> dict[str, Any] | None:
+        data = await asyncio.wait_for(self.ws.read_message(), timeout)
+        return None if data is None else orjson.loads(data)
 
     async def subscribe(self, channel: str, **fields: Any) -> dict[str, Any]:
         reply = await self.request({"type": "subscribe", "channel": channel, **fields})
