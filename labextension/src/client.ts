@@ -1,0 +1,786 @@
+/**
+ * A client for the nyo-realtime wire protocol (PROTOCOL.md, version 1).
+ *
+ * It behaves like the Python client: one WebSocket, reconnection with jittered
+ * exponential backoff, resubscription with `since` so that nothing is missed,
+ * and de-duplication so that nothing is seen twice. It has no JupyterLab
+ * dependency, so it runs in the browser and, with `ws`, in Node for its tests.
+ *
+ * The identity is never the client's to choose: the server takes it from the
+ * Jupyter login (cookie or `?token=`), or from a JWT given as `token`.
+ */
+
+/** The status values the protocol knows. */
+export type Status = 'online' | 'away' | 'busy' | 'offline';
+
+export const STATUSES: readonly Status[] = ['online', 'away', 'busy'];
+
+/** Where the connection is, as a person should see it. */
+export type ConnectionState =
+  | 'connecting' // first attempt, never connected yet
+  | 'open' // authenticated; subscriptions are live
+  | 'reconnecting' // was open (or tried), waiting to try again
+  | 'closed'; // closed for good: `close()` was called or credentials were refused
+
+export interface User {
+  userId: string;
+  tenantId: string;
+  name: string;
+  color?: string;
+  avatar_url?: string;
+}
+
+export interface Member {
+  userId: string;
+  name: string;
+  status: Status;
+  meta: Record<string, unknown>;
+  joinedAt: number;
+  lastSeen: number;
+  connections: number;
+  color?: string;
+  avatar_url?: string;
+}
+
+export interface Message {
+  channel: string;
+  id: string;
+  event: string;
+  payload: unknown;
+  from: { userId: string; connectionId: string } | null;
+  ts: number;
+}
+
+/** An `error` frame from the server, as an exception. */
+export class RealtimeError extends Error {
+  constructor(
+    readonly code: string,
+    message: string,
+    readonly channel?: string
+  ) {
+    super(message);
+    this.name = 'RealtimeError';
+  }
+}
+
+/** The minimum of the WebSocket API the client needs; browsers' and `ws`'s both fit. */
+export interface WebSocketLike {
+  readonly readyState: number;
+  onopen: ((ev: any) => void) | null;
+  onclose: ((ev: { code: number; reason: string }) => void) | null;
+  onerror: ((ev: any) => void) | null;
+  onmessage: ((ev: { data: any }) => void) | null;
+  send(data: string): void;
+  close(code?: number, reason?: string): void;
+}
+
+export type WebSocketFactory = (url: string) => WebSocketLike;
+
+export interface BackoffOptions {
+  /** First delay, in ms. */
+  initial: number;
+  /** Upper bound of any delay, in ms. */
+  max: number;
+  /** Growth per failed attempt. */
+  factor: number;
+  /** Fraction of the delay that is randomised, 0..1 ("equal jitter" at 0.5). */
+  jitter: number;
+}
+
+export const DEFAULT_BACKOFF: BackoffOptions = {
+  initial: 500,
+  max: 30_000,
+  factor: 2,
+  jitter: 0.5
+};
+
+/**
+ * The delay before reconnection attempt number `attempt` (0 for the first).
+ *
+ * Exponential so that a server that is down is not hammered; jittered so that
+ * the many clients a restart disconnects at the same instant do not all come
+ * back at the same instant too.
+ */
+export function backoffDelay(
+  attempt: number,
+  options: BackoffOptions = DEFAULT_BACKOFF,
+  random: () => number = Math.random
+): number {
+  const base = Math.min(
+    options.max,
+    options.initial * Math.pow(options.factor, attempt)
+  );
+  const jitter = Math.min(1, Math.max(0, options.jitter));
+  return base * (1 - jitter) + base * jitter * random();
+}
+
+export interface ClientOptions {
+  /** The WebSocket URL; a function is called again on every attempt. */
+  url: string | (() => string);
+  /**
+   * A JWT, sent in an `auth` frame after opening. Leave it out when the
+   * handshake itself authenticates (Jupyter's cookie or `?token=`).
+   */
+  token?: string | (() => string | Promise<string>);
+  /** Defaults to the global `WebSocket`. */
+  createSocket?: WebSocketFactory;
+  backoff?: Partial<BackoffOptions>;
+  /** How often to ping, in ms; the server's advertised interval wins when shorter. */
+  heartbeatInterval?: number;
+  /** How long a request waits for its reply, in ms. */
+  requestTimeout?: number;
+  /** How many message ids per channel are remembered to drop duplicates. */
+  dedupWindow?: number;
+  random?: () => number;
+}
+
+type Listener<T> = (value: T) => void;
+
+/** A tiny typed event source; a client must not depend on Lumino. */
+export class Emitter<T> {
+  private _listeners = new Set<Listener<T>>();
+
+  connect(listener: Listener<T>): () => void {
+    this._listeners.add(listener);
+    return () => this._listeners.delete(listener);
+  }
+
+  emit(value: T): void {
+    for (const listener of [...this._listeners]) {
+      try {
+        listener(value);
+      } catch (error) {
+        // One broken listener must not starve the others of events.
+        console.error('nyo-realtime: listener failed', error);
+      }
+    }
+  }
+
+  clear(): void {
+    this._listeners.clear();
+  }
+}
+
+interface Pending {
+  resolve: (frame: any) => void;
+  reject: (error: Error) => void;
+  timer: ReturnType<typeof setTimeout>;
+}
+
+const OPEN = 1;
+
+/** Close codes of PROTOCOL.md that matter to reconnection. */
+export const CloseCode = {
+  GOING_AWAY: 1001,
+  TOO_BIG: 1009,
+  UNAUTHORIZED: 4401,
+  HEARTBEAT: 4408,
+  TOO_MANY: 4429
+} as const;
+
+/** One channel as this client sees it: members (presence channels) and messages. */
+export class Channel {
+  /** Members by user id; kept whole across reconnections by `subscribed`. */
+  readonly members = new Map<string, Member>();
+  /** Every message, once, in the server's order. */
+  readonly messages = new Emitter<Message>();
+  /** The members changed (join, leave, status or meta, or a fresh list). */
+  readonly membersChanged = new Emitter<Map<string, Member>>();
+  /** A `subscribed` frame arrived; `recovered` false means "reload what you show". */
+  readonly subscribed = new Emitter<{ recovered: boolean | undefined }>();
+
+  /** Last message id seen, for `since` on resubscription. */
+  lastId: string | undefined;
+  channelType: string | undefined;
+  /** Whether the server has confirmed the current subscription. */
+  isSubscribed = false;
+
+  private _seen = new Set<string>();
+  private _seenOrder: string[] = [];
+  private _status: Status | undefined;
+  private _meta: Record<string, unknown> | undefined;
+  private _wantsHistory: boolean;
+
+  constructor(
+    readonly name: string,
+    private _client: RealtimeClient,
+    options: { history?: boolean }
+  ) {
+    this._wantsHistory = !!options.history;
+  }
+
+  /** Our own status and meta, re-sent after every reconnection. */
+  get status(): Status | undefined {
+    return this._status;
+  }
+
+  get meta(): Record<string, unknown> | undefined {
+    return this._meta;
+  }
+
+  /** Send a message; resolves with its id once the server accepted it. */
+  async publish(
+    event: string,
+    payload: unknown,
+    options: { echo?: boolean } = {}
+  ): Promise<string> {
+    const frame: Record<string, unknown> = {
+      type: 'broadcast',
+      channel: this.name,
+      event,
+      payload
+    };
+    if (options.echo === false) {
+      frame.echo = false;
+    }
+    const reply = await this._client.request(frame, { afterSubscribe: this });
+    return reply.id as string;
+  }
+
+  /**
+   * Set our status and/or meta on this presence channel. Remembered, so that
+   * a reconnection restores it rather than falling back to "online".
+   */
+  async setPresence(update: {
+    status?: Status;
+    meta?: Record<string, unknown>;
+  }): Promise<Member[]> {
+    if (update.status !== undefined) {
+      this._status = update.status;
+    }
+    if (update.meta !== undefined) {
+      this._meta = update.meta;
+    }
+    if (!this._client.isOpen || !this.isSubscribed) {
+      // Sent by `_restorePresence` once the subscription is live.
+      return [...this.members.values()];
+    }
+    const reply = await this._client.request({
+      type: 'presence',
+      channel: this.name,
+      ...update
+    });
+    return reply.members as Member[];
+  }
+
+  /** Stop following the channel; members and history are forgotten. */
+  async leave(): Promise<void> {
+    await this._client.unsubscribe(this.name);
+  }
+
+  // -- called by the client -------------------------------------------------
+
+  /** The `subscribe` frame for the current state: `since` once anything was seen. */
+  subscribeFrame(): Record<string, unknown> {
+    const frame: Record<string, unknown> = {
+      type: 'subscribe',
+      channel: this.name
+    };
+    if (this.lastId !== undefined) {
+      frame.since = this.lastId;
+    } else if (this._wantsHistory) {
+      // PROTOCOL.md: an unknown `since` gets "what it still has", oldest first;
+      // an empty id is never a real one, so this asks for the retained history.
+      frame.since = '';
+    }
+    return frame;
+  }
+
+  onSubscribed(frame: any): void {
+    this.isSubscribed = true;
+    this.channelType = frame.channelType;
+    if (Array.isArray(frame.members)) {
+      // The list is the truth after a gap: joins and leaves we missed are in it.
+      this.members.clear();
+      for (const member of frame.members as Member[]) {
+        this.members.set(member.userId, member);
+      }
+      this.membersChanged.emit(this.members);
+    }
+    this.subscribed.emit({ recovered: frame.recovered });
+  }
+
+  onMessage(message: Message): void {
+    if (this._seen.has(message.id)) {
+      return;
+    }
+    this._seen.add(message.id);
+    this._seenOrder.push(message.id);
+    if (this._seenOrder.length > this._client.dedupWindow) {
+      this._seen.delete(this._seenOrder.shift()!);
+    }
+    this.lastId = message.id;
+    this.messages.emit(message);
+  }
+
+  onMember(type: string, member: Member): void {
+    if (type === 'user:left') {
+      this.members.delete(member.userId);
+    } else {
+      this.members.set(member.userId, member);
+    }
+    this.membersChanged.emit(this.members);
+  }
+
+  onMembers(members: Member[]): void {
+    this.members.clear();
+    for (const member of members) {
+      this.members.set(member.userId, member);
+    }
+    this.membersChanged.emit(this.members);
+  }
+
+  onDisconnected(): void {
+    this.isSubscribed = false;
+  }
+
+  dispose(): void {
+    this.isSubscribed = false;
+    this.members.clear();
+    this.messages.clear();
+    this.membersChanged.clear();
+    this.subscribed.clear();
+  }
+}
+
+export class RealtimeClient {
+  /** Connection state changes, for the "reconnecting…" mark. */
+  readonly stateChanged = new Emitter<ConnectionState>();
+  /** Errors the server sent without a request to pin them on, and close reasons. */
+  readonly errors = new Emitter<RealtimeError>();
+  /** The user the server authenticated, on every (re)connection. */
+  readonly authenticated = new Emitter<User>();
+
+  readonly dedupWindow: number;
+
+  constructor(options: ClientOptions) {
+    this._options = options;
+    this._backoff = { ...DEFAULT_BACKOFF, ...options.backoff };
+    this._random = options.random ?? Math.random;
+    this.dedupWindow = options.dedupWindow ?? 1000;
+    this._createSocket =
+      options.createSocket ??
+      ((url: string) => new WebSocket(url) as unknown as WebSocketLike);
+  }
+
+  get state(): ConnectionState {
+    return this._state;
+  }
+
+  get isOpen(): boolean {
+    return this._state === 'open';
+  }
+
+  /** The authenticated user, once known. */
+  get user(): User | undefined {
+    return this._user;
+  }
+
+  get connectionId(): string | undefined {
+    return this._connectionId;
+  }
+
+  /** Number of reconnection attempts since the last successful connection. */
+  get attempt(): number {
+    return this._attempt;
+  }
+
+  /** Open the connection; resolves once authenticated (rejects if refused). */
+  connect(): Promise<User> {
+    if (this._state === 'closed' && this._closedByUser) {
+      this._closedByUser = false;
+      this._setState('connecting');
+    }
+    if (!this._socket && !this._retryTimer) {
+      this._open();
+    }
+    if (this._user && this.isOpen) {
+      return Promise.resolve(this._user);
+    }
+    return new Promise<User>((resolve, reject) => {
+      const offAuth = this.authenticated.connect(user => {
+        offAuth();
+        offState();
+        resolve(user);
+      });
+      const offState = this.stateChanged.connect(state => {
+        if (state === 'closed') {
+          offAuth();
+          offState();
+          reject(this._closeError ?? new RealtimeError('closed', 'closed'));
+        }
+      });
+    });
+  }
+
+  /** Follow a channel; kept across reconnections until `unsubscribe`. */
+  channel(name: string, options: { history?: boolean } = {}): Channel {
+    let channel = this._channels.get(name);
+    if (!channel) {
+      channel = new Channel(name, this, options);
+      this._channels.set(name, channel);
+      if (this.isOpen) {
+        this._subscribe(channel);
+      }
+    }
+    return channel;
+  }
+
+  async unsubscribe(name: string): Promise<void> {
+    const channel = this._channels.get(name);
+    if (!channel) {
+      return;
+    }
+    this._channels.delete(name);
+    channel.dispose();
+    if (this.isOpen) {
+      await this.request({ type: 'unsubscribe', channel: name });
+    }
+  }
+
+  /** Drop the socket and reconnect at once, as after a network change. */
+  reconnect(): void {
+    if (this._state === 'closed') {
+      return;
+    }
+    this._attempt = 0;
+    if (this._socket) {
+      this._teardown('reconnect requested');
+    }
+    this._clearRetry();
+    this._open();
+  }
+
+  /** Close for good. */
+  close(): void {
+    this._closedByUser = true;
+    this._clearRetry();
+    this._teardown('client closed');
+    this._setState('closed');
+  }
+
+  /**
+   * Send a request with a `ref` and wait for its direct reply. With
+   * `afterSubscribe`, waits for the connection and that channel's subscription
+   * first, so that a message typed while reconnecting is sent, once, afterwards.
+   */
+  async request(
+    frame: Record<string, unknown>,
+    options: { afterSubscribe?: Channel } = {}
+  ): Promise<any> {
+    if (options.afterSubscribe) {
+      await this._whenSubscribed(options.afterSubscribe);
+    }
+    if (!this.isOpen || !this._socket) {
+      throw new RealtimeError('disconnected', 'not connected');
+    }
+    const ref = this._nextRef++;
+    const socket = this._socket;
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this._pending.delete(ref);
+        reject(new RealtimeError('timeout', `no reply to ${frame.type}`));
+      }, this._options.requestTimeout ?? 10_000);
+      this._pending.set(ref, { resolve, reject, timer });
+      socket.send(JSON.stringify({ ...frame, ref }));
+    });
+  }
+
+  // -- internals --------------------------------------------------------------
+
+  private _whenSubscribed(channel: Channel): Promise<void> {
+    if (this.isOpen && channel.isSubscribed) {
+      return Promise.resolve();
+    }
+    if (this._state === 'closed') {
+      return Promise.reject(new RealtimeError('closed', 'connection closed'));
+    }
+    return new Promise((resolve, reject) => {
+      const offSub = channel.subscribed.connect(() => {
+        offSub();
+        offState();
+        resolve();
+      });
+      const offState = this.stateChanged.connect(state => {
+        if (state === 'closed') {
+          offSub();
+          offState();
+          reject(new RealtimeError('closed', 'connection closed'));
+        }
+      });
+    });
+  }
+
+  private _url(): string {
+    const url = this._options.url;
+    return typeof url === 'function' ? url() : url;
+  }
+
+  private _open(): void {
+    let socket: WebSocketLike;
+    try {
+      socket = this._createSocket(this._url());
+    } catch (error) {
+      this._scheduleRetry();
+      return;
+    }
+    this._socket = socket;
+    socket.onopen = () => {
+      if (socket !== this._socket) {
+        return;
+      }
+      this._touch();
+      if (this._options.token !== undefined) {
+        void this._sendAuth(socket);
+      }
+    };
+    socket.onmessage = event => {
+      if (socket !== this._socket) {
+        return;
+      }
+      this._touch();
+      let frame: any;
+      try {
+        frame = JSON.parse(String(event.data));
+      } catch {
+        return; // PROTOCOL.md: every frame is JSON; anything else is not ours to act on
+      }
+      this._dispatch(frame);
+    };
+    socket.onerror = () => {
+      // `onclose` always follows and decides what to do.
+    };
+    socket.onclose = event => {
+      if (socket !== this._socket) {
+        return;
+      }
+      this._onClosed(event.code, event.reason);
+    };
+  }
+
+  private async _sendAuth(socket: WebSocketLike): Promise<void> {
+    const token = this._options.token;
+    const value = typeof token === 'function' ? await token() : token;
+    if (socket === this._socket && socket.readyState === OPEN && value) {
+      socket.send(JSON.stringify({ type: 'auth', token: value }));
+    }
+  }
+
+  private _dispatch(frame: any): void {
+    const ref = frame.ref;
+    if (ref !== undefined && this._pending.has(ref)) {
+      const pending = this._pending.get(ref)!;
+      this._pending.delete(ref);
+      clearTimeout(pending.timer);
+      if (frame.type === 'error') {
+        pending.reject(
+          new RealtimeError(frame.code, frame.message, frame.channel)
+        );
+      } else {
+        pending.resolve(frame);
+      }
+    }
+    const channel =
+      typeof frame.channel === 'string'
+        ? this._channels.get(frame.channel)
+        : undefined;
+    switch (frame.type) {
+      case 'authenticated':
+        this._onAuthenticated(frame);
+        break;
+      case 'subscribed':
+        channel?.onSubscribed(frame);
+        if (channel) {
+          this._restorePresence(channel);
+        }
+        break;
+      case 'message':
+        channel?.onMessage(frame as Message);
+        break;
+      case 'user:joined':
+      case 'user:left':
+      case 'presence:updated':
+        channel?.onMember(frame.type, frame.member as Member);
+        break;
+      case 'presence:state':
+        channel?.onMembers(frame.members as Member[]);
+        break;
+      case 'error':
+        if (ref === undefined) {
+          if (frame.code === 'token_expired' || frame.code === 'unauthorized') {
+            this._closeError = new RealtimeError(frame.code, frame.message);
+          }
+          this.errors.emit(
+            new RealtimeError(frame.code, frame.message, frame.channel)
+          );
+        }
+        break;
+    }
+  }
+
+  private _onAuthenticated(frame: any): void {
+    this._user = frame.user as User;
+    this._connectionId = frame.connectionId;
+    this._attempt = 0;
+    const advertised = Number(frame.heartbeatInterval) || Infinity;
+    this._heartbeatMs = Math.min(
+      this._options.heartbeatInterval ?? 25_000,
+      advertised
+    );
+    this._silenceMs = Number(frame.heartbeatTimeout) || 60_000;
+    this._startHeartbeat();
+    this._setState('open');
+    for (const channel of this._channels.values()) {
+      this._subscribe(channel);
+    }
+    this.authenticated.emit(this._user);
+  }
+
+  private _subscribe(channel: Channel): void {
+    if (this._socket && this.isOpen) {
+      this._socket.send(JSON.stringify(channel.subscribeFrame()));
+    }
+  }
+
+  /** After (re)subscribing, put back the status and meta we had set. */
+  private _restorePresence(channel: Channel): void {
+    if (channel.status === undefined && channel.meta === undefined) {
+      return;
+    }
+    const frame: Record<string, unknown> = {
+      type: 'presence',
+      channel: channel.name
+    };
+    if (channel.status !== undefined) {
+      frame.status = channel.status;
+    }
+    if (channel.meta !== undefined) {
+      frame.meta = channel.meta;
+    }
+    this._socket?.send(JSON.stringify(frame));
+  }
+
+  private _onClosed(code: number, reason: string): void {
+    this._teardown();
+    if (this._closedByUser) {
+      return;
+    }
+    if (code === CloseCode.UNAUTHORIZED) {
+      // PROTOCOL.md: do not retry without a new token. Only a token provider
+      // (a function) can bring one; a fixed token or a cookie cannot.
+      if (typeof this._options.token !== 'function') {
+        this._closeError ??= new RealtimeError(
+          'unauthorized',
+          reason || 'authentication failed'
+        );
+        this.errors.emit(this._closeError);
+        this._setState('closed');
+        return;
+      }
+    }
+    this._scheduleRetry();
+  }
+
+  private _scheduleRetry(): void {
+    this._setState(this._everOpened ? 'reconnecting' : 'connecting');
+    const delay = backoffDelay(this._attempt, this._backoff, this._random);
+    this._attempt++;
+    this._clearRetry();
+    this._retryTimer = setTimeout(() => {
+      this._retryTimer = undefined;
+      this._open();
+    }, delay);
+  }
+
+  /** Forget the socket; every request in flight fails, since its reply can't come. */
+  private _teardown(reason?: string): void {
+    const socket = this._socket;
+    this._socket = undefined;
+    this._stopHeartbeat();
+    if (socket) {
+      socket.onopen = socket.onmessage = socket.onerror = socket.onclose = null;
+      if (reason !== undefined && socket.readyState <= OPEN) {
+        try {
+          socket.close(1000, reason);
+        } catch {
+          // already closing
+        }
+      }
+    }
+    for (const channel of this._channels.values()) {
+      channel.onDisconnected();
+    }
+    for (const pending of this._pending.values()) {
+      clearTimeout(pending.timer);
+      pending.reject(new RealtimeError('disconnected', 'connection lost'));
+    }
+    this._pending.clear();
+  }
+
+  private _touch(): void {
+    this._lastFrameAt = Date.now();
+  }
+
+  private _startHeartbeat(): void {
+    this._stopHeartbeat();
+    this._heartbeatTimer = setInterval(() => {
+      const socket = this._socket;
+      if (!socket) {
+        return;
+      }
+      if (Date.now() - this._lastFrameAt > this._silenceMs) {
+        // Nothing, not even a pong, for a whole timeout: the link is dead
+        // even if the socket has not noticed (a laptop lid, a NAT dropping it).
+        this._teardown('heartbeat timeout');
+        this._scheduleRetry();
+        return;
+      }
+      socket.send(JSON.stringify({ type: 'ping' }));
+    }, this._heartbeatMs);
+  }
+
+  private _stopHeartbeat(): void {
+    if (this._heartbeatTimer !== undefined) {
+      clearInterval(this._heartbeatTimer);
+      this._heartbeatTimer = undefined;
+    }
+  }
+
+  private _clearRetry(): void {
+    if (this._retryTimer !== undefined) {
+      clearTimeout(this._retryTimer);
+      this._retryTimer = undefined;
+    }
+  }
+
+  private _setState(state: ConnectionState): void {
+    if (state === 'open') {
+      this._everOpened = true;
+    }
+    if (state !== this._state) {
+      this._state = state;
+      this.stateChanged.emit(state);
+    }
+  }
+
+  private _options: ClientOptions;
+  private _backoff: BackoffOptions;
+  private _random: () => number;
+  private _createSocket: WebSocketFactory;
+  private _socket: WebSocketLike | undefined;
+  private _state: ConnectionState = 'connecting';
+  private _everOpened = false;
+  private _closedByUser = false;
+  private _closeError: RealtimeError | undefined;
+  private _user: User | undefined;
+  private _connectionId: string | undefined;
+  private _channels = new Map<string, Channel>();
+  private _pending = new Map<number, Pending>();
+  private _nextRef = 1;
+  private _attempt = 0;
+  private _retryTimer: ReturnType<typeof setTimeout> | undefined;
+  private _heartbeatTimer: ReturnType<typeof setInterval> | undefined;
+  private _heartbeatMs = 25_000;
+  private _silenceMs = 60_000;
+  private _lastFrameAt = 0;
+}

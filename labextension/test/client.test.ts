@@ -1,0 +1,342 @@
+/**
+ * The TypeScript client against a real `nyo-realtime serve` subprocess.
+ */
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+
+import {
+  backoffDelay,
+  ConnectionState,
+  Message,
+  RealtimeClient,
+  RealtimeError
+} from '../src/client';
+import {
+  createSocket,
+  eventually,
+  makeToken,
+  Relay,
+  StandaloneServer
+} from './harness';
+
+let server: StandaloneServer;
+const clients: RealtimeClient[] = [];
+
+beforeAll(async () => {
+  server = await new StandaloneServer().start();
+});
+
+afterAll(async () => {
+  await server.dispose();
+});
+
+afterEach(() => {
+  for (const client of clients.splice(0)) {
+    client.close();
+  }
+});
+
+function client(
+  user: string,
+  options: { url?: string; claims?: Record<string, unknown>; token?: string } = {}
+): RealtimeClient {
+  const made = new RealtimeClient({
+    url: options.url ?? server.url,
+    token: options.token ?? makeToken(user, options.claims),
+    createSocket,
+    // Short delays keep the tests quick; the shape is what is under test.
+    backoff: { initial: 50, max: 400 }
+  });
+  clients.push(made);
+  return made;
+}
+
+/** Every state a client goes through, in order. */
+function recordStates(c: RealtimeClient): ConnectionState[] {
+  const states: ConnectionState[] = [c.state];
+  c.stateChanged.connect(state => states.push(state));
+  return states;
+}
+
+function recordMessages(c: RealtimeClient, channel: string): Message[] {
+  const seen: Message[] = [];
+  c.channel(channel).messages.connect(message => seen.push(message));
+  return seen;
+}
+
+let counter = 0;
+/** A channel name no other test uses (the server is shared). */
+function fresh(prefix: string): string {
+  return `${prefix}:${++counter}`;
+}
+
+describe('presence', () => {
+  it('two users see each other arrive, change status and meta, and leave', async () => {
+    const room = fresh('room');
+    const ada = client('ada');
+    const bob = client('bob');
+    expect((await ada.connect()).userId).toBe('ada');
+    await bob.connect();
+
+    const adaRoom = ada.channel(room);
+    await eventually(() => adaRoom.isSubscribed, 'ada subscribed');
+    expect([...adaRoom.members.keys()]).toEqual(['ada']);
+
+    bob.channel(room);
+    await eventually(() => adaRoom.members.has('bob'), 'ada to see bob join');
+    expect(adaRoom.members.get('bob')!.name).toBe('Bob');
+
+    await bob.channel(room).setPresence({ status: 'busy', meta: { open: ['a.ipynb'] } });
+    await eventually(
+      () => adaRoom.members.get('bob')?.status === 'busy',
+      'bob busy as seen by ada'
+    );
+    expect(adaRoom.members.get('bob')!.meta).toEqual({ open: ['a.ipynb'] });
+
+    bob.close();
+    await eventually(() => !adaRoom.members.has('bob'), 'bob to leave');
+    expect(bob.state).toBe('closed');
+  });
+
+  it('a bad status is refused with the server error and changes nothing', async () => {
+    const room = fresh('room');
+    const ada = client('ada');
+    await ada.connect();
+    const channel = ada.channel(room);
+    await eventually(() => channel.isSubscribed, 'subscribed');
+    await expect(
+      channel.setPresence({ status: 'sleeping' as 'away' })
+    ).rejects.toMatchObject({ code: 'bad_request' });
+    expect(channel.members.get('ada')!.status).toBe('online');
+  });
+});
+
+describe('messages', () => {
+  it('publish resolves with the id every subscriber sees, once and in order', async () => {
+    const room = fresh('chat');
+    const ada = client('ada');
+    const bob = client('bob');
+    await Promise.all([ada.connect(), bob.connect()]);
+    const adaSeen = recordMessages(ada, room);
+    const bobSeen = recordMessages(bob, room);
+    await eventually(
+      () => ada.channel(room).isSubscribed && bob.channel(room).isSubscribed,
+      'both subscribed'
+    );
+
+    const ids: string[] = [];
+    for (let i = 0; i < 5; i++) {
+      ids.push(await ada.channel(room).publish('chat', { text: `hello ${i}` }));
+    }
+    await eventually(() => bobSeen.length === 5, 'bob to get 5 messages');
+    expect(bobSeen.map(m => m.id)).toEqual(ids);
+    expect(bobSeen.map(m => (m.payload as any).text)).toEqual(
+      [0, 1, 2, 3, 4].map(i => `hello ${i}`)
+    );
+    expect(bobSeen[0].from!.userId).toBe('ada');
+    // Echo is on by default: the sender sees its own messages, once.
+    await eventually(() => adaSeen.length === 5, 'ada to get her echo');
+    expect(adaSeen.map(m => m.id)).toEqual(ids);
+  });
+
+  it('a channel opened with history gets what was said before, oldest first', async () => {
+    const room = fresh('chat');
+    const ada = client('ada');
+    await ada.connect();
+    for (const text of ['first', 'second', 'third']) {
+      await ada.channel(room).publish('chat', { text });
+    }
+    const carol = client('carol');
+    await carol.connect();
+    const seen: Message[] = [];
+    const channel = carol.channel(room, { history: true });
+    channel.messages.connect(m => seen.push(m));
+    await eventually(() => seen.length === 3, 'history');
+    expect(seen.map(m => (m.payload as any).text)).toEqual([
+      'first',
+      'second',
+      'third'
+    ]);
+  });
+
+  it('publishing to a private channel without access fails with forbidden', async () => {
+    const ada = client('ada');
+    await ada.connect();
+    const errors: RealtimeError[] = [];
+    ada.errors.connect(e => errors.push(e));
+    ada.channel(fresh('private-room'));
+    await eventually(() => errors.length > 0, 'an error');
+    expect(errors[0].code).toBe('forbidden');
+    // The connection is still good for everything else.
+    const open = ada.channel(fresh('room'));
+    await eventually(() => open.isSubscribed, 'another subscription');
+  });
+});
+
+describe('reconnection', () => {
+  let relay: Relay;
+
+  beforeAll(async () => {
+    relay = await new Relay(server.port).start();
+  });
+
+  afterAll(async () => {
+    await relay.close();
+  });
+
+  it('after a cut line it shows reconnecting, resubscribes with since, and misses nothing', async () => {
+    const room = fresh('chat');
+    const ada = client('ada', { url: relay.url });
+    const bob = client('bob');
+    await Promise.all([ada.connect(), bob.connect()]);
+    const states = recordStates(ada);
+    const adaSeen = recordMessages(ada, room);
+    await ada.channel(room).setPresence({ status: 'away' });
+    const bobRoom = bob.channel(room);
+    await eventually(() => ada.channel(room).isSubscribed, 'ada subscribed');
+    await eventually(() => bobRoom.isSubscribed, 'bob subscribed');
+
+    await bobRoom.publish('chat', { text: 'before' });
+    await eventually(() => adaSeen.length === 1, 'ada to see "before"');
+
+    relay.cut();
+    await eventually(() => ada.state === 'reconnecting', 'reconnecting');
+    // The server may take a moment to notice ada's socket is gone; what she
+    // misses meanwhile must come back to her.
+    await bobRoom.publish('chat', { text: 'while away 1' });
+    await bobRoom.publish('chat', { text: 'while away 2' });
+    relay.restore();
+
+    await eventually(() => ada.state === 'open', 'open again');
+    await eventually(() => adaSeen.length === 3, 'the missed messages');
+    await bobRoom.publish('chat', { text: 'after' });
+    await eventually(() => adaSeen.length === 4, '"after"');
+    // Give any duplicate the time to arrive before checking there is none.
+    await new Promise(resolve => setTimeout(resolve, 200));
+    expect(adaSeen.map(m => (m.payload as any).text)).toEqual([
+      'before',
+      'while away 1',
+      'while away 2',
+      'after'
+    ]);
+    expect(new Set(adaSeen.map(m => m.id)).size).toBe(4);
+    expect(states).toEqual(['open', 'reconnecting', 'open']);
+    // Her status came back with her, not reset to online.
+    await eventually(
+      () => bobRoom.members.get('ada')?.status === 'away',
+      'ada away again as seen by bob'
+    );
+  });
+
+  it('a message sent while reconnecting goes out once, after the resubscription', async () => {
+    const room = fresh('chat');
+    const ada = client('ada', { url: relay.url });
+    const bob = client('bob');
+    await Promise.all([ada.connect(), bob.connect()]);
+    const bobSeen = recordMessages(bob, room);
+    await eventually(() => ada.channel(room).isSubscribed, 'ada subscribed');
+    await eventually(() => bob.channel(room).isSubscribed, 'bob subscribed');
+
+    relay.cut();
+    await eventually(() => ada.state === 'reconnecting', 'reconnecting');
+    const sent = ada.channel(room).publish('chat', { text: 'typed offline' });
+    relay.restore();
+    const id = await sent;
+    await eventually(() => bobSeen.length === 1, 'bob to get it');
+    await new Promise(resolve => setTimeout(resolve, 200));
+    expect(bobSeen.map(m => m.id)).toEqual([id]);
+  });
+
+  it('history asked again after a reconnection shows nothing twice', async () => {
+    const room = fresh('chat');
+    const bob = client('bob');
+    await bob.connect();
+    await bob.channel(room).publish('chat', { text: 'old' });
+    const ada = client('ada', { url: relay.url });
+    await ada.connect();
+    const seen: Message[] = [];
+    ada.channel(room, { history: true }).messages.connect(m => seen.push(m));
+    await eventually(() => seen.length === 1, 'history');
+    relay.cut();
+    await eventually(() => ada.state === 'reconnecting', 'reconnecting');
+    relay.restore();
+    await eventually(() => ada.state === 'open', 'open');
+    await eventually(() => ada.channel(room).isSubscribed, 'resubscribed');
+    await new Promise(resolve => setTimeout(resolve, 200));
+    expect(seen.map(m => (m.payload as any).text)).toEqual(['old']);
+  });
+});
+
+describe('server restart and refusal', () => {
+  it('reconnects to a restarted server and keeps its channels and members', async () => {
+    const own = await new StandaloneServer().start();
+    try {
+      const room = fresh('room');
+      const ada = client('ada', { url: own.url });
+      await ada.connect();
+      const states = recordStates(ada);
+      const adaSeen = recordMessages(ada, room);
+      await eventually(() => ada.channel(room).isSubscribed, 'subscribed');
+
+      await own.stop(); // closes with 1001
+      await eventually(() => ada.state === 'reconnecting', 'reconnecting');
+      await own.start();
+      await eventually(() => ada.state === 'open', 'open again', 15_000);
+      const bob = client('bob', { url: own.url });
+      await bob.connect();
+      await bob.channel(room).publish('chat', { text: 'after restart' });
+      await eventually(() => adaSeen.length === 1, 'the message after restart');
+      expect([...ada.channel(room).members.keys()].sort()).toEqual(['ada', 'bob']);
+      expect(states[0]).toBe('open');
+      expect(states).toContain('reconnecting');
+      expect(states.at(-1)).toBe('open');
+    } finally {
+      await own.dispose();
+    }
+  }, 30_000);
+
+  it('a refused token closes for good, with the reason, and does not retry', async () => {
+    const mallory = client('mallory', {
+      token: makeToken('mallory', {}, 'not-the-secret-not-the-secret-not-the-secret')
+    });
+    const states = recordStates(mallory);
+    await expect(mallory.connect()).rejects.toMatchObject({ code: 'unauthorized' });
+    expect(mallory.state).toBe('closed');
+    await new Promise(resolve => setTimeout(resolve, 300));
+    expect(states).toEqual(['connecting', 'closed']);
+  });
+
+  it('the identity is the token’s: a client cannot name itself', async () => {
+    const ada = client('ada', { claims: { name: 'Ada Lovelace', tenant: 'acme' } });
+    const user = await ada.connect();
+    expect(user).toMatchObject({ userId: 'ada', name: 'Ada Lovelace', tenantId: 'acme' });
+    const room = fresh('room');
+    const channel = ada.channel(room);
+    await eventually(() => channel.isSubscribed, 'subscribed');
+    await channel.setPresence({ meta: { name: 'Grace' } });
+    expect(channel.members.get('ada')!.name).toBe('Ada Lovelace');
+  });
+});
+
+describe('backoff', () => {
+  const options = { initial: 500, max: 30_000, factor: 2, jitter: 0.5 };
+
+  it('doubles per attempt up to the cap', () => {
+    const top = (attempt: number) => backoffDelay(attempt, options, () => 1);
+    expect([0, 1, 2, 3, 4].map(top)).toEqual([500, 1000, 2000, 4000, 8000]);
+    expect(top(10)).toBe(30_000);
+    expect(top(100)).toBe(30_000);
+  });
+
+  it('is jittered between half and all of the exponential delay', () => {
+    expect(backoffDelay(3, options, () => 0)).toBe(2000);
+    expect(backoffDelay(3, options, () => 0.5)).toBe(3000);
+    const delays = new Set(
+      Array.from({ length: 50 }, () => backoffDelay(3, options))
+    );
+    expect(delays.size).toBeGreaterThan(40);
+    for (const delay of delays) {
+      expect(delay).toBeGreaterThanOrEqual(2000);
+      expect(delay).toBeLessThanOrEqual(4000);
+    }
+  });
+});

@@ -1,0 +1,10 @@
+import { defineConfig } from 'vitest/config';
+
+export default defineConfig({
+  test: {
+    include: ['test/**/*.test.ts'],
+    // Each test talks to a real server subprocess; reconnections take real time.
+    testTimeout: 20_000,
+    hookTimeout: 40_000
+  }
+});
