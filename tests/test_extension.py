@@ -1,0 +1,111 @@
+"""The realtime service as a Jupyter server extension, under a base_url that is not '/'."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from jupyter_server.auth import IdentityProvider, User
+
+from .conftest import SECRET, make_token
+
+
+class NamedUser(IdentityProvider):
+    """Jupyter's token login, but the user behind the token has a real profile."""
+
+    def generate_anonymous_user(self, handler: Any) -> User:
+        return User(
+            username="ada",
+            name="Ada Lovelace",
+            display_name="Ada L.",
+            initials="AL",
+            color="#aa3377",
+        )
+
+
+@pytest.fixture
+def jp_server_config(tmp_path: Path) -> dict[str, Any]:
+    return {
+        "ServerApp": {
+            "jpserver_extensions": {"nyo_realtime_ext": True},
+            "identity_provider_class": f"{__name__}.NamedUser",
+        },
+        "Realtime": {
+            "jwt_secret": SECRET,
+            "db_path": str(tmp_path / "jupyter-realtime.db"),
+            "heartbeat_interval": 12,
+        },
+    }
+
+
+def test_pip_install_enables_the_extension():
+    jupyter = Path(sys.executable).with_name("jupyter")
+    result = subprocess.run(
+        [str(jupyter), "server", "extension", "list"], capture_output=True, text=True, timeout=120
+    )
+    listing = re.sub(r"\x1b\[[0-9;]*m", "", result.stdout + result.stderr)
+    assert re.search(r"^\s*nyo_realtime_ext enabled\s*$", listing, re.M), listing
+    assert re.search(r"^\s*nyo_realtime_ext [0-9.]+ OK\s*$", listing, re.M), listing
+
+
+async def test_jupyter_login_gives_the_identity_providers_user(
+    jupyter_ws_url, jp_auth_header, jp_fetch, connect
+):
+    me = json.loads((await jp_fetch("api", "me")).body)["identity"]
+    client = await connect(jupyter_ws_url, headers=jp_auth_header)
+    frame = await client.expect("authenticated")
+    assert me["username"] == "ada"
+    assert frame["user"] == {
+        "userId": "ada",
+        "tenantId": "default",
+        "name": me["display_name"],
+        "color": me["color"],
+    }
+    assert frame["heartbeatInterval"] == 12000  # c.Realtime config reached the extension
+
+
+async def test_jupyter_token_in_the_query_is_not_mistaken_for_a_jwt(
+    jupyter_ws_url, jp_auth_header, connect
+):
+    jupyter_token = jp_auth_header["Authorization"].split(" ", 1)[1]
+    client = await connect(f"{jupyter_ws_url}?token={jupyter_token}")
+    assert (await client.expect("authenticated"))["user"]["tenantId"] == "default"
+
+
+async def test_jwt_users_and_jupyter_users_meet_in_the_same_tenant(
+    jupyter_ws_url, jp_auth_header, connect
+):
+    jupyter_user = await connect(jupyter_ws_url, headers=jp_auth_header)
+    await jupyter_user.expect("authenticated")
+    await jupyter_user.subscribe("lobby")
+    outsider = await connect(jupyter_ws_url, make_token("outsider"))
+    reply = await outsider.subscribe("lobby")
+    assert len(reply["members"]) == 2
+    joined = await jupyter_user.expect("user:joined")
+    assert joined["member"]["userId"] == "outsider"
+    ack = await outsider.request(
+        {
+            "type": "broadcast",
+            "channel": "lobby",
+            "event": "chat:message",
+            "payload": {"text": "hi"},
+        }
+    )
+    message = await jupyter_user.expect("message")
+    assert (message["id"], message["payload"]) == (ack["id"], {"text": "hi"})
+
+
+async def test_without_jupyter_login_a_first_frame_jwt_or_nothing(jupyter_ws_url, connect):
+    client = await connect(jupyter_ws_url)
+    refused = await client.request({"type": "subscribe", "channel": "lobby"})
+    assert refused["code"] == "unauthorized"
+    reply = await client.request({"type": "auth", "token": make_token("late", tenant="acme")})
+    assert reply["user"] == {"userId": "late", "tenantId": "acme", "name": "Late"}
+    intruder = await connect(f"{jupyter_ws_url}?token=forged")
+    assert (await intruder.recv())["code"] == "unauthorized"
+    assert await intruder.closed() == 4401
