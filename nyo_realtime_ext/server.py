@@ -10,6 +10,7 @@ import tornado.web
 from traitlets import Int, Unicode
 from traitlets.config import Application
 
+from .api import api_routes
 from .config import Realtime
 from .handlers import RealtimeSocket
 from .service import RealtimeService
@@ -19,7 +20,12 @@ SHUTDOWN_GRACE = 1.0
 
 
 def make_app(service: RealtimeService) -> tornado.web.Application:
-    return tornado.web.Application([(service.config.path, RealtimeSocket, {"service": service})])
+    return tornado.web.Application(
+        [
+            (service.config.path, RealtimeSocket, {"service": service}),
+            *api_routes("/api/", service),
+        ]
+    )
 
 
 class ServeApp(Application):
