@@ -75,6 +75,9 @@ class Realtime(Configurable):
         "nyo-realtime.db",
         help="SQLite file for channels, members, messages and presence; ':memory:' keeps nothing.",
     ).tag(config=True)
+    max_subscriptions = Int(1000, help="Channels one connection may be subscribed to at once.").tag(
+        config=True
+    )
     rate_limit = Float(
         200.0,
         help="Frames per second one connection may send (bursts up to twice that); 0 turns it off.",

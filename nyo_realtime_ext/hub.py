@@ -258,6 +258,13 @@ class Hub:
             history = self.engine.history(key, since, self.config.history_size, now)
             missed, fields["recovered"] = history.messages, history.recovered
         if key not in session.subscriptions:
+            if len(session.subscriptions) >= self.config.max_subscriptions:
+                raise ProtocolError(
+                    ErrorCode.BAD_REQUEST,
+                    f"at most {self.config.max_subscriptions} channels per connection",
+                    ref,
+                    key.name,
+                )
             session.subscriptions.add(key)
             state.subscribers[session.id] = session
             if channel.type == "presence":
@@ -545,13 +552,26 @@ class Hub:
                 if session.identity.expires_at == expires_at:
                     session.send(error(ErrorCode.TOKEN_EXPIRED, "token expired; send a fresh one"))
                     self.close(session, CloseCode.UNAUTHORIZED, "token expired")
+        self.expire_http_presence(now)
         if now >= self._next_sweep:
             self._next_sweep = now + self.config.heartbeat_interval
             deadline = now - self.config.heartbeat_timeout
             for session in list(self.sessions.values()):
                 if session.last_seen < deadline:
                     self.close(session, CloseCode.HEARTBEAT_TIMEOUT, "heartbeat timeout")
-        self.expire_http_presence(now)
+            self._evict_idle_channels()
+
+    def _evict_idle_channels(self) -> None:
+        """Forget channels nobody listens to; they reload from the store on next use,
+        so memory follows the live channels, not every channel ever used."""
+        idle = [
+            key
+            for key, state in self._channels.items()
+            if not state.subscribers and not state.waiters and not self.engine.presence.members(key)
+        ]
+        for key in idle:
+            del self._channels[key]
+            self.engine.forget(key)
 
     # -- rate limit -----------------------------------------------------------------
 

@@ -464,3 +464,32 @@ def test_history_survives_a_new_hub_on_the_same_database(tmp_path: Any) -> None:
         "offline",
         "online",
     ]
+
+
+def test_subscriptions_per_connection_are_bounded() -> None:
+    world = World(max_subscriptions=2)
+    ada, peer = world.join("ada")
+    for name in ("a", "b", "c"):
+        world.send(ada, {"type": "subscribe", "channel": name, "ref": name})
+    assert [f["type"] for f in peer.frames()] == ["subscribed", "subscribed", "error"]
+    assert peer.frames("error")[0]["code"] == "bad_request"
+    world.send(ada, {"type": "unsubscribe", "channel": "a"})
+    world.send(ada, {"type": "subscribe", "channel": "c", "ref": "again"})
+    assert peer.frames()[-1]["type"] == "subscribed"
+
+
+def test_idle_channels_leave_memory_and_come_back_from_the_store(world: World) -> None:
+    ada, peer = world.join("ada")
+    world.send(ada, {"type": "subscribe", "channel": "room"})
+    world.send(ada, {"type": "broadcast", "channel": "room", "event": "e", "payload": 1})
+    first = peer.frames("message")[0]["id"]
+    world.send(ada, {"type": "unsubscribe", "channel": "room"})
+    world.clock.now += 31
+    world.send(ada, {"type": "ping"})
+    world.hub.tick()
+    assert ChannelKey("acme", "room") not in world.hub._channels
+    world.send(ada, {"type": "subscribe", "channel": "room", "since": first})
+    world.send(ada, {"type": "broadcast", "channel": "room", "event": "e", "payload": 2})
+    frames = peer.frames()
+    assert frames[-1]["type"] == "message" and frames[-1]["id"] not in (first,)
+    assert [f for f in frames if f["type"] == "subscribed"][-1]["recovered"] is True

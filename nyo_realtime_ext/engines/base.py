@@ -26,6 +26,9 @@ class Engine(Protocol):
     def ensure_channel(self, key: ChannelKey, epoch: str, last_seq: int) -> None:
         """Make the engine aware of a channel's sequence, as loaded from the store."""
 
+    def forget(self, key: ChannelKey) -> None:
+        """Drop what is kept in memory for an idle channel; the store keeps the rest."""
+
     def publish(
         self,
         key: ChannelKey,

@@ -31,6 +31,9 @@ class MemoryEngine:
     def ensure_channel(self, key: ChannelKey, epoch: str, last_seq: int) -> None:
         self._sequences.setdefault(key, [epoch, last_seq])
 
+    def forget(self, key: ChannelKey) -> None:
+        self._sequences.pop(key, None)
+
     def publish(
         self,
         key: ChannelKey,
