@@ -11,3 +11,9 @@ def _jupyter_server_extension_points() -> list[dict[str, Any]]:
     from .extension import RealtimeExtension
 
     return [{"module": "nyo_realtime_ext", "app": RealtimeExtension}]
+
+
+def _jupyter_labextension_paths() -> list[dict[str, str]]:
+    # Where `jupyter labextension develop` finds the built front end; a wheel
+    # installs the same files under share/jupyter/labextensions/ instead.
+    return [{"src": "labextension", "dest": "nyo-realtime-ext"}]

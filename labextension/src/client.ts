@@ -83,15 +83,16 @@ export interface BackoffOptions {
   max: number;
   /** Growth per failed attempt. */
   factor: number;
-  /** Fraction of the delay that is randomised, 0..1 ("equal jitter" at 0.5). */
+  /** Fraction of the window that is randomised, 0..1: 1 is "full jitter". */
   jitter: number;
 }
 
+/** Like the Python client: full jitter in a window that doubles from 0.5 s to 30 s. */
 export const DEFAULT_BACKOFF: BackoffOptions = {
   initial: 500,
   max: 30_000,
   factor: 2,
-  jitter: 0.5
+  jitter: 1
 };
 
 /**
@@ -169,6 +170,9 @@ interface Pending {
 
 const OPEN = 1;
 
+/** A `since` no server knows; see `Channel.subscribeFrame`. */
+export const FROM_START = '';
+
 /** Close codes of PROTOCOL.md that matter to reconnection. */
 export const CloseCode = {
   GOING_AWAY: 1001,
@@ -186,8 +190,14 @@ export class Channel {
   readonly messages = new Emitter<Message>();
   /** The members changed (join, leave, status or meta, or a fresh list). */
   readonly membersChanged = new Emitter<Map<string, Member>>();
-  /** A `subscribed` frame arrived; `recovered` false means "reload what you show". */
-  readonly subscribed = new Emitter<{ recovered: boolean | undefined }>();
+  /**
+   * A `subscribed` frame arrived. `recovered` false means some messages were
+   * lost for good while away (history moved on): reload what you show.
+   */
+  readonly subscribed = new Emitter<{
+    recovered: boolean;
+    resubscribed: boolean;
+  }>();
 
   /** Last message id seen, for `since` on resubscription. */
   lastId: string | undefined;
@@ -200,6 +210,8 @@ export class Channel {
   private _status: Status | undefined;
   private _meta: Record<string, unknown> | undefined;
   private _wantsHistory: boolean;
+  private _firstSubscribe = true;
+  private _askedSince = false;
 
   constructor(
     readonly name: string,
@@ -276,12 +288,16 @@ export class Channel {
       type: 'subscribe',
       channel: this.name
     };
+    this._askedSince = this.lastId !== undefined;
     if (this.lastId !== undefined) {
       frame.since = this.lastId;
-    } else if (this._wantsHistory) {
+    } else if (this._wantsHistory || !this._firstSubscribe) {
       // PROTOCOL.md: an unknown `since` gets "what it still has", oldest first;
       // an empty id is never a real one, so this asks for the retained history.
-      frame.since = '';
+      // After a reconnect with nothing seen yet, it is the only way not to
+      // miss what was said meanwhile (at the cost of older messages, as the
+      // Python client does).
+      frame.since = FROM_START;
     }
     return frame;
   }
@@ -297,7 +313,12 @@ export class Channel {
       }
       this.membersChanged.emit(this.members);
     }
-    this.subscribed.emit({ recovered: frame.recovered });
+    const resubscribed = !this._firstSubscribe;
+    this._firstSubscribe = false;
+    // Only a resubscription from a real id can tell that something was lost:
+    // FROM_START is always "not recovered" to the server, yet loses nothing.
+    const recovered = this._askedSince ? frame.recovered !== false : true;
+    this.subscribed.emit({ recovered, resubscribed });
   }
 
   onMessage(message: Message): void {

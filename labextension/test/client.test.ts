@@ -6,6 +6,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import {
   backoffDelay,
   ConnectionState,
+  DEFAULT_BACKOFF,
   Message,
   RealtimeClient,
   RealtimeError
@@ -321,13 +322,18 @@ describe('backoff', () => {
   const options = { initial: 500, max: 30_000, factor: 2, jitter: 0.5 };
 
   it('doubles per attempt up to the cap', () => {
-    const top = (attempt: number) => backoffDelay(attempt, options, () => 1);
+    const top = (attempt: number) => backoffDelay(attempt, DEFAULT_BACKOFF, () => 1);
     expect([0, 1, 2, 3, 4].map(top)).toEqual([500, 1000, 2000, 4000, 8000]);
     expect(top(10)).toBe(30_000);
     expect(top(100)).toBe(30_000);
   });
 
-  it('is jittered between half and all of the exponential delay', () => {
+  it('by default draws the delay anywhere in the window (full jitter, like the Python client)', () => {
+    expect(backoffDelay(3, DEFAULT_BACKOFF, () => 0)).toBe(0);
+    expect(backoffDelay(3, DEFAULT_BACKOFF, () => 0.25)).toBe(1000);
+  });
+
+  it('with partial jitter stays between half and all of the window', () => {
     expect(backoffDelay(3, options, () => 0)).toBe(2000);
     expect(backoffDelay(3, options, () => 0.5)).toBe(3000);
     const delays = new Set(

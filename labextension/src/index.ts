@@ -1,0 +1,143 @@
+/**
+ * nyo-realtime in JupyterLab 4 and Notebook 7: who is here (status bar and
+ * side panel), what each has open (lobby meta and a badge on every document),
+ * and a chat on the lobby channel.
+ *
+ * Everything optional is optional: Notebook 7 has no status bar, and a shell
+ * without document widgets still gets the panel.
+ */
+import {
+  JupyterFrontEnd,
+  JupyterFrontEndPlugin
+} from '@jupyterlab/application';
+import { IDocumentWidgetOpener } from '@jupyterlab/docmanager';
+import { IDocumentWidget } from '@jupyterlab/docregistry';
+import { ServerConnection } from '@jupyterlab/services';
+import { IStatusBar } from '@jupyterlab/statusbar';
+import { LabIcon } from '@jupyterlab/ui-components';
+import { Widget } from '@lumino/widgets';
+
+import { Member, RealtimeClient } from './client';
+import { RealtimeModel } from './model';
+import { DocumentPresence, PresenceStatus, RealtimePanel } from './views';
+
+export * from './client';
+export { documentChannel, LOBBY } from './channels';
+export { RealtimeModel } from './model';
+
+const PLUGIN_ID = 'nyo-realtime-ext:plugin';
+
+const peopleIcon = new LabIcon({
+  name: 'nyo-realtime-ext:people',
+  svgstr:
+    '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 24 24" width="16"><g class="jp-icon3" fill="#616161"><circle cx="8" cy="8" r="3.5"/><circle cx="16.5" cy="9" r="2.8"/><path d="M1.5 19c0-3.6 2.9-6 6.5-6s6.5 2.4 6.5 6v1h-13z"/><path d="M15.2 13.3c.4-.1.9-.1 1.3-.1 3.1 0 5.5 2.1 5.5 5.2v1.1h-6v-1c0-2-.3-3.6-.8-5.2z"/></g></svg>'
+});
+
+/**
+ * `{baseUrl}nyo-realtime/ws`. The browser sends Jupyter's login cookie on the
+ * handshake; a token-only login (no cookie) goes as `?token=`, which the
+ * server checks as Jupyter's own. Either way the server, not this page,
+ * decides who we are.
+ */
+function socketUrl(settings: ServerConnection.ISettings): string {
+  const url = new URL('nyo-realtime/ws', settings.wsUrl);
+  if (settings.token) {
+    url.searchParams.set('token', settings.token);
+  }
+  return url.toString();
+}
+
+function isDocumentWidget(widget: Widget): widget is IDocumentWidget {
+  const candidate = widget as unknown as Partial<IDocumentWidget>;
+  return !!candidate.context && !!candidate.toolbar && !!candidate.context.path;
+}
+
+/** Follow one document view: its presence channel, toolbar badge and tab mark. */
+function trackDocument(model: RealtimeModel, widget: IDocumentWidget): void {
+  const context = widget.context;
+  let path = context.path;
+  model.openDocument(path);
+
+  const badge = new DocumentPresence(model, () => path, (others: Member[]) => {
+    // The tab says it too, through a data attribute the stylesheet shows.
+    const dataset = { ...widget.title.dataset };
+    if (others.length) {
+      dataset['nyo-others'] = String(others.length);
+    } else {
+      delete dataset['nyo-others'];
+    }
+    widget.title.dataset = dataset;
+  });
+  widget.toolbar.addItem('nyo-realtime-presence', badge);
+
+  const onPathChanged = (_: unknown, newPath: string) => {
+    // A rename moves us to the new path's channel: presence follows the file.
+    model.closeDocument(path);
+    path = newPath;
+    model.openDocument(path);
+    badge.render();
+  };
+  context.pathChanged.connect(onPathChanged);
+  widget.disposed.connect(() => {
+    context.pathChanged.disconnect(onPathChanged);
+    model.closeDocument(path);
+    badge.dispose();
+  });
+}
+
+const plugin: JupyterFrontEndPlugin<RealtimeModel> = {
+  id: PLUGIN_ID,
+  description: 'Who is here, what they have open, and chat, through nyo-realtime.',
+  autoStart: true,
+  optional: [IStatusBar, IDocumentWidgetOpener],
+  activate: (
+    app: JupyterFrontEnd,
+    statusBar: IStatusBar | null,
+    opener: IDocumentWidgetOpener | null
+  ): RealtimeModel => {
+    const settings = app.serviceManager.serverSettings;
+    const client = new RealtimeClient({ url: () => socketUrl(settings) });
+    const model = new RealtimeModel(client);
+    client.errors.connect(error => {
+      console.warn(`nyo-realtime: ${error.code}: ${error.message}`);
+    });
+
+    const panel = new RealtimePanel(model, path => {
+      void app.commands.execute('docmanager:open', { path });
+    });
+    panel.title.icon = peopleIcon;
+    app.shell.add(panel, 'left', { rank: 1000 });
+
+    if (statusBar) {
+      const item = new PresenceStatus(model, () => app.shell.activateById(panel.id));
+      statusBar.registerStatusItem(PLUGIN_ID, {
+        item,
+        align: 'left',
+        rank: 100
+      });
+    }
+
+    const tracked = new WeakSet<Widget>();
+    const track = (widget: Widget) => {
+      if (!tracked.has(widget) && isDocumentWidget(widget)) {
+        tracked.add(widget);
+        trackDocument(model, widget);
+      }
+    };
+    opener?.opened.connect((_, widget) => track(widget));
+    // Views the opener announced before we were listening (a restored layout).
+    void app.restored.then(() => {
+      for (const widget of app.shell.widgets('main')) {
+        track(widget);
+      }
+    });
+
+    void client.connect().catch(error => {
+      console.warn('nyo-realtime: not connected', error);
+    });
+    window.addEventListener('online', () => client.reconnect());
+    return model;
+  }
+};
+
+export default plugin;

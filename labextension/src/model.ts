@@ -1,0 +1,246 @@
+/**
+ * What the front end shows, in one place: the connection, the lobby (who is
+ * here, their status, what each has open), the lobby chat, and the presence
+ * channel of every open document. Views only read it and listen to `changed`.
+ */
+import { ISignal, Signal } from '@lumino/signaling';
+
+import {
+  Channel,
+  ConnectionState,
+  Member,
+  Message,
+  RealtimeClient,
+  Status,
+  User
+} from './client';
+import { documentChannel, LOBBY } from './channels';
+
+/** The chat event on the lobby channel; the payload is `{text}`. */
+export const CHAT_EVENT = 'chat';
+
+/** Longest chat message sent; the server's frame limit is far above it. */
+export const MAX_CHAT_LENGTH = 4000;
+
+export interface ChatEntry {
+  id: string;
+  userId: string | null;
+  text: string;
+  ts: number;
+}
+
+const STATUS_KEY = 'nyo-realtime:status';
+
+export class RealtimeModel {
+  constructor(readonly client: RealtimeClient) {
+    this.lobby = client.channel(LOBBY, { history: true });
+    this.lobby.membersChanged.connect(members => {
+      for (const member of members.values()) {
+        this._remember(member);
+      }
+      this._changed.emit();
+    });
+    this.lobby.messages.connect(message => this._onMessage(message));
+    client.stateChanged.connect(() => this._changed.emit());
+    client.authenticated.connect(user => {
+      this._remember(user);
+      this._changed.emit();
+    });
+    const saved = readStatus();
+    if (saved) {
+      void this.lobby.setPresence({ status: saved });
+    }
+  }
+
+  readonly lobby: Channel;
+
+  /** Anything shown changed: members, statuses, connection, user. */
+  get changed(): ISignal<this, void> {
+    return this._changed;
+  }
+
+  /** A chat message arrived (history included), once per message. */
+  get chatReceived(): ISignal<this, ChatEntry> {
+    return this._chatReceived;
+  }
+
+  /** A document's set of other people changed; the argument is its path. */
+  get documentChanged(): ISignal<this, string> {
+    return this._documentChanged;
+  }
+
+  get state(): ConnectionState {
+    return this.client.state;
+  }
+
+  get me(): User | undefined {
+    return this.client.user;
+  }
+
+  get myStatus(): Status {
+    return this.lobby.status ?? 'online';
+  }
+
+  /** Lobby members: me first, then by name. */
+  get members(): Member[] {
+    const me = this.me?.userId;
+    return [...this.lobby.members.values()].sort((a, b) =>
+      a.userId === me
+        ? -1
+        : b.userId === me
+          ? 1
+          : a.name.localeCompare(b.name)
+    );
+  }
+
+  get chat(): readonly ChatEntry[] {
+    return this._chat;
+  }
+
+  /** A display name for a user id, also for people who have left. */
+  nameOf(userId: string | null): string {
+    if (userId === null) {
+      return 'Server';
+    }
+    return this._people.get(userId)?.name ?? 'Someone who left';
+  }
+
+  personOf(userId: string): { userId: string; name: string; color?: string; avatar_url?: string } {
+    return this._people.get(userId) ?? { userId, name: this.nameOf(userId) };
+  }
+
+  async setStatus(status: Status): Promise<void> {
+    writeStatus(status);
+    await this.lobby.setPresence({ status });
+    this._changed.emit();
+  }
+
+  async sendChat(text: string): Promise<void> {
+    const trimmed = text.trim().slice(0, MAX_CHAT_LENGTH);
+    if (trimmed) {
+      await this.lobby.publish(CHAT_EVENT, { text: trimmed });
+    }
+  }
+
+  // -- documents ----------------------------------------------------------------
+
+  /** Follow a document's presence; counted, as several views may show one path. */
+  openDocument(path: string): void {
+    const count = this._documents.get(path) ?? 0;
+    this._documents.set(path, count + 1);
+    if (count === 0) {
+      const channel = this.client.channel(documentChannel(path));
+      channel.membersChanged.connect(() => this._documentChanged.emit(path));
+      this._publishOpen();
+    }
+  }
+
+  closeDocument(path: string): void {
+    const count = this._documents.get(path) ?? 0;
+    if (count > 1) {
+      this._documents.set(path, count - 1);
+      return;
+    }
+    this._documents.delete(path);
+    void this.client.unsubscribe(documentChannel(path)).catch(() => {
+      // Gone with the connection anyway: the server drops it on close.
+    });
+    this._publishOpen();
+    this._documentChanged.emit(path);
+  }
+
+  /** Other people who have `path` open. */
+  othersOn(path: string): Member[] {
+    const channel = this._documents.has(path)
+      ? this.client.channel(documentChannel(path))
+      : undefined;
+    const me = this.me?.userId;
+    return channel
+      ? [...channel.members.values()].filter(m => m.userId !== me)
+      : [];
+  }
+
+  /** Paths a member has open, from the lobby meta each client publishes. */
+  openPaths(member: Member): string[] {
+    const open = member.meta?.open;
+    return Array.isArray(open)
+      ? open.filter((p): p is string => typeof p === 'string')
+      : [];
+  }
+
+  dispose(): void {
+    this.client.close();
+    Signal.clearData(this);
+  }
+
+  private _publishOpen(): void {
+    // One presence update per burst of opens (a restored layout opens many).
+    if (this._publishTimer !== undefined) {
+      return;
+    }
+    this._publishTimer = setTimeout(() => {
+      this._publishTimer = undefined;
+      const open = [...this._documents.keys()].sort();
+      void this.lobby
+        .setPresence({ meta: { ...(this.lobby.meta ?? {}), open } })
+        .catch(error => console.warn('nyo-realtime: presence update failed', error));
+    }, 50);
+  }
+
+  private _onMessage(message: Message): void {
+    if (message.event !== CHAT_EVENT) {
+      return;
+    }
+    const payload = message.payload as { text?: unknown } | null;
+    if (!payload || typeof payload.text !== 'string') {
+      return; // someone else's client; nothing a person could read
+    }
+    const entry: ChatEntry = {
+      id: message.id,
+      userId: message.from?.userId ?? null,
+      text: payload.text,
+      ts: message.ts
+    };
+    this._chat.push(entry);
+    this._chatReceived.emit(entry);
+  }
+
+  private _remember(who: Member | User): void {
+    this._people.set(who.userId, {
+      userId: who.userId,
+      name: who.name || who.userId,
+      color: who.color,
+      avatar_url: who.avatar_url
+    });
+  }
+
+  private _changed = new Signal<this, void>(this);
+  private _chatReceived = new Signal<this, ChatEntry>(this);
+  private _documentChanged = new Signal<this, string>(this);
+  private _chat: ChatEntry[] = [];
+  private _documents = new Map<string, number>();
+  private _people = new Map<
+    string,
+    { userId: string; name: string; color?: string; avatar_url?: string }
+  >();
+  private _publishTimer: ReturnType<typeof setTimeout> | undefined;
+}
+
+function readStatus(): Status | undefined {
+  try {
+    const value = window.localStorage.getItem(STATUS_KEY);
+    return value === 'online' || value === 'away' || value === 'busy'
+      ? value
+      : undefined;
+  } catch {
+    return undefined; // storage may be disabled; the status then starts online
+  }
+}
+
+function writeStatus(status: Status): void {
+  try {
+    window.localStorage.setItem(STATUS_KEY, status);
+  } catch {
+    // not remembered across reloads, which is all that is lost
+  }
+}
