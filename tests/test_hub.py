@@ -493,3 +493,40 @@ def test_idle_channels_leave_memory_and_come_back_from_the_store(world: World) -
     frames = peer.frames()
     assert frames[-1]["type"] == "message" and frames[-1]["id"] not in (first,)
     assert [f for f in frames if f["type"] == "subscribed"][-1]["recovered"] is True
+
+
+def test_unsubscribe_replies_and_others_see_the_user_leave(world: World) -> None:
+    ada, ada_peer = world.join("ada")
+    bob, bob_peer = world.join("bob")
+    for s in (ada, bob):
+        world.send(s, {"type": "subscribe", "channel": "room"})
+    world.send(ada, {"type": "unsubscribe", "channel": "room", "ref": 9})
+    assert ada_peer.frames()[-1] == {"type": "unsubscribed", "channel": "room", "ref": 9}
+    assert bob_peer.frames("user:left")[0]["member"]["userId"] == "ada"
+    world.send(bob, {"type": "broadcast", "channel": "room", "event": "e", "payload": 1})
+    assert ada_peer.frames("message") == []
+
+
+def test_presence_on_a_public_channel_is_a_bad_request() -> None:
+    world = World(default_channel_type="public")
+    ada, peer = world.join("ada")
+    world.send(ada, {"type": "subscribe", "channel": "public-news", "ref": 1})
+    assert "members" not in peer.frames("subscribed")[0]
+    world.send(ada, {"type": "presence", "channel": "public-news", "ref": 2})
+    assert peer.frames("error")[0]["code"] == "bad_request"
+
+
+def test_identity_cannot_be_set_by_frames(world: World) -> None:
+    ada, ada_peer = world.join("ada")
+    bob, bob_peer = world.join("bob")
+    for s in (ada, bob):
+        world.send(s, {"type": "subscribe", "channel": "room"})
+    forged = {"type": "broadcast", "channel": "room", "event": "e", "payload": 1,
+              "from": {"userId": "bob"}, "userId": "bob", "tenantId": "globex"}  # fmt: skip
+    world.send(ada, forged)
+    assert bob_peer.frames("message")[0]["from"]["userId"] == "ada"
+    world.send(
+        ada, {"type": "presence", "channel": "room", "meta": {"userId": "bob"}, "userId": "bob"}
+    )
+    updated = bob_peer.frames("presence:updated")[0]["member"]
+    assert updated["userId"] == "ada"

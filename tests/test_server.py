@@ -255,3 +255,18 @@ def test_refuses_to_start_without_a_way_to_verify_tokens(tmp_path):
     )  # fmt: skip
     assert result.returncode != 0
     assert "--jwt-secret" in result.stderr + result.stdout
+
+
+async def test_hooks_given_as_import_strings(standalone, connect):
+    server = standalone(
+        "--Realtime.verify_token=tests.hooks:verify", "--Realtime.authorize=tests.hooks:authorize"
+    )
+    ada = await connect(server.url, "ticket-ada", authenticate=False)
+    frame = await ada.expect("authenticated")
+    assert frame["user"] == {"userId": "ada", "tenantId": "acme", "name": "Ada"}
+    await ada.subscribe("private-open-to-ada")
+    refused = await ada.request({"type": "subscribe", "channel": "private-other"})
+    assert refused["code"] == "forbidden"
+    stranger = await connect(server.url, make_token("ada"), authenticate=False)
+    assert (await stranger.recv())["code"] == "unauthorized"  # the hook replaced JWT checking
+    assert await stranger.closed() == 4401
