@@ -249,7 +249,6 @@ class Channel(_Emitter):
         self.recovered = bool(frame.get("recovered", True)) if self._asked_since else True
         if "members" in frame:
             self._set_members(frame["members"])
-        self.subscribed.set()
         self.emit("subscribed", {**frame, "recovered": self.recovered, "resubscribed": not first})
 
     def _on_message(self, frame: dict[str, Any]) -> None:
@@ -346,6 +345,7 @@ class RealtimeClient(_Emitter):
         self._authenticated = asyncio.Event()
         self._closed = asyncio.Event()
         self._last_token: str | None = None
+        self._next_token: str | None = None
         self._last_received = 0.0
         if auto_connect:
             try:
@@ -413,8 +413,14 @@ class RealtimeClient(_Emitter):
     async def _subscribe(self, channel: Channel, timeout: float | None) -> None:
         frame = channel._subscribe_frame()
         channel._asked_since = bool(frame.get("since"))
+        # The server sends `subscribed` and then the whole replay in one go, and
+        # answers frames in order: the pong to a ping sent right behind the
+        # subscribe marks the end of the replay, so the channel is ready with
+        # its history in place.
+        subscribing = await self._start_request(frame)
+        barrier = await self._start_request({"type": "ping"})
         try:
-            await self.request(frame, timeout)
+            await self._finish_request(subscribing, timeout)
         except RequestError as exc:
             self._channels.pop(channel.name, None)
             channel.active = False
@@ -422,11 +428,22 @@ class RealtimeClient(_Emitter):
             channel._failed.set()
             channel.emit("error", {"code": exc.code, "message": exc.message})
             raise
+        finally:
+            if not barrier[1].done():
+                await asyncio.wait([barrier[1]], timeout=timeout)
+            self._pending.pop(barrier[0], None)
+        await self._finish_request(barrier, 0.001)
+        channel.subscribed.set()
 
     # -- requests --------------------------------------------------------------------
 
     async def request(self, frame: dict[str, Any], timeout: float | None = 30.0) -> dict[str, Any]:
         """Send `frame` with a fresh `ref` and return the reply that echoes it."""
+        return await self._finish_request(await self._start_request(frame), timeout)
+
+    async def _start_request(
+        self, frame: dict[str, Any]
+    ) -> tuple[int, asyncio.Future[dict[str, Any]]]:
         ws = self._ws
         if ws is None or not self._authenticated.is_set():
             raise ConnectionLost("not connected")
@@ -435,6 +452,16 @@ class RealtimeClient(_Emitter):
         self._pending[ref] = future
         try:
             await self._write(ws, {**frame, "ref": ref})
+        except BaseException:
+            self._pending.pop(ref, None)
+            raise
+        return ref, future
+
+    async def _finish_request(
+        self, started: tuple[int, asyncio.Future[dict[str, Any]]], timeout: float | None
+    ) -> dict[str, Any]:
+        ref, future = started
+        try:
             reply = await asyncio.wait_for(asyncio.shield(future), timeout)
         finally:
             self._pending.pop(ref, None)
@@ -450,7 +477,20 @@ class RealtimeClient(_Emitter):
         try:
             await ws.write_message(orjson.dumps(frame).decode())
         except WebSocketClosedError:
+            self._mark_down(ws)
             raise ConnectionLost("connection closed") from None
+
+    def _mark_down(self, ws: WebSocketClientConnection) -> None:
+        """The socket is gone: stop taking requests now, not when the reader notices.
+
+        Otherwise a caller that retries after `ConnectionLost` would find the
+        channel still "subscribed" and spin without ever yielding to the loop.
+        """
+        if self._ws is ws:
+            self._ws = None
+            self._authenticated.clear()
+            for channel in self._channels.values():
+                channel._on_disconnect()
 
     async def _wait_for(
         self, event: asyncio.Event, timeout: float | None, also: asyncio.Event | None = None
@@ -559,15 +599,20 @@ class RealtimeClient(_Emitter):
         except Exception:
             log.exception("nyo-realtime: the token provider raised")
             return None
-        return token if token and token != refused else None
+        if token and token != refused:
+            self._next_token = token  # the next connection uses it: no second call
+            return token
+        return None
 
     async def _connect_once(self) -> tuple[bool, int | None, str]:
         """One connection from handshake to close: (authenticated, close code, reason)."""
-        try:
-            token = await self._current_token()
-        except Exception as exc:
-            log.exception("nyo-realtime: the token provider raised")
-            return False, None, f"token provider failed: {exc}"
+        token, self._next_token = self._next_token, None
+        if token is None:
+            try:
+                token = await self._current_token()
+            except Exception as exc:
+                log.exception("nyo-realtime: the token provider raised")
+                return False, None, f"token provider failed: {exc}"
         headers = dict(self.headers)
         if token:
             # A header, not `?token=`: URLs end up in logs.
@@ -617,11 +662,8 @@ class RealtimeClient(_Emitter):
             ws.close()
             return authenticated, None, "timed out waiting for the server"
         finally:
-            if self._ws is ws:
-                self._ws = None
+            self._mark_down(ws)
             self._authenticated.clear()
-            for channel in self._channels.values():
-                channel._on_disconnect()
             self._fail_pending(ConnectionLost("connection lost before the reply"))
             ws.close()
 

@@ -1,0 +1,357 @@
+"""The Python client against a real standalone server: delivery across restarts,
+backoff, authentication failures, token refresh, the threaded face, discovery."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from nyo_realtime_ext import client as client_module
+from nyo_realtime_ext.client import (
+    ClientClosed,
+    ConnectionLost,
+    ConnectionState,
+    RealtimeClient,
+    RequestError,
+    ThreadedClient,
+    backoff_delay,
+    connect,
+    use_realtime_channel,
+)
+
+from .conftest import StandaloneServer, free_port, make_token
+
+FAST = {"reconnect_delay": 0.05, "max_reconnect_delay": 0.5, "max_reconnect_attempts": 50}
+
+
+async def eventually(predicate: Callable[[], bool], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.02)
+
+
+def record_states(client: RealtimeClient) -> list[tuple[ConnectionState, dict[str, Any]]]:
+    states: list[tuple[ConnectionState, dict[str, Any]]] = []
+    client.on("state", lambda state, info: states.append((state, info)))
+    return states
+
+
+# -- delivery across server restarts ---------------------------------------------------
+
+
+async def test_restart_mid_stream_delivers_every_acked_message_once_in_order(
+    server: StandaloneServer,
+) -> None:
+    subscriber = RealtimeClient(server.url, make_token("sub"), **FAST)
+    publisher = RealtimeClient(server.url, make_token("pub"), **FAST)
+    states = record_states(subscriber)
+    received: list[dict[str, Any]] = []
+    inbox = await subscriber.channel("feed")
+    inbox.on("tick", received.append)
+    outbox = await publisher.channel("feed")
+
+    acked: list[str] = []
+    unknown = 0  # sends cut off before their ack: they may or may not exist
+    stop = asyncio.Event()
+
+    async def publish() -> None:
+        nonlocal unknown
+        n = 0
+        while not stop.is_set():
+            n += 1
+            try:
+                acked.append(await outbox.send("tick", {"n": n}, timeout=20))
+            except (ConnectionLost, asyncio.TimeoutError):
+                unknown += 1
+
+    task = asyncio.ensure_future(publish())
+    # Kill (no goodbye), then stop cleanly (1001), each while the stream runs.
+    for cut in (server.kill, lambda: server.stop(signal.SIGTERM)):
+        before = len(acked)
+        await eventually(lambda before=before: len(acked) >= before + 30)
+        cut()
+        server.start()
+        await eventually(lambda before=before: len(acked) >= before + 60)
+    stop.set()
+    await task
+
+    await eventually(lambda: len(received) >= len(acked) and received[-1]["id"] in acked)
+    received_ids = [m["id"] for m in received]
+    assert len(received_ids) == len(set(received_ids)), "a message arrived twice"
+    position = {message_id: i for i, message_id in enumerate(received_ids)}
+    assert all(message_id in position for message_id in acked), "an acked message was lost"
+    assert [position[i] for i in acked] == sorted(position[i] for i in acked)
+    numbers = [m["payload"]["n"] for m in received]
+    assert numbers == sorted(numbers)
+    assert inbox.recovered is True
+    assert [s for s, _ in states].count(ConnectionState.RECONNECTING) >= 2
+    assert states[-1][0] is ConnectionState.AUTHENTICATED
+    await subscriber.close()
+    await publisher.close()
+    assert subscriber.state is ConnectionState.CLOSED
+
+
+async def test_unrecoverable_gap_is_surfaced(standalone: Callable[..., StandaloneServer]) -> None:
+    server = standalone("--Realtime.history_size=3")
+    gate = asyncio.Event()
+    gate.set()
+
+    async def token_when_allowed() -> str:
+        await gate.wait()  # holds the reconnect until the test has published
+        return make_token("sub")
+
+    subscriber = RealtimeClient(server.url, token_when_allowed, **FAST)
+    channel = await subscriber.channel("feed")
+    subscribed: list[dict[str, Any]] = []
+    channel.on("subscribed", subscribed.append)
+    publisher = RealtimeClient(server.url, make_token("pub"), **FAST)
+    out = await publisher.channel("feed")
+    first = await out.send("n", 0)
+    await eventually(lambda: channel.last_id == first)
+
+    gate.clear()
+    server.kill()
+    await publisher.close()
+    server.start()
+    publisher = RealtimeClient(server.url, make_token("pub"), **FAST)
+    out = await publisher.channel("feed", history=False)
+    sent = [await out.send("n", n) for n in range(1, 6)]
+    gate.set()
+
+    await eventually(lambda: bool(subscribed))
+    assert subscribed[-1]["recovered"] is False and channel.recovered is False
+    await eventually(lambda: channel.last_id == sent[-1])
+    # What the server still had arrives, once; messages 1 and 2 are gone for good.
+    assert [m["payload"] for m in channel.messages] == [0, 3, 4, 5]
+    await subscriber.close()
+    await publisher.close()
+
+
+async def test_history_on_open_then_live(server: StandaloneServer, connect: Any) -> None:
+    raw = await connect(server.url, make_token("pub"))
+    await raw.subscribe("room")
+    for n in range(3):
+        await raw.request({"type": "broadcast", "channel": "room", "event": "e", "payload": n})
+    client = RealtimeClient(server.url, make_token("ada"))
+    with_history = await client.channel("room")
+    assert [m["payload"] for m in with_history.messages] == [0, 1, 2]
+    other = RealtimeClient(server.url, make_token("bob"))
+    without = await other.channel("room", history=False)
+    await raw.request({"type": "broadcast", "channel": "room", "event": "e", "payload": 3})
+    await eventually(lambda: len(with_history.messages) == 4 and len(without.messages) == 1)
+    assert without.messages[0]["payload"] == 3
+    assert without.messages[0]["from"]["userId"] == "pub"
+    await client.close()
+    await other.close()
+
+
+# -- channel API -------------------------------------------------------------------------
+
+
+async def test_channel_events_presence_and_unsubscribe(server: StandaloneServer) -> None:
+    ada = RealtimeClient(server.url, make_token("ada"))
+    bob = RealtimeClient(server.url, make_token("bob"))
+    room = await ada.channel("room:1")
+    events: list[tuple[str, Any]] = []
+    for name in ("user:joined", "user:left", "presence:updated", "chat:message", "message"):
+        room.on(name, lambda value, name=name: events.append((name, value)))
+    bobs_room = await bob.channel("room:1")
+    await eventually(lambda: {m["userId"] for m in room.members} == {"ada", "bob"})
+
+    members = await bobs_room.update_status("busy", {"cell": 3})
+    assert {m["userId"]: m["status"] for m in members} == {"ada": "online", "bob": "busy"}
+    await eventually(lambda: any(n == "presence:updated" for n, _ in events))
+    assert [m for m in room.members if m["userId"] == "bob"][0]["meta"] == {"cell": 3}
+
+    message_id = await bobs_room.send("chat:message", {"text": "hello"})
+    await eventually(lambda: any(n == "chat:message" for n, _ in events))
+    chat = [v for n, v in events if n == "chat:message"][0]
+    assert chat["id"] == message_id and chat["payload"] == {"text": "hello"}
+    assert ("message", chat) in events
+
+    with pytest.raises(RequestError) as refused:
+        await bobs_room.update_status("sleeping")
+    assert refused.value.code == "bad_request"
+
+    await bobs_room.unsubscribe()
+    await eventually(lambda: [m["userId"] for m in room.members] == ["ada"])
+    assert events[-1][0] == "user:left"
+    await ada.close()
+    await bob.close()
+
+
+async def test_forbidden_channel_raises(server: StandaloneServer) -> None:
+    client = RealtimeClient(server.url, make_token("eve"))
+    with pytest.raises(RequestError) as refused:
+        await client.channel("private-board")
+    assert refused.value.code == "forbidden"
+    await client.close()
+
+
+# -- backoff and giving up ----------------------------------------------------------------
+
+
+def test_backoff_windows_double_up_to_the_cap() -> None:
+    windows = [backoff_delay(n, 3.0, 60.0, rand=lambda: 1.0) for n in range(1, 10)]
+    assert windows == [3.0, 6.0, 12.0, 24.0, 48.0, 60.0, 60.0, 60.0, 60.0]
+    assert backoff_delay(4, 3.0, 60.0, rand=lambda: 0.0) == 0.0
+    assert all(0 <= backoff_delay(n, 3.0, 60.0) <= 60.0 for n in range(1, 200))
+
+
+async def test_gives_up_after_max_reconnect_attempts() -> None:
+    url = f"ws://127.0.0.1:{free_port()}/ws"  # nothing listens there
+    client = RealtimeClient(
+        url, make_token(), reconnect_delay=0.01, max_reconnect_delay=0.04, max_reconnect_attempts=4
+    )
+    states = record_states(client)
+    with pytest.raises(ClientClosed, match="gave up after 4"):
+        await client.connect(timeout=30)
+    reconnects = [info for state, info in states if state is ConnectionState.RECONNECTING]
+    assert [info["attempt"] for info in reconnects] == [1, 2, 3, 4]
+    assert all(0 <= info["delay"] <= 0.04 for info in reconnects)
+    assert states[0][0] is ConnectionState.CONNECTING
+    assert states[-1][0] is ConnectionState.CLOSED
+    assert client.close_reason is not None and "gave up" in client.close_reason
+
+
+async def test_no_reconnect_after_4401_without_a_new_token(server: StandaloneServer) -> None:
+    bad = make_token("ada", secret="not-the-secret-but-long-enough-for-hs256")
+    client = RealtimeClient(server.url, bad, **FAST)
+    states = record_states(client)
+    with pytest.raises(ClientClosed):
+        await client.connect(timeout=30)
+    assert ConnectionState.RECONNECTING not in [s for s, _ in states]
+    assert states[-1] == (
+        ConnectionState.CLOSED,
+        {"reason": states[-1][1]["reason"], "code": 4401},
+    )
+    assert "unauthorized" in (client.close_reason or "")
+
+    # A provider that keeps returning the refused token gets no retry either.
+    calls: list[int] = []
+
+    def same_bad_token() -> str:
+        calls.append(1)
+        return bad
+
+    stubborn = RealtimeClient(server.url, same_bad_token, **FAST)
+    with pytest.raises(ClientClosed):
+        await stubborn.connect(timeout=30)
+    assert len(calls) == 2  # the connection, then the check for a fresh one
+
+    # A provider with a fresh token is tried again, and gets in.
+    tokens = iter([bad, make_token("ada")])
+    fresh = RealtimeClient(server.url, lambda: next(tokens), **FAST)
+    await fresh.connect(timeout=30)
+    assert fresh.user is not None and fresh.user["userId"] == "ada"
+    await fresh.close()
+
+
+async def test_longer_backoff_after_4429(standalone: Callable[..., StandaloneServer]) -> None:
+    server = standalone("--Realtime.rate_limit=5")
+    client = RealtimeClient(
+        server.url, make_token(), reconnect_delay=0.01, max_reconnect_delay=0.02,
+        rate_limited_delay=0.5,
+    )  # fmt: skip
+    states = record_states(client)
+    await client.connect(timeout=30)
+    ws = client._ws
+    assert ws is not None
+    for _ in range(100):  # flood far past the burst: the server cuts us with 4429
+        if ws.protocol is None:
+            break
+        await ws.write_message('{"type": "ping"}')
+    await eventually(lambda: any(s is ConnectionState.RECONNECTING for s, _ in states))
+    info = next(i for s, i in states if s is ConnectionState.RECONNECTING)
+    assert info["code"] == 4429
+    assert info["delay"] >= 0.5
+    await eventually(lambda: client.state is ConnectionState.AUTHENTICATED)
+    await client.close()
+
+
+async def test_token_is_refreshed_in_band_before_it_expires(server: StandaloneServer) -> None:
+    issued: list[str] = []
+
+    def provider() -> str:
+        issued.append(make_token("ada", exp=int(time.time()) + 3))
+        return issued[-1]
+
+    client = RealtimeClient(server.url, provider, token_refresh_margin=2.0, **FAST)
+    states = record_states(client)
+    channel = await client.channel("room")
+    await asyncio.sleep(6)  # two lifetimes of a token: it would have expired twice
+    assert len(issued) >= 3
+    assert [s for s, _ in states] == [ConnectionState.CONNECTING, ConnectionState.AUTHENTICATED]
+    assert await channel.send("still", "here")
+    await client.close()
+
+
+# -- the threaded face and discovery ----------------------------------------------------
+
+
+def test_threaded_client_calls_and_callbacks(server: StandaloneServer) -> None:
+    with (
+        ThreadedClient(server.url, make_token("ada")) as ada,
+        ThreadedClient(server.url, make_token("bob")) as bob,
+    ):
+        room = ada.channel("room")
+        seen: list[tuple[str, str]] = []
+        got = threading.Event()
+
+        def on_chat(message: dict[str, Any]) -> None:
+            seen.append((threading.current_thread().name, message["payload"]["text"]))
+            got.set()
+
+        room.on("chat:message", on_chat)
+        bobs = bob.channel("room")
+        message_id = bobs.send("chat:message", {"text": "hi"})
+        assert got.wait(15)
+        assert seen == [("nyo-realtime-client", "hi")]
+        assert room.wait_for(lambda c: len(c.members) == 2).messages[-1]["id"] == message_id
+        assert bobs.send_nowait("chat:message", {"text": "again"}).result(15)
+        assert ada.state is ConnectionState.AUTHENTICATED
+        room.unsubscribe()
+    assert ada.state is ConnectionState.CLOSED
+
+
+def test_connect_reads_the_environment(
+    server: StandaloneServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NYO_REALTIME_URL", server.url)
+    monkeypatch.setenv("NYO_REALTIME_TOKEN", make_token("grace"))
+    with connect() as client:
+        client.connect()
+        assert client.user is not None and client.user["userId"] == "grace"
+    # Explicit arguments win over the environment.
+    with connect(server.url, make_token("hopper")) as client:
+        client.connect()
+        assert client.user is not None and client.user["userId"] == "hopper"
+
+
+def test_connect_without_anything_to_go_on_is_a_clear_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in ("NYO_REALTIME_URL", "NYO_REALTIME_TOKEN", "JPY_PARENT_PID"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(client_module.RealtimeError, match="no realtime server found"):
+        connect()
+
+
+def test_use_realtime_channel_shares_one_client(server: StandaloneServer) -> None:
+    options = {"url": server.url, "token": make_token("ada")}
+    first = use_realtime_channel(options, "a")
+    second = use_realtime_channel(options, "b")
+    try:
+        assert first.client is second.client
+        first.send("e", 1)
+        first.wait_for(lambda c: len(c.messages) == 1)
+    finally:
+        first.client.close()
