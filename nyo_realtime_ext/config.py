@@ -69,6 +69,17 @@ class Realtime(Configurable):
     default_tenant = Unicode(
         "default", help="Tenant of users whose token or identity names none."
     ).tag(config=True)
+    kernel_user = Unicode(
+        "",
+        help=(
+            "User id that kernels started by this Jupyter server connect as (`connect()` "
+            "with no arguments). Default: JupyterHub's user ($JUPYTERHUB_USER), else the OS user."
+        ),
+    ).tag(config=True)
+    kernel_user_name = Unicode(
+        "",
+        help="Display name for `kernel_user`. Default: the OS account's full name, else the user id.",
+    ).tag(config=True)
     history_size = Int(100, help="Messages kept per channel.").tag(config=True)
     history_ttl = Float(24 * 3600.0, help="Seconds a message is kept in history.").tag(config=True)
     db_path = Unicode(

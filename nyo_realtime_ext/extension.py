@@ -13,6 +13,7 @@ from traitlets import Instance
 from .api import RealtimeApiHandler, api_routes
 from .config import Realtime
 from .handlers import RealtimeSocket
+from .kernel_env import clear_kernel_env, setup_kernel_env
 from .service import RealtimeService
 
 URL_PREFIX = "nyo-realtime"
@@ -84,6 +85,7 @@ class RealtimeExtension(ExtensionApp):
         self.service = RealtimeService(config)
         self.settings["nyo_realtime_service"] = self.service
         self.service.start()
+        setup_kernel_env(self.serverapp, self.service)  # kernels' `connect()` finds us
 
     def initialize_handlers(self) -> None:
         self.handlers.append(
@@ -92,6 +94,7 @@ class RealtimeExtension(ExtensionApp):
         self.handlers.extend(api_routes(f"/{URL_PREFIX}/api/", self.service, JupyterRealtimeApi))
 
     async def stop_extension(self) -> None:
+        clear_kernel_env()
         if self.service is not None:
             self.service.stop()
             self.service.close_store()
