@@ -78,6 +78,12 @@ ROUTES: list[tuple[str, str, tuple[str, ...]]] = [
     ("openapi.json", "openapi", ("GET",)),
     (".*", "unknown", ()),
 ]
+# Query parameters each route reads; any other is refused, so a misspelt
+# `wiat=30` is a clear 400 instead of a silently ignored long-poll.
+QUERY_PARAMETERS = {
+    "members": ("include",),
+    "messages": ("since", "limit", "wait"),
+}
 
 
 class ApiError(HTTPError):
@@ -155,6 +161,8 @@ class RealtimeApiHandler(RequestHandler):
     route: str
     methods: tuple[str, ...]
     identity: Identity
+    # Accepted on every route: `token` is the other way to send a JWT (PROTOCOL.md).
+    common_query_parameters: tuple[str, ...] = ("token",)
     _wake: Callable[[Any], None] | None = None
     _gone = False
 
@@ -204,6 +212,12 @@ class RealtimeApiHandler(RequestHandler):
             raise ApiError(
                 ErrorCode.RATE_LIMITED,
                 f"more than {self.context.limiter.rate:g} requests per second; slow down",
+            )
+        allowed = (*QUERY_PARAMETERS.get(self.route, ()), *self.common_query_parameters)
+        unknown = sorted(set(self.request.query_arguments) - set(allowed))
+        if unknown:
+            raise ApiError(
+                ErrorCode.BAD_REQUEST, f"unknown query parameter(s): {', '.join(unknown)}"
             )
         limit = self.service.config.max_payload_size
         if len(self.request.body or b"") > limit:

@@ -42,6 +42,10 @@ class JupyterRealtimeApi(RealtimeApiHandler, JupyterHandler):
     checked instead; the API answers 401 when neither is there.
     """
 
+    # Jupyter's own: its XSRF token may come as a query parameter, and clients
+    # may ask that a request not count as activity.
+    common_query_parameters = ("token", "_xsrf", "no_track_activity")
+
     def check_xsrf_cookie(self) -> None:
         # An Authorization header is never added by a browser on its own, so a
         # request carrying one cannot be forged cross-site; a cookie login can.

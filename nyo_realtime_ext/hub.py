@@ -496,7 +496,8 @@ class Hub:
         state = self.channel_state(key)
         self._require_access(identity, state, "subscribe")
         if state.channel.type != "presence":
-            raise ProtocolError(ErrorCode.BAD_REQUEST, "not a presence channel")
+            # The request is well formed; the channel's type is what refuses it.
+            raise ProtocolError(ErrorCode.CONFLICT, "not a presence channel")
         now = self.clock()
         http_member = self._http_members.get((key, identity.user_id))
         if http_member is None:
