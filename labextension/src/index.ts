@@ -18,6 +18,7 @@ import { LabIcon } from '@jupyterlab/ui-components';
 import { Widget } from '@lumino/widgets';
 
 import { Member, RealtimeClient } from './client';
+import { LOBBY } from './channels';
 import { RealtimeModel } from './model';
 import { DocumentPresence, PresenceStatus, RealtimePanel } from './views';
 
@@ -45,6 +46,26 @@ function socketUrl(settings: ServerConnection.ISettings): string {
     url.searchParams.set('token', settings.token);
   }
   return url.toString();
+}
+
+/** The lobby's members, present and past, from the HTTP API under Jupyter's login. */
+async function knownPeople(settings: ServerConnection.ISettings): Promise<Member[]> {
+  const url = new URL(
+    `nyo-realtime/api/channels/${encodeURIComponent(LOBBY)}/members?include=offline`,
+    settings.baseUrl
+  );
+  // Not the default 'no-store': that appends a cache-busting query parameter,
+  // which the API refuses as unknown.
+  const response = await ServerConnection.makeRequest(
+    url.toString(),
+    { cache: 'no-cache' },
+    settings
+  );
+  if (!response.ok) {
+    throw new ServerConnection.ResponseError(response);
+  }
+  const body = (await response.json()) as { members?: Member[] };
+  return body.members ?? [];
 }
 
 function isDocumentWidget(widget: Widget): widget is IDocumentWidget {
@@ -97,7 +118,9 @@ const plugin: JupyterFrontEndPlugin<RealtimeModel> = {
   ): RealtimeModel => {
     const settings = app.serviceManager.serverSettings;
     const client = new RealtimeClient({ url: () => socketUrl(settings) });
-    const model = new RealtimeModel(client);
+    const model = new RealtimeModel(client, {
+      knownPeople: () => knownPeople(settings)
+    });
     client.errors.connect(error => {
       console.warn(`nyo-realtime: ${error.code}: ${error.message}`);
     });

@@ -31,8 +31,20 @@ export interface ChatEntry {
 
 const STATUS_KEY = 'nyo-realtime:status';
 
+export interface ModelOptions {
+  /**
+   * Everyone the lobby has known, including people who left (the HTTP API's
+   * `members?include=offline`): names for chat history written by people who
+   * are no longer here. Without it, they show as "someone who left".
+   */
+  knownPeople?: () => Promise<Member[]>;
+}
+
 export class RealtimeModel {
-  constructor(readonly client: RealtimeClient) {
+  constructor(
+    readonly client: RealtimeClient,
+    private _options: ModelOptions = {}
+  ) {
     this.lobby = client.channel(LOBBY, { history: true });
     this.lobby.membersChanged.connect(members => {
       for (const member of members.values()) {
@@ -102,7 +114,7 @@ export class RealtimeModel {
     if (userId === null) {
       return 'Server';
     }
-    return this._people.get(userId)?.name ?? 'Someone who left';
+    return this._people.get(userId)?.name ?? 'someone who left';
   }
 
   personOf(userId: string): { userId: string; name: string; color?: string; avatar_url?: string } {
@@ -203,6 +215,34 @@ export class RealtimeModel {
     };
     this._chat.push(entry);
     this._chatReceived.emit(entry);
+    if (entry.userId !== null && !this._people.has(entry.userId)) {
+      this._lookUpPeople();
+    }
+  }
+
+  /** Names of authors who left, asked once per burst of history. */
+  private _lookUpPeople(): void {
+    const knownPeople = this._options.knownPeople;
+    if (!knownPeople || this._lookingUp) {
+      return;
+    }
+    this._lookingUp = true;
+    // Let the whole history arrive first: one request, not one per message.
+    setTimeout(() => {
+      knownPeople()
+        .then(members => {
+          for (const member of members) {
+            if (!this._people.has(member.userId)) {
+              this._remember(member);
+            }
+          }
+          this._changed.emit();
+        })
+        .catch(error => console.warn('nyo-realtime: could not look up names', error))
+        .finally(() => {
+          this._lookingUp = false;
+        });
+    }, 100);
   }
 
   private _remember(who: Member | User): void {
@@ -224,6 +264,7 @@ export class RealtimeModel {
     { userId: string; name: string; color?: string; avatar_url?: string }
   >();
   private _publishTimer: ReturnType<typeof setTimeout> | undefined;
+  private _lookingUp = false;
 }
 
 function readStatus(): Status | undefined {

@@ -1,0 +1,461 @@
+"""The JupyterLab extension in a real headless Chromium against a real `jupyter lab`.
+
+Two browser contexts are two people: Jupyter's default identity provider gives
+each token login its own user (a random "Anonymous <moon>" with its own id,
+kept in that context's cookie), exactly as two people sharing a server's token
+would get. Nothing here tells the extension who anyone is.
+
+Each test saves screenshots under `test-output/e2e/` at the repository root
+for people to look at.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+CHROMIUM = Path("/usr/bin/chromium")
+REPO = Path(__file__).resolve().parent.parent
+SCREENSHOTS = REPO / "test-output" / "e2e"
+TOKEN = "e2e-jupyter-token"
+
+pytestmark = [
+    pytest.mark.skipif(
+        not CHROMIUM.exists(),
+        reason="needs Debian's chromium at /usr/bin/chromium (`apt-get install chromium`, as .ci/run does)",
+    ),
+    pytest.mark.timeout(300),
+]
+
+if CHROMIUM.exists():
+    from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
+
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--headless",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
+
+# JupyterLab takes a few seconds to start in a cold browser; presence is fast.
+LOAD_TIMEOUT = 60_000
+SEEN_TIMEOUT = 20_000
+
+NOTEBOOK = {
+    "cells": [
+        {
+            "cell_type": "markdown",
+            "metadata": {},
+            "source": ["# A notebook two people have open"],
+        },
+        {
+            "cell_type": "code",
+            "execution_count": None,
+            "metadata": {},
+            "outputs": [],
+            "source": ["print('hello')"],
+        },
+    ],
+    "metadata": {
+        "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"}
+    },
+    "nbformat": 4,
+    "nbformat_minor": 5,
+}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Relay:
+    """A TCP relay in front of the server whose line can be cut, like a network
+    outage: the browser's sockets die without the server closing them."""
+
+    def __init__(self, target: int) -> None:
+        self.target = target
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.down = False
+        self._sockets: set[socket.socket] = set()
+        self._lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            if self.down:
+                client.close()
+                continue
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.target))
+            except OSError:
+                client.close()
+                continue
+            with self._lock:
+                self._sockets |= {client, upstream}
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (source, sink):
+                self._drop(s)
+
+    def _drop(self, s: socket.socket) -> None:
+        with self._lock:
+            self._sockets.discard(s)
+        try:
+            s.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        s.close()
+
+    def cut(self) -> None:
+        self.down = True
+        with self._lock:
+            sockets = list(self._sockets)
+        for s in sockets:
+            self._drop(s)
+
+    def restore(self) -> None:
+        self.down = False
+
+    def close(self) -> None:
+        self.cut()
+        self.listener.close()
+
+
+class LabServer:
+    def __init__(self, root: Path, port: int, process: subprocess.Popen[bytes], log: Path) -> None:
+        self.root = root
+        self.port = port
+        self.process = process
+        self.log = log
+
+    def url(self, path: str, port: int | None = None) -> str:
+        sep = "&" if "?" in path else "?"
+        return f"http://127.0.0.1:{port or self.port}/{path}{sep}token={TOKEN}"
+
+
+def _start_lab(base: Path, app: str = "jupyterlab") -> Iterator[LabServer]:
+    root, config = base / "root", base / "config"
+    root.mkdir(parents=True)
+    (config / "labconfig").mkdir(parents=True)
+    (root / "shared.ipynb").write_text(json.dumps(NOTEBOOK, indent=1))
+    # The news prompt would cover the status bar in screenshots.
+    (config / "labconfig" / "page_config.json").write_text(
+        json.dumps({"disabledExtensions": {"@jupyterlab/apputils-extension:announcements": True}})
+    )
+    (config / "jupyter_server_config.json").write_text(
+        json.dumps(
+            {
+                "ServerApp": {"jpserver_extensions": {"nyo_realtime_ext": True}},
+                "Realtime": {"db_path": str(base / "realtime.db")},
+            }
+        )
+    )
+    port = _free_port()
+    log = base / "server.log"
+    env = {
+        **os.environ,
+        "JUPYTER_CONFIG_DIR": str(config),
+        "JUPYTER_RUNTIME_DIR": str(base / "runtime"),
+        "JUPYTER_PLATFORM_DIRS": "1",
+        "PYTHONUNBUFFERED": "1",
+    }
+    args = [
+        sys.executable, "-m", app,
+        "--no-browser", f"--port={port}", "--ServerApp.ip=127.0.0.1",
+        f"--ServerApp.token={TOKEN}", f"--ServerApp.root_dir={root}",
+        f"--LabApp.workspaces_dir={base / 'workspaces'}",
+    ]  # fmt: skip
+    if os.geteuid() == 0:
+        args.append("--allow-root")
+    with log.open("wb") as out:
+        process = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=env)
+    server = LabServer(root, port, process, log)
+    deadline = time.monotonic() + 60
+    while True:
+        if process.poll() is not None:
+            raise RuntimeError(f"{app} exited:\n{log.read_text()}")
+        try:
+            with urllib.request.urlopen(server.url("api/status"), timeout=2) as response:
+                if response.status == 200:
+                    break
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{app} did not start:\n{log.read_text()}")
+        time.sleep(0.2)
+    try:
+        yield server
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+@pytest.fixture
+def jp_asyncio_loop() -> None:
+    """pytest-jupyter's autouse loop would adopt (and then close) the loop that
+    Playwright's sync API runs in; these tests start their own server process
+    and need no loop of pytest's."""
+
+
+@pytest.fixture
+def jp_server_cleanup() -> None:
+    """No in-process Jupyter server here to clean up (see `jp_asyncio_loop`)."""
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabServer]:
+    yield from _start_lab(tmp_path_factory.mktemp("lab"))
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    shutil.rmtree(SCREENSHOTS, ignore_errors=True)
+    SCREENSHOTS.mkdir(parents=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+class Person:
+    """One browser context: one login, one Jupyter user."""
+
+    def __init__(self, browser: Browser, label: str) -> None:
+        self.label = label
+        self.context: BrowserContext = browser.new_context(viewport={"width": 1400, "height": 860})
+        self.page: Page = self.context.new_page()
+        self.errors: list[str] = []
+        self.page.on("pageerror", lambda error: self.errors.append(str(error)))
+        self.me: dict[str, Any] = {}
+
+    def open_lab(self, url: str) -> Person:
+        self.page.goto(url)
+        # Our own avatar in the lobby means: loaded, connected, authenticated.
+        self.page.wait_for_selector(".nyo-statusbar .nyo-avatar", timeout=LOAD_TIMEOUT)
+        self.me = self.page.evaluate("fetch('/api/me').then(r => r.json())")["identity"]
+        return self
+
+    @property
+    def user_id(self) -> str:
+        return self.me["username"]
+
+    @property
+    def name(self) -> str:
+        return self.me["display_name"]
+
+    def show_panel(self) -> None:
+        panel = self.page.locator("#nyo-realtime-panel")
+        if not panel.is_visible():
+            self.page.locator('.jp-SideBar [data-id="nyo-realtime-panel"]').click()
+        expect(panel).to_be_visible()
+
+    def show_files(self) -> None:
+        browser = self.page.locator("#filebrowser")
+        if not browser.is_visible():
+            self.page.locator('.jp-SideBar [data-id="filebrowser"]').click()
+        expect(browser).to_be_visible()
+
+    def open_file(self, name: str) -> None:
+        self.show_files()
+        self.page.locator(".jp-DirListing-item", has_text=name).dblclick()
+        self.page.wait_for_selector(f'.nyo-doc-presence[data-path="{name}"]', timeout=LOAD_TIMEOUT)
+
+    def say(self, text: str) -> None:
+        self.show_panel()
+        box = self.page.locator("#nyo-realtime-panel .nyo-chat-input")
+        box.fill(text)
+        box.press("Enter")
+
+    def shot(self, name: str) -> None:
+        self.page.screenshot(path=str(SCREENSHOTS / f"{name}.png"))
+
+    def close(self) -> None:
+        self.context.close()
+
+
+def lobby_avatar(person: Person, other: Person) -> Any:
+    return person.page.locator(f'.nyo-statusbar .nyo-avatar[data-user-id="{other.user_id}"]')
+
+
+def panel_entry(person: Person, other: Person) -> Any:
+    return person.page.locator(f'#nyo-realtime-panel li.nyo-person[data-user-id="{other.user_id}"]')
+
+
+def doc_badge(person: Person, path: str) -> Any:
+    return person.page.locator(f'.jp-Toolbar .nyo-doc-presence[data-path="{path}"]')
+
+
+def test_two_people_see_each_other_share_a_notebook_chat_and_leave(
+    lab: LabServer, browser: Browser
+) -> None:
+    ada = Person(browser, "ada").open_lab(lab.url("lab/workspaces/ada?reset"))
+    bob = Person(browser, "bob").open_lab(lab.url("lab/workspaces/bob?reset"))
+    try:
+        # Two logins, two people, named by the Jupyter server alone.
+        assert ada.user_id != bob.user_id
+        ada.show_panel()
+        expect(ada.page.locator("#nyo-realtime-panel .nyo-me-name")).to_have_text(
+            f"You are {ada.name}"
+        )
+
+        # Each sees the other appear: avatar and count in the status bar, a row in the panel.
+        expect(lobby_avatar(ada, bob)).to_be_visible(timeout=SEEN_TIMEOUT)
+        expect(lobby_avatar(bob, ada)).to_be_visible(timeout=SEEN_TIMEOUT)
+        expect(ada.page.locator(".nyo-statusbar .nyo-count")).to_have_text("2 online")
+        expect(bob.page.locator(".nyo-statusbar .nyo-count")).to_have_text("2 online")
+        expect(panel_entry(ada, bob).locator(".nyo-person-name")).to_have_text(bob.name)
+        expect(panel_entry(ada, ada).locator(".nyo-person-name")).to_have_text(f"{ada.name} (you)")
+        ada.shot("01-ada-sees-bob-arrive")
+
+        # Bob says he is busy; Ada sees it on his avatar and in the panel.
+        bob.page.locator(".nyo-statusbar select.nyo-status-picker").select_option("busy")
+        expect(lobby_avatar(ada, bob)).to_have_attribute("data-status", "busy", timeout=SEEN_TIMEOUT)
+        expect(panel_entry(ada, bob).locator(".nyo-person-status")).to_have_text("Busy")
+        expect(panel_entry(ada, bob).locator(".nyo-status-dot")).to_have_class(
+            "nyo-status-dot nyo-status-busy"
+        )
+        ada.shot("02-ada-sees-bob-busy")
+
+        # Both open the same notebook: each sees the other on its toolbar and tab.
+        ada.open_file("shared.ipynb")
+        expect(doc_badge(ada, "shared.ipynb")).to_have_attribute("data-count", "0")
+        bob.open_file("shared.ipynb")
+        for me, other in ((ada, bob), (bob, ada)):
+            badge = doc_badge(me, "shared.ipynb")
+            expect(badge.locator(f'.nyo-avatar[data-user-id="{other.user_id}"]')).to_be_visible(
+                timeout=SEEN_TIMEOUT
+            )
+            expect(badge).to_have_attribute("data-count", "1")
+            expect(badge).to_have_attribute("title", f"Also here: {other.name}")
+            expect(
+                me.page.locator('.lm-TabBar-tab[data-nyo-others="1"]', has_text="shared.ipynb")
+            ).to_be_visible()
+        # ...and the panel says what each has open.
+        ada.show_panel()
+        expect(
+            panel_entry(ada, bob).locator('.nyo-open-path a[data-path="shared.ipynb"]')
+        ).to_be_visible(timeout=SEEN_TIMEOUT)
+        ada.shot("03-ada-and-bob-in-the-same-notebook")
+        bob.shot("04-bob-sees-ada-on-the-notebook")
+
+        # A chat message from Ada reaches Bob, with her name, once.
+        ada.say("Shall we look at cell 2 together?")
+        bob.show_panel()
+        entry = bob.page.locator("#nyo-realtime-panel .nyo-chat-entry")
+        expect(entry).to_have_count(1, timeout=SEEN_TIMEOUT)
+        expect(entry.locator(".nyo-chat-text")).to_have_text("Shall we look at cell 2 together?")
+        expect(entry.locator(".nyo-chat-author")).to_have_text(ada.name)
+        bob.say("Yes, opening it now")
+        expect(ada.page.locator("#nyo-realtime-panel .nyo-chat-entry")).to_have_count(
+            2, timeout=SEEN_TIMEOUT
+        )
+        expect(ada.page.locator("#nyo-realtime-panel .nyo-chat-entry").nth(1)).to_contain_text(
+            "Yes, opening it now"
+        )
+        bob.shot("05-bob-chats-with-ada")
+
+        # Bob leaves: he disappears from Ada's lobby, panel and notebook.
+        bob.close()
+        expect(lobby_avatar(ada, bob)).to_have_count(0, timeout=SEEN_TIMEOUT)
+        expect(ada.page.locator(".nyo-statusbar .nyo-count")).to_have_text("1 online")
+        expect(panel_entry(ada, bob)).to_have_count(0)
+        expect(doc_badge(ada, "shared.ipynb")).to_have_attribute("data-count", "0")
+        expect(ada.page.locator(".lm-TabBar-tab[data-nyo-others]")).to_have_count(0)
+        ada.shot("06-ada-after-bob-left")
+
+        # Someone arriving later gets the chat history when the panel opens.
+        carol = Person(browser, "carol").open_lab(lab.url("lab/workspaces/carol?reset"))
+        try:
+            carol.show_panel()
+            history = carol.page.locator("#nyo-realtime-panel .nyo-chat-entry .nyo-chat-text")
+            expect(history).to_have_text(
+                ["Shall we look at cell 2 together?", "Yes, opening it now"], timeout=SEEN_TIMEOUT
+            )
+            # Bob has left, yet his message still carries his name, from the server's records.
+            expect(
+                carol.page.locator("#nyo-realtime-panel .nyo-chat-entry .nyo-chat-author")
+            ).to_have_text([ada.name, bob.name], timeout=SEEN_TIMEOUT)
+            carol.shot("07-carol-arrives-and-reads-the-history")
+        finally:
+            carol.close()
+        assert ada.errors == [] and bob.errors == []
+    finally:
+        ada.close()
+        bob.close()
+
+
+def test_a_dropped_connection_shows_reconnecting_and_catches_up(
+    lab: LabServer, browser: Browser
+) -> None:
+    relay = Relay(lab.port)
+    ada = Person(browser, "ada").open_lab(lab.url("lab/workspaces/ada2?reset"))
+    # Bob's whole page goes through the relay, so cutting it is his network failing.
+    bob = Person(browser, "bob").open_lab(lab.url("lab/workspaces/bob2?reset", port=relay.port))
+    try:
+        bob.show_panel()
+        ada.show_panel()
+        expect(lobby_avatar(bob, ada)).to_be_visible(timeout=SEEN_TIMEOUT)
+        mark = bob.page.locator(".nyo-statusbar .nyo-connection")
+        expect(mark).to_be_hidden()
+        before = bob.page.locator("#nyo-realtime-panel .nyo-chat-entry").count()
+
+        relay.cut()
+        expect(mark).to_be_visible(timeout=SEEN_TIMEOUT)
+        expect(mark).to_have_text("reconnecting…")
+        expect(bob.page.locator("#nyo-realtime-panel .nyo-connection")).to_have_text(
+            "reconnecting…"
+        )
+        # Said while Bob was away: he must get it when he is back, once.
+        ada.say("Did you get this while you were offline?")
+        expect(ada.page.locator("#nyo-realtime-panel .nyo-chat-entry")).to_have_count(
+            before + 1, timeout=SEEN_TIMEOUT
+        )
+        bob.shot("08-bob-reconnecting")
+
+        relay.restore()
+        expect(mark).to_be_hidden(timeout=60_000)
+        expect(bob.page.locator("#nyo-realtime-panel .nyo-connection")).to_have_text("connected")
+        entries = bob.page.locator("#nyo-realtime-panel .nyo-chat-entry .nyo-chat-text")
+        expect(entries).to_have_count(before + 1, timeout=SEEN_TIMEOUT)
+        expect(entries.last).to_have_text("Did you get this while you were offline?")
+        # Ada still sees him: he is back on the lobby.
+        expect(lobby_avatar(ada, bob)).to_be_visible(timeout=SEEN_TIMEOUT)
+        bob.shot("09-bob-back-and-caught-up")
+    finally:
+        ada.close()
+        bob.close()
+        relay.close()
