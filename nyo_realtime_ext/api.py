@@ -89,10 +89,17 @@ QUERY_PARAMETERS = {
 class ApiError(HTTPError):
     """An answer with PROTOCOL.md's error body: `{"error": {"code", "message"}}`."""
 
-    def __init__(self, code: str, message: str, status: int | None = None) -> None:
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        status: int | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(status or STATUS_FOR_CODE.get(code, 500))
         self.code = code
         self.message = message
+        self.headers = headers or {}  # set on the answer: tornado clears earlier ones
 
 
 class RateLimiter:
@@ -198,20 +205,20 @@ class RealtimeApiHandler(RequestHandler):
         if self.route == "unknown":
             raise ApiError(ErrorCode.NOT_FOUND, f"no API route {self.request.path!r}")
         if self.request.method not in self.methods:
-            self.set_header("Allow", ", ".join(self.methods))
             raise ApiError(
                 ErrorCode.BAD_REQUEST,
                 f"{self.request.method} is not allowed here; use {' or '.join(self.methods)}",
                 405,
+                {"Allow": ", ".join(self.methods)},
             )
         if self.route == "openapi":
             return  # the description of the API is public
         self.identity = self._authenticate()
         if not self.context.limiter.admit((self.identity.tenant_id, self.identity.user_id)):
-            self.set_header("Retry-After", "1")
             raise ApiError(
                 ErrorCode.RATE_LIMITED,
                 f"more than {self.context.limiter.rate:g} requests per second; slow down",
+                headers={"Retry-After": "1"},
             )
         allowed = (*QUERY_PARAMETERS.get(self.route, ()), *self.common_query_parameters)
         unknown = sorted(set(self.request.query_arguments) - set(allowed))
@@ -231,8 +238,11 @@ class RealtimeApiHandler(RequestHandler):
         except AuthError as exc:
             raise ApiError(ErrorCode.UNAUTHORIZED, str(exc)) from None
         if identity is None:
-            self.set_header("WWW-Authenticate", 'Bearer realm="nyo-realtime"')
-            raise ApiError(ErrorCode.UNAUTHORIZED, "send `Authorization: Bearer <JWT>`")
+            raise ApiError(
+                ErrorCode.UNAUTHORIZED,
+                "send `Authorization: Bearer <JWT>`",
+                headers={"WWW-Authenticate": 'Bearer realm="nyo-realtime"'},
+            )
         return identity
 
     async def get(self, *args: str) -> None:
@@ -285,6 +295,8 @@ class RealtimeApiHandler(RequestHandler):
         exc = kwargs.get("exc_info", (None, None, None))[1]
         if isinstance(exc, ApiError):
             code, message = exc.code, exc.message
+            for name, value in exc.headers.items():
+                self.set_header(name, value)
         elif isinstance(exc, HTTPError):
             code = CODE_FOR_STATUS.get(status_code, ErrorCode.INTERNAL)
             message = exc.log_message or self._reason
