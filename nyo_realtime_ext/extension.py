@@ -51,6 +51,8 @@ class JupyterRealtimeApi(RealtimeApiHandler, JupyterHandler):
         # request carrying one cannot be forged cross-site; a cookie login can.
         if "Authorization" in self.request.headers:
             return None
+        if hasattr(self, "_jupyter_current_user") and self.current_user is None:
+            return None  # no Jupyter login to forge: without a JWT the answer is 401
         return JupyterHandler.check_xsrf_cookie(self)
 
     def jupyter_user(self) -> Any:

@@ -1,0 +1,107 @@
+"""The HTTP fallback API under a real Jupyter server (base_url is not '/'):
+Jupyter's login and Bearer JWTs, one hub shared with the WebSocket."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from .httpclient import Api, ch
+from .test_api import assert_error, held
+
+
+@pytest.fixture
+def jupyter_api(jupyter_url: str) -> Any:
+    def make(token: str | None = None, headers: dict[str, str] | None = None) -> Api:
+        return Api(jupyter_url + "api/", token, headers)
+
+    return make
+
+
+async def test_jupyter_login_publishes_to_websocket_subscribers(
+    jupyter_api, jupyter_ws_url, jp_auth_header, connect, token
+):
+    jupyter = jupyter_api(headers=jp_auth_header)
+    watcher = await connect(jupyter_ws_url, token("ada"))
+    await watcher.subscribe("room")
+    answer = await jupyter.post(f"channels/{ch('room')}/messages", {"event": "hi", "payload": 1})
+    assert answer.status == 201
+    message = await watcher.expect("message")
+    assert message["id"] == answer.body["id"] and message["from"] is None
+    # The same hub and store: the WebSocket's channel and message are in HTTP history.
+    history = await jupyter.get(f"channels/{ch('room')}/messages")
+    assert [m["id"] for m in history.body["messages"]] == [message["id"]]
+
+
+async def test_bearer_jwt_works_under_jupyter_and_owns_what_it_creates(jupyter_api, token):
+    ada = jupyter_api(token("ada"))
+    created = await ada.post("channels", {"name": "private-j", "type": "private"})
+    assert created.status == 201 and created.body["channel"]["owner"] == "ada"
+    assert_error(
+        await jupyter_api(token("bob")).get(f"channels/{ch('private-j')}"), 403, "forbidden"
+    )
+    assert_error(
+        await ada.post("channels", {"name": "private-j", "type": "public"}), 409, "conflict"
+    )
+
+
+async def test_no_credentials_is_401_json_under_jupyter(jupyter_api):
+    anonymous = jupyter_api()
+    assert_error(await anonymous.get("channels"), 401, "unauthorized")
+    assert_error(
+        await anonymous.post(f"channels/{ch('x')}/messages", {"event": "e"}), 401, "unauthorized"
+    )
+    assert_error(await jupyter_api("not-a-jwt").get("channels"), 401, "unauthorized")
+    assert_error(await jupyter_api(headers={"Cookie": "x=1"}).get("channels"), 401, "unauthorized")
+
+
+async def test_long_poll_under_jupyter_wakes_from_both_sides(
+    jupyter_api, jupyter_ws_url, connect, token
+):
+    ada = jupyter_api(token("ada"))
+    since = (await ada.post(f"channels/{ch('lp')}/messages", {"event": "e"})).body["id"]
+    poll = asyncio.ensure_future(ada.get(f"channels/{ch('lp')}/messages?since={since}&wait=30"))
+    await held(poll)
+    bob = await connect(jupyter_ws_url, token("bob"))
+    await bob.subscribe("lp")
+    ack = await bob.request({"type": "broadcast", "channel": "lp", "event": "ws"})
+    assert [m["id"] for m in (await asyncio.wait_for(poll, 20)).body["messages"]] == [ack["id"]]
+
+    poll = asyncio.ensure_future(ada.get(f"channels/{ch('lp')}/messages?since={ack['id']}&wait=30"))
+    await held(poll)
+    published = await jupyter_api(token("cy")).post(f"channels/{ch('lp')}/messages", {"event": "h"})
+    answer = await asyncio.wait_for(poll, 20)
+    assert [m["id"] for m in answer.body["messages"]] == [published.body["id"]]
+
+
+async def test_http_presence_under_jupyter(jupyter_api, jupyter_ws_url, connect, token):
+    watcher = await connect(jupyter_ws_url, token("ada"))
+    await watcher.subscribe("presence-j")
+    bob = jupyter_api(token("bob"))
+    path = f"channels/{ch('presence-j')}/presence"
+    assert (await bob.post(path, {"status": "busy"})).body["member"]["status"] == "busy"
+    joined = await watcher.expect("user:joined")
+    assert joined["member"]["userId"] == "bob" and joined["member"]["status"] == "busy"
+    assert (await bob.delete(path)).status == 204
+    assert (await watcher.expect("user:left"))["member"]["userId"] == "bob"
+    members = await bob.get(f"channels/{ch('presence-j')}/members?include=offline")
+    assert {m["userId"]: m["status"] for m in members.body["members"]} == {
+        "ada": "online",
+        "bob": "offline",
+    }
+
+
+async def test_openapi_document_points_at_the_jupyter_mount(jupyter_api, jp_base_url):
+    answer = await jupyter_api().get("openapi.json")
+    assert answer.status == 200
+    assert answer.body["servers"] == [{"url": f"{jp_base_url}nyo-realtime/api"}]
+
+
+async def test_unknown_route_and_bad_method_under_jupyter(jupyter_api, token):
+    ada = jupyter_api(token("ada"))
+    assert_error(await ada.get("nothing"), 404, "not_found")
+    answer = await ada.call("PUT", "channels", body={})
+    assert_error(answer, 405, "bad_request")
+    assert answer.headers["Allow"] == "GET, POST"
