@@ -365,6 +365,8 @@ class RealtimeClient(_Emitter):
             self._closing = False
             self._closed.clear()
             self._task = asyncio.get_running_loop().create_task(self._run())
+            # Said here, not in the task: from now on the client is not closed.
+            self._set_state(ConnectionState.CONNECTING)
 
     async def connect(self, timeout: float | None = None) -> RealtimeClient:
         """Start if needed and wait until authenticated; `ClientClosed` if it cannot."""
@@ -533,13 +535,9 @@ class RealtimeClient(_Emitter):
 
     async def _run(self) -> None:
         attempt = 0
-        connected_before = False
         try:
             while not self._closing:
-                if attempt == 0 and not connected_before:
-                    self._set_state(ConnectionState.CONNECTING)
                 authenticated, code, reason = await self._connect_once()
-                connected_before = connected_before or authenticated
                 if self._closing:
                     break
                 if not self.reconnect:
@@ -808,6 +806,7 @@ class ThreadedClient:
 
     def __init__(self, url: str, token: str | TokenProvider | None = None, **options: Any) -> None:
         self._loop = asyncio.new_event_loop()
+        self._stopped = False
         self._thread = threading.Thread(
             target=self._loop.run_forever, name="nyo-realtime-client", daemon=True
         )
@@ -825,11 +824,21 @@ class ThreadedClient:
 
     def _call(self, coro: Awaitable[Any], timeout: float | None) -> Any:
         if threading.current_thread() is self._thread:
+            coro.close()  # type: ignore[attr-defined]
             raise RuntimeError("a blocking ThreadedClient call from its own callback would hang")
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)  # type: ignore[arg-type]
+        return self._submit(coro).result(timeout)
 
     def _submit(self, coro: Awaitable[Any]) -> concurrent.futures.Future[Any]:
+        if self.closed:
+            # A stopped loop would never run it: the caller would wait forever.
+            coro.close()  # type: ignore[attr-defined]
+            raise ClientClosed("the client was closed")
         return asyncio.run_coroutine_threadsafe(coro, self._loop)  # type: ignore[arg-type]
+
+    @property
+    def closed(self) -> bool:
+        """True once `close()` stopped the client's thread."""
+        return self._stopped or not self._thread.is_alive()
 
     @property
     def url(self) -> str:
@@ -880,11 +889,12 @@ class ThreadedClient:
 
     def close(self) -> None:
         """Close the connection and stop the thread."""
-        if not self._loop.is_running():
+        if self.closed:
             return
         try:
             self._call(self.client.close(), 15)
         finally:
+            self._stopped = True
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(5)
 
@@ -931,7 +941,8 @@ class SyncChannel:
         off = self._client._call_soon(self._channel.on, event, callback)
 
         def remove() -> None:
-            self._client._loop.call_soon_threadsafe(off)
+            if not self._client.closed:
+                self._client._loop.call_soon_threadsafe(off)
 
         return remove
 
@@ -955,13 +966,13 @@ class SyncChannel:
 
     def unsubscribe(self) -> None:
         self._client._channels.pop(self.name, None)
-        if self._client._loop.is_running():
+        if not self._client.closed:
             self._client._call(self._channel.unsubscribe(), 15)
 
     def unsubscribe_nowait(self) -> None:
         """Unsubscribe without waiting (safe from any thread, even the kernel's shutdown)."""
         self._client._channels.pop(self.name, None)
-        if self._client._loop.is_running():
+        if not self._client.closed:
             self._client._submit(self._channel.unsubscribe())
 
     def wait_for(
@@ -1069,7 +1080,10 @@ def shared_client(options: dict[str, Any] | None = None) -> ThreadedClient:
     ).decode()
     with _shared_lock:
         client = _shared.get(key)
-        if client is None or client.state is ConnectionState.CLOSED and client.close_reason:
+        gone = client is not None and (
+            client.closed or (client.state is ConnectionState.CLOSED and client.close_reason)
+        )
+        if client is None or gone:
             client = _shared[key] = connect(**options)
         return client
 

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from tornado.websocket import WebSocketClosedError
 
 from nyo_realtime_ext import client as client_module
 from nyo_realtime_ext.client import (
@@ -83,7 +84,7 @@ async def test_restart_mid_stream_delivers_every_acked_message_once_in_order(
     stop.set()
     await task
 
-    await eventually(lambda: len(received) >= len(acked) and received[-1]["id"] in acked)
+    await eventually(lambda: set(acked) <= {m["id"] for m in received})
     received_ids = [m["id"] for m in received]
     assert len(received_ids) == len(set(received_ids)), "a message arrived twice"
     position = {message_id: i for i, message_id in enumerate(received_ids)}
@@ -209,8 +210,9 @@ def test_backoff_windows_double_up_to_the_cap() -> None:
 async def test_gives_up_after_max_reconnect_attempts() -> None:
     url = f"ws://127.0.0.1:{free_port()}/ws"  # nothing listens there
     client = RealtimeClient(
-        url, make_token(), reconnect_delay=0.01, max_reconnect_delay=0.04, max_reconnect_attempts=4
-    )
+        url, make_token(), reconnect_delay=0.01, max_reconnect_delay=0.04,
+        max_reconnect_attempts=4, auto_connect=False,
+    )  # fmt: skip
     states = record_states(client)
     with pytest.raises(ClientClosed, match="gave up after 4"):
         await client.connect(timeout=30)
@@ -266,9 +268,10 @@ async def test_longer_backoff_after_4429(standalone: Callable[..., StandaloneSer
     ws = client._ws
     assert ws is not None
     for _ in range(100):  # flood far past the burst: the server cuts us with 4429
-        if ws.protocol is None:
+        try:
+            await ws.write_message('{"type": "ping"}')
+        except WebSocketClosedError:
             break
-        await ws.write_message('{"type": "ping"}')
     await eventually(lambda: any(s is ConnectionState.RECONNECTING for s, _ in states))
     info = next(i for s, i in states if s is ConnectionState.RECONNECTING)
     assert info["code"] == 4429
@@ -284,7 +287,9 @@ async def test_token_is_refreshed_in_band_before_it_expires(server: StandaloneSe
         issued.append(make_token("ada", exp=int(time.time()) + 3))
         return issued[-1]
 
-    client = RealtimeClient(server.url, provider, token_refresh_margin=2.0, **FAST)
+    client = RealtimeClient(
+        server.url, provider, token_refresh_margin=2.0, auto_connect=False, **FAST
+    )
     states = record_states(client)
     channel = await client.channel("room")
     await asyncio.sleep(6)  # two lifetimes of a token: it would have expired twice
@@ -319,7 +324,9 @@ def test_threaded_client_calls_and_callbacks(server: StandaloneServer) -> None:
         assert bobs.send_nowait("chat:message", {"text": "again"}).result(15)
         assert ada.state is ConnectionState.AUTHENTICATED
         room.unsubscribe()
-    assert ada.state is ConnectionState.CLOSED
+    assert ada.state is ConnectionState.CLOSED and ada.closed
+    with pytest.raises(ClientClosed):
+        ada.channel("room")  # a closed client fails at once instead of hanging
 
 
 def test_connect_reads_the_environment(
