@@ -259,7 +259,15 @@ class Person:
         self.context: BrowserContext = browser.new_context(viewport={"width": 1400, "height": 860})
         self.page: Page = self.context.new_page()
         self.errors: list[str] = []
-        self.page.on("pageerror", lambda error: self.errors.append(str(error)))
+        # Uncaught errors thrown from our bundle; the host application's own
+        # (Notebook 7 logs one at start with or without this extension) are not ours.
+        self.page.on(
+            "pageerror",
+            lambda error: (
+                "nyo-realtime-ext" in (error.stack or "")
+                and self.errors.append(f"{error}\n{error.stack}")
+            ),
+        )
         self.me: dict[str, Any] = {}
 
     def open_lab(self, url: str) -> Person:
@@ -292,7 +300,13 @@ class Person:
     def open_file(self, name: str) -> None:
         self.show_files()
         self.page.locator(".jp-DirListing-item", has_text=name).dblclick()
-        self.page.wait_for_selector(f'.nyo-doc-presence[data-path="{name}"]', timeout=LOAD_TIMEOUT)
+        self.wait_for_document(name)
+
+    def wait_for_document(self, name: str) -> None:
+        # Attached, not visible: with nobody else there the badge is empty.
+        self.page.wait_for_selector(
+            f'.nyo-doc-presence[data-path="{name}"]', state="attached", timeout=LOAD_TIMEOUT
+        )
 
     def say(self, text: str) -> None:
         self.show_panel()
@@ -343,7 +357,9 @@ def test_two_people_see_each_other_share_a_notebook_chat_and_leave(
 
         # Bob says he is busy; Ada sees it on his avatar and in the panel.
         bob.page.locator(".nyo-statusbar select.nyo-status-picker").select_option("busy")
-        expect(lobby_avatar(ada, bob)).to_have_attribute("data-status", "busy", timeout=SEEN_TIMEOUT)
+        expect(lobby_avatar(ada, bob)).to_have_attribute(
+            "data-status", "busy", timeout=SEEN_TIMEOUT
+        )
         expect(panel_entry(ada, bob).locator(".nyo-person-status")).to_have_text("Busy")
         expect(panel_entry(ada, bob).locator(".nyo-status-dot")).to_have_class(
             "nyo-status-dot nyo-status-busy"
@@ -459,3 +475,62 @@ def test_a_dropped_connection_shows_reconnecting_and_catches_up(
         ada.close()
         bob.close()
         relay.close()
+
+
+@pytest.fixture(scope="module")
+def notebook7(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabServer]:
+    yield from _start_lab(tmp_path_factory.mktemp("notebook7"), app="notebook")
+
+
+def test_notebook_7_has_the_panel_and_document_presence_without_a_status_bar(
+    notebook7: LabServer, browser: Browser
+) -> None:
+    ada = Person(browser, "ada")
+    bob = Person(browser, "bob")
+    try:
+        for person in (ada, bob):
+            person.page.goto(notebook7.url("notebooks/shared.ipynb"))
+            person.wait_for_document("shared.ipynb")
+            person.me = person.page.evaluate("fetch('/api/me').then(r => r.json())")["identity"]
+        # Notebook 7 has no status bar: the extension must not need one.
+        expect(ada.page.locator(".jp-StatusBar-Widget")).to_have_count(0)
+        expect(ada.page.locator(".nyo-statusbar")).to_have_count(0)
+
+        # The notebook's toolbar shows who else has it open.
+        for me, other in ((ada, bob), (bob, ada)):
+            expect(
+                doc_badge(me, "shared.ipynb").locator(
+                    f'.nyo-avatar[data-user-id="{other.user_id}"]'
+                )
+            ).to_be_visible(timeout=SEEN_TIMEOUT)
+
+        # The side panel is in View > Left Sidebar, where Notebook 7 lists side panels.
+        for person in (ada, bob):
+            person.page.get_by_role("menuitem", name="View").click()
+            person.page.locator(".lm-Menu-item", has_text="Left Sidebar").click()
+            person.page.locator(".lm-Menu-item", has_text="Collaborators and chat").click()
+            expect(person.page.locator("#nyo-realtime-panel")).to_be_visible()
+        expect(panel_entry(ada, bob).locator(".nyo-person-name")).to_have_text(
+            bob.name, timeout=SEEN_TIMEOUT
+        )
+        expect(
+            panel_entry(ada, bob).locator('.nyo-open-path a[data-path="shared.ipynb"]')
+        ).to_be_visible(timeout=SEEN_TIMEOUT)
+
+        # With no status bar, the panel's picker sets the status.
+        bob.page.locator("#nyo-realtime-panel select.nyo-status-picker").select_option("away")
+        expect(panel_entry(ada, bob)).to_have_attribute("data-status", "away", timeout=SEEN_TIMEOUT)
+        expect(
+            doc_badge(ada, "shared.ipynb").locator(f'.nyo-avatar[data-user-id="{bob.user_id}"]')
+        ).to_have_attribute("data-status", "away")
+
+        ada.say("Hello from Notebook 7")
+        expect(bob.page.locator("#nyo-realtime-panel .nyo-chat-entry .nyo-chat-text")).to_have_text(
+            ["Hello from Notebook 7"], timeout=SEEN_TIMEOUT
+        )
+        ada.shot("10-notebook7-ada-sees-bob-away")
+        bob.shot("11-notebook7-bob-reads-ada")
+        assert ada.errors == [] and bob.errors == []
+    finally:
+        ada.close()
+        bob.close()

@@ -121,9 +121,13 @@ export class RealtimeModel {
     return this._people.get(userId) ?? { userId, name: this.nameOf(userId) };
   }
 
+  /** Set one's status on the lobby and on every open document's channel. */
   async setStatus(status: Status): Promise<void> {
     writeStatus(status);
-    await this.lobby.setPresence({ status });
+    const documents = [...this._documents.keys()].map(path =>
+      this.client.channel(documentChannel(path)).setPresence({ status })
+    );
+    await Promise.all([this.lobby.setPresence({ status }), ...documents]);
     this._changed.emit();
   }
 
@@ -143,6 +147,12 @@ export class RealtimeModel {
     if (count === 0) {
       const channel = this.client.channel(documentChannel(path));
       channel.membersChanged.connect(() => this._documentChanged.emit(path));
+      // One status per person: a document shows the same one as the lobby.
+      if (this.myStatus !== 'online') {
+        void channel.setPresence({ status: this.myStatus }).catch(() => {
+          // restored with the subscription; nothing else to do
+        });
+      }
       this._publishOpen();
     }
   }
