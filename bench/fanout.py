@@ -110,14 +110,17 @@ class Server:
         else:
             args = [sys.executable, str(HERE / "sio_server.py"), str(self.port)]
             self.url = f"http://127.0.0.1:{self.port}"
+        # A file, not a pipe: an unread pipe fills up and stalls the server mid-run.
+        self.log_path = tmp / f"{kind}-{self.port}.log"
+        self.log = open(self.log_path, "w")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(
-            args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            args, stdout=subprocess.DEVNULL, stderr=self.log,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )  # fmt: skip
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"{kind} server exited: {self.process.stderr.read().decode()}")  # type: ignore[union-attr]
+                raise RuntimeError(f"{kind} server exited: {self.log_path.read_text()}")
             try:
                 socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
                 return
@@ -138,6 +141,10 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        self.log.close()
+        errors = self.log_path.read_text().strip()
+        if errors:
+            print(f"{self.kind} server's log:\n{errors[-2000:]}", file=sys.stderr)
 
 
 # -- clients (run in worker processes) ----------------------------------------------

@@ -1,11 +1,22 @@
-"""Tornado transports: thin adapters between sockets and the hub."""
+"""Tornado transports: thin adapters between sockets and the hub.
+
+Sending bypasses `WebSocketHandler.write_message` on purpose. That method
+frames the payload again for every client and wraps every write in a new
+asyncio Task; profiling a fan-out to 100 subscribers put a quarter of the
+server's time there. A server's frames are unmasked and, with compression
+off, the same bytes for every client, so a message is framed once (see
+`_framed`), and the frames for one client are gathered during one pass of
+the event loop and written with one `send` syscall.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import struct
 from typing import Any
 
-from tornado.iostream import StreamBufferFullError
-from tornado.websocket import WebSocketClosedError, WebSocketHandler
+from tornado.iostream import StreamBufferFullError, StreamClosedError
+from tornado.websocket import WebSocketHandler
 
 from .auth import AuthError
 from .hub import Session
@@ -24,11 +35,37 @@ def bearer_token(handler: Any) -> str | None:
     return None
 
 
+def text_frame(payload: bytes) -> bytes:
+    """A final, unmasked, uncompressed text frame (RFC 6455, section 5.2)."""
+    length = len(payload)
+    if length < 126:
+        header = struct.pack("!BB", 0x81, length)
+    elif length <= 0xFFFF:
+        header = struct.pack("!BBH", 0x81, 126, length)
+    else:
+        header = struct.pack("!BBQ", 0x81, 127, length)
+    return header + payload
+
+
+# The hub hands the same bytes object to every subscriber of a message in a
+# row, so remembering the last one frames each message once. Holding the
+# reference keeps `is` from matching a recycled object.
+_last_framed: tuple[bytes, bytes] = (b"", b"")
+
+
+def _framed(payload: bytes) -> bytes:
+    global _last_framed
+    if _last_framed[0] is not payload:
+        _last_framed = (payload, text_frame(payload))
+    return _last_framed[1]
+
+
 class RealtimeSocket(WebSocketHandler):
     """One client's WebSocket. Implements the hub's `Connection`."""
 
     service: RealtimeService
     session: Session | None = None
+    _outbox: list[bytes] | None = None  # frames waiting for this loop pass to end
 
     def initialize(self, service: RealtimeService) -> None:
         self.service = service
@@ -62,19 +99,40 @@ class RealtimeSocket(WebSocketHandler):
         if self.session is not None:
             self.service.hub.receive(self.session, message)
 
+    def on_ping(self, data: bytes) -> None:
+        # Protocol-level pings (many non-browser clients send them) count as life too.
+        if self.session is not None:
+            self.service.hub.touch(self.session)
+
     def on_close(self) -> None:
         if self.session is not None:
             self.service.hub.disconnect(self.session)
 
     def send(self, data: bytes) -> None:
+        if self._outbox is None:
+            if self.ws_connection is None or self.ws_connection.is_closing():
+                return
+            self._outbox = []
+            asyncio.get_running_loop().call_soon(self._flush)
+        self._outbox.append(_framed(data))
+
+    def _flush(self) -> None:
+        frames, self._outbox = self._outbox, None
+        connection = self.ws_connection
+        if not frames or connection is None or connection.is_closing():
+            return
         try:
-            self.write_message(data)
-        except WebSocketClosedError:
+            connection.stream.write(frames[0] if len(frames) == 1 else b"".join(frames))  # type: ignore[attr-defined]
+        except StreamClosedError:
             pass
         except StreamBufferFullError:
-            stream = self.ws_connection.stream  # type: ignore[union-attr]
-            stream.max_write_buffer_size = None  # room for the close frame
+            connection.stream.max_write_buffer_size = None  # type: ignore[attr-defined]  # room for the close frame
             if self.session is not None:
                 self.service.hub.close(self.session, CloseCode.TOO_MANY, "too slow to read")
             else:
                 self.close(CloseCode.TOO_MANY, "too slow to read")
+
+    def close(self, code: int | None = None, reason: str | None = None) -> None:
+        # What the hub sent just before closing (say, `token_expired`) goes out first.
+        self._flush()
+        super().close(code, reason)

@@ -142,6 +142,8 @@ class Hub:
     def close(self, session: Session, code: int, reason: str) -> None:
         if session.closed:
             return
+        if code != CloseCode.GOING_AWAY:
+            log.info("closing %s (%s) with %d: %s", session.id, _who(session), code, reason)
         self.disconnect(session)
         session.conn.close(code, reason)
 
@@ -152,6 +154,10 @@ class Hub:
         self.store.mark_all_offline(self.clock())
 
     # -- incoming frames ------------------------------------------------------
+
+    def touch(self, session: Session) -> None:
+        """The client showed it is alive without a frame (a WebSocket ping)."""
+        session.last_seen = self.clock()
 
     def receive(self, session: Session, data: str | bytes) -> None:
         """One frame from a client."""
@@ -610,3 +616,8 @@ class Hub:
 
 def _auth_error_code(exc: AuthError) -> str:
     return ErrorCode.TOKEN_EXPIRED if isinstance(exc, TokenExpired) else ErrorCode.UNAUTHORIZED
+
+
+def _who(session: Session) -> str:
+    identity = session.identity
+    return f"{identity.tenant_id}/{identity.user_id}" if identity else "unauthenticated"

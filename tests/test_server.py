@@ -145,9 +145,12 @@ async def test_silent_client_is_closed_4408_and_leaves(standalone, connect):
     await silent.subscribe("room")
     await alive.subscribe("room")
 
+    protocol_pinger = await connect(server.url, make_token("protocol-pinger"))
+
     async def keep_pinging():
         while True:
             await alive.send({"type": "ping"})
+            protocol_pinger.ws.ping()  # a WebSocket ping frame, not a `ping` message
             await asyncio.sleep(0.3)
 
     pinger = asyncio.ensure_future(keep_pinging())
@@ -156,6 +159,7 @@ async def test_silent_client_is_closed_4408_and_leaves(standalone, connect):
         left = await alive.expect("user:left", timeout=10)
         assert left["member"]["userId"] == "silent"
         assert (await alive.request({"type": "ping"}))["type"] == "pong"
+        assert (await protocol_pinger.request({"type": "ping"}))["type"] == "pong"
     finally:
         pinger.cancel()
 
