@@ -107,8 +107,12 @@ def backoff_delay(
     uniformly inside it, so that clients cut off together do not come back
     together (AWS Architecture Blog, "Exponential Backoff And Jitter").
     """
-    window = min(cap, base * 2 ** max(0, attempt - 1))
-    return rand() * window
+    return rand() * backoff_window(attempt, base, cap)
+
+
+def backoff_window(attempt: int, base: float, cap: float) -> float:
+    """The longest delay before reconnect `attempt`: `base` doubled per attempt, at most `cap`."""
+    return min(cap, base * 2 ** max(0, attempt - 1))
 
 
 def _callback_error(callback: Callback) -> None:
@@ -564,6 +568,7 @@ class RealtimeClient(_Emitter):
                     ConnectionState.RECONNECTING,
                     attempt=attempt,
                     delay=delay,
+                    window=backoff_window(attempt, self.reconnect_delay, self.max_reconnect_delay),
                     reason=reason,
                     code=code,
                 )

@@ -55,16 +55,22 @@ def avatar_html(member: dict[str, Any], size: int = 28) -> str:
     user_id = str(member.get("userId", ""))
     name = str(member.get("name") or user_id)
     color = html.escape(str(member.get("color") or user_color(user_id)))
-    status = str(member.get("status", "online"))
-    dot = STATUS_COLORS.get(status, STATUS_COLORS["offline"])
+    status = member.get("status")
+    title = html.escape(f"{name} ({status})" if status else name)
+    dot = ""
+    if status:  # only presence knows a status; a chat line's avatar has none
+        dot = (
+            f'<span style="position:absolute;right:-1px;bottom:-1px;width:{size // 3}px;'
+            f"height:{size // 3}px;border-radius:50%;"
+            f"background:{STATUS_COLORS.get(str(status), STATUS_COLORS['offline'])};"
+            f'border:2px solid white"></span>'
+        )
     return (
-        f'<span title="{html.escape(name)} ({html.escape(status)})" style="position:relative;'
+        f'<span title="{title}" style="position:relative;'
         f"display:inline-flex;align-items:center;justify-content:center;width:{size}px;"
         f"height:{size}px;border-radius:50%;background:{color};color:white;"
         f'font:600 {size * 0.42:.0f}px sans-serif;flex:none">{html.escape(initials(name))}'
-        f'<span style="position:absolute;right:-1px;bottom:-1px;width:{size // 3}px;'
-        f"height:{size // 3}px;border-radius:50%;background:{dot};"
-        f'border:2px solid white"></span></span>'
+        f"{dot}</span>"
     )
 
 

@@ -218,7 +218,8 @@ async def test_gives_up_after_max_reconnect_attempts() -> None:
         await client.connect(timeout=30)
     reconnects = [info for state, info in states if state is ConnectionState.RECONNECTING]
     assert [info["attempt"] for info in reconnects] == [1, 2, 3, 4]
-    assert all(0 <= info["delay"] <= 0.04 for info in reconnects)
+    assert [info["window"] for info in reconnects] == [0.01, 0.02, 0.04, 0.04]
+    assert all(0 <= info["delay"] <= info["window"] <= 0.04 for info in reconnects)
     assert states[0][0] is ConnectionState.CONNECTING
     assert states[-1][0] is ConnectionState.CLOSED
     assert client.close_reason is not None and "gave up" in client.close_reason

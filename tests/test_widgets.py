@@ -155,3 +155,15 @@ async def test_kernel_token_is_accepted_only_by_its_server(
     wrong = await connect(jupyter_ws_url, headers={"Authorization": f"Bearer {token[:-2]}xx"})
     assert await wrong.closed() == 4401
     await asyncio.sleep(0)
+
+
+def test_avatars_have_initials_a_stable_colour_and_a_status_dot() -> None:
+    from nyo_realtime_ext.widgets import avatar_html, initials, user_color
+
+    assert [initials(n) for n in ("Grace Hopper", "ada", "jean.e.sammet", "")] == [
+        "GH", "AD", "JS", "?",
+    ]  # fmt: skip
+    assert user_color("grace") == user_color("grace") != user_color("ada")
+    busy = avatar_html({"userId": "grace", "name": "Grace <Hopper>", "status": "busy"})
+    assert "GH" in busy and "#c62828" in busy and "<Hopper>" not in busy
+    assert "border-radius:50%;background:#" in avatar_html({"userId": "x", "name": "X"})
