@@ -16,8 +16,8 @@ import {
 } from './client';
 import { documentChannel, LOBBY } from './channels';
 
-/** The chat event on the lobby channel; the payload is `{text}`. */
-export const CHAT_EVENT = 'chat';
+/** The chat event on the lobby channel, `{text}`: the same as the Python ChatWidget's. */
+export const CHAT_EVENT = 'chat:message';
 
 /** Longest chat message sent; the server's frame limit is far above it. */
 export const MAX_CHAT_LENGTH = 4000;
