@@ -167,14 +167,15 @@ class Hub:
         session.last_seen = now
         if not self._admit(session, now):
             return
+        frame: dict[str, Any] = {}
         try:
             frame = decode(data)
             self._dispatch(session, frame, now)
         except ProtocolError as exc:
             session.send(exc.to_wire())
-        except Exception:  # a bug must cost one error frame, never the connection
+        except Exception:  # a bug or a failing hook costs one error frame, never the connection
             log.exception("internal error handling a frame")
-            session.send(error(ErrorCode.INTERNAL, "internal server error"))
+            session.send(error(ErrorCode.INTERNAL, "internal server error", frame.get("ref")))
 
     def _dispatch(self, session: Session, frame: dict[str, Any], now: float) -> None:
         type_, ref = frame["type"], frame.get("ref")

@@ -530,3 +530,17 @@ def test_identity_cannot_be_set_by_frames(world: World) -> None:
     )
     updated = bob_peer.frames("presence:updated")[0]["member"]
     assert updated["userId"] == "ada"
+
+
+def test_a_failing_hook_costs_one_internal_error_not_the_connection() -> None:
+    def authorize(identity: Any, channel: str, action: str) -> bool:
+        raise RuntimeError("directory service is down")
+
+    world = World(authorize=authorize)
+    ada, peer = world.join("ada")
+    world.send(ada, {"type": "subscribe", "channel": "private-x", "ref": 1})
+    world.send(ada, {"type": "ping", "ref": 2})
+    error, pong = peer.frames()
+    assert (error["type"], error["code"], error["ref"]) == ("error", "internal", 1)
+    assert "directory" not in error["message"]  # no internals leak to clients
+    assert pong["type"] == "pong" and peer.closed_with is None
