@@ -1,0 +1,133 @@
+"""The hub's HTTP-facing methods without sockets: a clock we move, peers that record."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from nyo_realtime_ext.models import ChannelKey, Identity
+from nyo_realtime_ext.protocol import ErrorCode, ProtocolError
+
+from .conftest import make_token
+from .test_hub import World
+
+
+def identity(world: World, user: str, tenant: str = "acme", **claims: Any) -> Identity:
+    return world.hub.auth.identify(make_token(user, tenant=tenant, **claims))
+
+
+def expect_error(code: str, call: Any, *args: Any) -> None:
+    with pytest.raises(ProtocolError) as caught:
+        call(*args)
+    assert caught.value.code == code
+
+
+ROOM = ChannelKey("acme", "presence-room")
+
+
+def test_http_member_expires_after_heartbeat_timeout_like_a_closed_connection() -> None:
+    world = World(heartbeat_timeout=10.0)
+    session, peer = world.join("ada")
+    world.send(session, {"type": "subscribe", "channel": ROOM.name})
+    peer.take()
+    bob = identity(world, "bob")
+
+    member = world.hub.http_presence(bob, ROOM, "away", {"k": 1})
+    assert member.connections and next(iter(member.connections)).startswith("http-")
+    (joined,) = peer.take()
+    assert joined["type"] == "user:joined" and joined["member"]["status"] == "away"
+
+    world.clock.now += 9.0
+    world.hub.tick()
+    world.hub.http_presence(bob, ROOM, None, None)  # heartbeat, nothing to announce
+    assert peer.take() == []
+    world.clock.now += 9.0
+    world.hub.tick()
+    assert peer.take() == []  # 9 s since the heartbeat: still here
+
+    world.clock.now += 1.5
+    world.hub.tick()
+    (left,) = peer.take()
+    assert left["type"] == "user:left" and left["member"]["userId"] == "bob"
+    (record,) = [m for m in world.store.presence_records(ROOM, online=False)]
+    assert record.user_id == "bob" and record.status == "offline"
+    assert [m.user_id for m in world.hub.http_members(bob, ROOM)] == ["ada"]
+
+
+def test_http_and_websocket_connections_of_one_user_make_one_member() -> None:
+    world = World(heartbeat_timeout=10.0)
+    watcher, peer = world.join("ada")
+    world.send(watcher, {"type": "subscribe", "channel": ROOM.name})
+    bob_session, _ = world.join("bob")
+    world.send(bob_session, {"type": "subscribe", "channel": ROOM.name})
+    peer.take()
+    bob = identity(world, "bob")
+
+    assert len(world.hub.http_presence(bob, ROOM, None, None).connections) == 2
+    assert peer.take() == []  # no second join
+    world.hub.disconnect(bob_session)
+    assert peer.take() == []  # the HTTP connection keeps bob here
+    world.hub.http_leave(bob, ROOM)
+    assert [f["type"] for f in peer.take()] == ["user:left"]
+    world.hub.http_leave(bob, ROOM)  # again: harmless
+    assert peer.take() == []
+
+
+def test_http_presence_rules() -> None:
+    world = World()
+    ada = identity(world, "ada")
+    world.hub.create_channel(ada, ChannelKey("acme", "plain"), "public", ())
+    expect_error(
+        ErrorCode.CONFLICT, world.hub.http_presence, ada, ChannelKey("acme", "plain"), None, None
+    )
+    world.hub.create_channel(ada, ChannelKey("acme", "vip"), "private", ())
+    world.hub.set_channel_members(ChannelKey("acme", "vip"), [])
+    bob = identity(world, "bob")
+    expect_error(
+        ErrorCode.FORBIDDEN, world.hub.http_presence, bob, ChannelKey("acme", "vip"), None, None
+    )
+    expect_error(ErrorCode.NOT_FOUND, world.hub.http_leave, bob, ChannelKey("acme", "never"))
+
+
+def test_reads_of_an_unknown_channel_never_create_it() -> None:
+    world = World()
+    ada = identity(world, "ada")
+    key = ChannelKey("acme", "ghost")
+    expect_error(ErrorCode.NOT_FOUND, world.hub.read_history, ada, key, None, 10)
+    expect_error(ErrorCode.NOT_FOUND, world.hub.http_members, ada, key)
+    expect_error(ErrorCode.NOT_FOUND, world.hub.accessible_channel, ada, key)
+    expect_error(ErrorCode.NOT_FOUND, world.hub.change_members, ada, key, ["bob"])
+    assert world.hub.find_channel(key) is None
+    assert world.store.get_channel(key) is None
+
+
+def test_explicit_channels_have_an_owner_who_alone_changes_members() -> None:
+    world = World()
+    ada, bob = identity(world, "ada"), identity(world, "bob")
+    key = ChannelKey("acme", "private-team")
+    channel = world.hub.create_channel(ada, key, "private", ("bob",))
+    assert channel.owner == "ada" and channel.members == ("bob",)
+    expect_error(ErrorCode.CONFLICT, world.hub.create_channel, bob, key, "public", ())
+    expect_error(ErrorCode.FORBIDDEN, world.hub.change_members, bob, key, ["bob", "eve"])
+    assert world.hub.change_members(ada, key, ["eve"]).members == ("eve",)
+    expect_error(ErrorCode.FORBIDDEN, world.hub.read_history, bob, key, None, 10)
+    assert [c.key.name for c in world.hub.visible_channels(bob)] == []
+    assert [c.key.name for c in world.hub.visible_channels(identity(world, "eve"))] == [key.name]
+    # Another tenant sees none of it.
+    assert world.hub.visible_channels(identity(world, "ada", tenant="globex")) == []
+
+
+def test_http_publish_reaches_subscribers_and_wakes_waiters_with_no_sender() -> None:
+    world = World()
+    session, peer = world.join("ada")
+    world.send(session, {"type": "subscribe", "channel": "room"})
+    peer.take()
+    woken: list[Any] = []
+    key = ChannelKey("acme", "room")
+    cancel = world.hub.wait_for_message(key, woken.append)
+    message = world.hub.publish_http(identity(world, "bob"), key, "chat", {"t": 1})
+    (frame,) = peer.take()
+    assert frame["id"] == message.id and frame["from"] is None
+    assert woken == [message]
+    cancel()  # after the wake: a no-op
