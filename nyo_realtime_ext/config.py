@@ -91,7 +91,10 @@ class Realtime(Configurable):
     )
     rate_limit = Float(
         200.0,
-        help="Frames per second one connection may send (bursts up to twice that); 0 turns it off.",
+        help=(
+            "Frames per second one connection may send, and HTTP API requests per second one"
+            " user may make (bursts up to twice that); 0 turns it off."
+        ),
     ).tag(config=True)
     max_send_buffer = Int(
         8 * 1024 * 1024,
