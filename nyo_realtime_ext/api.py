@@ -257,9 +257,6 @@ class RealtimeApiHandler(RequestHandler):
     async def delete(self, *args: str) -> None:
         await self._dispatch(*args)
 
-    async def put(self, *args: str) -> None:
-        await self._dispatch(*args)  # refused with 405 in `prepare`; here for the Allow header
-
     async def _dispatch(self, *args: str) -> None:
         method = getattr(self, f"_{self.request.method.lower()}_{self.route}")  # type: ignore[union-attr]
         try:

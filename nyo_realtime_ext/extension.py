@@ -75,8 +75,9 @@ class JupyterRealtimeApi(RealtimeApiHandler, JupyterHandler):
         await super().delete(*args)
 
     @allow_unauthenticated
-    async def put(self, *args: str) -> None:
-        await super().put(*args)
+    def put(self, *args: str) -> None:
+        # No route takes PUT: let it reach the API's 405 rather than Jupyter's 403.
+        super().put(*args)
 
 
 class RealtimeExtension(ExtensionApp):
