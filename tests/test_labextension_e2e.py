@@ -31,13 +31,11 @@ REPO = Path(__file__).resolve().parent.parent
 SCREENSHOTS = REPO / "test-output" / "e2e"
 TOKEN = "e2e-jupyter-token"
 
-pytestmark = [
-    pytest.mark.skipif(
-        not CHROMIUM.exists(),
-        reason="needs Debian's chromium at /usr/bin/chromium (`apt-get install chromium`, as .ci/run does)",
-    ),
-    pytest.mark.timeout(300),
-]
+pytestmark = pytest.mark.timeout(300)
+
+NO_CHROMIUM = (
+    "needs Debian's chromium at /usr/bin/chromium (`apt-get install chromium`, as .ci/run does)"
+)
 
 if CHROMIUM.exists():
     from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
@@ -84,6 +82,20 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def test_the_extension_is_installed_and_enabled() -> None:
+    """What `pip install .` promises: `jupyter labextension list` shows it enabled and OK."""
+    result = subprocess.run(
+        [sys.executable, "-m", "jupyter", "labextension", "list"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "NO_COLOR": "1"},
+    )
+    listing = result.stdout + result.stderr
+    line = next((ln for ln in listing.splitlines() if "nyo-realtime-ext" in ln), "")
+    assert "enabled" in line and "OK" in line, listing
 
 
 class Relay:
@@ -214,6 +226,11 @@ def _start_lab(base: Path, app: str = "jupyterlab") -> Iterator[LabServer]:
         if time.monotonic() > deadline:
             raise RuntimeError(f"{app} did not start:\n{log.read_text()}")
         time.sleep(0.2)
+    # Without the built front end every browser test would only time out.
+    with urllib.request.urlopen(server.url("lab" if app == "jupyterlab" else "tree")) as page:
+        assert b"nyo-realtime-ext" in page.read(), (
+            "the lab extension is not installed: `pip install -e .` builds and installs it"
+        )
     try:
         yield server
     finally:
@@ -243,6 +260,8 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabServer]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
+    if not CHROMIUM.exists():
+        pytest.skip(NO_CHROMIUM)
     shutil.rmtree(SCREENSHOTS, ignore_errors=True)
     SCREENSHOTS.mkdir(parents=True)
     with sync_playwright() as playwright:
