@@ -267,6 +267,37 @@ describe('reconnection', () => {
   });
 });
 
+describe('heartbeat', () => {
+  it('a link that goes silent without closing is noticed and replaced', async () => {
+    // The server advertises its heartbeat; short ones make the test quick.
+    const quick = await new StandaloneServer([
+      '--heartbeat-interval', '0.3',
+      '--heartbeat-timeout', '1'
+    ]).start(); // prettier-ignore
+    const relay = await new Relay(quick.port).start();
+    try {
+      const room = fresh('room');
+      const ada = client('ada', { url: relay.url });
+      await ada.connect();
+      const before = ada.connectionId;
+      const states = recordStates(ada);
+      await eventually(() => ada.channel(room).isSubscribed, 'subscribed');
+
+      relay.freeze();
+      await eventually(() => ada.state === 'reconnecting', 'silence noticed', 5_000);
+      relay.restore();
+      await eventually(() => ada.state === 'open', 'open again', 10_000);
+      expect(ada.connectionId).not.toBe(before);
+      expect(states).toEqual(['open', 'reconnecting', 'open']);
+      await eventually(() => ada.channel(room).isSubscribed, 'resubscribed');
+      expect([...ada.channel(room).members.keys()]).toEqual(['ada']);
+    } finally {
+      await relay.close();
+      await quick.dispose();
+    }
+  });
+});
+
 describe('server restart and refusal', () => {
   it('reconnects to a restarted server and keeps its channels and members', async () => {
     const own = await new StandaloneServer().start();

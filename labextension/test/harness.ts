@@ -176,6 +176,24 @@ export class Relay {
     this._down = false;
   }
 
+  /**
+   * Stop carrying bytes without closing anything, and refuse new connections:
+   * a link that died silently (a sleeping laptop, a NAT that forgot it). Only
+   * a heartbeat can tell.
+   */
+  freeze(): void {
+    this._down = true;
+    for (const socket of this._sockets) {
+      socket.unpipe();
+      socket.pause();
+      // Nor pass on a close: the server's own heartbeat would close its side,
+      // and the client must find out by itself.
+      socket.removeAllListeners('close');
+      socket.removeAllListeners('error');
+      socket.on('error', () => undefined);
+    }
+  }
+
   close(): Promise<void> {
     this.cut();
     return new Promise(resolve => this._server.close(() => resolve()));
