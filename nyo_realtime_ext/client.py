@@ -350,6 +350,7 @@ class RealtimeClient(_Emitter):
         self._closed = asyncio.Event()
         self._last_token: str | None = None
         self._next_token: str | None = None
+        self._local_close: tuple[int, str] | None = None  # why *we* closed, if we did
         self._last_received = 0.0
         if auto_connect:
             try:
@@ -655,11 +656,14 @@ class RealtimeClient(_Emitter):
             ]
             if callable(self._token):
                 tasks.append(asyncio.ensure_future(self._refresh_token(ws)))
+            self._local_close = None
             try:
                 await self._read_loop(ws)
             finally:
                 for task in tasks:
                     task.cancel()
+            if self._local_close is not None:
+                return (True, *self._local_close)
             return True, ws.close_code, self._close_text(ws, "connection lost")
         except asyncio.TimeoutError:
             ws.close()
@@ -709,7 +713,9 @@ class RealtimeClient(_Emitter):
         while True:
             await asyncio.sleep(interval)
             if time.monotonic() - self._last_received > dead_after:
-                ws.close(4408, "no answer to pings")  # half-open socket: start over
+                # A half-open socket or a frozen server: only we can tell. Start over.
+                self._local_close = (4408, f"no answer from the server for {dead_after:g} s")
+                ws.close(4408, "no answer to pings")
                 return
             try:
                 await self._write(ws, {"type": "ping"})

@@ -363,3 +363,24 @@ def test_use_realtime_channel_shares_one_client(server: StandaloneServer) -> Non
         first.wait_for(lambda c: len(c.messages) == 1)
     finally:
         first.client.close()
+
+
+async def test_a_server_that_goes_silent_is_left_and_found_again(server: StandaloneServer) -> None:
+    """A frozen server keeps the TCP connection open but answers nothing: only
+    the client's heartbeat can tell, and it must move on by itself."""
+    client = RealtimeClient(
+        server.url, make_token("ada"), heartbeat_interval=0.5, connect_timeout=2.0, **FAST
+    )
+    states = record_states(client)
+    channel = await client.channel("room")
+    assert server.process is not None
+    server.process.send_signal(signal.SIGSTOP)
+    try:
+        await eventually(lambda: client.state is ConnectionState.RECONNECTING)
+    finally:
+        server.process.send_signal(signal.SIGCONT)
+    await eventually(lambda: client.state is ConnectionState.AUTHENTICATED)
+    assert await channel.send("back", 1)
+    first = next(info for state, info in states if state is ConnectionState.RECONNECTING)
+    assert first["code"] == 4408  # closed by our own heartbeat check
+    await client.close()
