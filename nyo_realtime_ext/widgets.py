@@ -222,9 +222,12 @@ class ChatWidget(_ChannelWidget):
         client: ThreadedClient | None = None,
         *,
         height: str = "240px",
+        max_messages: int = 500,
         **kwargs: Any,
     ) -> None:
         super().__init__(channel, client, **kwargs)
+        # Every message re-renders the log: keep it to what a person scrolls through.
+        self._max_messages = max_messages
         self._log = widgets.HTML(layout={"height": height, "overflow_y": "auto"})
         self._text = widgets.Text(placeholder="Say something", layout={"flex": "1"})
         self._button = widgets.Button(description="Send", button_style="primary")
@@ -237,6 +240,7 @@ class ChatWidget(_ChannelWidget):
             self._listen("subscribed", self._on_subscribed)
             self._listen("members", lambda members: self._render())
             history = [m for m in self._channel.messages if m.get("event") == CHAT_EVENT]
+            history = history[-max_messages:]
             self._ids = {m["id"] for m in history}
             self.messages = history
             self._render()
@@ -267,7 +271,10 @@ class ChatWidget(_ChannelWidget):
         if message["id"] in self._ids:
             return
         self._ids.add(message["id"])
-        self.messages = [*self.messages, message]
+        kept = [*self.messages, message][-self._max_messages :]
+        if len(kept) <= len(self.messages):
+            self._ids.discard(self.messages[0]["id"])
+        self.messages = kept
         self._render()
 
     def _on_subscribed(self, frame: dict[str, Any]) -> None:

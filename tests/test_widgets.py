@@ -168,3 +168,28 @@ def test_avatars_have_initials_a_stable_colour_and_a_status_dot() -> None:
     assert ">GH<" in busy and "#c62828" in busy
     assert "<b>" not in avatar_html({"userId": "m", "name": "<b>Mallory</b>"})
     assert "border-radius:50%;background:#" in avatar_html({"userId": "x", "name": "X"})
+
+
+def test_chat_widget_keeps_the_last_messages_and_closing_unsubscribes(server: Any) -> None:
+    from nyo_realtime_ext import ChatWidget, PresenceWidget
+    from nyo_realtime_ext.client import ThreadedClient
+
+    from .conftest import make_token
+
+    with (
+        ThreadedClient(server.url, make_token("ada")) as ada,
+        ThreadedClient(server.url, make_token("bob")) as bob,
+    ):
+        chat = ChatWidget("room", client=ada, max_messages=2)
+        presence = PresenceWidget("room", client=ada)
+        bobs = bob.channel("room")
+        for text in ("one", "two", "three"):
+            bobs.send("chat:message", {"text": text})
+        bobs.wait_for(lambda c: len(c.messages) == 3)
+        chat.channel.wait_for(lambda c: len(c.messages) == 3)
+        assert [m["payload"]["text"] for m in chat.messages] == ["two", "three"]
+        assert "<br>three<" in chat._log.value and "<br>one<" not in chat._log.value
+        chat.close()  # the presence widget still uses the channel
+        assert [m["userId"] for m in bobs.wait_for(lambda c: len(c.members) == 2).members]
+        presence.close()  # the last one: ada leaves
+        bobs.wait_for(lambda c: [m["userId"] for m in c.members] == ["bob"])
