@@ -190,6 +190,8 @@ export class Channel {
   readonly messages = new Emitter<Message>();
   /** The members changed (join, leave, status or meta, or a fresh list). */
   readonly membersChanged = new Emitter<Map<string, Member>>();
+  /** The channel was left (`leave`, `unsubscribe`); it will not come back. */
+  readonly disposed = new Emitter<void>();
   /**
    * A `subscribed` frame arrived. `recovered` false means some messages were
    * lost for good while away (history moved on): reload what you show.
@@ -211,6 +213,7 @@ export class Channel {
   private _meta: Record<string, unknown> | undefined;
   private _wantsHistory: boolean;
   private _firstSubscribe = true;
+  private _isDisposed = false;
   private _askedSince = false;
 
   constructor(
@@ -355,8 +358,15 @@ export class Channel {
     this.isSubscribed = false;
   }
 
+  get isDisposed(): boolean {
+    return this._isDisposed;
+  }
+
   dispose(): void {
+    this._isDisposed = true;
     this.isSubscribed = false;
+    this.disposed.emit();
+    this.disposed.clear();
     this.members.clear();
     this.messages.clear();
     this.membersChanged.clear();
@@ -408,8 +418,11 @@ export class RealtimeClient {
 
   /** Open the connection; resolves once authenticated (rejects if refused). */
   connect(): Promise<User> {
-    if (this._state === 'closed' && this._closedByUser) {
+    if (this._state === 'closed') {
+      // Closed by `close()` or refused: this is a fresh start.
       this._closedByUser = false;
+      this._closeError = undefined;
+      this._attempt = 0;
       this._setState('connecting');
     }
     if (!this._socket && !this._retryTimer) {
@@ -516,19 +529,29 @@ export class RealtimeClient {
     if (this._state === 'closed') {
       return Promise.reject(new RealtimeError('closed', 'connection closed'));
     }
+    if (channel.isDisposed) {
+      return Promise.reject(new RealtimeError('not_subscribed', 'channel was left'));
+    }
     return new Promise((resolve, reject) => {
-      const offSub = channel.subscribed.connect(() => {
+      const done = (error?: RealtimeError) => {
         offSub();
         offState();
-        resolve();
-      });
+        offDisposed();
+        if (error) {
+          reject(error);
+        } else {
+          resolve();
+        }
+      };
+      const offSub = channel.subscribed.connect(() => done());
       const offState = this.stateChanged.connect(state => {
         if (state === 'closed') {
-          offSub();
-          offState();
-          reject(new RealtimeError('closed', 'connection closed'));
+          done(new RealtimeError('closed', 'connection closed'));
         }
       });
+      const offDisposed = channel.disposed.connect(() =>
+        done(new RealtimeError('not_subscribed', 'channel was left'))
+      );
     });
   }
 

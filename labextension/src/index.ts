@@ -158,7 +158,12 @@ const plugin: JupyterFrontEndPlugin<RealtimeModel> = {
     void client.connect().catch(error => {
       console.warn('nyo-realtime: not connected', error);
     });
-    window.addEventListener('online', () => client.reconnect());
+    // Back on the network: try now rather than wait out the backoff.
+    window.addEventListener('online', () => {
+      if (client.state === 'reconnecting') {
+        client.reconnect();
+      }
+    });
     return model;
   }
 };

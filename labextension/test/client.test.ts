@@ -326,6 +326,17 @@ describe('server restart and refusal', () => {
     }
   }, 30_000);
 
+  it('a message waiting for a channel that is left fails instead of hanging', async () => {
+    const ada = client('ada', { url: server.url });
+    const room = fresh('room');
+    const channel = ada.channel(room);
+    const sending = channel.publish('chat:message', { text: 'never sent' });
+    await channel.leave(); // before the connection even opened
+    await expect(sending).rejects.toMatchObject({ code: 'not_subscribed' });
+    await ada.connect();
+    expect(ada.state).toBe('open');
+  });
+
   it('a refused token closes for good, with the reason, and does not retry', async () => {
     const mallory = client('mallory', {
       token: makeToken('mallory', {}, 'not-the-secret-not-the-secret-not-the-secret')
