@@ -274,3 +274,28 @@ async def test_hooks_given_as_import_strings(standalone, connect):
     stranger = await connect(server.url, make_token("ada"), authenticate=False)
     assert (await stranger.recv())["code"] == "unauthorized"  # the hook replaced JWT checking
     assert await stranger.closed() == 4401
+
+
+@pytest.mark.parametrize("size", [10, 125, 126, 65535, 65536, 500_000])
+async def test_messages_of_every_frame_length_arrive_intact(server, connect, size):
+    ada = await connect(server.url, make_token("ada"))
+    bob = await connect(server.url, make_token("bob"))
+    await ada.subscribe("room")
+    await bob.subscribe("room")
+    payload = "é" * (size // 2)  # two bytes each in UTF-8
+    await ada.request({"type": "broadcast", "channel": "room", "event": "e", "payload": payload})
+    assert (await bob.expect("message"))["payload"] == payload
+
+
+async def test_sigint_also_closes_1001_and_leaves_everyone_offline(standalone, connect):
+    import sqlite3
+
+    server = standalone()
+    ada = await connect(server.url, make_token("ada"))
+    await ada.subscribe("room")
+    assert server.stop(signal.SIGINT) == 0
+    assert await ada.closed() == 1001
+    with sqlite3.connect(server.db) as db:
+        rows = db.execute("SELECT user_id, status, online FROM presence").fetchall()
+        assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    assert rows == [("ada", "offline", 0)]
