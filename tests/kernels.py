@@ -36,7 +36,9 @@ class Kernel:
         response = await jp_fetch("api", "kernels", method="POST", body=json.dumps({}))
         kernel_id = json.loads(response.body)["id"]
         manager = jp_serverapp.kernel_manager.get_kernel(kernel_id)
-        client = AsyncKernelClient()
+        # The server's manager as parent: "is the kernel alive?" then asks the
+        # process, not a heartbeat that a slow-starting kernel has not sent yet.
+        client = AsyncKernelClient(parent=manager)
         client.load_connection_file(manager.connection_file)
         client.start_channels()
         await client.wait_for_ready(timeout=TIMEOUT)
