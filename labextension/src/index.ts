@@ -106,7 +106,7 @@ function trackDocument(model: RealtimeModel, widget: IDocumentWidget): void {
   });
 }
 
-const plugin: JupyterFrontEndPlugin<RealtimeModel> = {
+const plugin: JupyterFrontEndPlugin<void> = {
   id: PLUGIN_ID,
   description: 'Who is here, what they have open, and chat, through nyo-realtime.',
   autoStart: true,
@@ -115,7 +115,7 @@ const plugin: JupyterFrontEndPlugin<RealtimeModel> = {
     app: JupyterFrontEnd,
     statusBar: IStatusBar | null,
     opener: IDocumentWidgetOpener | null
-  ): RealtimeModel => {
+  ): void => {
     const settings = app.serviceManager.serverSettings;
     const client = new RealtimeClient({ url: () => socketUrl(settings) });
     const model = new RealtimeModel(client, {
@@ -164,7 +164,6 @@ const plugin: JupyterFrontEndPlugin<RealtimeModel> = {
         client.reconnect();
       }
     });
-    return model;
   }
 };
 
