@@ -453,6 +453,52 @@ def test_two_people_see_each_other_share_a_notebook_chat_and_leave(
         bob.close()
 
 
+FORGE_AND_CONNECT = """
+async ({ path, claims, asFrame }) => {
+  // A token that claims to be someone else, signed with nothing the server knows.
+  const b64 = value => btoa(JSON.stringify(value)).replace(/=+$/, '')
+    .replace(/[+]/g, '-').replace(/[/]/g, '_');
+  const forged = `${b64({ alg: 'HS256', typ: 'JWT' })}.${b64(claims)}.c2lnbmF0dXJl`;
+  const url = new URL(path, location.href);
+  url.protocol = url.protocol.replace('http', 'ws');
+  if (!asFrame) url.searchParams.set('token', forged);
+  const ws = new WebSocket(url);
+  const frames = [];
+  return await new Promise(resolve => {
+    ws.onopen = () => asFrame && ws.send(JSON.stringify({ type: 'auth', token: forged }));
+    ws.onmessage = event => {
+      frames.push(JSON.parse(event.data));
+      if (!asFrame) { ws.close(); resolve({ frames, code: null }); }
+    };
+    ws.onclose = event => resolve({ frames, code: event.code });
+  });
+}
+"""
+
+
+def test_a_page_cannot_pose_as_someone_else(lab: LabServer, browser: Browser) -> None:
+    ada = Person(browser, "ada").open_lab(lab.url("lab/workspaces/forger?reset"))
+    try:
+        claims = {"sub": "grace", "name": "Grace Hopper"}
+        # A forged token on the handshake is ignored: the Jupyter login decides.
+        handshake = ada.page.evaluate(
+            FORGE_AND_CONNECT, {"path": "/nyo-realtime/ws", "claims": claims, "asFrame": False}
+        )
+        user = handshake["frames"][0]["user"]
+        assert (user["userId"], user["name"]) == (ada.user_id, ada.name)
+        # Sent as an `auth` frame, it is refused outright.
+        as_frame = ada.page.evaluate(
+            FORGE_AND_CONNECT, {"path": "/nyo-realtime/ws", "claims": claims, "asFrame": True}
+        )
+        assert all(f.get("user", {}).get("userId") != "grace" for f in as_frame["frames"])
+        assert {"type": "error", "code": "unauthorized"}.items() <= as_frame["frames"][-1].items()
+        assert as_frame["code"] == 4401
+        # And nobody called Grace ever showed up.
+        expect(ada.page.locator(".nyo-avatar", has_text="GH")).to_have_count(0)
+    finally:
+        ada.close()
+
+
 def test_a_dropped_connection_shows_reconnecting_and_catches_up(
     lab: LabServer, browser: Browser
 ) -> None:
