@@ -49,6 +49,14 @@ class StandaloneServer:
         self.process: subprocess.Popen[str] | None = None
 
     @property
+    def log_path(self) -> Path:
+        return self.db.with_suffix(".log")
+
+    def output(self) -> str:
+        """Everything the server printed so far."""
+        return self.log_path.read_text() if self.log_path.exists() else ""
+
+    @property
     def url(self) -> str:
         return f"ws://127.0.0.1:{self.port}/ws"
 
@@ -62,14 +70,17 @@ class StandaloneServer:
             "--port", str(self.port), "--jwt-secret", SECRET, "--db", str(self.db),
             *self.extra_args, *more_args,
         ]  # fmt: skip
-        self.process = subprocess.Popen(
-            args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )  # fmt: skip
+        # A file, not a pipe: nobody reads a pipe while the test runs, and a
+        # full one would freeze the server after enough log lines.
+        with open(self.log_path, "a") as log:
+            self.process = subprocess.Popen(
+                args, stdout=log, stderr=subprocess.STDOUT,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            )  # fmt: skip
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"server exited: {self.process.stdout.read()}")  # type: ignore[union-attr]
+                raise RuntimeError(f"server exited: {self.output()}")
             try:
                 socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
                 return self
