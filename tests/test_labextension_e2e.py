@@ -181,6 +181,7 @@ def _start_lab(base: Path, app: str = "jupyterlab") -> Iterator[LabServer]:
     root.mkdir(parents=True)
     (config / "labconfig").mkdir(parents=True)
     (root / "shared.ipynb").write_text(json.dumps(NOTEBOOK, indent=1))
+    (root / "notes.md").write_text("# Notes\n\nA file, not a notebook.\n")
     # The news prompt would cover the status bar in screenshots.
     (config / "labconfig" / "page_config.json").write_text(
         json.dumps({"disabledExtensions": {"@jupyterlab/apputils-extension:announcements": True}})
@@ -497,6 +498,32 @@ def test_a_page_cannot_pose_as_someone_else(lab: LabServer, browser: Browser) ->
         expect(ada.page.locator(".nyo-avatar", has_text="GH")).to_have_count(0)
     finally:
         ada.close()
+
+
+def test_any_file_shows_who_else_has_it_open(lab: LabServer, browser: Browser) -> None:
+    ada = Person(browser, "ada").open_lab(lab.url("lab/workspaces/ada-notes?reset"))
+    bob = Person(browser, "bob").open_lab(lab.url("lab/workspaces/bob-notes?reset"))
+    try:
+        ada.open_file("notes.md")
+        bob.open_file("notes.md")
+        for me, other in ((ada, bob), (bob, ada)):
+            expect(
+                doc_badge(me, "notes.md").locator(f'.nyo-avatar[data-user-id="{other.user_id}"]')
+            ).to_be_visible(timeout=SEEN_TIMEOUT)
+        # Closing the file is leaving it, while staying in the lobby.
+        bob.page.locator(".lm-TabBar-tab", has_text="notes.md").locator(
+            ".lm-TabBar-tabCloseIcon"
+        ).click()
+        expect(doc_badge(ada, "notes.md")).to_have_attribute(
+            "data-count", "0", timeout=SEEN_TIMEOUT
+        )
+        expect(lobby_avatar(ada, bob)).to_be_visible()
+        ada.show_panel()
+        expect(panel_entry(ada, bob).locator(".nyo-person-idle")).to_have_text("nothing open")
+        ada.shot("12-ada-alone-in-notes-after-bob-closed-it")
+    finally:
+        ada.close()
+        bob.close()
 
 
 def test_a_dropped_connection_shows_reconnecting_and_catches_up(
