@@ -344,9 +344,17 @@ class Hub:
         return state
 
     def set_channel_members(self, key: ChannelKey, user_ids: list[str]) -> Channel:
+        """Replace the member list; subscribers who lost their right are put out at once."""
         state = self.channel_state(key)
         self.store.set_channel_members(key, user_ids)
         state.channel = self.store.get_channel(key)[0]  # type: ignore[index]
+        for session in list(state.subscribers.values()):
+            identity = session.identity
+            if identity is not None and not self.auth.may_access(
+                identity, state.channel, "subscribe"
+            ):
+                self._leave(session, key)
+                session.send({"type": "unsubscribed", "channel": key.name, "reason": "forbidden"})
         return state.channel
 
     def _leave(self, session: Session, key: ChannelKey) -> None:

@@ -80,11 +80,6 @@ class PresenceTracker:
             member.meta, changed = dict(meta), True
         return member if changed else None
 
-    def touch(self, key: ChannelKey, user_id: str, now: float) -> None:
-        member = self.member(key, user_id)
-        if member is not None:
-            member.last_seen = now
-
     def member(self, key: ChannelKey, user_id: str) -> Member | None:
         members = self._channels.get(key)
         return members.get(user_id) if members else None

@@ -113,10 +113,22 @@ class Store:
         return bool(cursor.rowcount)
 
     def list_channels(self, tenant: str) -> list[Channel]:
+        members: dict[str, list[str]] = {}
+        for channel, user_id in self.conn.execute(
+            "SELECT channel, user_id FROM channel_members WHERE tenant=? ORDER BY user_id",
+            (tenant,),
+        ):
+            members.setdefault(channel, []).append(user_id)
         rows = self.conn.execute(
-            "SELECT name FROM channels WHERE tenant=? ORDER BY name", (tenant,)
-        ).fetchall()
-        return [self.get_channel(ChannelKey(tenant, name))[0] for (name,) in rows]  # type: ignore[index]
+            "SELECT name, type, owner, created_at FROM channels WHERE tenant=? ORDER BY name",
+            (tenant,),
+        )
+        return [
+            Channel(
+                ChannelKey(tenant, name), type_, owner, created_at, tuple(members.get(name, ()))
+            )
+            for name, type_, owner, created_at in rows
+        ]
 
     def channel_members(self, key: ChannelKey) -> list[str]:
         rows = self.conn.execute(

@@ -131,3 +131,19 @@ def test_http_publish_reaches_subscribers_and_wakes_waiters_with_no_sender() -> 
     assert frame["id"] == message.id and frame["from"] is None
     assert woken == [message]
     cancel()  # after the wake: a no-op
+
+
+def test_a_subscriber_removed_from_the_member_list_is_put_out_at_once() -> None:
+    world = World()
+    key = ChannelKey("acme", "private-team")
+    world.hub.create_channel(identity(world, "owner"), key, "private", ("bob", "carl"))
+    bob, bob_peer = world.join("bob")
+    carl, carl_peer = world.join("carl")
+    for session in (bob, carl):
+        world.send(session, {"type": "subscribe", "channel": key.name})
+    bob_peer.take(), carl_peer.take()
+    world.hub.change_members(identity(world, "owner"), key, ["carl"])
+    assert bob_peer.take() == [{"type": "unsubscribed", "channel": key.name, "reason": "forbidden"}]
+    world.hub.publish_http(identity(world, "owner"), key, "e", "after")
+    assert bob_peer.take() == []
+    assert [f["payload"] for f in carl_peer.frames("message")] == ["after"]
