@@ -170,6 +170,9 @@ interface Pending {
 
 const OPEN = 1;
 
+/** After a 4429, the backoff starts at this attempt (8 s windows by default). */
+const TOO_MANY_ATTEMPT = 4;
+
 /** A `since` no server knows; see `Channel.subscribeFrame`. */
 export const FROM_START = '';
 
@@ -721,6 +724,11 @@ export class RealtimeClient {
         this._setState('closed');
         return;
       }
+    }
+    if (code === CloseCode.TOO_MANY) {
+      // Cut for flooding or for reading too slowly: coming straight back would
+      // only repeat it. Start further up the backoff, as the Python client does.
+      this._attempt = Math.max(this._attempt, TOO_MANY_ATTEMPT);
     }
     this._scheduleRetry();
   }

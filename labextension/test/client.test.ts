@@ -337,6 +337,27 @@ describe('server restart and refusal', () => {
     expect(ada.state).toBe('open');
   });
 
+  it('cut for flooding (4429), it backs off further before coming back', async () => {
+    const strict = await new StandaloneServer(['--Realtime.rate_limit=5']).start();
+    try {
+      const ada = client('ada', { url: strict.url });
+      await ada.connect();
+      const errors: RealtimeError[] = [];
+      ada.errors.connect(e => errors.push(e));
+      // Far past the burst of 10: the server warns once, then cuts.
+      for (let i = 0; i < 40; i++) {
+        ada.request({ type: 'ping' }).catch(() => undefined);
+      }
+      await eventually(() => ada.state === 'reconnecting', 'cut for flooding');
+      expect(errors.map(e => e.code)).toContain('rate_limited');
+      expect(ada.attempt).toBeGreaterThanOrEqual(5);
+      // It does come back, and is welcome again.
+      await eventually(() => ada.state === 'open', 'back', 10_000);
+    } finally {
+      await strict.dispose();
+    }
+  });
+
   it('a refused token closes for good, with the reason, and does not retry', async () => {
     const mallory = client('mallory', {
       token: makeToken('mallory', {}, 'not-the-secret-not-the-secret-not-the-secret')
