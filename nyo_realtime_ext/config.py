@@ -7,7 +7,7 @@ Durations are in seconds; the wire reports milliseconds (PROTOCOL.md).
 
 from __future__ import annotations
 
-from traitlets import Any, Float, Int, List, Unicode, Union
+from traitlets import Any, Enum, Float, Int, List, Unicode, Union
 from traitlets.config import Configurable
 
 
@@ -62,7 +62,8 @@ class Realtime(Configurable):
         ),
     ).tag(config=True)
 
-    default_channel_type = Unicode(
+    default_channel_type = Enum(
+        ["public", "private", "presence"],
         "presence",
         help="Type of a new channel whose name has no private-/presence- prefix.",
     ).tag(config=True)

@@ -103,5 +103,6 @@ class RealtimeExtension(ExtensionApp):
     async def stop_extension(self) -> None:
         clear_kernel_env()
         if self.service is not None:
+            # The store stays open: Jupyter stops extensions before it stops
+            # serving, and each write is its own transaction anyway.
             self.service.stop()
-            self.service.close_store()

@@ -15,7 +15,7 @@ import asyncio
 import struct
 from typing import Any
 
-from tornado.iostream import StreamBufferFullError, StreamClosedError
+from tornado.iostream import StreamClosedError
 from tornado.websocket import WebSocketHandler
 
 from .auth import AuthError
@@ -66,6 +66,7 @@ class RealtimeSocket(WebSocketHandler):
     service: RealtimeService
     session: Session | None = None
     _outbox: list[bytes] | None = None  # frames waiting for this loop pass to end
+    _unsent = 0  # bytes handed to the stream that the client has not taken yet
 
     def initialize(self, service: RealtimeService) -> None:
         self.service = service
@@ -83,9 +84,6 @@ class RealtimeSocket(WebSocketHandler):
         return None
 
     def open(self, *args: Any, **kwargs: Any) -> None:
-        # A client that does not read must not grow our memory: tornado raises
-        # StreamBufferFullError past this size, and `send` cuts the client.
-        self.ws_connection.stream.max_write_buffer_size = self.service.config.max_send_buffer  # type: ignore[union-attr]
         self.set_nodelay(True)
         hub = self.service.hub
         try:
@@ -117,20 +115,34 @@ class RealtimeSocket(WebSocketHandler):
         self._outbox.append(_framed(data))
 
     def _flush(self) -> None:
+        """Write what this loop pass queued, unless the client is too far behind.
+
+        "Too far behind" is judged by what is still unsent from earlier passes,
+        not by the size of this write: a large recovery to a client that keeps
+        up must go through, a client that stopped reading must be cut before
+        its backlog passes `max_send_buffer`.
+        """
         frames, self._outbox = self._outbox, None
         connection = self.ws_connection
         if not frames or connection is None or connection.is_closing():
             return
-        try:
-            connection.stream.write(frames[0] if len(frames) == 1 else b"".join(frames))  # type: ignore[attr-defined]
-        except StreamClosedError:
-            pass
-        except StreamBufferFullError:
-            connection.stream.max_write_buffer_size = None  # type: ignore[attr-defined]  # room for the close frame
+        if self._unsent > self.service.config.max_send_buffer:
             if self.session is not None:
                 self.service.hub.close(self.session, CloseCode.TOO_MANY, "too slow to read")
             else:
                 self.close(CloseCode.TOO_MANY, "too slow to read")
+            return
+        data = frames[0] if len(frames) == 1 else b"".join(frames)
+        try:
+            written = connection.stream.write(data)  # type: ignore[attr-defined]
+        except StreamClosedError:
+            return
+        if not written.done():  # the kernel took it all at once: nothing is pending
+            self._unsent += len(data)
+            written.add_done_callback(lambda _: self._taken(len(data)))
+
+    def _taken(self, size: int) -> None:
+        self._unsent -= size
 
     def close(self, code: int | None = None, reason: str | None = None) -> None:
         # What the hub sent just before closing (say, `token_expired`) goes out first.

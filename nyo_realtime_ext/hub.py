@@ -11,7 +11,6 @@ A message is encoded once per publish; the same bytes go to every subscriber.
 
 from __future__ import annotations
 
-import heapq
 import itertools
 import logging
 import secrets
@@ -81,7 +80,7 @@ class HttpMember:
 class ChannelState:
     channel: Channel
     subscribers: dict[str, Session] = field(default_factory=dict)
-    waiters: list[Callable[[Message], None]] = field(default_factory=list)
+    waiters: list[Callable[[Message | None], None]] = field(default_factory=list)
 
 
 class Hub:
@@ -99,8 +98,8 @@ class Hub:
         self.auth = authenticator
         self.clock = clock
         self.sessions: dict[str, Session] = {}
+        self.stopped = False  # after shutdown: new connections are turned away
         self._channels: dict[ChannelKey, ChannelState] = {}
-        self._expiries: list[tuple[float, str]] = []  # heap of (exp, session id)
         self._ids = itertools.count(1)
         self._id_prefix = secrets.token_hex(3)
         self._next_sweep = clock() + config.heartbeat_interval
@@ -110,8 +109,14 @@ class Hub:
 
     # -- connection lifecycle -------------------------------------------------
 
-    def connect(self, conn: Connection, identity: Identity | None = None) -> Session:
-        """A transport opened a connection, already authenticated or not."""
+    def connect(self, conn: Connection, identity: Identity | None = None) -> Session | None:
+        """A transport opened a connection, already authenticated or not.
+
+        None when the hub has shut down: the connection is closed with 1001.
+        """
+        if self.stopped:
+            conn.close(CloseCode.GOING_AWAY, "server shutting down")
+            return None
         now = self.clock()
         session = Session(
             id=f"c-{self._id_prefix}{next(self._ids):x}",
@@ -137,7 +142,10 @@ class Hub:
             return
         session.closed = True
         for key in list(session.subscriptions):
-            self._leave(session, key)
+            try:
+                self._leave(session, key)
+            except Exception:  # one failure (say, a locked database) must not strand the rest
+                log.exception("leaving %s on disconnect", key)
 
     def close(self, session: Session, code: int, reason: str) -> None:
         if session.closed:
@@ -148,9 +156,22 @@ class Hub:
         session.conn.close(code, reason)
 
     def shutdown(self) -> None:
-        """Close every connection with 1001 and record everyone as offline."""
-        for session in list(self.sessions.values()):
-            self.close(session, CloseCode.GOING_AWAY, "server shutting down")
+        """Close every connection with 1001 and record everyone as offline.
+
+        Nobody is told that others leave: they all go at once, and telling
+        each of N subscribers about the N-1 others would cost N² frames.
+        """
+        self.stopped = True
+        sessions = list(self.sessions.values())
+        self.sessions.clear()
+        for state in self._channels.values():
+            state.subscribers.clear()
+            waiters, state.waiters = state.waiters, []
+            for wake in waiters:
+                wake(None)
+        for session in sessions:
+            session.closed = True
+            session.conn.close(CloseCode.GOING_AWAY, "server shutting down")
         self.store.mark_all_offline(self.clock())
 
     # -- incoming frames ------------------------------------------------------
@@ -169,7 +190,7 @@ class Hub:
             return
         frame: dict[str, Any] = {}
         try:
-            frame = decode(data)
+            frame = decode(data, authenticated=session.identity is not None)
             self._dispatch(session, frame, now)
         except ProtocolError as exc:
             session.send(exc.to_wire())
@@ -198,9 +219,7 @@ class Hub:
             session.send(reply("unsubscribed", ref, channel=name))
         elif type_ == "broadcast":
             self._require_subscribed(session, key, ref)
-            state = self._channels[key]
-            if not self.auth.may_access(identity, state.channel, "publish"):
-                raise ProtocolError(ErrorCode.FORBIDDEN, "you may not publish here", ref, name)
+            self.open_channel(identity, key, "publish", ref)
             sender = {"userId": identity.user_id, "connectionId": session.id}
             echo = frame.get("echo", True)
             message = self.engine.publish(
@@ -215,10 +234,7 @@ class Hub:
         try:
             identity = self.auth.identify(token)
         except AuthError as exc:
-            code = (
-                ErrorCode.TOKEN_EXPIRED if isinstance(exc, TokenExpired) else ErrorCode.UNAUTHORIZED
-            )
-            session.send(error(code, str(exc), ref))
+            session.send(error(_auth_error_code(exc), str(exc), ref))
             self.close(session, CloseCode.UNAUTHORIZED, "unauthorized")
             return
         current = session.identity
@@ -232,8 +248,6 @@ class Hub:
 
     def _authenticate(self, session: Session, identity: Identity, ref: Any) -> None:
         session.identity = identity
-        if identity.expires_at is not None:
-            heapq.heappush(self._expiries, (identity.expires_at, session.id))
         session.send(
             reply(
                 "authenticated",
@@ -255,10 +269,8 @@ class Hub:
         ref: Any,
         now: float,
     ) -> None:
-        state = self.channel_state(key)
+        state = self.open_channel(identity, key, "subscribe", ref)
         channel = state.channel
-        if not self.auth.may_access(identity, channel, "subscribe"):
-            raise ProtocolError(ErrorCode.FORBIDDEN, "you may not subscribe here", ref, key.name)
         fields: dict[str, Any] = {"channel": key.name, "channelType": channel.type}
         missed: list[Message] = []
         if since is not None:
@@ -311,6 +323,39 @@ class Hub:
 
     # -- channels ---------------------------------------------------------------
 
+    def open_channel(
+        self, identity: Identity, key: ChannelKey, action: str, ref: Any = None
+    ) -> ChannelState:
+        """The channel `identity` may `action` on, created on first use if it may.
+
+        Access is decided before anything is stored, so a refused request
+        leaves no trace: nobody can block a name by being refused on it. A
+        channel created this way has no owner; only an explicit creation
+        (HTTP API) makes one.
+        """
+        state = self.find_channel(key)
+        channel = state.channel if state is not None else self._new_channel(key)
+        if not self.auth.may_access(identity, channel, action):
+            raise ProtocolError(
+                ErrorCode.FORBIDDEN, f"you may not {action} on this channel", ref, key.name
+            )
+        return state if state is not None else self.channel_state(key)
+
+    def _new_channel(
+        self,
+        key: ChannelKey,
+        creator: Identity | None = None,
+        type_: str | None = None,
+        members: tuple[str, ...] = (),
+    ) -> Channel:
+        return Channel(
+            key,
+            type_ or channel_type_for(key.name, self.config.default_channel_type),
+            creator.user_id if creator else None,
+            self.clock(),
+            members,
+        )
+
     def channel_state(
         self,
         key: ChannelKey,
@@ -318,24 +363,13 @@ class Hub:
         type_: str | None = None,
         members: tuple[str, ...] = (),
     ) -> ChannelState:
-        """The channel, loaded from the store or created on first use.
-
-        Only channels created explicitly (HTTP API) have an owner: a private
-        channel made by a first subscribe belongs to nobody, so no one can squat
-        a name and own it.
-        """
+        """The channel, loaded from the store or created as given; no access check."""
         state = self._channels.get(key)
         if state is not None:
             return state
         found = self.store.get_channel(key)
         if found is None:
-            channel = Channel(
-                key,
-                type_ or channel_type_for(key.name, self.config.default_channel_type),
-                creator.user_id if creator else None,
-                self.clock(),
-                members,
-            )
+            channel = self._new_channel(key, creator, type_, members)
             self.store.create_channel(channel, secrets.token_hex(4))
             found = self.store.get_channel(key)
         channel, epoch, last_seq = found  # type: ignore[misc]
@@ -371,8 +405,9 @@ class Hub:
     def leave_presence(self, key: ChannelKey, user_id: str, connection_id: str) -> None:
         member = self.engine.presence.leave(key, user_id, connection_id, self.clock())
         if member is not None:
-            self.store.save_presence(key, member, online=False)
+            # Tell the others first: the record is secondary to what they see.
             self._broadcast_event(self._channels[key], "user:left", member)
+            self.store.save_presence(key, member, online=False)
 
     def update_presence(
         self, key: ChannelKey, user_id: str, status: str | None, meta: dict | None, now: float
@@ -414,9 +449,10 @@ class Hub:
                 wake(message)
 
     def wait_for_message(
-        self, key: ChannelKey, wake: Callable[[Message], None]
+        self, key: ChannelKey, wake: Callable[[Message | None], None]
     ) -> Callable[[], None]:
-        """Call `wake` once with the next message of the channel; returns a cancel."""
+        """Call `wake` once with the next message of the channel (None at shutdown);
+        returns a cancel."""
         waiters = self.channel_state(key).waiters
         waiters.append(wake)
 
@@ -452,7 +488,11 @@ class Hub:
 
     def _require_access(self, identity: Identity, state: ChannelState, action: str) -> None:
         if not self.auth.may_access(identity, state.channel, action):
-            raise ProtocolError(ErrorCode.FORBIDDEN, f"you may not {action} on this channel")
+            raise ProtocolError(
+                ErrorCode.FORBIDDEN,
+                f"you may not {action} on this channel",
+                channel=state.channel.key.name,
+            )
 
     def visible_channels(self, identity: Identity) -> list[Channel]:
         """The channels of the caller's tenant it may subscribe to, by name."""
@@ -478,8 +518,7 @@ class Hub:
         self, identity: Identity, key: ChannelKey, event: str, payload: Any
     ) -> Message:
         """Publish from the HTTP API: created on first publish as over WebSocket; `from` null."""
-        state = self.channel_state(key)
-        self._require_access(identity, state, "publish")
+        self.open_channel(identity, key, "publish")
         return self.engine.publish(key, event, payload, None, self.clock())
 
     def read_history(
@@ -508,10 +547,9 @@ class Hub:
         An HTTP member is one more connection of its user, named `http-…`, so a
         user present over WebSocket and HTTP at once is still one member.
         """
-        state = self.channel_state(key)
-        self._require_access(identity, state, "subscribe")
+        state = self.open_channel(identity, key, "subscribe")
         if state.channel.type != "presence":
-            # The request is well formed; the channel's type is what refuses it.
+            # A well-formed request that the channel's type refuses: HTTP's 409.
             raise ProtocolError(ErrorCode.CONFLICT, "not a presence channel")
         now = self.clock()
         http_member = self._http_members.get((key, identity.user_id))
@@ -558,16 +596,17 @@ class Hub:
         """Called by the transport about once a second: auth timeouts, token expiry, heartbeat."""
         now = self.clock()
         for session in list(self.sessions.values()):
-            if session.identity is None and now >= session.auth_deadline:
+            identity = session.identity
+            if identity is None and now >= session.auth_deadline:
                 session.send(error(ErrorCode.UNAUTHORIZED, "authentication timed out"))
                 self.close(session, CloseCode.UNAUTHORIZED, "authentication timed out")
-        while self._expiries and self._expiries[0][0] <= now:
-            expires_at, session_id = heapq.heappop(self._expiries)
-            session = self.sessions.get(session_id)
-            if session is not None and session.identity is not None:
-                if session.identity.expires_at == expires_at:
-                    session.send(error(ErrorCode.TOKEN_EXPIRED, "token expired; send a fresh one"))
-                    self.close(session, CloseCode.UNAUTHORIZED, "token expired")
+            elif (
+                identity is not None
+                and identity.expires_at is not None
+                and now >= identity.expires_at
+            ):
+                session.send(error(ErrorCode.TOKEN_EXPIRED, "token expired; send a fresh one"))
+                self.close(session, CloseCode.UNAUTHORIZED, "token expired")
         self.expire_http_presence(now)
         if now >= self._next_sweep:
             self._next_sweep = now + self.config.heartbeat_interval

@@ -18,6 +18,10 @@ CHANNEL_NAME = re.compile(r"[A-Za-z0-9_:.@/=+\-]{1,200}")
 CHANNEL_TYPES = ("public", "private", "presence")
 STATUSES = ("online", "away", "busy", "offline")
 MAX_EVENT_LENGTH = 100
+MAX_ID_LENGTH = 200
+# Presence meta is copied into every `subscribed` and `presence:state` of the
+# channel, so it is kept small; messages are the place for bulk data.
+MAX_META_SIZE = 8 * 1024
 
 
 class ErrorCode:
@@ -92,8 +96,12 @@ def channel_type_for(name: str, default: str) -> str:
     return default
 
 
-def decode(data: str | bytes) -> dict[str, Any]:
-    """Parse one client frame into a validated request dict, or raise ProtocolError."""
+def decode(data: str | bytes, authenticated: bool = True) -> dict[str, Any]:
+    """Parse one client frame into a validated request dict, or raise ProtocolError.
+
+    Before authentication only `auth` and `ping` are looked at closely; any
+    other frame is `unauthorized`, whatever else is wrong with it.
+    """
     if isinstance(data, bytes):
         raise ProtocolError(ErrorCode.BAD_REQUEST, "binary frames are not accepted; send JSON text")
     try:
@@ -109,6 +117,8 @@ def decode(data: str | bytes) -> dict[str, Any]:
     type_ = frame.get("type")
     if not isinstance(type_, str):
         raise ProtocolError(ErrorCode.BAD_REQUEST, "`type` must be a string", ref)
+    if not authenticated and type_ not in ("auth", "ping"):
+        raise ProtocolError(ErrorCode.UNAUTHORIZED, "authenticate first", ref)
     validate = _VALIDATORS.get(type_)
     if validate is None:
         raise ProtocolError(ErrorCode.UNKNOWN_TYPE, f"unknown frame type {type_!r}", ref)
@@ -138,9 +148,12 @@ def _check_auth(frame: dict[str, Any], ref: Any) -> None:
 def _check_subscribe(frame: dict[str, Any], ref: Any) -> None:
     _require_channel(frame, ref)
     since = frame.get("since")
-    if since is not None and not isinstance(since, str):
+    if since is not None and (not isinstance(since, str) or len(since) > MAX_ID_LENGTH):
         raise ProtocolError(
-            ErrorCode.BAD_REQUEST, "`since` must be a message id (string)", ref, frame["channel"]
+            ErrorCode.BAD_REQUEST,
+            f"`since` must be a message id (a string of at most {MAX_ID_LENGTH} characters)",
+            ref,
+            frame["channel"],
         )
 
 
@@ -172,6 +185,13 @@ def check_presence_update(
     meta = fields.get("meta")
     if meta is not None and not isinstance(meta, dict):
         raise ProtocolError(ErrorCode.BAD_REQUEST, "`meta` must be an object", ref, channel)
+    if meta and len(orjson.dumps(meta)) > MAX_META_SIZE:
+        raise ProtocolError(
+            ErrorCode.PAYLOAD_TOO_LARGE,
+            f"`meta` must encode to at most {MAX_META_SIZE} bytes",
+            ref,
+            channel,
+        )
 
 
 def _check_presence(frame: dict[str, Any], ref: Any) -> None:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import signal
 from typing import Any
 
 import tornado.web
+from tornado.log import access_log
 from traitlets import Int, Unicode
 from traitlets.config import Application
 
@@ -19,12 +21,41 @@ from .service import RealtimeService
 SHUTDOWN_GRACE = 1.0
 
 
+# Bodies over max_payload_size get a JSON 413 from the API; this much more is
+# read to say so, and anything larger is refused before it is buffered.
+BODY_SLACK = 64 * 1024
+_TOKEN_IN_QUERY = re.compile(r"([?&]token=)[^&]*")
+
+
+def log_request(handler: tornado.web.RequestHandler) -> None:
+    """tornado's access log line, with any `?token=` blanked: tokens are credentials."""
+    status = handler.get_status()
+    log = (
+        access_log.info
+        if status < 400
+        else access_log.warning
+        if status < 500
+        else access_log.error
+    )
+    request = handler.request
+    uri = _TOKEN_IN_QUERY.sub(r"\1[secret]", request.uri or "")
+    log(
+        "%d %s %s (%s) %.2fms",
+        status,
+        request.method,
+        uri,
+        request.remote_ip,
+        1000 * request.request_time(),
+    )
+
+
 def make_app(service: RealtimeService) -> tornado.web.Application:
     return tornado.web.Application(
         [
             (service.config.path, RealtimeSocket, {"service": service}),
             *api_routes("/api/", service),
-        ]
+        ],
+        log_function=log_request,
     )
 
 
@@ -61,7 +92,9 @@ class ServeApp(Application):
         asyncio.run(self._serve(service))
 
     async def _serve(self, service: RealtimeService) -> None:
-        server = make_app(service).listen(self.port, self.host, xheaders=True)
+        server = make_app(service).listen(
+            self.port, self.host, max_body_size=service.config.max_payload_size + BODY_SLACK
+        )
         service.start()
         stopping = asyncio.Event()
         loop = asyncio.get_running_loop()

@@ -150,8 +150,16 @@ class Store:
     # -- messages -----------------------------------------------------------
 
     def append_message(self, key: ChannelKey, seq: int, message: Message, keep: int) -> None:
-        """Store a message and drop what falls out of the last `keep` of its channel."""
+        """Store a message and drop what falls out of the last `keep` of its channel.
+
+        With `keep` 0 only the sequence is recorded, so ids never repeat.
+        """
         with self.conn:
+            self.conn.execute(
+                "UPDATE channels SET last_seq=? WHERE tenant=? AND name=?", (seq, *key)
+            )
+            if keep <= 0:
+                return
             self.conn.execute(
                 "INSERT INTO messages (tenant, channel, seq, event, payload, sender, ts)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -163,9 +171,6 @@ class Store:
                     orjson.dumps(message.sender).decode() if message.sender else None,
                     message.ts,
                 ),
-            )
-            self.conn.execute(
-                "UPDATE channels SET last_seq=? WHERE tenant=? AND name=?", (seq, *key)
             )
             self.conn.execute(
                 "DELETE FROM messages WHERE tenant=? AND channel=? AND seq<=?", (*key, seq - keep)
@@ -258,6 +263,7 @@ def message_id(epoch: str, seq: int) -> str:
 
 def parse_message_id(message_id_: str) -> tuple[str, int] | None:
     epoch, _, seq = message_id_.rpartition("-")
-    if not epoch or not seq.isdigit():
+    # isdigit() alone admits "²" and numbers int() refuses; ids are short ASCII.
+    if not epoch or not (seq.isascii() and seq.isdigit()) or len(seq) > 18:
         return None
     return epoch, int(seq)

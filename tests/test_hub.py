@@ -280,7 +280,7 @@ def test_private_channel_needs_membership_claim_or_hook(world: World) -> None:
         {
             "type": "error",
             "code": "forbidden",
-            "message": "you may not subscribe here",
+            "message": "you may not subscribe on this channel",
             "ref": 1,
             "channel": "private-team",
         }
@@ -544,3 +544,112 @@ def test_a_failing_hook_costs_one_internal_error_not_the_connection() -> None:
     assert (error["type"], error["code"], error["ref"]) == ("error", "internal", 1)
     assert "directory" not in error["message"]  # no internals leak to clients
     assert pong["type"] == "pong" and peer.closed_with is None
+
+
+def test_a_refused_request_leaves_no_trace_so_names_cannot_be_squatted(world: World) -> None:
+    eve, eve_peer = world.join("eve")
+    world.send(eve, {"type": "subscribe", "channel": "private-team"})
+    assert eve_peer.frames()[0]["code"] == "forbidden"
+    key = ChannelKey("acme", "private-team")
+    assert world.store.get_channel(key) is None
+    ada = world.hub.auth.identity_from_claims({"sub": "ada", "tenant": "acme"})
+    assert world.hub.create_channel(ada, key, "private", ("bob",)).owner == "ada"
+
+
+def test_before_authentication_everything_else_is_unauthorized(world: World) -> None:
+    peer = Peer()
+    session = world.hub.connect(peer)
+    for frame in (
+        '{"type": "subscribe", "channel": "bad name!"}',
+        '{"type": "nope"}',
+        '{"type": "broadcast"}',
+    ):
+        world.send(session, frame)
+    assert [f["code"] for f in peer.frames()] == ["unauthorized"] * 3
+    world.send(session, '{"type": "auth"}')
+    assert peer.frames()[-1]["code"] == "bad_request"  # auth itself is still checked closely
+
+
+def test_presence_meta_is_bounded(world: World) -> None:
+    ada, peer = world.join("ada")
+    world.send(ada, {"type": "subscribe", "channel": "room"})
+    world.send(ada, {"type": "presence", "channel": "room", "meta": {"blob": "x" * 9000}, "ref": 1})
+    assert peer.frames("error")[0]["code"] == "payload_too_large"
+    world.send(ada, {"type": "presence", "channel": "room", "meta": {"file": "a.ipynb"}, "ref": 2})
+    assert peer.frames("presence:state")[0]["members"][0]["meta"] == {"file": "a.ipynb"}
+
+
+@pytest.mark.parametrize("since", ["abc-²", "x-" + "9" * 5000, "-", "abc-"])
+def test_odd_since_values_are_unknown_ids_not_internal_errors(world: World, since: str) -> None:
+    ada, peer = world.join("ada")
+    world.send(ada, {"type": "subscribe", "channel": "room", "since": since[:200]})
+    assert peer.frames()[0]["type"] == "subscribed" and peer.frames()[0]["recovered"] is False
+
+
+def test_ids_never_repeat_without_history() -> None:
+    world = World(history_size=0)
+    ada, peer = world.join("ada")
+    world.send(ada, {"type": "subscribe", "channel": "room"})
+    world.send(ada, {"type": "broadcast", "channel": "room", "event": "e", "payload": 1})
+    world.send(ada, {"type": "unsubscribe", "channel": "room"})
+    world.clock.now += 31
+    world.send(ada, {"type": "ping"})
+    world.hub.tick()  # the idle channel leaves memory
+    world.send(ada, {"type": "subscribe", "channel": "room"})
+    world.send(ada, {"type": "broadcast", "channel": "room", "event": "e", "payload": 2})
+    ids = [f["id"] for f in peer.frames("message")]
+    assert len(ids) == 2 and ids[0] != ids[1]
+
+
+def test_recovery_cut_short_is_not_called_complete() -> None:
+    world = World(history_size=10)
+    ada, peer = world.join("ada")
+    world.send(ada, {"type": "subscribe", "channel": "room"})
+    for i in range(8):
+        world.send(ada, {"type": "broadcast", "channel": "room", "event": "e", "payload": i})
+    first = peer.frames("message")[0]["id"]
+    world.hub.engine.history_size = world.config.history_size = 3  # lowered between restarts
+    bob, bob_peer = world.join("bob")
+    world.send(bob, {"type": "subscribe", "channel": "room", "since": first})
+    assert bob_peer.frames("subscribed")[0]["recovered"] is False
+
+
+def test_shutdown_closes_everyone_1001_without_a_storm_of_leaves(world: World) -> None:
+    sessions = [world.join(f"u{i}") for i in range(5)]
+    for session, _ in sessions:
+        world.send(session, {"type": "subscribe", "channel": "room"})
+    for _, peer in sessions:
+        peer.take()
+    world.hub.shutdown()
+    for _, peer in sessions:
+        assert peer.take() == [] and peer.closed_with == (1001, "server shutting down")
+    late = Peer()
+    assert world.hub.connect(late) is None and late.closed_with[0] == 1001
+    assert {m.status for m in world.store.presence_records(ChannelKey("acme", "room"))} == {
+        "offline"
+    }
+
+
+def test_a_failing_store_write_on_disconnect_strands_no_one(world: World) -> None:
+    ada, _ = world.join("ada")
+    bob, bob_peer = world.join("bob")
+    for name in ("a", "b", "c"):
+        world.send(ada, {"type": "subscribe", "channel": name})
+        world.send(bob, {"type": "subscribe", "channel": name})
+    bob_peer.take()
+    save = world.store.save_presence
+    calls = []
+
+    def save_once_locked(*args: Any, **kwargs: Any) -> None:
+        calls.append(args)
+        if len(calls) == 1:
+            raise RuntimeError("database is locked")
+        save(*args, **kwargs)
+
+    world.store.save_presence = save_once_locked  # type: ignore[method-assign]
+    world.hub.disconnect(ada)
+    assert sorted(f["channel"] for f in bob_peer.frames("user:left")) == ["a", "b", "c"]
+    for name in ("a", "b", "c"):
+        assert [m.user_id for m in world.hub.engine.presence.members(ChannelKey("acme", name))] == [
+            "bob"
+        ]

@@ -299,3 +299,51 @@ async def test_sigint_also_closes_1001_and_leaves_everyone_offline(standalone, c
         rows = db.execute("SELECT user_id, status, online FROM presence").fetchall()
         assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
     assert rows == [("ada", "offline", 0)]
+
+
+async def test_a_recovery_larger_than_the_send_buffer_goes_through(standalone, connect):
+    server = standalone("--Realtime.max_send_buffer=2000000")
+    ada = await connect(server.url, make_token("ada"))
+    await ada.subscribe("room")
+    ids = []
+    for _ in range(6):  # 5.4 MB of history, far more than the 2 MB send buffer
+        ack = await ada.request(
+            {"type": "broadcast", "channel": "room", "event": "e", "payload": "x" * 900_000}
+        )
+        ids.append(ack["id"])
+    late = await connect(server.url, make_token("late"))
+    reply = await late.subscribe("room", since=ids[0])
+    assert reply["recovered"] is True
+    assert [(await late.expect("message"))["id"] for _ in ids[1:]] == ids[1:]
+
+
+async def test_tokens_never_reach_the_log(server):
+    from tornado.httpclient import AsyncHTTPClient
+
+    secret_token = make_token("ada")
+    response = await AsyncHTTPClient().fetch(
+        f"{server.http_url}/api/channels/nowhere?token={secret_token}", raise_error=False
+    )
+    assert response.code == 404
+    await asyncio.sleep(0.5)
+    output = server.output()
+    assert "/api/channels/nowhere?token=[secret]" in output
+    assert secret_token not in output
+
+
+async def test_huge_bodies_are_refused_before_they_are_read(server, connect):
+    from tornado.httpclient import AsyncHTTPClient
+
+    try:
+        response = await AsyncHTTPClient().fetch(
+            f"{server.http_url}/api/channels",
+            method="POST",
+            body=b"x" * 20_000_000,
+            raise_error=False,
+        )
+        refused = response.code >= 400
+    except OSError:  # the server hung up instead of reading 20 MB
+        refused = True
+    assert refused
+    ada = await connect(server.url, make_token("ada"))
+    assert (await ada.request({"type": "ping"}))["type"] == "pong"

@@ -42,5 +42,3 @@ class Engine(Protocol):
 
     def history(self, key: ChannelKey, since: str | None, limit: int, now: float) -> History:
         """Retained messages after `since` (all retained when None), oldest first."""
-
-    def last_id(self, key: ChannelKey) -> str | None: ...

@@ -46,8 +46,7 @@ class MemoryEngine:
         sequence = self._sequences[key]
         seq = sequence[1] + 1
         message = Message(key.name, message_id(sequence[0], seq), event, payload, sender, now)
-        if self.history_size > 0:
-            self.store.append_message(key, seq, message, self.history_size)
+        self.store.append_message(key, seq, message, self.history_size)
         sequence[1] = seq
         self._deliver(key, message, echo)
         return message
@@ -65,9 +64,9 @@ class MemoryEngine:
             return History([m for _, m in messages], False)
         after = parsed[1]
         messages = self.store.read_messages(key, epoch, after, not_before, limit)
-        complete = after == last_seq or bool(messages and messages[0][0] == after + 1)
+        # Complete when nothing is missing at either end: not dropped before the
+        # first, nor cut off after the last (say, history_size was lowered).
+        complete = after == last_seq or bool(
+            messages and messages[0][0] == after + 1 and messages[-1][0] == last_seq
+        )
         return History([m for _, m in messages], complete)
-
-    def last_id(self, key: ChannelKey) -> str | None:
-        epoch, last_seq = self._sequences[key]
-        return message_id(epoch, last_seq) if last_seq else None
