@@ -72,6 +72,13 @@ class Authenticator:
             return self._from_hook(token)
         return self._from_jwt(token)
 
+    def verifies(self, token: str) -> bool:
+        try:
+            self.identify(token)
+        except AuthError:
+            return False
+        return True
+
     def _from_hook(self, token: str) -> Identity:
         result = self._verify_hook(token)  # type: ignore[misc]
         if result is None:

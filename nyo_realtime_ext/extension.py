@@ -12,7 +12,7 @@ from traitlets import Instance
 
 from .api import RealtimeApiHandler, api_routes
 from .config import Realtime
-from .handlers import RealtimeSocket
+from .handlers import RealtimeSocket, bearer_token
 from .kernel_env import clear_kernel_env, setup_kernel_env
 from .service import RealtimeService
 
@@ -47,9 +47,12 @@ class JupyterRealtimeApi(RealtimeApiHandler, JupyterHandler):
     common_query_parameters = ("token", "_xsrf", "no_track_activity")
 
     def check_xsrf_cookie(self) -> None:
-        # An Authorization header is never added by a browser on its own, so a
-        # request carrying one cannot be forged cross-site; a cookie login can.
-        if "Authorization" in self.request.headers:
+        # A request that proves itself with a valid JWT needs no XSRF token: a
+        # browser never adds one on its own. A header that does not verify
+        # proves nothing, and the request would fall back to the cookie login,
+        # which is exactly what XSRF forges; so it is checked like any other.
+        token = bearer_token(self)
+        if token and self.service.authenticator.verifies(token):
             return None
         if hasattr(self, "_jupyter_current_user") and self.current_user is None:
             return None  # no Jupyter login to forge: without a JWT the answer is 401

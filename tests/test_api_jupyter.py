@@ -105,3 +105,41 @@ async def test_unknown_route_and_bad_method_under_jupyter(jupyter_api, token):
     answer = await ada.call("PUT", "channels", body={})
     assert_error(answer, 405, "bad_request")
     assert answer.headers["Allow"] == "GET, POST"
+
+
+async def _cookie_login(jupyter_url: str, jupyter_token: str) -> str:
+    """Log in as a browser does (login form), returning the Cookie header it would send."""
+    from http.cookies import SimpleCookie
+
+    from tornado.httpclient import AsyncHTTPClient
+
+    login_url = jupyter_url.replace("nyo-realtime/", "login")
+    page = await AsyncHTTPClient().fetch(login_url)
+    jar = SimpleCookie()
+    for header in page.headers.get_list("Set-Cookie"):
+        jar.load(header)
+    xsrf = jar["_xsrf"].value
+    answer = await AsyncHTTPClient().fetch(
+        login_url, method="POST", body=f"password={jupyter_token}&_xsrf={xsrf}",
+        headers={"Cookie": f"_xsrf={xsrf}"}, follow_redirects=False, raise_error=False,
+    )  # fmt: skip
+    for header in answer.headers.get_list("Set-Cookie"):
+        jar.load(header)
+    return "; ".join(f"{name}={morsel.value}" for name, morsel in jar.items())
+
+
+async def test_a_cookie_login_needs_xsrf_even_behind_a_bogus_bearer_header(
+    jupyter_api, jupyter_url, jp_auth_header, token
+):
+    cookie = await _cookie_login(jupyter_url, jp_auth_header["Authorization"].split(" ", 1)[1])
+    logged_in = jupyter_api(headers={"Cookie": cookie})
+    assert (await logged_in.get("channels")).status == 200  # a GET needs no XSRF token
+    body = {"name": "forged", "type": "public"}
+    forged = await jupyter_api(headers={"Cookie": cookie, "Authorization": "Bearer garbage"}).post(
+        "channels", body
+    )
+    assert forged.status == 403
+    assert (await logged_in.get(f"channels/{ch('forged')}")).status == 404
+    with_jwt = jupyter_api(token("ada"), headers={"Cookie": cookie})
+    created = await with_jwt.post("channels", body)
+    assert created.status == 201 and created.body["channel"]["owner"] == "ada"
