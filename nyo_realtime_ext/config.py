@@ -84,7 +84,7 @@ class Realtime(Configurable):
     history_size = Int(100, help="Messages kept per channel.").tag(config=True)
     history_ttl = Float(24 * 3600.0, help="Seconds a message is kept in history.").tag(config=True)
     db_path = Unicode(
-        "nyo-realtime.db",
+        ".nyo-realtime.db",
         help="SQLite file for channels, members, messages and presence; ':memory:' keeps nothing.",
     ).tag(config=True)
     max_subscriptions = Int(1000, help="Channels one connection may be subscribed to at once.").tag(

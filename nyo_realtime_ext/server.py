@@ -16,6 +16,7 @@ from .api import api_routes
 from .config import Realtime
 from .handlers import RealtimeSocket
 from .service import RealtimeService
+from .store import StoreInUse
 
 # Seconds given to close frames to reach clients before the process exits.
 SHUTDOWN_GRACE = 1.0
@@ -82,7 +83,10 @@ class ServeApp(Application):
 
     def start(self) -> None:
         config = Realtime(parent=self)
-        service = RealtimeService(config)
+        try:
+            service = RealtimeService(config)
+        except StoreInUse as exc:
+            self.exit(f"nyo-realtime: {exc}")
         if not service.authenticator.can_verify:
             service.close_store()
             self.exit(

@@ -18,12 +18,18 @@ import sqlite_utils
 from .models import Channel, ChannelKey, Member, Message
 
 
+class StoreInUse(RuntimeError):
+    """Another process holds the database: two would hand out the same message ids."""
+
+
 class Store:
     def __init__(self, path: str = ":memory:") -> None:
         self.path = path
+        self._lock: Any = None
         if path == ":memory:":
             self.db = sqlite_utils.Database(memory=True)
         else:
+            self._lock = _lock_exclusively(path + ".lock")
             self.db = sqlite_utils.Database(path)
             self.db.enable_wal()
         self.conn: sqlite3.Connection = self.db.conn
@@ -85,6 +91,8 @@ class Store:
 
     def close(self) -> None:
         self.conn.close()
+        if self._lock is not None:
+            self._lock.close()  # closing the file releases the lock
 
     # -- channels -----------------------------------------------------------
 
@@ -255,6 +263,28 @@ class Store:
             self.conn.execute(
                 "UPDATE presence SET online=0, status='offline', last_seen=? WHERE online=1", (now,)
             )
+
+
+def _lock_exclusively(lock_path: str) -> Any:
+    """Hold an advisory lock on `lock_path` for as long as the file stays open.
+
+    The memory engine numbers messages in memory, so two processes on one
+    database would give out the same ids; the second one is refused instead.
+    """
+    try:
+        import fcntl
+    except ImportError:  # Windows: no advisory locks; one process per file is on the user
+        return None
+    handle = open(lock_path, "a")  # noqa: SIM115 - held open on purpose
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise StoreInUse(
+            f"{lock_path[: -len('.lock')]} is in use by another nyo-realtime process; "
+            "give each process its own database (--db)"
+        ) from None
+    return handle
 
 
 def message_id(epoch: str, seq: int) -> str:

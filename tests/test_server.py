@@ -347,3 +347,13 @@ async def test_huge_bodies_are_refused_before_they_are_read(server, connect):
     assert refused
     ada = await connect(server.url, make_token("ada"))
     assert (await ada.request({"type": "ping"}))["type"] == "pong"
+
+
+def test_a_second_server_on_the_same_database_is_refused(server):
+    result = subprocess.run(
+        [sys.executable, "-m", "nyo_realtime_ext.server", "serve", "--port", "0",
+         "--jwt-secret", SECRET, "--db", str(server.db)],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert "in use by another nyo-realtime process" in result.stderr + result.stdout
