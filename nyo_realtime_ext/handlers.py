@@ -6,12 +6,11 @@ asyncio Task; profiling a fan-out to 100 subscribers put a quarter of the
 server's time there. A server's frames are unmasked and, with compression
 off, the same bytes for every client, so a message is framed once (see
 `_framed`), and the frames for one client are gathered during one pass of
-the event loop and written with one `send` syscall.
+the event loop and written with one `send` syscall (`service.PassWriter`).
 """
 
 from __future__ import annotations
 
-import asyncio
 import struct
 from typing import Any
 
@@ -65,7 +64,7 @@ class RealtimeSocket(WebSocketHandler):
 
     service: RealtimeService
     session: Session | None = None
-    _outbox: list[bytes] | None = None  # frames waiting for this loop pass to end
+    _outbox: list[bytes] | None = None  # frames waiting for the end of this loop pass
     _unsent = 0  # bytes handed to the stream that the client has not taken yet
 
     def initialize(self, service: RealtimeService) -> None:
@@ -111,10 +110,10 @@ class RealtimeSocket(WebSocketHandler):
             if self.ws_connection is None or self.ws_connection.is_closing():
                 return
             self._outbox = []
-            asyncio.get_running_loop().call_soon(self._flush)
+            self.service.writer.schedule(self)
         self._outbox.append(_framed(data))
 
-    def _flush(self) -> None:
+    def write_outbox(self) -> None:
         """Write what this loop pass queued, unless the client is too far behind.
 
         "Too far behind" is judged by what is still unsent from earlier passes,
@@ -146,5 +145,5 @@ class RealtimeSocket(WebSocketHandler):
 
     def close(self, code: int | None = None, reason: str | None = None) -> None:
         # What the hub sent just before closing (say, `token_expired`) goes out first.
-        self._flush()
+        self.service.writer.write_now(self)
         super().close(code, reason)

@@ -519,7 +519,11 @@ class Hub:
     ) -> Message:
         """Publish from the HTTP API: created on first publish as over WebSocket; `from` null."""
         self.open_channel(identity, key, "publish")
-        return self.engine.publish(key, event, payload, None, self.clock())
+        message = self.engine.publish(key, event, payload, None, self.clock())
+        # The HTTP answer leaves at once, not at the end of the loop pass where
+        # WebSocket frames wait for the group commit: make the id durable first.
+        self.store.commit()
+        return message
 
     def read_history(
         self, identity: Identity, key: ChannelKey, since: str | None, limit: int

@@ -7,7 +7,9 @@ tornado handlers, so the two modes cannot drift apart.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from typing import Protocol
 
 from tornado.ioloop import PeriodicCallback
 
@@ -24,6 +26,42 @@ TICK_SECONDS = 1.0
 EXPIRE_HISTORY_SECONDS = 60.0
 
 
+class Outbox(Protocol):
+    def write_outbox(self) -> None:
+        """Write the frames queued during this loop pass."""
+
+
+class PassWriter:
+    """Ends each event-loop pass: one commit of the messages it stored, then one
+    write per connection of everything queued for it.
+
+    Batching per pass turns a burst of messages into one SQLite commit and one
+    `send` per client instead of one each, and committing before writing means
+    no client ever sees an id that a crash could take back.
+    """
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._waiting: list[Outbox] = []
+
+    def schedule(self, outbox: Outbox) -> None:
+        """`outbox` has frames queued; the first one of a pass books the pass's end."""
+        if not self._waiting:
+            asyncio.get_running_loop().call_soon(self._end_pass)
+        self._waiting.append(outbox)
+
+    def write_now(self, outbox: Outbox) -> None:
+        """For a connection about to close: what it was sent goes out first."""
+        self.store.commit()
+        outbox.write_outbox()
+
+    def _end_pass(self) -> None:
+        waiting, self._waiting = self._waiting, []
+        self.store.commit()
+        for outbox in waiting:
+            outbox.write_outbox()
+
+
 class RealtimeService:
     def __init__(self, config: Realtime) -> None:
         self.config = config
@@ -32,6 +70,7 @@ class RealtimeService:
         self.engine = MemoryEngine(self.store, config.history_size, config.history_ttl)
         self.authenticator = Authenticator(config)
         self.hub = Hub(config, self.store, self.engine, self.authenticator)
+        self.writer = PassWriter(self.store)
         self._timers: list[PeriodicCallback] = []
 
     @staticmethod

@@ -2,8 +2,12 @@
 
 sqlite-utils owns the schema (tables, keys, indexes, additive migrations); the
 hot paths (append a message, read history) use the same connection with plain
-parameterised SQL, each write in one transaction, so a crash or a signal
-never leaves half a publish behind. WAL mode lets readers run beside the writer.
+parameterised SQL. WAL mode lets readers run beside the writer.
+
+Messages are group-committed: `append_message` leaves its transaction open and
+the transport calls `commit` once per event-loop pass, before it writes any
+frame of that pass to a socket, so a client never sees an id (in an `ack` or
+a `message`) that a crash could take back. Every other write commits at once.
 """
 
 from __future__ import annotations
@@ -89,7 +93,13 @@ class Store:
             if_not_exists=True,
         )
 
+    def commit(self) -> None:
+        """Make the appended messages durable; cheap when there are none."""
+        if self.conn.in_transaction:
+            self.conn.commit()
+
     def close(self) -> None:
+        self.commit()
         self.conn.close()
         if self._lock is not None:
             self._lock.close()  # closing the file releases the lock
@@ -160,14 +170,11 @@ class Store:
     def append_message(self, key: ChannelKey, seq: int, message: Message, keep: int) -> None:
         """Store a message and drop what falls out of the last `keep` of its channel.
 
-        With `keep` 0 only the sequence is recorded, so ids never repeat.
+        With `keep` 0 only the sequence is recorded, so ids never repeat. The
+        transaction stays open until `commit` (see the module's docstring).
         """
-        with self.conn:
-            self.conn.execute(
-                "UPDATE channels SET last_seq=? WHERE tenant=? AND name=?", (seq, *key)
-            )
-            if keep <= 0:
-                return
+        self.conn.execute("UPDATE channels SET last_seq=? WHERE tenant=? AND name=?", (seq, *key))
+        if keep > 0:
             self.conn.execute(
                 "INSERT INTO messages (tenant, channel, seq, event, payload, sender, ts)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?)",

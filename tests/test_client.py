@@ -74,12 +74,22 @@ async def test_restart_mid_stream_delivers_every_acked_message_once_in_order(
                 unknown += 1
 
     task = asyncio.ensure_future(publish())
+
     # Kill (no goodbye), then stop cleanly (1001), each while the stream runs.
+    def reconnections() -> int:
+        return [s for s, _ in states].count(ConnectionState.RECONNECTING)
+
     for cut in (server.kill, lambda: server.stop(signal.SIGTERM)):
-        before = len(acked)
+        before, cuts_seen = len(acked), reconnections()
         await eventually(lambda before=before: len(acked) >= before + 30)
         cut()
         server.start()
+        # The subscriber notices this cut and is back before the next one.
+        await eventually(
+            lambda cuts_seen=cuts_seen: (
+                reconnections() > cuts_seen and subscriber.state is ConnectionState.AUTHENTICATED
+            )
+        )
         await eventually(lambda before=before: len(acked) >= before + 60)
     stop.set()
     await task
@@ -94,7 +104,7 @@ async def test_restart_mid_stream_delivers_every_acked_message_once_in_order(
     assert numbers == sorted(numbers)
     assert inbox.recovered is True
     assert [s for s, _ in states].count(ConnectionState.RECONNECTING) >= 2
-    assert states[-1][0] is ConnectionState.AUTHENTICATED
+    assert states[-1][0] is ConnectionState.AUTHENTICATED, states
     await subscriber.close()
     await publisher.close()
     assert subscriber.state is ConnectionState.CLOSED
