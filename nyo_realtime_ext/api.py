@@ -380,7 +380,7 @@ class RealtimeApiHandler(RequestHandler):
         self._reply(200, {"members": [m.to_wire() for m in members]})
 
     async def _get_messages(self, key: ChannelKey) -> None:
-        since = self.get_query_argument("since", None)
+        since = self.get_query_argument("since", None, strip=False)
         if since is not None and not 1 <= len(since) <= 200:
             raise ApiError(ErrorCode.BAD_REQUEST, "`since` must be a message id")
         limit = self._number("limit", MAX_LIMIT, 1, MAX_LIMIT)

@@ -121,6 +121,16 @@ class Authenticator:
         tenant = claims.get("tenant", claims.get("tenantId")) or self.config.default_tenant
         channels = claims.get("channels")
         exp = claims.get("exp")
+        for text in (
+            user_id,
+            tenant,
+            claims.get("name"),
+            claims.get("color"),
+            claims.get("avatar_url"),
+        ):
+            if isinstance(text, str) and not _is_unicode(text):
+                # JSON can carry lone surrogates; nothing downstream can store or send them.
+                raise AuthError("token claims must be valid Unicode text")
         return Identity(
             user_id=user_id,
             tenant_id=str(tenant),
@@ -155,6 +165,14 @@ class Authenticator:
         if self._authorize_hook is not None:
             return bool(self._authorize_hook(identity, name, action))
         return False
+
+
+def _is_unicode(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _optional_str(value: Any) -> str | None:

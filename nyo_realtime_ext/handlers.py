@@ -65,6 +65,7 @@ class RealtimeSocket(WebSocketHandler):
     service: RealtimeService
     session: Session | None = None
     _outbox: list[bytes] | None = None  # frames waiting for the end of this loop pass
+    _queued = 0  # bytes in _outbox
     _unsent = 0  # bytes handed to the stream that the client has not taken yet
 
     def initialize(self, service: RealtimeService) -> None:
@@ -106,30 +107,42 @@ class RealtimeSocket(WebSocketHandler):
             self.service.hub.disconnect(self.session)
 
     def send(self, data: bytes) -> None:
+        """Queue a frame for the end of this loop pass.
+
+        What is queued and what the client has not taken yet together never
+        pass `max_send_buffer`: the client is cut with 4429 first. (The hub
+        sizes recoveries to fit, see `Hub._on_subscribe`.)
+        """
         if self._outbox is None:
             if self.ws_connection is None or self.ws_connection.is_closing():
                 return
-            self._outbox = []
+            self._outbox, self._queued = [], 0
             self.service.writer.schedule(self)
-        self._outbox.append(_framed(data))
+        frame = _framed(data)
+        self._outbox.append(frame)
+        self._queued += len(frame)
+        if self._unsent + self._queued > self.service.config.max_send_buffer:
+            self._drop_outbox(CloseCode.TOO_MANY, "too slow to read")
+
+    def backlog(self) -> int:
+        return self._unsent + self._queued
+
+    def abandon_outbox(self) -> None:
+        """The pass's commit failed: its frames carry ids that do not exist."""
+        self._drop_outbox(CloseCode.INTERNAL_ERROR, "internal error; reconnect and recover")
+
+    def _drop_outbox(self, code: int, reason: str) -> None:
+        self._outbox, self._queued = None, 0
+        if self.session is not None:
+            self.service.hub.close(self.session, code, reason)
+        else:
+            self.close(code, reason)
 
     def write_outbox(self) -> None:
-        """Write what this loop pass queued, unless the client is too far behind.
-
-        "Too far behind" is judged by what is still unsent from earlier passes,
-        not by the size of this write: a large recovery to a client that keeps
-        up must go through, a client that stopped reading must be cut before
-        its backlog passes `max_send_buffer`.
-        """
-        frames, self._outbox = self._outbox, None
+        """Write what this loop pass queued, in one `send`."""
+        frames, self._outbox, self._queued = self._outbox, None, 0
         connection = self.ws_connection
         if not frames or connection is None or connection.is_closing():
-            return
-        if self._unsent > self.service.config.max_send_buffer:
-            if self.session is not None:
-                self.service.hub.close(self.session, CloseCode.TOO_MANY, "too slow to read")
-            else:
-                self.close(CloseCode.TOO_MANY, "too slow to read")
             return
         data = frames[0] if len(frames) == 1 else b"".join(frames)
         try:

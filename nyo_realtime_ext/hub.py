@@ -37,6 +37,10 @@ from .store import Store
 
 log = logging.getLogger(__name__)
 
+# Send-buffer room a recovery leaves for the `subscribed` frame before it and
+# the live messages of the same loop pass.
+RECOVERY_HEADROOM = 64 * 1024
+
 
 class Connection(Protocol):
     """What a transport gives the hub for one client."""
@@ -46,6 +50,9 @@ class Connection(Protocol):
 
     def close(self, code: int, reason: str) -> None:
         """Close the connection; the transport calls `Hub.disconnect` when it is gone."""
+
+    def backlog(self) -> int:
+        """Bytes queued for this client and not yet taken by it."""
 
 
 @dataclass(eq=False)
@@ -272,10 +279,11 @@ class Hub:
         state = self.open_channel(identity, key, "subscribe", ref)
         channel = state.channel
         fields: dict[str, Any] = {"channel": key.name, "channelType": channel.type}
-        missed: list[Message] = []
-        if since is not None:
-            history = self.engine.history(key, since, self.config.history_size, now)
-            missed, fields["recovered"] = history.messages, history.recovered
+        missed: list[bytes] = []
+        # A repeated subscribe gets no replay: the connection has had every
+        # message since its first one, and replays are what a flood would ask for.
+        if since is not None and key not in session.subscriptions:
+            missed, fields["recovered"] = self._missed(session, key, since, now)
         if key not in session.subscriptions:
             if len(session.subscriptions) >= self.config.max_subscriptions:
                 raise ProtocolError(
@@ -294,8 +302,28 @@ class Hub:
         if channel.type == "presence":
             fields["members"] = self._members_wire(key)
         session.send(reply("subscribed", ref, **fields))
-        for message in missed:
-            session.conn.send(encode(message.to_wire()))
+        for data in missed:
+            session.conn.send(data)
+
+    def _missed(
+        self, session: Session, key: ChannelKey, since: str, now: float
+    ) -> tuple[list[bytes], bool]:
+        """The encoded messages after `since` and whether that is all of them.
+
+        A recovery is cut to what fits in the connection's send buffer (the
+        newest messages, then): the client learns `recovered: false` and
+        reloads history, instead of being cut off for asking.
+        """
+        history = self.engine.history(key, since, self.config.history_size, now)
+        room = self.config.max_send_buffer - session.conn.backlog() - RECOVERY_HEADROOM
+        frames: list[bytes] = []
+        for message in reversed(history.messages):
+            data = encode(message.to_wire())
+            room -= len(data)
+            if room < 0:
+                return frames[::-1], False
+            frames.append(data)
+        return frames[::-1], history.recovered
 
     def _on_presence(
         self,
@@ -529,6 +557,7 @@ class Hub:
         self, identity: Identity, key: ChannelKey, since: str | None, limit: int
     ) -> list[Message]:
         self.accessible_channel(identity, key)
+        self.store.commit()  # an id shown over HTTP must already be durable
         return self.engine.history(key, since, limit, self.clock()).messages
 
     def http_members(

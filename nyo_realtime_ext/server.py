@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import signal
 from typing import Any
 
 import tornado.web
-from tornado.log import access_log
-from traitlets import Int, Unicode
+from traitlets import Bool, Int, Unicode
 from traitlets.config import Application
 
 from .api import api_routes
@@ -25,29 +25,17 @@ SHUTDOWN_GRACE = 1.0
 # Bodies over max_payload_size get a JSON 413 from the API; this much more is
 # read to say so, and anything larger is refused before it is buffered.
 BODY_SLACK = 64 * 1024
-_TOKEN_IN_QUERY = re.compile(r"([?&]token=)[^&]*")
+_TOKEN_IN_QUERY = re.compile(r"([?&]token=)[^&\s]*")
 
 
-def log_request(handler: tornado.web.RequestHandler) -> None:
-    """tornado's access log line, with any `?token=` blanked: tokens are credentials."""
-    status = handler.get_status()
-    log = (
-        access_log.info
-        if status < 400
-        else access_log.warning
-        if status < 500
-        else access_log.error
-    )
-    request = handler.request
-    uri = _TOKEN_IN_QUERY.sub(r"\1[secret]", request.uri or "")
-    log(
-        "%d %s %s (%s) %.2fms",
-        status,
-        request.method,
-        uri,
-        request.remote_ip,
-        1000 * request.request_time(),
-    )
+class RedactTokens(logging.Filter):
+    """Blank any `?token=` in tornado's log lines (access, errors): tokens are credentials."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "token=" in message:
+            record.msg, record.args = _TOKEN_IN_QUERY.sub(r"\1[secret]", message), None
+        return True
 
 
 def make_app(service: RealtimeService) -> tornado.web.Application:
@@ -55,8 +43,7 @@ def make_app(service: RealtimeService) -> tornado.web.Application:
         [
             (service.config.path, RealtimeSocket, {"service": service}),
             *api_routes("/api/", service),
-        ],
-        log_function=log_request,
+        ]
     )
 
 
@@ -67,6 +54,9 @@ class ServeApp(Application):
 
     host = Unicode("127.0.0.1", help="Interface to listen on.").tag(config=True)
     port = Int(3001, help="Port to listen on.").tag(config=True)
+    trust_proxy_headers = Bool(
+        False, help="Take the client's address from X-Forwarded-For / X-Real-Ip (behind a proxy)."
+    ).tag(config=True)
 
     aliases = {
         "host": "ServeApp.host",
@@ -96,8 +86,13 @@ class ServeApp(Application):
         asyncio.run(self._serve(service))
 
     async def _serve(self, service: RealtimeService) -> None:
+        for name in ("tornado.access", "tornado.application", "tornado.general"):
+            logging.getLogger(name).addFilter(RedactTokens())
         server = make_app(service).listen(
-            self.port, self.host, max_body_size=service.config.max_payload_size + BODY_SLACK
+            self.port,
+            self.host,
+            xheaders=self.trust_proxy_headers,
+            max_body_size=service.config.max_payload_size + BODY_SLACK,
         )
         service.start()
         stopping = asyncio.Event()

@@ -30,36 +30,66 @@ class Outbox(Protocol):
     def write_outbox(self) -> None:
         """Write the frames queued during this loop pass."""
 
+    def abandon_outbox(self) -> None:
+        """Drop them: the commit they depend on failed."""
+
 
 class PassWriter:
-    """Ends each event-loop pass: one commit of the messages it stored, then one
-    write per connection of everything queued for it.
+    """Ends each event-loop pass: one commit of the messages stored in it, then
+    one write per connection of everything queued for it.
 
     Batching per pass turns a burst of messages into one SQLite commit and one
     `send` per client instead of one each, and committing before writing means
-    no client ever sees an id that a crash could take back.
+    no client ever sees an id that a crash could take back. Every append books
+    the pass's end, so a message nobody is sent is committed all the same.
     """
 
     def __init__(self, store: Store) -> None:
         self.store = store
         self._waiting: list[Outbox] = []
+        self._booked = False
+        store.on_append = self.book
+
+    def book(self) -> None:
+        """Make sure this pass ends with a commit and the writes that wait for it."""
+        if not self._booked:
+            self._booked = True
+            asyncio.get_running_loop().call_soon(self._end_pass)
 
     def schedule(self, outbox: Outbox) -> None:
-        """`outbox` has frames queued; the first one of a pass books the pass's end."""
-        if not self._waiting:
-            asyncio.get_running_loop().call_soon(self._end_pass)
+        """`outbox` has frames queued for the end of this pass."""
         self._waiting.append(outbox)
+        self.book()
 
     def write_now(self, outbox: Outbox) -> None:
         """For a connection about to close: what it was sent goes out first."""
-        self.store.commit()
-        outbox.write_outbox()
+        self._deliver(outbox, self._commit())
 
     def _end_pass(self) -> None:
+        self._booked = False
         waiting, self._waiting = self._waiting, []
-        self.store.commit()
+        committed = self._commit()
         for outbox in waiting:
-            outbox.write_outbox()
+            self._deliver(outbox, committed)
+
+    def _commit(self) -> bool:
+        try:
+            self.store.commit()
+        except Exception:
+            log.exception("commit failed: the messages of this pass are dropped")
+            self.store.rollback()
+            return False
+        return True
+
+    @staticmethod
+    def _deliver(outbox: Outbox, committed: bool) -> None:
+        try:
+            if committed:
+                outbox.write_outbox()
+            else:
+                outbox.abandon_outbox()
+        except Exception:  # one connection's trouble must not strand the others
+            log.exception("writing to a client failed")
 
 
 class RealtimeService:

@@ -4,22 +4,29 @@ sqlite-utils owns the schema (tables, keys, indexes, additive migrations); the
 hot paths (append a message, read history) use the same connection with plain
 parameterised SQL. WAL mode lets readers run beside the writer.
 
-Messages are group-committed: `append_message` leaves its transaction open and
-the transport calls `commit` once per event-loop pass, before it writes any
-frame of that pass to a socket, so a client never sees an id (in an `ack` or
-a `message`) that a crash could take back. Every other write commits at once.
+Messages are group-committed: `append_message` leaves its transaction open,
+tells `on_append`, and the transport calls `commit` once per event-loop pass,
+before it writes any frame of that pass to a socket, so a client never sees an
+id (in an `ack` or a `message`) that a crash could take back. Every other
+write first commits what is pending and then runs in a transaction of its
+own, so its failure can only undo itself.
 """
 
 from __future__ import annotations
 
+import logging
+import os
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import orjson
 import sqlite_utils
 
 from .models import Channel, ChannelKey, Member, Message
+
+log = logging.getLogger(__name__)
 
 
 class StoreInUse(RuntimeError):
@@ -30,6 +37,8 @@ class Store:
     def __init__(self, path: str = ":memory:") -> None:
         self.path = path
         self._lock: Any = None
+        # Told after each append: the caller books the commit that must follow.
+        self.on_append: Callable[[], None] = lambda: None
         if path == ":memory:":
             self.db = sqlite_utils.Database(memory=True)
         else:
@@ -98,6 +107,15 @@ class Store:
         if self.conn.in_transaction:
             self.conn.commit()
 
+    def rollback(self) -> None:
+        self.conn.rollback()
+
+    @contextmanager
+    def _own_transaction(self) -> Iterator[None]:
+        self.commit()
+        with self.conn:
+            yield
+
     def close(self) -> None:
         self.commit()
         self.conn.close()
@@ -120,7 +138,7 @@ class Store:
 
     def create_channel(self, channel: Channel, epoch: str) -> bool:
         """Insert a channel; False when one of that name exists already."""
-        with self.conn:
+        with self._own_transaction():
             cursor = self.conn.execute(
                 "INSERT OR IGNORE INTO channels (tenant, name, type, owner, created_at, epoch, last_seq)"
                 " VALUES (?, ?, ?, ?, ?, ?, 0)",
@@ -155,7 +173,7 @@ class Store:
         return [user_id for (user_id,) in rows]
 
     def set_channel_members(self, key: ChannelKey, user_ids: Iterable[str]) -> None:
-        with self.conn:
+        with self._own_transaction():
             self.conn.execute("DELETE FROM channel_members WHERE tenant=? AND channel=?", key)
             self._insert_members(key, user_ids)
 
@@ -190,6 +208,7 @@ class Store:
             self.conn.execute(
                 "DELETE FROM messages WHERE tenant=? AND channel=? AND seq<=?", (*key, seq - keep)
             )
+        self.on_append()
 
     def read_messages(
         self, key: ChannelKey, epoch: str, after_seq: int, not_before: float, limit: int
@@ -216,13 +235,13 @@ class Store:
         ]
 
     def drop_expired(self, not_before: float) -> int:
-        with self.conn:
+        with self._own_transaction():
             return self.conn.execute("DELETE FROM messages WHERE ts<?", (not_before,)).rowcount
 
     # -- presence records ---------------------------------------------------
 
     def save_presence(self, key: ChannelKey, member: Member, online: bool) -> None:
-        with self.conn:
+        with self._own_transaction():
             self.conn.execute(
                 "INSERT OR REPLACE INTO presence (tenant, channel, user_id, name, status, meta,"
                 " color, avatar_url, joined_at, last_seen, online) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
@@ -266,7 +285,7 @@ class Store:
 
     def mark_all_offline(self, now: float) -> None:
         """After a restart or at shutdown nobody is connected to this process any more."""
-        with self.conn:
+        with self._own_transaction():
             self.conn.execute(
                 "UPDATE presence SET online=0, status='offline', last_seen=? WHERE online=1", (now,)
             )
@@ -280,9 +299,10 @@ def _lock_exclusively(lock_path: str) -> Any:
     """
     try:
         import fcntl
-    except ImportError:  # Windows: no advisory locks; one process per file is on the user
+    except ImportError:  # Windows: no flock; one process per file is on the user
+        log.warning("cannot lock %s here: run one nyo-realtime process per database", lock_path)
         return None
-    handle = open(lock_path, "a")  # noqa: SIM115 - held open on purpose
+    handle = open(os.path.realpath(lock_path), "a")  # noqa: SIM115 - held open on purpose
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -291,6 +311,10 @@ def _lock_exclusively(lock_path: str) -> Any:
             f"{lock_path[: -len('.lock')]} is in use by another nyo-realtime process; "
             "give each process its own database (--db)"
         ) from None
+    except OSError as exc:  # say, a file system without locks (some NFS)
+        log.warning(
+            "cannot lock %s (%s): run one nyo-realtime process per database", lock_path, exc
+        )
     return handle
 
 

@@ -38,6 +38,9 @@ class Peer:
     def close(self, code: int, reason: str) -> None:
         self.closed_with = (code, reason)
 
+    def backlog(self) -> int:
+        return 0  # a peer that reads everything at once
+
     def frames(self, type_: str | None = None) -> list[dict[str, Any]]:
         frames = [orjson.loads(d) for d in self.sent]
         return [f for f in frames if type_ is None or f["type"] == type_]
@@ -46,6 +49,13 @@ class Peer:
         frames = self.frames()
         self.sent.clear()
         return frames
+
+
+class SlowPeer(Peer):
+    """A peer that has not read anything it was sent yet."""
+
+    def backlog(self) -> int:
+        return sum(len(data) for data in self.sent)
 
 
 class World:
@@ -653,3 +663,31 @@ def test_a_failing_store_write_on_disconnect_strands_no_one(world: World) -> Non
         assert [m.user_id for m in world.hub.engine.presence.members(ChannelKey("acme", name))] == [
             "bob"
         ]
+
+
+def test_recoveries_asked_at_once_share_one_send_buffer() -> None:
+    world = World(max_send_buffer=3_000_000)
+    ada, _ = world.join("ada")
+    for n in range(5):
+        world.send(ada, {"type": "subscribe", "channel": f"room{n}"})
+        for _ in range(2):
+            world.send(
+                ada,
+                {
+                    "type": "broadcast",
+                    "channel": f"room{n}",
+                    "event": "e",
+                    "payload": "x" * 900_000,
+                },
+            )
+    greedy = SlowPeer()
+    session = world.hub.connect(greedy)
+    world.send(session, {"type": "auth", "token": make_token("greedy", tenant="acme")})
+    for n in range(5):
+        world.send(session, {"type": "subscribe", "channel": f"room{n}", "since": "x-0"})
+    world.send(
+        session, {"type": "subscribe", "channel": "room0", "since": "x-0"}
+    )  # again: no replay
+    assert [f.get("recovered") for f in greedy.frames("subscribed")] == [False] * 5 + [None]
+    assert 900_000 < greedy.backlog() <= 3_000_000
+    assert greedy.closed_with is None
