@@ -109,3 +109,35 @@ async def test_without_jupyter_login_a_first_frame_jwt_or_nothing(jupyter_ws_url
     intruder = await connect(f"{jupyter_ws_url}?token=forged")
     assert (await intruder.recv())["code"] == "unauthorized"
     assert await intruder.closed() == 4401
+
+
+async def test_jupyter_server_reads_realtime_flags_from_its_command_line(tmp_path, connect):
+    import asyncio
+    import socket
+
+    from .conftest import free_port
+
+    port = free_port()
+    secret = "a-secret-given-on-the-command-line-only!"
+    jupyter = Path(sys.executable).with_name("jupyter")
+    process = subprocess.Popen(
+        [str(jupyter), "server", "--no-browser", "--allow-root", f"--port={port}",
+         "--ServerApp.token=t", f"--ServerApp.root_dir={tmp_path}", "--ServerApp.base_url=/base/",
+         f"--Realtime.jwt_secret={secret}", "--Realtime.heartbeat_interval=7",
+         f"--Realtime.db_path={tmp_path / 'cli.db'}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        for _ in range(300):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                await asyncio.sleep(0.1)
+        url = f"ws://127.0.0.1:{port}/base/nyo-realtime/ws"
+        client = await connect(url, make_token("ada", secret=secret), authenticate=False)
+        frame = await client.expect("authenticated", timeout=30)
+        assert frame["heartbeatInterval"] == 7000
+    finally:
+        process.terminate()
+        process.wait(timeout=30)

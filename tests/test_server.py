@@ -360,3 +360,9 @@ def test_a_second_server_on_the_same_database_is_refused(server):
     )  # fmt: skip
     assert result.returncode != 0
     assert "in use by another nyo-realtime process" in result.stderr + result.stdout
+
+
+async def test_host_and_path_flags(standalone, connect):
+    server = standalone("--host", "127.0.0.1", "--path", "/realtime")
+    client = await connect(server.url.replace("/ws", "/realtime"), make_token("ada"))
+    assert client.connection_id
