@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Protocol
 
 from tornado.ioloop import PeriodicCallback
@@ -96,18 +97,12 @@ class RealtimeService:
     def __init__(self, config: Realtime) -> None:
         self.config = config
         self.store = Store(config.db_path)
-        self.store.mark_all_offline(self._now())  # nobody is connected to a fresh process
+        self.store.mark_all_offline(time.time())  # nobody is connected to a fresh process
         self.engine = MemoryEngine(self.store, config.history_size, config.history_ttl)
         self.authenticator = Authenticator(config)
         self.hub = Hub(config, self.store, self.engine, self.authenticator)
         self.writer = PassWriter(self.store)
         self._timers: list[PeriodicCallback] = []
-
-    @staticmethod
-    def _now() -> float:
-        import time
-
-        return time.time()
 
     def start(self) -> None:
         """Start the periodic work; call from the event loop's thread."""
@@ -128,7 +123,7 @@ class RealtimeService:
         self.store.close()
 
     def _expire_history(self) -> None:
-        self.store.drop_expired(self._now() - self.config.history_ttl)
+        self.store.drop_expired(time.time() - self.config.history_ttl)
 
     def identify_handshake(self, token: str | None, jupyter_user: object | None) -> Identity | None:
         """Identity from handshake credentials; None means "wait for an `auth` frame".
