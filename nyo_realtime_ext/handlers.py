@@ -70,6 +70,8 @@ class RealtimeSocket(WebSocketHandler):
 
     def initialize(self, service: RealtimeService) -> None:
         self.service = service
+        # Checked on every frame sent: a plain number, not a traitlets lookup.
+        self._send_limit = service.config.max_send_buffer
 
     @property
     def max_message_size(self) -> int:
@@ -121,7 +123,7 @@ class RealtimeSocket(WebSocketHandler):
         frame = _framed(data)
         self._outbox.append(frame)
         self._queued += len(frame)
-        if self._unsent + self._queued > self.service.config.max_send_buffer:
+        if self._unsent + self._queued > self._send_limit:
             self._drop_outbox(CloseCode.TOO_MANY, "too slow to read")
 
     def backlog(self) -> int:

@@ -110,6 +110,9 @@ class Hub:
         self._ids = itertools.count(1)
         self._id_prefix = secrets.token_hex(3)
         self._next_sweep = clock() + config.heartbeat_interval
+        # Read on every frame: plain numbers, not traitlets lookups.
+        self._rate = config.rate_limit
+        self._burst = 2 * config.rate_limit
         # HTTP presence members: (channel, user) -> their pseudo-connection.
         self._http_members: dict[tuple[ChannelKey, str], HttpMember] = {}
         engine.start(self._deliver)
@@ -362,11 +365,9 @@ class Hub:
         (HTTP API) makes one.
         """
         state = self.find_channel(key)
-        channel = state.channel if state is not None else self._new_channel(key)
-        if not self.auth.may_access(identity, channel, action):
-            raise ProtocolError(
-                ErrorCode.FORBIDDEN, f"you may not {action} on this channel", ref, key.name
-            )
+        self._require_access(
+            identity, state.channel if state is not None else self._new_channel(key), action, ref
+        )
         return state if state is not None else self.channel_state(key)
 
     def _new_channel(
@@ -511,15 +512,15 @@ class Hub:
         state = self.find_channel(key)
         if state is None:
             raise ProtocolError(ErrorCode.NOT_FOUND, f"no channel named {key.name!r}")
-        self._require_access(identity, state, action)
+        self._require_access(identity, state.channel, action)
         return state
 
-    def _require_access(self, identity: Identity, state: ChannelState, action: str) -> None:
-        if not self.auth.may_access(identity, state.channel, action):
+    def _require_access(
+        self, identity: Identity, channel: Channel, action: str, ref: Any = None
+    ) -> None:
+        if not self.auth.may_access(identity, channel, action):
             raise ProtocolError(
-                ErrorCode.FORBIDDEN,
-                f"you may not {action} on this channel",
-                channel=state.channel.key.name,
+                ErrorCode.FORBIDDEN, f"you may not {action} on this channel", ref, channel.key.name
             )
 
     def visible_channels(self, identity: Identity) -> list[Channel]:
@@ -663,10 +664,6 @@ class Hub:
 
     # -- rate limit -----------------------------------------------------------------
 
-    @property
-    def _burst(self) -> float:
-        return 2 * self.config.rate_limit
-
     def _admit(self, session: Session, now: float) -> bool:
         """Token bucket per connection: `rate_limit`/s, bursts to twice that.
 
@@ -674,7 +671,7 @@ class Hub:
         are dropped. A client that keeps going for another full burst before its
         bucket has refilled is closed with 4429.
         """
-        rate = self.config.rate_limit
+        rate = self._rate
         if rate <= 0:
             return True
         session.tokens = min(self._burst, session.tokens + (now - session.refilled_at) * rate)

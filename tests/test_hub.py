@@ -77,6 +77,13 @@ class World:
         data = orjson.dumps(frame).decode() if isinstance(frame, dict) else frame
         self.hub.receive(session, data)
 
+    def subscribe_all(self, channel: str, joined: list[tuple[Any, Peer]]) -> None:
+        """Subscribe every session, then forget the frames that produced."""
+        for session, _ in joined:
+            self.send(session, {"type": "subscribe", "channel": channel})
+        for _, peer in joined:
+            peer.take()
+
 
 @pytest.fixture
 def world() -> World:
@@ -189,10 +196,7 @@ def test_one_order_per_channel_echo_and_ack(world: World) -> None:
 
 def test_encoded_once_same_bytes_for_every_subscriber(world: World) -> None:
     sessions = [world.join(f"u{i}") for i in range(3)]
-    for session, _ in sessions:
-        world.send(session, {"type": "subscribe", "channel": "public-news"})
-    for _, peer in sessions:
-        peer.take()
+    world.subscribe_all("public-news", sessions)
     world.send(
         sessions[0][0], {"type": "broadcast", "channel": "public-news", "event": "e", "payload": {}}
     )
@@ -626,10 +630,7 @@ def test_recovery_cut_short_is_not_called_complete() -> None:
 
 def test_shutdown_closes_everyone_1001_without_a_storm_of_leaves(world: World) -> None:
     sessions = [world.join(f"u{i}") for i in range(5)]
-    for session, _ in sessions:
-        world.send(session, {"type": "subscribe", "channel": "room"})
-    for _, peer in sessions:
-        peer.take()
+    world.subscribe_all("room", sessions)
     world.hub.shutdown()
     for _, peer in sessions:
         assert peer.take() == [] and peer.closed_with == (1001, "server shutting down")
