@@ -17,8 +17,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections import OrderedDict
-from collections.abc import Callable, Hashable
+from collections.abc import Callable
 from importlib.resources import files
 from typing import Any
 
@@ -26,6 +25,7 @@ import orjson
 from tornado.web import HTTPError, RequestHandler
 
 from .auth import AuthError, TokenExpired
+from .engines import EngineUnavailable
 from .handlers import bearer_token
 from .hub import Hub
 from .models import ChannelKey, Identity
@@ -37,13 +37,12 @@ from .protocol import (
     check_presence_update,
     is_valid_channel,
 )
+from .ratelimit import RateLimiter
 from .service import RealtimeService
 
 # Longest a long-poll may be held; proxies commonly cut idle requests at 60 s.
 MAX_WAIT = 55.0
 MAX_LIMIT = 1000
-# Rate-limit buckets kept at once; the least recently used caller is forgotten first.
-MAX_TRACKED_CALLERS = 10_000
 
 STATUS_FOR_CODE = {
     ErrorCode.BAD_REQUEST: 400,
@@ -55,6 +54,7 @@ STATUS_FOR_CODE = {
     ErrorCode.CONFLICT: 409,
     ErrorCode.PAYLOAD_TOO_LARGE: 413,
     ErrorCode.RATE_LIMITED: 429,
+    ErrorCode.UNAVAILABLE: 503,
 }
 CODE_FOR_STATUS = {
     400: ErrorCode.BAD_REQUEST,
@@ -65,6 +65,7 @@ CODE_FOR_STATUS = {
     409: ErrorCode.CONFLICT,
     413: ErrorCode.PAYLOAD_TOO_LARGE,
     429: ErrorCode.RATE_LIMITED,
+    503: ErrorCode.UNAVAILABLE,
 }
 
 # (path below the API root, route name, methods). A channel name is one
@@ -102,44 +103,9 @@ class ApiError(HTTPError):
         self.headers = headers or {}  # set on the answer: tornado clears earlier ones
 
 
-class RateLimiter:
-    """A token bucket per caller: `rate` requests a second, bursts to twice that,
-    the same budget a WebSocket connection gets for its frames.
-
-    Bounded: past `max_callers` buckets, the least recently seen is dropped,
-    which can only ever err toward admitting a request.
-    """
-
-    def __init__(
-        self,
-        rate: float,
-        clock: Callable[[], float] = time.monotonic,
-        max_callers: int = MAX_TRACKED_CALLERS,
-    ) -> None:
-        self.rate = rate
-        self.burst = 2 * rate
-        self.clock = clock
-        self.max_callers = max_callers
-        self._buckets: OrderedDict[Hashable, list[float]] = OrderedDict()  # [tokens, at]
-
-    def admit(self, caller: Hashable) -> bool:
-        if self.rate <= 0:
-            return True
-        now = self.clock()
-        bucket = self._buckets.pop(caller, None) or [self.burst, now]
-        bucket[0] = min(self.burst, bucket[0] + (now - bucket[1]) * self.rate)
-        bucket[1] = now
-        self._buckets[caller] = bucket
-        if len(self._buckets) > self.max_callers:
-            self._buckets.popitem(last=False)
-        if bucket[0] < 1:
-            return False
-        bucket[0] -= 1
-        return True
-
-
 class ApiContext:
-    """What every request of one API mount shares: the service and the rate limiter."""
+    """What every request of one API mount shares: the service and the rate limiter
+    (the same kind of bucket a WebSocket connection has, kept per user)."""
 
     def __init__(self, service: RealtimeService) -> None:
         self.service = service
@@ -214,7 +180,8 @@ class RealtimeApiHandler(RequestHandler):
         if self.route == "openapi":
             return  # the description of the API is public
         self.identity = self._authenticate()
-        if not self.context.limiter.admit((self.identity.tenant_id, self.identity.user_id)):
+        caller = (self.identity.tenant_id, self.identity.user_id)
+        if not self.context.limiter.admit(caller, time.monotonic()):
             raise ApiError(
                 ErrorCode.RATE_LIMITED,
                 f"more than {self.context.limiter.rate:g} requests per second; slow down",
@@ -266,6 +233,8 @@ class RealtimeApiHandler(RequestHandler):
                 await method()
         except ProtocolError as exc:
             raise ApiError(exc.code, exc.message) from None
+        except EngineUnavailable as exc:
+            raise ApiError(ErrorCode.UNAVAILABLE, str(exc), headers={"Retry-After": "1"}) from None
 
     def _key(self, name: str) -> ChannelKey:
         if not is_valid_channel(name):
@@ -346,7 +315,7 @@ class RealtimeApiHandler(RequestHandler):
         self._reply(200, {**self.context.openapi, "servers": [{"url": root.rstrip("/")}]})
 
     async def _get_channels(self) -> None:
-        channels = self.hub.visible_channels(self.identity)
+        channels = await self.hub.visible_channels(self.identity)
         self._reply(200, {"channels": [c.to_wire() for c in channels]})
 
     async def _post_channels(self) -> None:
@@ -359,24 +328,27 @@ class RealtimeApiHandler(RequestHandler):
                 ErrorCode.BAD_REQUEST, f"`type` must be one of {', '.join(CHANNEL_TYPES)}"
             )
         members = _user_ids(body.get("members", []))
-        channel = self.hub.create_channel(self.identity, self._key(name), type_, members)
+        channel = await self.hub.create_channel(self.identity, self._key(name), type_, members)
         self._reply(201, {"channel": channel.to_wire()})
 
     async def _get_channel(self, key: ChannelKey) -> None:
-        self._reply(
-            200, {"channel": self.hub.accessible_channel(self.identity, key).channel.to_wire()}
-        )
+        channel = await self.hub.accessible_channel(self.identity, key)
+        self._reply(200, {"channel": channel.to_wire()})
 
     async def _patch_channel(self, key: ChannelKey) -> None:
         body = self._body(("members",), required=("members",))
-        channel = self.hub.change_members(self.identity, key, list(_user_ids(body["members"])))
+        channel = await self.hub.change_members(
+            self.identity, key, list(_user_ids(body["members"]))
+        )
         self._reply(200, {"channel": channel.to_wire()})
 
     async def _get_members(self, key: ChannelKey) -> None:
         include = self.get_query_argument("include", None)
         if include not in (None, "offline"):
             raise ApiError(ErrorCode.BAD_REQUEST, "`include` may only be `offline`")
-        members = self.hub.http_members(self.identity, key, include_offline=include == "offline")
+        members = await self.hub.http_members(
+            self.identity, key, include_offline=include == "offline"
+        )
         self._reply(200, {"members": [m.to_wire() for m in members]})
 
     async def _get_messages(self, key: ChannelKey) -> None:
@@ -387,27 +359,33 @@ class RealtimeApiHandler(RequestHandler):
         if limit != int(limit):
             raise ApiError(ErrorCode.BAD_REQUEST, "`limit` must be a whole number")
         wait = self._number("wait", 0.0, 0.0, MAX_WAIT)
-        messages = self.hub.read_history(self.identity, key, since, int(limit))
+        messages = await self.hub.read_history(self.identity, key, since, int(limit))
         if not messages and wait > 0:
-            await self._wait_for_message(key, wait)
+            await self._wait_for_message(key, since, wait)
             if self._gone:
                 return
-            messages = self.hub.read_history(self.identity, key, since, int(limit))
+            messages = await self.hub.read_history(self.identity, key, since, int(limit))
         self._reply(200, {"messages": [m.to_wire() for m in messages]})
 
-    async def _wait_for_message(self, key: ChannelKey, wait: float) -> None:
-        """Until the channel's next message, `wait` seconds, or the client leaving."""
+    async def _wait_for_message(self, key: ChannelKey, since: str | None, wait: float) -> None:
+        """Until a message after `since` exists, `wait` seconds pass, or the client leaves.
+
+        The watch starts before history is read again, so a message published
+        (on any node) between the first read and the watch is not missed.
+        """
         loop = asyncio.get_running_loop()
         woken: asyncio.Future[None] = loop.create_future()
 
-        def wake(_message: Any) -> None:
+        def wake(_message_id: Any) -> None:
             if not woken.done():
                 woken.set_result(None)
 
-        cancel = self.hub.wait_for_message(key, wake)
+        cancel = await self.hub.watch(key, wake)
         timer = loop.call_later(wait, wake, None)
         self._wake = wake
         try:
+            if await self.hub.read_history(self.identity, key, since, 1):
+                wake(None)
             await woken
         finally:
             self._wake = None
@@ -417,17 +395,21 @@ class RealtimeApiHandler(RequestHandler):
     async def _post_messages(self, key: ChannelKey) -> None:
         body = self._body(("event", "payload"), required=("event",))
         check_event(body["event"])  # ProtocolError -> 400 in _dispatch
-        message = self.hub.publish_http(self.identity, key, body["event"], body.get("payload"))
-        self._reply(201, {"id": message.id})
+        message_id = await self.hub.publish_http(
+            self.identity, key, body["event"], body.get("payload")
+        )
+        self._reply(201, {"id": message_id})
 
     async def _post_presence(self, key: ChannelKey) -> None:
         body = self._body(("status", "meta"))
         check_presence_update(body)  # ProtocolError -> 400 in _dispatch
-        member = self.hub.http_presence(self.identity, key, body.get("status"), body.get("meta"))
+        member = await self.hub.http_presence(
+            self.identity, key, body.get("status"), body.get("meta")
+        )
         self._reply(200, {"member": member.to_wire()})
 
     async def _delete_presence(self, key: ChannelKey) -> None:
-        self.hub.http_leave(self.identity, key)
+        await self.hub.http_leave(self.identity, key)
         self.set_status(204)
         self.finish()
 

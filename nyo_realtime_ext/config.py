@@ -87,6 +87,17 @@ class Realtime(Configurable):
         ".nyo-realtime.db",
         help="SQLite file for channels, members, messages and presence; ':memory:' keeps nothing.",
     ).tag(config=True)
+    redis_url = Unicode(
+        "",
+        help=(
+            "Redis to share channels, history and presence with other nodes, e.g. "
+            "redis://host:6379/0; empty runs the embedded engine (SQLite at `db_path`)."
+        ),
+    ).tag(config=True)
+    redis_prefix = Unicode(
+        "nyo-realtime",
+        help="Prefix of every Redis key and pub/sub channel, so deployments can share one Redis.",
+    ).tag(config=True)
     max_subscriptions = Int(1000, help="Channels one connection may be subscribed to at once.").tag(
         config=True
     )

@@ -8,6 +8,7 @@ from jupyter_server.auth.decorator import allow_unauthenticated
 from jupyter_server.base.handlers import JupyterHandler
 from jupyter_server.base.websocket import WebSocketMixin
 from jupyter_server.extension.application import ExtensionApp
+from tornado.ioloop import IOLoop
 from traitlets import Instance
 
 from .api import RealtimeApiHandler, api_routes
@@ -94,7 +95,9 @@ class RealtimeExtension(ExtensionApp):
         config = Realtime(parent=self.serverapp)
         self.service = RealtimeService(config)
         self.settings["nyo_realtime_service"] = self.service
-        self.service.start()
+        # Under pytest-jupyter and in a real server alike, this loop is the one
+        # that will serve: the engine starts as soon as it runs.
+        IOLoop.current().add_callback(self.service.start)
         setup_kernel_env(self.serverapp, self.service)  # kernels' `connect()` finds us
 
     def initialize_handlers(self) -> None:
@@ -108,4 +111,4 @@ class RealtimeExtension(ExtensionApp):
         if self.service is not None:
             # The store stays open: Jupyter stops extensions before it stops
             # serving, and each write is its own transaction anyway.
-            self.service.stop()
+            await self.service.stop()

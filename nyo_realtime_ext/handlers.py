@@ -12,6 +12,7 @@ the event loop and written with one `send` syscall (`service.PassWriter`).
 from __future__ import annotations
 
 import struct
+from collections.abc import Awaitable
 from typing import Any
 
 from tornado.iostream import StreamClosedError
@@ -95,9 +96,12 @@ class RealtimeSocket(WebSocketHandler):
             return
         self.session = hub.connect(self, identity)
 
-    def on_message(self, message: str | bytes) -> None:
+    def on_message(self, message: str | bytes) -> Awaitable[None] | None:
+        # tornado awaits what this returns before it reads the connection's next
+        # frame: one client's requests are handled in order, one at a time.
         if self.session is not None:
-            self.service.hub.receive(self.session, message)
+            return self.service.hub.receive(self.session, message)
+        return None
 
     def on_ping(self, data: bytes) -> None:
         # Protocol-level pings (many non-browser clients send them) count as life too.

@@ -1,26 +1,33 @@
-"""The hub: sessions, channels, subscriptions, fan-out, presence, heartbeat, limits.
+"""The hub: sessions, subscriptions, fan-out, authorization, heartbeat, limits.
 
-Sans-I/O, in the manner of the `websockets` protocol core: transports hand it
+Sans-I/O in the manner of the `websockets` protocol core: transports hand it
 raw frames (`receive`) and tell it when a connection opens or closes; it hands
 back encoded bytes through `Connection.send` and asks for closes through
-`Connection.close`. It owns no socket, no event loop and no clock (one is
-injected), so every rule of PROTOCOL.md is testable with plain function calls.
+`Connection.close`. It owns no socket and no clock (one is injected), and
+knows no SQL and no Redis: channels, messages and members live behind the
+three interfaces of `engines.base`, so the same hub runs one process or many.
 
-A message is encoded once per publish; the same bytes go to every subscriber.
+The engine pushes every message and presence event of a channel this node
+listens to through `deliver`, already encoded: the same bytes go to every
+subscriber. A subscriber still being set up (its `subscribed` not sent yet,
+its recovery not read yet) has what arrives meanwhile held back for it, then
+sent after its recovery without the messages the recovery already had, so a
+reconnecting client sees no gap and no duplicate whatever the engine's latency.
 """
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import logging
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from .auth import Authenticator, AuthError, TokenExpired
-from .engines import Engine
+from .engines.base import Engine, EngineUnavailable
 from .models import Channel, ChannelKey, Identity, Member, Message
 from .protocol import (
     PROTOCOL_VERSION,
@@ -33,13 +40,16 @@ from .protocol import (
     error,
     reply,
 )
-from .store import Store
+from .ratelimit import RateLimiter, TokenBucket
 
 log = logging.getLogger(__name__)
 
 # Send-buffer room a recovery leaves for the `subscribed` frame before it and
 # the live messages of the same loop pass.
 RECOVERY_HEADROOM = 64 * 1024
+
+# What a subscriber being set up holds back: (frame, message id or None).
+Held = list[tuple[bytes, str | None]]
 
 
 class Connection(Protocol):
@@ -62,11 +72,12 @@ class Session:
     id: str
     conn: Connection
     last_seen: float
+    bucket: TokenBucket
     identity: Identity | None = None
     auth_deadline: float = 0.0
     subscriptions: set[ChannelKey] = field(default_factory=set)
-    tokens: float = 0.0  # rate-limit bucket
-    refilled_at: float = 0.0
+    # Channels whose `subscribed` has not been sent yet, with what arrived meanwhile.
+    held: dict[ChannelKey, Held] | None = None
     limited: bool = False
     rejected: int = 0
     closed: bool = False
@@ -76,46 +87,39 @@ class Session:
 
 
 @dataclass(eq=False)
-class HttpMember:
-    """A presence member kept alive by HTTP heartbeats instead of a socket."""
-
-    connection_id: str  # "http-…": one per user and channel, however many clients
-    last_seen: float
-
-
-@dataclass(eq=False)
 class ChannelState:
+    """A channel this node listens to, with its local subscribers."""
+
     channel: Channel
     subscribers: dict[str, Session] = field(default_factory=dict)
-    waiters: list[Callable[[Message | None], None]] = field(default_factory=list)
+    # Called with each message id (long-polls of the HTTP API).
+    watchers: list[Callable[[str | None], None]] = field(default_factory=list)
 
 
 class Hub:
     def __init__(
         self,
         config: Any,
-        store: Store,
         engine: Engine,
         authenticator: Authenticator,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.config = config
-        self.store = store
         self.engine = engine
         self.auth = authenticator
         self.clock = clock
         self.sessions: dict[str, Session] = {}
         self.stopped = False  # after shutdown: new connections are turned away
+        self.limiter = RateLimiter(config.rate_limit)
         self._channels: dict[ChannelKey, ChannelState] = {}
         self._ids = itertools.count(1)
         self._id_prefix = secrets.token_hex(3)
         self._next_sweep = clock() + config.heartbeat_interval
-        # Read on every frame: plain numbers, not traitlets lookups.
-        self._rate = config.rate_limit
-        self._burst = 2 * config.rate_limit
-        # HTTP presence members: (channel, user) -> their pseudo-connection.
-        self._http_members: dict[tuple[ChannelKey, str], HttpMember] = {}
-        engine.start(self._deliver)
+        self._tasks: set[asyncio.Task[Any]] = set()
+        engine.bind(self)
+
+    async def start(self) -> None:
+        await self.engine.start()
 
     # -- connection lifecycle -------------------------------------------------
 
@@ -132,9 +136,8 @@ class Hub:
             id=f"c-{self._id_prefix}{next(self._ids):x}",
             conn=conn,
             last_seen=now,
+            bucket=self.limiter.bucket(now),
             auth_deadline=now + self.config.auth_timeout,
-            tokens=self._burst,
-            refilled_at=now,
         )
         self.sessions[session.id] = session
         if identity is not None:
@@ -147,14 +150,24 @@ class Hub:
         conn.close(CloseCode.UNAUTHORIZED, "unauthorized")
 
     def disconnect(self, session: Session) -> None:
-        """The connection is gone (or about to be): leave every channel. Idempotent."""
+        """The connection is gone (or about to be): leave every channel. Idempotent.
+
+        Nothing is delivered to it from now on; its presence ends in the
+        background, in the engine (which may be a network away).
+        """
         if self.sessions.pop(session.id, None) is None:
             return
         session.closed = True
-        for key in list(session.subscriptions):
+        left = [key for key in list(session.subscriptions) if self._unsubscribe(session, key)]
+        session.subscriptions.clear()
+        if left and session.identity is not None:
+            self.spawn(self._leave_all(left, session.identity.user_id, session.id))
+
+    async def _leave_all(self, keys: list[ChannelKey], user_id: str, connection_id: str) -> None:
+        for key in keys:
             try:
-                self._leave(session, key)
-            except Exception:  # one failure (say, a locked database) must not strand the rest
+                await self.engine.presence.leave(key, user_id, connection_id, self.clock())
+            except Exception:  # one failure must not strand the rest
                 log.exception("leaving %s on disconnect", key)
 
     def close(self, session: Session, code: int, reason: str) -> None:
@@ -165,24 +178,38 @@ class Hub:
         self.disconnect(session)
         session.conn.close(code, reason)
 
-    def shutdown(self) -> None:
-        """Close every connection with 1001 and record everyone as offline.
+    async def shutdown(self) -> None:
+        """Close every connection with 1001; this node's members leave everywhere.
 
-        Nobody is told that others leave: they all go at once, and telling
-        each of N subscribers about the N-1 others would cost N² frames.
+        Local subscribers are not told that the others leave: they all go at
+        once, and telling each of N subscribers about the N-1 others would cost
+        N² frames. Other nodes' subscribers are told, by the engine.
         """
         self.stopped = True
         sessions = list(self.sessions.values())
         self.sessions.clear()
         for state in self._channels.values():
             state.subscribers.clear()
-            waiters, state.waiters = state.waiters, []
-            for wake in waiters:
+            watchers, state.watchers = state.watchers, []
+            for wake in watchers:
                 wake(None)
         for session in sessions:
             session.closed = True
             session.conn.close(CloseCode.GOING_AWAY, "server shutting down")
-        self.store.mark_all_offline(self.clock())
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=5)
+        await self.engine.close()
+
+    def spawn(self, coroutine: Coroutine[Any, Any, Any]) -> None:
+        """Run engine work in the background, logging what fails."""
+        task = asyncio.ensure_future(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("background engine work failed", exc_info=task.exception())
 
     # -- incoming frames ------------------------------------------------------
 
@@ -190,8 +217,9 @@ class Hub:
         """The client showed it is alive without a frame (a WebSocket ping)."""
         session.last_seen = self.clock()
 
-    def receive(self, session: Session, data: str | bytes) -> None:
-        """One frame from a client."""
+    async def receive(self, session: Session, data: str | bytes) -> None:
+        """One frame from a client. Transports await it before reading the next
+        frame of the same connection, so a client's requests keep their order."""
         if session.closed:
             return
         now = self.clock()
@@ -201,14 +229,16 @@ class Hub:
         frame: dict[str, Any] = {}
         try:
             frame = decode(data, authenticated=session.identity is not None)
-            self._dispatch(session, frame, now)
+            await self._dispatch(session, frame, now)
         except ProtocolError as exc:
             session.send(exc.to_wire())
+        except EngineUnavailable as exc:
+            session.send(error(ErrorCode.UNAVAILABLE, str(exc), frame.get("ref")))
         except Exception:  # a bug or a failing hook costs one error frame, never the connection
             log.exception("internal error handling a frame")
             session.send(error(ErrorCode.INTERNAL, "internal server error", frame.get("ref")))
 
-    def _dispatch(self, session: Session, frame: dict[str, Any], now: float) -> None:
+    async def _dispatch(self, session: Session, frame: dict[str, Any], now: float) -> None:
         type_, ref = frame["type"], frame.get("ref")
         if type_ == "ping":
             session.send(reply("pong", ref, ts=int(now * 1000)))
@@ -222,23 +252,23 @@ class Hub:
         name = frame["channel"]
         key = ChannelKey(identity.tenant_id, name)
         if type_ == "subscribe":
-            self._on_subscribe(session, identity, key, frame.get("since"), ref, now)
+            await self._on_subscribe(session, identity, key, frame.get("since"), ref)
         elif type_ == "unsubscribe":
-            if key in session.subscriptions:
-                self._leave(session, key)
+            if self._unsubscribe(session, key):
+                await self.engine.presence.leave(key, identity.user_id, session.id, self.clock())
             session.send(reply("unsubscribed", ref, channel=name))
         elif type_ == "broadcast":
-            self._require_subscribed(session, key, ref)
-            self.open_channel(identity, key, "publish", ref)
+            state = self._require_subscribed(session, key, ref)
+            self._require_access(identity, state.channel, "publish", ref)
             sender = {"userId": identity.user_id, "connectionId": session.id}
-            echo = frame.get("echo", True)
-            message = self.engine.publish(
-                key, frame["event"], frame.get("payload"), sender, now, echo
+            skip = None if frame.get("echo", True) else session.id
+            message_id = await self.engine.broker.publish(
+                key, frame["event"], frame.get("payload"), sender, now, skip
             )
             if ref is not None:
-                session.send(reply("ack", ref, id=message.id))
+                session.send(reply("ack", ref, id=message_id))
         elif type_ == "presence":
-            self._on_presence(session, identity, key, frame, ref, now)
+            await self._on_presence(session, identity, key, frame, ref, now)
 
     def _on_auth(self, session: Session, token: str, ref: Any) -> None:
         try:
@@ -255,6 +285,8 @@ class Hub:
                 ref,
             )
         self._authenticate(session, identity, ref)
+        if current is not None:
+            self._recheck_rights(session)
 
     def _authenticate(self, session: Session, identity: Identity, ref: Any) -> None:
         session.identity = identity
@@ -270,65 +302,85 @@ class Hub:
             )
         )
 
-    def _on_subscribe(
-        self,
-        session: Session,
-        identity: Identity,
-        key: ChannelKey,
-        since: str | None,
-        ref: Any,
-        now: float,
+    async def _on_subscribe(
+        self, session: Session, identity: Identity, key: ChannelKey, since: str | None, ref: Any
     ) -> None:
-        state = self.open_channel(identity, key, "subscribe", ref)
+        state = await self.open_channel(identity, key, "subscribe", ref)
         channel = state.channel
         fields: dict[str, Any] = {"channel": key.name, "channelType": channel.type}
-        missed: list[bytes] = []
-        # A repeated subscribe gets no replay: the connection has had every
-        # message since its first one, and replays are what a flood would ask for.
-        if since is not None and key not in session.subscriptions:
-            missed, fields["recovered"] = self._missed(session, key, since, now)
-        if key not in session.subscriptions:
-            if len(session.subscriptions) >= self.config.max_subscriptions:
-                raise ProtocolError(
-                    ErrorCode.BAD_REQUEST,
-                    f"at most {self.config.max_subscriptions} channels per connection",
-                    ref,
-                    key.name,
-                )
-            session.subscriptions.add(key)
-            state.subscribers[session.id] = session
+        if key in session.subscriptions:
+            # A repeated subscribe gets no replay: the connection has had every
+            # message since its first one, and replays are what a flood would ask for.
             if channel.type == "presence":
-                member, joined = self.engine.presence.join(key, identity, session.id, now)
-                self.store.save_presence(key, member, online=True)
-                if joined:
-                    self._broadcast_event(state, "user:joined", member, skip=session.id)
-        if channel.type == "presence":
-            fields["members"] = self._members_wire(key)
+                fields["members"] = await self._members_wire(key)
+            session.send(reply("subscribed", ref, **fields))
+            return
+        if len(session.subscriptions) >= self.config.max_subscriptions:
+            raise ProtocolError(
+                ErrorCode.BAD_REQUEST,
+                f"at most {self.config.max_subscriptions} channels per connection",
+                ref,
+                key.name,
+            )
+        if session.closed or self._channels.get(key) is not state:
+            return  # gone while the engine answered
+        # From here the session gets every frame of the channel, held back
+        # until `subscribed` and its recovery are out.
+        session.subscriptions.add(key)
+        state.subscribers[session.id] = session
+        held: Held = []
+        if session.held is None:
+            session.held = {}
+        session.held[key] = held
+        try:
+            missed: list[Message] = []
+            if since is not None:
+                missed, fields["recovered"] = await self._missed(session, key, since)
+            if channel.type == "presence":
+                await self.engine.presence.join(key, identity, session.id, self.clock())
+                fields["members"] = await self._members_wire(key)
+        except BaseException:
+            if self._unsubscribe(session, key) and channel.type == "presence":
+                self.spawn(self._leave_all([key], identity.user_id, session.id))
+            raise
+        finally:
+            if session.held is not None:
+                session.held.pop(key, None)
+                if not session.held:
+                    session.held = None
+        if session.closed:
+            return
         session.send(reply("subscribed", ref, **fields))
-        for data in missed:
-            session.conn.send(data)
+        sent = set()
+        for message in missed:
+            session.conn.send(message.encoded())
+            sent.add(message.id)
+        for frame, message_id in held:
+            if message_id is None or message_id not in sent:
+                session.conn.send(frame)
 
-    def _missed(
-        self, session: Session, key: ChannelKey, since: str, now: float
-    ) -> tuple[list[bytes], bool]:
-        """The encoded messages after `since` and whether that is all of them.
+    async def _missed(
+        self, session: Session, key: ChannelKey, since: str
+    ) -> tuple[list[Message], bool]:
+        """The messages after `since` and whether that is all of them.
 
         A recovery is cut to what fits in the connection's send buffer (the
         newest messages, then): the client learns `recovered: false` and
         reloads history, instead of being cut off for asking.
         """
-        history = self.engine.history(key, since, self.config.history_size, now)
+        history = await self.engine.broker.history(
+            key, since, self.config.history_size, self.clock()
+        )
         room = self.config.max_send_buffer - session.conn.backlog() - RECOVERY_HEADROOM
-        frames: list[bytes] = []
+        kept: list[Message] = []
         for message in reversed(history.messages):
-            data = encode(message.to_wire())
-            room -= len(data)
+            room -= len(message.encoded())
             if room < 0:
-                return frames[::-1], False
-            frames.append(data)
-        return frames[::-1], history.recovered
+                return kept[::-1], False
+            kept.append(message)
+        return kept[::-1], history.recovered
 
-    def _on_presence(
+    async def _on_presence(
         self,
         session: Session,
         identity: Identity,
@@ -337,24 +389,51 @@ class Hub:
         ref: Any,
         now: float,
     ) -> None:
-        self._require_subscribed(session, key, ref)
-        state = self._channels[key]
+        state = self._require_subscribed(session, key, ref)
         if state.channel.type != "presence":
             raise ProtocolError(ErrorCode.BAD_REQUEST, "not a presence channel", ref, key.name)
-        self.update_presence(key, identity.user_id, frame.get("status"), frame.get("meta"), now)
-        session.send(
-            reply("presence:state", ref, channel=key.name, members=self._members_wire(key))
-        )
+        status, meta = frame.get("status"), frame.get("meta")
+        if status is not None or meta is not None:
+            await self.engine.presence.update(key, identity.user_id, now, status, meta)
+        members = await self._members_wire(key)
+        session.send(reply("presence:state", ref, channel=key.name, members=members))
 
-    def _require_subscribed(self, session: Session, key: ChannelKey, ref: Any) -> None:
-        if key not in session.subscriptions:
+    def _require_subscribed(self, session: Session, key: ChannelKey, ref: Any) -> ChannelState:
+        state = self._channels.get(key)
+        if key not in session.subscriptions or state is None:
             raise ProtocolError(
                 ErrorCode.NOT_SUBSCRIBED, "subscribe to the channel first", ref, key.name
             )
+        return state
+
+    def _unsubscribe(self, session: Session, key: ChannelKey) -> bool:
+        """Stop delivering `key` to the session; True when its presence must end."""
+        if key not in session.subscriptions:
+            return False
+        session.subscriptions.discard(key)
+        state = self._channels.get(key)
+        if state is None:
+            return False
+        state.subscribers.pop(session.id, None)
+        return state.channel.type == "presence" and session.identity is not None
 
     # -- channels ---------------------------------------------------------------
 
-    def open_channel(
+    async def _state(self, key: ChannelKey, create: Channel | None = None) -> ChannelState | None:
+        """The channel as this node listens to it; created as `create` if it does not exist."""
+        state = self._channels.get(key)
+        if state is not None:
+            return state
+        channel = await self.engine.channels.get(key)
+        if channel is None:
+            if create is None:
+                return None
+            channel = await self.engine.channels.create(create)
+        await self.engine.broker.listen(key)
+        # Another request may have loaded it while the engine answered.
+        return self._channels.setdefault(key, ChannelState(channel))
+
+    async def open_channel(
         self, identity: Identity, key: ChannelKey, action: str, ref: Any = None
     ) -> ChannelState:
         """The channel `identity` may `action` on, created on first use if it may.
@@ -364,11 +443,13 @@ class Hub:
         channel created this way has no owner; only an explicit creation
         (HTTP API) makes one.
         """
-        state = self.find_channel(key)
-        self._require_access(
-            identity, state.channel if state is not None else self._new_channel(key), action, ref
-        )
-        return state if state is not None else self.channel_state(key)
+        state = self._channels.get(key)
+        if state is None:
+            channel = await self.engine.channels.get(key) or self._new_channel(key)
+            self._require_access(identity, channel, action, ref)
+            state = await self._state(key, create=channel)
+        self._require_access(identity, state.channel, action, ref)  # type: ignore[union-attr]
+        return state  # type: ignore[return-value]
 
     def _new_channel(
         self,
@@ -385,111 +466,72 @@ class Hub:
             members,
         )
 
-    def channel_state(
-        self,
-        key: ChannelKey,
-        creator: Identity | None = None,
-        type_: str | None = None,
-        members: tuple[str, ...] = (),
-    ) -> ChannelState:
-        """The channel, loaded from the store or created as given; no access check."""
-        state = self._channels.get(key)
-        if state is not None:
-            return state
-        found = self.store.get_channel(key)
-        if found is None:
-            channel = self._new_channel(key, creator, type_, members)
-            self.store.create_channel(channel, secrets.token_hex(4))
-            found = self.store.get_channel(key)
-        channel, epoch, last_seq = found  # type: ignore[misc]
-        self.engine.ensure_channel(key, epoch, last_seq)
-        state = self._channels[key] = ChannelState(channel)
-        return state
+    def _require_access(
+        self, identity: Identity, channel: Channel, action: str, ref: Any = None
+    ) -> None:
+        if not self.auth.may_access(identity, channel, action):
+            raise ProtocolError(
+                ErrorCode.FORBIDDEN, f"you may not {action} on this channel", ref, channel.key.name
+            )
 
-    def set_channel_members(self, key: ChannelKey, user_ids: list[str]) -> Channel:
-        """Replace the member list; subscribers who lost their right are put out at once."""
-        state = self.channel_state(key)
-        self.store.set_channel_members(key, user_ids)
-        state.channel = self.store.get_channel(key)[0]  # type: ignore[index]
-        for session in list(state.subscribers.values()):
-            identity = session.identity
-            if identity is not None and not self.auth.may_access(
-                identity, state.channel, "subscribe"
-            ):
-                self._leave(session, key)
+    def _recheck_rights(self, session: Session) -> None:
+        """A subscriber who lost its right to a channel is put out at once."""
+        identity = session.identity
+        for key in list(session.subscriptions):
+            state = self._channels.get(key)
+            if identity is None or state is None:
+                continue
+            if not self.auth.may_access(identity, state.channel, "subscribe"):
+                if self._unsubscribe(session, key):
+                    self.spawn(self._leave_all([key], identity.user_id, session.id))
                 session.send({"type": "unsubscribed", "channel": key.name, "reason": "forbidden"})
-        return state.channel
 
-    def _leave(self, session: Session, key: ChannelKey) -> None:
-        session.subscriptions.discard(key)
+    # -- what the engine calls ------------------------------------------------------
+
+    def deliver(
+        self, key: ChannelKey, frame: bytes, message_id: str | None, skip: str | None
+    ) -> None:
+        """Fan a frame out to this node's subscribers: the same bytes for all."""
         state = self._channels.get(key)
         if state is None:
             return
-        state.subscribers.pop(session.id, None)
-        if state.channel.type == "presence" and session.identity is not None:
-            self.leave_presence(key, session.identity.user_id, session.id)
+        for session_id, session in list(state.subscribers.items()):
+            if session_id == skip:
+                continue
+            held = session.held
+            if held is not None and key in held:
+                held[key].append((frame, message_id))
+            else:
+                session.conn.send(frame)
+        if message_id is not None and state.watchers:
+            watchers, state.watchers = state.watchers, []
+            for wake in watchers:
+                wake(message_id)
+
+    def channel_changed(self, key: ChannelKey) -> None:
+        if key in self._channels:
+            self.spawn(self._reload(key))
+
+    async def _reload(self, key: ChannelKey) -> None:
+        channel = await self.engine.channels.get(key)
+        state = self._channels.get(key)
+        if channel is None or state is None:
+            return
+        state.channel = channel
+        for session in list(state.subscribers.values()):
+            self._recheck_rights(session)
+
+    def resync_failed(self, key: ChannelKey) -> None:
+        state = self._channels.get(key)
+        for session in list(state.subscribers.values()) if state else []:
+            self.close(
+                session, CloseCode.INTERNAL_ERROR, "messages were lost; reconnect and recover"
+            )
 
     # -- presence -----------------------------------------------------------------
 
-    def leave_presence(self, key: ChannelKey, user_id: str, connection_id: str) -> None:
-        member = self.engine.presence.leave(key, user_id, connection_id, self.clock())
-        if member is not None:
-            # Tell the others first: the record is secondary to what they see.
-            self._broadcast_event(self._channels[key], "user:left", member)
-            self.store.save_presence(key, member, online=False)
-
-    def update_presence(
-        self, key: ChannelKey, user_id: str, status: str | None, meta: dict | None, now: float
-    ) -> Member | None:
-        member = self.engine.presence.update(key, user_id, now, status, meta)
-        if member is not None:
-            self.store.save_presence(key, member, online=True)
-            self._broadcast_event(self._channels[key], "presence:updated", member)
-        return member
-
-    def _members_wire(self, key: ChannelKey) -> list[dict[str, Any]]:
-        return [m.to_wire() for m in self.engine.presence.members(key)]
-
-    def _broadcast_event(
-        self, state: ChannelState, type_: str, member: Member, skip: str | None = None
-    ) -> None:
-        data = encode(
-            {"type": type_, "channel": state.channel.key.name, "member": member.to_wire()}
-        )
-        for session_id, session in list(state.subscribers.items()):
-            if session_id != skip:
-                session.conn.send(data)
-
-    # -- messages -----------------------------------------------------------------
-
-    def _deliver(self, key: ChannelKey, message: Message, echo: bool) -> None:
-        """Fan a message out to this process's subscribers: encoded once."""
-        state = self._channels.get(key)
-        if state is None:
-            return
-        data = encode(message.to_wire())
-        skip = None if echo or message.sender is None else message.sender["connectionId"]
-        for session_id, session in list(state.subscribers.items()):
-            if session_id != skip:
-                session.conn.send(data)
-        if state.waiters:
-            waiters, state.waiters = state.waiters, []
-            for wake in waiters:
-                wake(message)
-
-    def wait_for_message(
-        self, key: ChannelKey, wake: Callable[[Message | None], None]
-    ) -> Callable[[], None]:
-        """Call `wake` once with the next message of the channel (None at shutdown);
-        returns a cancel."""
-        waiters = self.channel_state(key).waiters
-        waiters.append(wake)
-
-        def cancel() -> None:
-            if wake in waiters:
-                waiters.remove(wake)
-
-        return cancel
+    async def _members_wire(self, key: ChannelKey) -> list[dict[str, Any]]:
+        return [m.to_wire() for m in await self.engine.presence.members(key)]
 
     # -- HTTP-facing --------------------------------------------------------------
     #
@@ -499,130 +541,135 @@ class Hub:
     # ProtocolError with the same codes, which the transport maps to statuses,
     # so the two transports cannot disagree about who may do what.
 
-    def find_channel(self, key: ChannelKey) -> ChannelState | None:
-        """The channel if it exists, in memory or in the store; never creates one."""
-        if key in self._channels or self.store.get_channel(key) is not None:
-            return self.channel_state(key)
-        return None
+    async def find_channel(self, key: ChannelKey) -> Channel | None:
+        """The channel if it exists; never creates one."""
+        state = self._channels.get(key)
+        return state.channel if state is not None else await self.engine.channels.get(key)
 
-    def accessible_channel(
+    async def accessible_channel(
         self, identity: Identity, key: ChannelKey, action: str = "subscribe"
-    ) -> ChannelState:
+    ) -> Channel:
         """An existing channel `identity` may `action` on: else not_found or forbidden."""
-        state = self.find_channel(key)
-        if state is None:
+        channel = await self.find_channel(key)
+        if channel is None:
             raise ProtocolError(ErrorCode.NOT_FOUND, f"no channel named {key.name!r}")
-        self._require_access(identity, state.channel, action)
-        return state
+        self._require_access(identity, channel, action)
+        return channel
 
-    def _require_access(
-        self, identity: Identity, channel: Channel, action: str, ref: Any = None
-    ) -> None:
-        if not self.auth.may_access(identity, channel, action):
-            raise ProtocolError(
-                ErrorCode.FORBIDDEN, f"you may not {action} on this channel", ref, channel.key.name
-            )
-
-    def visible_channels(self, identity: Identity) -> list[Channel]:
+    async def visible_channels(self, identity: Identity) -> list[Channel]:
         """The channels of the caller's tenant it may subscribe to, by name."""
-        channels = self.store.list_channels(identity.tenant_id)
+        channels = await self.engine.channels.list(identity.tenant_id)
         return [c for c in channels if self.auth.may_access(identity, c, "subscribe")]
 
-    def create_channel(
+    async def create_channel(
         self, identity: Identity, key: ChannelKey, type_: str, members: tuple[str, ...]
     ) -> Channel:
         """An explicit creation: the creator owns the channel; conflict if the name is taken."""
-        if self.find_channel(key) is not None:
-            raise ProtocolError(ErrorCode.CONFLICT, f"a channel named {key.name!r} exists")
-        return self.channel_state(key, creator=identity, type_=type_, members=members).channel
+        wanted = self._new_channel(key, identity, type_, members)
+        if await self.find_channel(key) is None:
+            created = await self.engine.channels.create(wanted)
+            if created == wanted:
+                return created
+        raise ProtocolError(ErrorCode.CONFLICT, f"a channel named {key.name!r} exists")
 
-    def change_members(self, identity: Identity, key: ChannelKey, user_ids: list[str]) -> Channel:
-        """Replace a channel's member list; only its owner may."""
-        state = self.accessible_channel(identity, key)
-        if state.channel.owner != identity.user_id:
+    async def change_members(
+        self, identity: Identity, key: ChannelKey, user_ids: list[str]
+    ) -> Channel:
+        """Replace a channel's member list; only its owner may. Subscribers who lost
+        their right, on any node, are put out at once (`channel_changed`)."""
+        channel = await self.accessible_channel(identity, key)
+        if channel.owner != identity.user_id:
             raise ProtocolError(ErrorCode.FORBIDDEN, "only the channel's owner changes members")
-        return self.set_channel_members(key, user_ids)
+        return await self.engine.channels.set_members(key, user_ids)
 
-    def publish_http(
+    async def publish_http(
         self, identity: Identity, key: ChannelKey, event: str, payload: Any
-    ) -> Message:
-        """Publish from the HTTP API: created on first publish as over WebSocket; `from` null."""
-        self.open_channel(identity, key, "publish")
-        message = self.engine.publish(key, event, payload, None, self.clock())
+    ) -> str:
+        """Publish from the HTTP API: created on first publish as over WebSocket."""
+        await self.open_channel(identity, key, "publish")
+        sender = {"userId": identity.user_id, "connectionId": None}
+        message_id = await self.engine.broker.publish(key, event, payload, sender, self.clock())
         # The HTTP answer leaves at once, not at the end of the loop pass where
         # WebSocket frames wait for the group commit: make the id durable first.
-        self.store.commit()
-        return message
+        self.engine.commit()
+        return message_id
 
-    def read_history(
+    async def read_history(
         self, identity: Identity, key: ChannelKey, since: str | None, limit: int
     ) -> list[Message]:
-        self.accessible_channel(identity, key)
-        self.store.commit()  # an id shown over HTTP must already be durable
-        return self.engine.history(key, since, limit, self.clock()).messages
+        await self.accessible_channel(identity, key)
+        self.engine.commit()  # an id shown over HTTP must already be durable
+        history = await self.engine.broker.history(key, since, limit, self.clock())
+        return history.messages
 
-    def http_members(
+    async def watch(
+        self, key: ChannelKey, wake: Callable[[str | None], None]
+    ) -> Callable[[], None]:
+        """Call `wake` once with the id of the channel's next message, published on
+        any node (None at shutdown); returns a cancel."""
+        state = await self._state(key)
+        if state is None:
+            raise ProtocolError(ErrorCode.NOT_FOUND, f"no channel named {key.name!r}")
+        watchers = state.watchers
+        watchers.append(wake)
+
+        def cancel() -> None:
+            if wake in watchers:
+                watchers.remove(wake)
+
+        return cancel
+
+    async def http_members(
         self, identity: Identity, key: ChannelKey, include_offline: bool = False
     ) -> list[Member]:
-        """Who is here; with `include_offline`, also who left, from the store's records."""
-        self.accessible_channel(identity, key)
-        members = self.engine.presence.members(key)
+        """Who is here; with `include_offline`, also who left, with `lastSeen`."""
+        await self.accessible_channel(identity, key)
+        members = await self.engine.presence.members(key)
         if include_offline:
             here = {m.user_id for m in members}
-            gone = self.store.presence_records(key, online=False)
-            members += [m for m in gone if m.user_id not in here]
+            members += [m for m in await self.engine.presence.offline(key) if m.user_id not in here]
         return members
 
-    def http_presence(
+    async def http_presence(
         self, identity: Identity, key: ChannelKey, status: str | None, meta: dict | None
     ) -> Member:
         """Join as an HTTP member, or heartbeat (and update status/meta) if already one.
 
-        An HTTP member is one more connection of its user, named `http-…`, so a
-        user present over WebSocket and HTTP at once is still one member.
+        An HTTP member is one more connection of its user, `http-<user>`, with a
+        lease of `heartbeat_timeout` that each heartbeat renews, on whichever
+        node it lands; a user present over WebSocket and HTTP at once is one member.
         """
-        state = self.open_channel(identity, key, "subscribe")
+        state = await self.open_channel(identity, key, "subscribe")
         if state.channel.type != "presence":
             # A well-formed request that the channel's type refuses: HTTP's 409.
             raise ProtocolError(ErrorCode.CONFLICT, "not a presence channel")
         now = self.clock()
-        http_member = self._http_members.get((key, identity.user_id))
-        if http_member is None:
-            connection_id = f"http-{self._id_prefix}{next(self._ids):x}"
-            member, joined = self.engine.presence.join(
-                key, identity, connection_id, now, status or "online", meta
+        member, joined = await self.engine.presence.join(
+            key,
+            identity,
+            http_connection_id(identity),
+            now,
+            status or "online",
+            meta,
+            lease=self.config.heartbeat_timeout,
+        )
+        if not joined and (status is not None or meta is not None):
+            member = (
+                await self.engine.presence.update(key, identity.user_id, now, status, meta)
+                or member
             )
-            self._http_members[(key, identity.user_id)] = HttpMember(connection_id, now)
-            if joined:
-                self.store.save_presence(key, member, online=True)
-                self._broadcast_event(state, "user:joined", member)
-                return member
-        else:
-            http_member.last_seen = now
-        if self.update_presence(key, identity.user_id, status, meta, now) is None:
-            # Nothing to announce, but the record's `lastSeen` must stay fresh.
-            member = self.engine.presence.member(key, identity.user_id)
-            self.store.save_presence(key, member, online=True)  # type: ignore[arg-type]
-        return self.engine.presence.member(key, identity.user_id)  # type: ignore[return-value]
+        return member
 
-    def http_leave(self, identity: Identity, key: ChannelKey) -> None:
+    async def http_leave(self, identity: Identity, key: ChannelKey) -> None:
         """The HTTP member leaves at once; a no-op for a user who is not one.
 
         No rights are needed to leave: a member whose access was withdrawn may still go.
         """
-        if self.find_channel(key) is None:
+        if await self.find_channel(key) is None:
             raise ProtocolError(ErrorCode.NOT_FOUND, f"no channel named {key.name!r}")
-        http_member = self._http_members.pop((key, identity.user_id), None)
-        if http_member is not None:
-            self.leave_presence(key, identity.user_id, http_member.connection_id)
-
-    def expire_http_presence(self, now: float) -> None:
-        """HTTP members silent for `heartbeat_timeout` leave as if a connection closed."""
-        deadline = now - self.config.heartbeat_timeout
-        expired = [k for k, m in self._http_members.items() if m.last_seen < deadline]
-        for key, user_id in expired:
-            http_member = self._http_members.pop((key, user_id))
-            self.leave_presence(key, user_id, http_member.connection_id)
+        await self.engine.presence.leave(
+            key, identity.user_id, http_connection_id(identity), self.clock()
+        )
 
     # -- time -------------------------------------------------------------------
 
@@ -641,7 +688,6 @@ class Hub:
             ):
                 session.send(error(ErrorCode.TOKEN_EXPIRED, "token expired; send a fresh one"))
                 self.close(session, CloseCode.UNAUTHORIZED, "token expired")
-        self.expire_http_presence(now)
         if now >= self._next_sweep:
             self._next_sweep = now + self.config.heartbeat_interval
             deadline = now - self.config.heartbeat_timeout
@@ -650,17 +696,22 @@ class Hub:
                     self.close(session, CloseCode.HEARTBEAT_TIMEOUT, "heartbeat timeout")
             self._evict_idle_channels()
 
+    async def maintain(self) -> None:
+        """Periodic engine work: liveness, expired leases, dead nodes."""
+        if not self.stopped:
+            await self.engine.presence.maintain(self.clock())
+
     def _evict_idle_channels(self) -> None:
-        """Forget channels nobody listens to; they reload from the store on next use,
-        so memory follows the live channels, not every channel ever used."""
+        """Stop listening to channels nobody here listens to; they come back on next
+        use, so memory follows the live channels, not every channel ever used."""
         idle = [
             key
             for key, state in self._channels.items()
-            if not state.subscribers and not state.waiters and not self.engine.presence.members(key)
+            if not state.subscribers and not state.watchers
         ]
         for key in idle:
             del self._channels[key]
-            self.engine.forget(key)
+            self.spawn(self.engine.broker.unlisten(key))
 
     # -- rate limit -----------------------------------------------------------------
 
@@ -671,25 +722,28 @@ class Hub:
         are dropped. A client that keeps going for another full burst before its
         bucket has refilled is closed with 4429.
         """
-        rate = self._rate
-        if rate <= 0:
-            return True
-        session.tokens = min(self._burst, session.tokens + (now - session.refilled_at) * rate)
-        session.refilled_at = now
-        if session.limited and session.tokens >= self._burst:
-            session.limited, session.rejected = False, 0
-        if session.tokens >= 1:
-            session.tokens -= 1
+        limiter = self.limiter
+        if limiter.take(session.bucket, now):
+            if session.limited and session.bucket.tokens >= limiter.burst - 1:
+                session.limited, session.rejected = False, 0
             return True
         if not session.limited:
             session.limited = True
             session.send(
-                error(ErrorCode.RATE_LIMITED, f"more than {rate:g} frames per second; slow down")
+                error(
+                    ErrorCode.RATE_LIMITED,
+                    f"more than {limiter.rate:g} frames per second; slow down",
+                )
             )
         session.rejected += 1
-        if session.rejected > self._burst:
+        if session.rejected > limiter.burst:
             self.close(session, CloseCode.TOO_MANY, "rate limit exceeded")
         return False
+
+
+def http_connection_id(identity: Identity) -> str:
+    """The one pseudo-connection of a user's HTTP presence, the same on every node."""
+    return f"http-{identity.user_id}"
 
 
 def _auth_error_code(exc: AuthError) -> str:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+import orjson
+
 
 class ChannelKey(NamedTuple):
     """A channel is always named inside a tenant: tenants are walls."""
@@ -65,8 +67,13 @@ class Message:
     id: str
     event: str
     payload: Any
-    sender: dict[str, str] | None  # {userId, connectionId}; None from the server API
+    sender: dict[str, Any] | None  # {userId, connectionId}; None from server-side code
     ts: float
+    # The frame as the engine already has it encoded (say, read back from Redis).
+    wire: bytes | None = field(default=None, compare=False, repr=False)
+
+    def encoded(self) -> bytes:
+        return self.wire if self.wire is not None else orjson.dumps(self.to_wire())
 
     def to_wire(self) -> dict[str, Any]:
         return {

@@ -34,6 +34,8 @@ class ErrorCode:
     RATE_LIMITED = "rate_limited"
     PAYLOAD_TOO_LARGE = "payload_too_large"
     INTERNAL = "internal"
+    # The engine (say, Redis) cannot store or deliver right now; nothing happened.
+    UNAVAILABLE = "unavailable"
     # HTTP API only: its answers need two more outcomes.
     NOT_FOUND = "not_found"
     CONFLICT = "conflict"

@@ -65,6 +65,7 @@ class ServeApp(Application):
         "jwt-secret": "Realtime.jwt_secret",
         "jwt-public-key": "Realtime.jwt_public_key",
         "db": "Realtime.db_path",
+        "redis": "Realtime.redis_url",
         "heartbeat-interval": "Realtime.heartbeat_interval",
         "heartbeat-timeout": "Realtime.heartbeat_timeout",
         "max-payload-size": "Realtime.max_payload_size",
@@ -94,7 +95,7 @@ class ServeApp(Application):
             xheaders=self.trust_proxy_headers,
             max_body_size=service.config.max_payload_size + BODY_SLACK,
         )
-        service.start()
+        await service.start()
         stopping = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
@@ -108,7 +109,7 @@ class ServeApp(Application):
         )
         await stopping.wait()
         server.stop()
-        service.stop()
+        await service.stop()
         await asyncio.sleep(SHUTDOWN_GRACE)
         service.close_store()
 

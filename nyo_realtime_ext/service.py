@@ -1,4 +1,4 @@
-"""Wires the layers together once per process: store, engine, authenticator, hub.
+"""Wires the layers together once per process: engine, authenticator, hub, writer.
 
 Both entry points (the Jupyter extension and `nyo-realtime serve`) build one
 `RealtimeService` from the `Realtime` configuration and hand it to the same
@@ -10,13 +10,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from typing import Protocol
 
 from tornado.ioloop import PeriodicCallback
 
 from .auth import Authenticator, AuthError
 from .config import Realtime
-from .engines import MemoryEngine
+from .engines import Engine, MemoryEngine
 from .hub import Hub
 from .models import Identity
 from .store import Store
@@ -36,20 +37,21 @@ class Outbox(Protocol):
 
 
 class PassWriter:
-    """Ends each event-loop pass: one commit of the messages stored in it, then
-    one write per connection of everything queued for it.
+    """Ends each event-loop pass: one `commit` of what the engine handed out in
+    it, then one write per connection of everything queued for it.
 
     Batching per pass turns a burst of messages into one SQLite commit and one
     `send` per client instead of one each, and committing before writing means
-    no client ever sees an id that a crash could take back. Every append books
-    the pass's end, so a message nobody is sent is committed all the same.
+    no client ever sees an id that a crash could take back. The memory engine
+    books the pass's end on every append, so a message nobody is sent is
+    committed all the same.
     """
 
-    def __init__(self, store: Store) -> None:
-        self.store = store
+    def __init__(self, commit: Callable[[], None], rollback: Callable[[], None]) -> None:
+        self._commit_pass = commit
+        self._rollback_pass = rollback
         self._waiting: list[Outbox] = []
         self._booked = False
-        store.on_append = self.book
 
     def book(self) -> None:
         """Make sure this pass ends with a commit and the writes that wait for it."""
@@ -75,10 +77,10 @@ class PassWriter:
 
     def _commit(self) -> bool:
         try:
-            self.store.commit()
+            self._commit_pass()
         except Exception:
             log.exception("commit failed: the messages of this pass are dropped")
-            self.store.rollback()
+            self._rollback_pass()
             return False
         return True
 
@@ -93,37 +95,62 @@ class PassWriter:
             log.exception("writing to a client failed")
 
 
+def make_engine(config: Realtime) -> tuple[Engine, Store | None]:
+    """The engine the configuration asks for: Redis when `redis_url` is set."""
+    if config.redis_url:
+        from .engines.redis import RedisEngine  # redis-py is only needed here
+
+        return RedisEngine(config), None
+    store = Store(config.db_path)
+    store.mark_all_offline(time.time())  # nobody is connected to a fresh process
+    return MemoryEngine(store, config.history_size, config.history_ttl), store
+
+
 class RealtimeService:
     def __init__(self, config: Realtime) -> None:
         self.config = config
-        self.store = Store(config.db_path)
-        self.store.mark_all_offline(time.time())  # nobody is connected to a fresh process
-        self.engine = MemoryEngine(self.store, config.history_size, config.history_ttl)
+        self.engine, self.store = make_engine(config)
         self.authenticator = Authenticator(config)
-        self.hub = Hub(config, self.store, self.engine, self.authenticator)
-        self.writer = PassWriter(self.store)
+        self.hub = Hub(config, self.engine, self.authenticator)
+        if self.store is not None:
+            self.writer = PassWriter(self.store.commit, self.store.rollback)
+            self.store.on_append = self.writer.book
+        else:  # nothing to commit: the engine acknowledged before anything is sent
+            self.writer = PassWriter(lambda: None, lambda: None)
         self._timers: list[PeriodicCallback] = []
 
-    def start(self) -> None:
-        """Start the periodic work; call from the event loop's thread."""
+    async def start(self) -> None:
+        """Start the periodic work and the engine; call from the event loop's thread."""
         self._timers = [
             PeriodicCallback(self.hub.tick, TICK_SECONDS * 1000),
-            PeriodicCallback(self._expire_history, EXPIRE_HISTORY_SECONDS * 1000),
+            PeriodicCallback(self._maintain, TICK_SECONDS * 1000),
         ]
+        if self.store is not None:
+            self._timers.append(
+                PeriodicCallback(self._expire_history, EXPIRE_HISTORY_SECONDS * 1000)
+            )
         for timer in self._timers:
             timer.start()
+        await self.hub.start()
 
-    def stop(self) -> None:
-        """Close every connection with 1001 and leave the database consistent."""
+    async def stop(self) -> None:
+        """Close every connection with 1001; this node's members leave everywhere."""
         for timer in self._timers:
             timer.stop()
-        self.hub.shutdown()
+        await self.hub.shutdown()
 
     def close_store(self) -> None:
-        self.store.close()
+        if self.store is not None:
+            self.store.close()
+
+    async def _maintain(self) -> None:
+        try:
+            await self.hub.maintain()
+        except Exception:  # say, Redis is away: the next tick tries again
+            log.warning("engine maintenance failed", exc_info=True)
 
     def _expire_history(self) -> None:
-        self.store.drop_expired(time.time() - self.config.history_ttl)
+        self.store.drop_expired(time.time() - self.config.history_ttl)  # type: ignore[union-attr]
 
     def identify_handshake(self, token: str | None, jupyter_user: object | None) -> Identity | None:
         """Identity from handshake credentials; None means "wait for an `auth` frame".

@@ -96,7 +96,8 @@ async def test_http_and_websocket_publishes_share_one_order(server, connect, tok
 
     seen = [await watcher.expect("message") for _ in ids]
     assert [m["id"] for m in seen] == ids
-    assert [m["from"] for m in seen[::2]] == [None] * 3
+    # Over HTTP the publisher is named, without a connection (PROTOCOL.md's clarification).
+    assert [m["from"] for m in seen[::2]] == [{"userId": "ada", "connectionId": None}] * 3
     assert {m["from"]["userId"] for m in seen[1::2]} == {"bob"}
 
     history = await ada.get(f"channels/{ch('room:1')}/messages")
@@ -118,7 +119,8 @@ async def test_publish_creates_the_channel_like_a_websocket_publish(server, toke
     assert channel["name"] == "fresh" and channel["type"] == "presence"
     assert channel["owner"] is None  # only an explicit creation gives an owner
     message = (await ada.get(f"channels/{ch('fresh')}/messages")).body["messages"][0]
-    assert message["payload"] is None and message["from"] is None
+    assert message["payload"] is None
+    assert message["from"] == {"userId": "ada", "connectionId": None}
 
 
 async def test_channel_names_are_percent_encoded_path_segments(server, token):

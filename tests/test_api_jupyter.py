@@ -29,7 +29,8 @@ async def test_jupyter_login_publishes_to_websocket_subscribers(
     answer = await jupyter.post(f"channels/{ch('room')}/messages", {"event": "hi", "payload": 1})
     assert answer.status == 201
     message = await watcher.expect("message")
-    assert message["id"] == answer.body["id"] and message["from"] is None
+    assert message["id"] == answer.body["id"]
+    assert message["from"]["connectionId"] is None and message["from"]["userId"]
     # The same hub and store: the WebSocket's channel and message are in HTTP history.
     history = await jupyter.get(f"channels/{ch('room')}/messages")
     assert [m["id"] for m in history.body["messages"]] == [message["id"]]

@@ -1,10 +1,27 @@
-"""Engines carry messages and presence between the hub and the store.
+"""Engines keep channels, messages and members for the hub, behind `base`'s interfaces.
 
-The memory engine serves one process; a Redis engine can sit beside it for many
-processes or machines. Nothing above this package knows which one runs.
+`memory` serves one process, durable in SQLite; `redis` serves many processes
+or machines that share one Redis. Nothing above this package knows which one runs.
 """
 
-from .base import Deliver, Engine, History
+from .base import (
+    Broker,
+    ChannelRegistry,
+    Engine,
+    EngineEvents,
+    EngineUnavailable,
+    History,
+    PresenceManager,
+)
 from .memory import MemoryEngine
 
-__all__ = ["Deliver", "Engine", "History", "MemoryEngine"]
+__all__ = [
+    "Broker",
+    "ChannelRegistry",
+    "Engine",
+    "EngineEvents",
+    "EngineUnavailable",
+    "History",
+    "MemoryEngine",
+    "PresenceManager",
+]

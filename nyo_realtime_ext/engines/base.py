@@ -1,16 +1,34 @@
-"""The engine interface: what the hub needs to publish, recover and track presence."""
+"""The engine seam: the three interfaces the hub depends on, and nothing else.
+
+Modelled on centrifuge's split of its `Node` from `Broker` and `PresenceManager`:
+
+- a `Broker` gives each message its id (epoch + sequence) in the channel's one
+  order, keeps history, and delivers messages *and* presence events to every
+  node that listens to the channel, this one included;
+- a `PresenceManager` tracks who is on a channel across nodes, one member per
+  user however many connections (on however many nodes) it has, and lets the
+  connections of a node that stops refreshing its liveness expire;
+- a `ChannelRegistry` keeps channels: types, owners, member lists.
+
+Every method that may cross a network is a coroutine. The memory engine never
+suspends in them; the Redis engine does. Either way the hub calls them alike,
+and one contract test suite (tests/test_engine_contract.py) holds both to the
+same behaviour.
+
+Delivery is push: the engine calls `EngineEvents` methods on the hub's side
+with frames that are already encoded, once per publish, the same bytes for
+every subscriber on every node.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any, NamedTuple, Protocol
 
-from ..models import ChannelKey, Message
-from ..presence import PresenceTracker
+from ..models import Channel, ChannelKey, Identity, Member, Message
 
-# Called for every accepted message, in the channel's one order; `echo` False
-# means the sending connection must not get its own message back.
-Deliver = Callable[[ChannelKey, Message, bool], None]
+
+class EngineUnavailable(Exception):
+    """The engine cannot store or deliver right now (say, Redis is down); nothing happened."""
 
 
 class History(NamedTuple):
@@ -18,27 +36,129 @@ class History(NamedTuple):
     recovered: bool  # False when some messages after `since` are gone
 
 
-class Engine(Protocol):
-    presence: PresenceTracker
+class EngineEvents(Protocol):
+    """What an engine calls on the node that started it."""
 
-    def start(self, deliver: Deliver) -> None: ...
+    def deliver(
+        self, key: ChannelKey, frame: bytes, message_id: str | None, skip: str | None
+    ) -> None:
+        """Send `frame` to this node's subscribers of `key`, except connection `skip`.
 
-    def ensure_channel(self, key: ChannelKey, epoch: str, last_seq: int) -> None:
-        """Make the engine aware of a channel's sequence, as loaded from the store."""
+        `message_id` is set for messages (None for presence events); frames of
+        one channel arrive in the channel's one order."""
 
-    def forget(self, key: ChannelKey) -> None:
-        """Drop what is kept in memory for an idle channel; the store keeps the rest."""
+    def channel_changed(self, key: ChannelKey) -> None:
+        """The channel's record (its member list) was changed, maybe on another node."""
 
-    def publish(
+    def resync_failed(self, key: ChannelKey) -> None:
+        """Messages of `key` were lost for this node (its link to the engine broke and
+        history no longer covers the gap): its subscribers must reconnect and recover."""
+
+
+class Broker(Protocol):
+    async def listen(self, key: ChannelKey) -> None:
+        """Deliver the channel's messages and events to this node from now on."""
+
+    async def unlisten(self, key: ChannelKey) -> None:
+        """This node has nobody on the channel any more."""
+
+    async def publish(
         self,
         key: ChannelKey,
         event: str,
         payload: Any,
-        sender: dict[str, str] | None,
+        sender: dict[str, Any] | None,
         now: float,
-        echo: bool = True,
-    ) -> Message:
-        """Give the message its id, keep it in history, deliver it; returns it."""
+        skip: str | None = None,
+    ) -> str:
+        """Give the message its id, keep it in history, deliver it everywhere; the id.
 
-    def history(self, key: ChannelKey, since: str | None, limit: int, now: float) -> History:
-        """Retained messages after `since` (all retained when None), oldest first."""
+        `skip` is a connection that must not get the message back (`echo: false`).
+        Raises EngineUnavailable when the message could not be stored."""
+
+    async def history(self, key: ChannelKey, since: str | None, limit: int, now: float) -> History:
+        """Retained messages after `since` (the newest `limit` when None), oldest first;
+        at most `limit` after `since` otherwise."""
+
+
+class PresenceManager(Protocol):
+    async def join(
+        self,
+        key: ChannelKey,
+        identity: Identity,
+        connection_id: str,
+        now: float,
+        status: str = "online",
+        meta: dict[str, Any] | None = None,
+        lease: float | None = None,
+    ) -> tuple[Member, bool]:
+        """Add (or refresh) a connection; the member and whether the user just joined.
+
+        A connection with a `lease` (seconds) leaves by itself when it is not
+        joined again within it (HTTP members); one without lives as long as
+        this node does. The engine delivers `user:joined` to every node, with
+        `skip` set to the joining connection."""
+
+    async def leave(
+        self, key: ChannelKey, user_id: str, connection_id: str, now: float
+    ) -> Member | None:
+        """Remove a connection; the member when it was the user's last one anywhere,
+        after delivering `user:left` and keeping an offline record."""
+
+    async def update(
+        self,
+        key: ChannelKey,
+        user_id: str,
+        now: float,
+        status: str | None = None,
+        meta: dict[str, Any] | None = None,
+    ) -> Member | None:
+        """Change status and/or meta; the member when something changed (after
+        delivering `presence:updated`)."""
+
+    async def members(self, key: ChannelKey) -> list[Member]:
+        """Who is on the channel now, on every node, by user id."""
+
+    async def offline(self, key: ChannelKey) -> list[Member]:
+        """Users who were on the channel and left, with `lastSeen`, by user id."""
+
+    async def maintain(self, now: float) -> None:
+        """Periodic: refresh this node's liveness; let expired leases and the
+        connections of dead nodes leave (each with exactly one `user:left`)."""
+
+
+class ChannelRegistry(Protocol):
+    async def get(self, key: ChannelKey) -> Channel | None: ...
+
+    async def create(self, channel: Channel) -> Channel:
+        """Create the channel unless one of that name exists; the channel that is."""
+
+    async def list(self, tenant: str) -> list[Channel]:
+        """The tenant's channels by name."""
+
+    async def set_members(self, key: ChannelKey, user_ids: list[str]) -> Channel:
+        """Replace the member list and tell every node (`channel_changed`)."""
+
+
+class Engine:
+    """One engine: the three parts, sharing whatever connection they need."""
+
+    broker: Broker
+    presence: PresenceManager
+    channels: ChannelRegistry
+
+    def bind(self, events: EngineEvents) -> None:
+        """Deliver to `events` (the hub) from now on."""
+        raise NotImplementedError
+
+    async def start(self) -> None:
+        """Start what runs in the background (the Redis engine's listener, its
+        node's liveness); requests made before it are served all the same."""
+
+    def commit(self) -> None:
+        """Make what was handed out in this loop pass durable before frames carrying
+        it leave the process (the memory engine's group commit); cheap when nothing is."""
+
+    async def close(self) -> None:
+        """This node stops: its connections leave everywhere; release resources."""
+        raise NotImplementedError

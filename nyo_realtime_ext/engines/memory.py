@@ -1,63 +1,88 @@
-"""One-process engine: sequences and fans out in memory, keeps history in the store.
+"""The embedded engine: one process, durable in SQLite (`store.py`).
 
 Each channel has an epoch (random, made when the channel is created) and a
 sequence number; a message id is `epoch-seq`. Ids from another epoch, say after
 the database was reset, are recognised as unknown instead of being mistaken
 for ids of the new history.
+
+Nothing here suspends: the coroutines of the engine interface complete at
+once, and delivery happens inside `publish`, before it returns. Messages are
+group-committed (see `store.py`): `commit` runs once per event-loop pass,
+before any frame of that pass leaves the process.
 """
 
 from __future__ import annotations
 
+import secrets
+import time
 from typing import Any
 
-from ..models import ChannelKey, Message
+from ..models import Channel, ChannelKey, Identity, Member, Message
 from ..presence import PresenceTracker
+from ..protocol import encode
 from ..store import Store, message_id, parse_message_id
-from .base import Deliver, History
+from .base import Engine, EngineEvents, History
 
 
-class MemoryEngine:
+class _NoEvents:
+    def deliver(self, *args: Any) -> None:
+        pass
+
+    def channel_changed(self, key: ChannelKey) -> None:
+        pass
+
+    def resync_failed(self, key: ChannelKey) -> None:
+        pass
+
+
+class MemoryBroker:
     def __init__(self, store: Store, history_size: int, history_ttl: float) -> None:
         self.store = store
         self.history_size = history_size
         self.history_ttl = history_ttl
-        self.presence = PresenceTracker()
+        self.events: EngineEvents = _NoEvents()
         self._sequences: dict[ChannelKey, list[Any]] = {}  # key -> [epoch, last_seq]
-        self._deliver: Deliver = lambda key, message, echo: None
 
-    def start(self, deliver: Deliver) -> None:
-        self._deliver = deliver
+    def _sequence(self, key: ChannelKey) -> list[Any]:
+        sequence = self._sequences.get(key)
+        if sequence is None:
+            found = self.store.get_channel(key)
+            if found is None:
+                raise KeyError(f"no channel {key}")  # the hub creates channels first
+            sequence = self._sequences[key] = [found[1], found[2]]
+        return sequence
 
-    def ensure_channel(self, key: ChannelKey, epoch: str, last_seq: int) -> None:
-        self._sequences.setdefault(key, [epoch, last_seq])
+    async def listen(self, key: ChannelKey) -> None:
+        self._sequence(key)
 
-    def forget(self, key: ChannelKey) -> None:
+    async def unlisten(self, key: ChannelKey) -> None:
         self._sequences.pop(key, None)
 
-    def publish(
+    async def publish(
         self,
         key: ChannelKey,
         event: str,
         payload: Any,
-        sender: dict[str, str] | None,
+        sender: dict[str, Any] | None,
         now: float,
-        echo: bool = True,
-    ) -> Message:
-        sequence = self._sequences[key]
+        skip: str | None = None,
+    ) -> str:
+        sequence = self._sequence(key)
         seq = sequence[1] + 1
         message = Message(key.name, message_id(sequence[0], seq), event, payload, sender, now)
         self.store.append_message(key, seq, message, self.history_size)
         sequence[1] = seq
-        self._deliver(key, message, echo)
-        return message
+        self.events.deliver(key, message.encoded(), message.id, skip)
+        return message.id
 
-    def history(self, key: ChannelKey, since: str | None, limit: int, now: float) -> History:
-        epoch, last_seq = self._sequences[key]
+    async def history(self, key: ChannelKey, since: str | None, limit: int, now: float) -> History:
+        epoch, last_seq = self._sequence(key)
         not_before = now - self.history_ttl
         if since is None:
             messages = self.store.read_messages(key, epoch, 0, not_before, self.history_size)
             return History([m for _, m in messages][-limit:], True)
-        parsed = parse_message_id(since)
+        # "" is "I have seen nothing": everything since the channel began.
+        parsed = (epoch, 0) if since == "" else parse_message_id(since)
         if parsed is None or parsed[0] != epoch or parsed[1] > last_seq:
             # Unknown id: send what is still there and let the client reload.
             messages = self.store.read_messages(key, epoch, 0, not_before, limit)
@@ -70,3 +95,112 @@ class MemoryEngine:
             messages and messages[0][0] == after + 1 and messages[-1][0] == last_seq
         )
         return History([m for _, m in messages], complete)
+
+
+class MemoryPresence:
+    """`PresenceTracker` plus leases, the store's presence records, and events."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.events: EngineEvents = _NoEvents()
+        self.tracker = PresenceTracker()
+        self._leases: dict[tuple[ChannelKey, str, str], float] = {}  # -> expiry
+
+    def _emit(self, key: ChannelKey, type_: str, member: Member, skip: str | None = None) -> None:
+        frame = encode({"type": type_, "channel": key.name, "member": member.to_wire()})
+        self.events.deliver(key, frame, None, skip)
+
+    async def join(
+        self,
+        key: ChannelKey,
+        identity: Identity,
+        connection_id: str,
+        now: float,
+        status: str = "online",
+        meta: dict[str, Any] | None = None,
+        lease: float | None = None,
+    ) -> tuple[Member, bool]:
+        member, joined = self.tracker.join(key, identity, connection_id, now, status, meta)
+        if lease is not None:
+            self._leases[(key, identity.user_id, connection_id)] = now + lease
+        self.store.save_presence(key, member, online=True)
+        if joined:
+            self._emit(key, "user:joined", member, skip=connection_id)
+        return member, joined
+
+    async def leave(
+        self, key: ChannelKey, user_id: str, connection_id: str, now: float
+    ) -> Member | None:
+        self._leases.pop((key, user_id, connection_id), None)
+        member = self.tracker.leave(key, user_id, connection_id, now)
+        if member is not None:
+            # Tell the others first: the record is secondary to what they see.
+            self._emit(key, "user:left", member)
+            self.store.save_presence(key, member, online=False)
+        return member
+
+    async def update(
+        self,
+        key: ChannelKey,
+        user_id: str,
+        now: float,
+        status: str | None = None,
+        meta: dict[str, Any] | None = None,
+    ) -> Member | None:
+        member = self.tracker.update(key, user_id, now, status, meta)
+        if member is not None:
+            self.store.save_presence(key, member, online=True)
+            self._emit(key, "presence:updated", member)
+        return member
+
+    async def members(self, key: ChannelKey) -> list[Member]:
+        return self.tracker.members(key)
+
+    async def offline(self, key: ChannelKey) -> list[Member]:
+        here = {m.user_id for m in self.tracker.members(key)}
+        return [m for m in self.store.presence_records(key, online=False) if m.user_id not in here]
+
+    async def maintain(self, now: float) -> None:
+        expired = [lease for lease, expiry in self._leases.items() if expiry < now]
+        for key, user_id, connection_id in expired:
+            await self.leave(key, user_id, connection_id, now)
+
+
+class MemoryRegistry:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.events: EngineEvents = _NoEvents()
+
+    async def get(self, key: ChannelKey) -> Channel | None:
+        found = self.store.get_channel(key)
+        return found[0] if found is not None else None
+
+    async def create(self, channel: Channel) -> Channel:
+        self.store.create_channel(channel, secrets.token_hex(4))
+        return self.store.get_channel(channel.key)[0]  # type: ignore[index]
+
+    async def list(self, tenant: str) -> list[Channel]:
+        return self.store.list_channels(tenant)
+
+    async def set_members(self, key: ChannelKey, user_ids: list[str]) -> Channel:
+        self.store.set_channel_members(key, user_ids)
+        self.events.channel_changed(key)
+        return self.store.get_channel(key)[0]  # type: ignore[index]
+
+
+class MemoryEngine(Engine):
+    def __init__(self, store: Store, history_size: int, history_ttl: float) -> None:
+        self.store = store
+        self.broker = MemoryBroker(store, history_size, history_ttl)
+        self.presence = MemoryPresence(store)
+        self.channels = MemoryRegistry(store)
+
+    def bind(self, events: EngineEvents) -> None:
+        self.broker.events = self.presence.events = self.channels.events = events
+
+    def commit(self) -> None:
+        self.store.commit()
+
+    async def close(self) -> None:
+        # Nobody is connected to this process any more; nobody else shares it.
+        self.store.mark_all_offline(time.time())

@@ -1,0 +1,59 @@
+"""Token buckets: `rate` requests a second, bursts to twice that.
+
+One limiter serves both transports: the hub gives each WebSocket connection a
+bucket of its own, the HTTP API keeps one per user (bounded, least recently
+seen forgotten first, which can only ever err toward admitting a request).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Hashable
+
+# Callers whose HTTP buckets are kept at once.
+MAX_TRACKED_CALLERS = 10_000
+
+
+class TokenBucket:
+    __slots__ = ("tokens", "at")
+
+    def __init__(self, tokens: float, at: float) -> None:
+        self.tokens = tokens
+        self.at = at
+
+
+class RateLimiter:
+    def __init__(self, rate: float, max_callers: int = MAX_TRACKED_CALLERS) -> None:
+        self.rate = rate
+        self.burst = 2 * rate
+        self.max_callers = max_callers
+        self._buckets: OrderedDict[Hashable, TokenBucket] = OrderedDict()
+
+    def bucket(self, now: float) -> TokenBucket:
+        """A full bucket, for a new caller."""
+        return TokenBucket(self.burst, now)
+
+    def refill(self, bucket: TokenBucket, now: float) -> float:
+        """Top the bucket up for the time gone by; the tokens it holds."""
+        bucket.tokens = min(self.burst, bucket.tokens + (now - bucket.at) * self.rate)
+        bucket.at = now
+        return bucket.tokens
+
+    def take(self, bucket: TokenBucket, now: float) -> bool:
+        """Spend one token if there is one."""
+        if self.rate <= 0:
+            return True
+        if self.refill(bucket, now) < 1:
+            return False
+        bucket.tokens -= 1
+        return True
+
+    def admit(self, caller: Hashable, now: float) -> bool:
+        """`take` from the bucket kept for `caller`."""
+        if self.rate <= 0:
+            return True
+        bucket = self._buckets.pop(caller, None) or self.bucket(now)
+        self._buckets[caller] = bucket
+        if len(self._buckets) > self.max_callers:
+            self._buckets.popitem(last=False)
+        return self.take(bucket, now)
