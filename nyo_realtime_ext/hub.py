@@ -428,7 +428,7 @@ class Hub:
         if channel is None:
             if create is None:
                 return None
-            channel = await self.engine.channels.create(create)
+            channel, _ = await self.engine.channels.create(create)
         await self.engine.broker.listen(key)
         # Another request may have loaded it while the engine answered.
         return self._channels.setdefault(key, ChannelState(channel))
@@ -565,11 +565,12 @@ class Hub:
         self, identity: Identity, key: ChannelKey, type_: str, members: tuple[str, ...]
     ) -> Channel:
         """An explicit creation: the creator owns the channel; conflict if the name is taken."""
-        wanted = self._new_channel(key, identity, type_, members)
         if await self.find_channel(key) is None:
-            created = await self.engine.channels.create(wanted)
-            if created == wanted:
-                return created
+            channel, created = await self.engine.channels.create(
+                self._new_channel(key, identity, type_, members)
+            )
+            if created:
+                return channel
         raise ProtocolError(ErrorCode.CONFLICT, f"a channel named {key.name!r} exists")
 
     async def change_members(

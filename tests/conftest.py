@@ -4,6 +4,7 @@ with the extension (pytest-jupyter), and a small WebSocket test client."""
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -15,6 +16,7 @@ from typing import Any
 import jwt
 import pytest
 
+from .redis_server import RedisServer
 from .wsclient import WSClient
 
 pytest_plugins = ["pytest_jupyter.jupyter_server"]
@@ -120,6 +122,28 @@ def standalone(tmp_path: Path) -> Iterator[Callable[..., StandaloneServer]]:
     yield start
     for server in servers:
         server.kill()
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A real redis-server of this test's own (skipped where none is installed)."""
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed (.ci/run installs it)")
+    server = RedisServer(tmp_path / "redis").start()
+    yield server
+    server.kill()
+
+
+@pytest.fixture
+def nodes(
+    standalone: Callable[..., StandaloneServer], redis_server: RedisServer
+) -> Callable[..., list[StandaloneServer]]:
+    """Factory: `nodes(3)` starts three `nyo-realtime serve` processes sharing one Redis."""
+
+    def start(count: int, *args: str) -> list[StandaloneServer]:
+        return [standalone("--redis", redis_server.url, *args) for _ in range(count)]
+
+    return start
 
 
 @pytest.fixture

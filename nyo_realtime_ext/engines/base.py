@@ -130,8 +130,9 @@ class PresenceManager(Protocol):
 class ChannelRegistry(Protocol):
     async def get(self, key: ChannelKey) -> Channel | None: ...
 
-    async def create(self, channel: Channel) -> Channel:
-        """Create the channel unless one of that name exists; the channel that is."""
+    async def create(self, channel: Channel) -> tuple[Channel, bool]:
+        """Create the channel unless one of that name exists; the channel that is,
+        and whether this call created it."""
 
     async def list(self, tenant: str) -> list[Channel]:
         """The tenant's channels by name."""

@@ -175,9 +175,9 @@ class MemoryRegistry:
         found = self.store.get_channel(key)
         return found[0] if found is not None else None
 
-    async def create(self, channel: Channel) -> Channel:
-        self.store.create_channel(channel, secrets.token_hex(4))
-        return self.store.get_channel(channel.key)[0]  # type: ignore[index]
+    async def create(self, channel: Channel) -> tuple[Channel, bool]:
+        created = self.store.create_channel(channel, secrets.token_hex(4))
+        return self.store.get_channel(channel.key)[0], created  # type: ignore[index]
 
     async def list(self, tenant: str) -> list[Channel]:
         return self.store.list_channels(tenant)

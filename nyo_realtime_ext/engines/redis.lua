@@ -1,0 +1,64 @@
+-- Shared by every script of the Redis engine (engines/redis.py prepends it).
+-- ARGV[1] is always the key prefix, ARGV[2] a channel's key part ("<len>:<tenant>:<name>").
+--
+-- Per channel: meta (hash: epoch, seq), hist (stream, ids 0-<seq>), conns (hash:
+-- connection -> user), users (hash: p:<user> profile JSON without its closing
+-- brace, s: status, m: meta JSON, l: lastSeen ms, c: connections), gone (hash: user -> offline
+-- member JSON), and the pub/sub channel ps. Per deployment: nodes (zset: node ->
+-- lease expiry ms), node:<id> (set of that node's presence entries), leases
+-- (zset: HTTP presence entry -> expiry ms).
+
+local P = ARGV[1]
+
+local function key(kind, ck)
+  return P .. ':' .. kind .. ':' .. ck
+end
+
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+-- The member's wire JSON, assembled from its fields, or nil.
+local function member_json(users, user, connections)
+  local f = redis.call('HMGET', users, 'p:' .. user, 's:' .. user, 'm:' .. user, 'l:' .. user)
+  if not f[1] then
+    return nil
+  end
+  return f[1] .. ',"status":"' .. f[2] .. '","meta":' .. f[3] .. ',"lastSeen":' .. f[4]
+    .. ',"connections":' .. connections .. '}'
+end
+
+-- A presence event, on the channel's pub/sub, in order with its messages.
+-- Channel names need no JSON escaping: they are [A-Za-z0-9_:.@/=+-].
+local function event(ck, name, type, member, skip)
+  redis.call('PUBLISH', key('ps', ck), 'p ' .. skip .. '\n{"type":"' .. type
+    .. '","channel":"' .. name .. '","member":' .. member .. '}')
+end
+
+-- Remove one connection; when it was its user's last, the user leaves:
+-- one `user:left`, and an offline record. Returns the member JSON or nil.
+local function leave(ck, name, conn, user, lastseen)
+  if redis.call('HDEL', key('conns', ck), conn) == 0 then
+    return nil
+  end
+  local users = key('users', ck)
+  redis.call('HSET', users, 'l:' .. user, lastseen)
+  if redis.call('HINCRBY', users, 'c:' .. user, -1) > 0 then
+    return nil
+  end
+  redis.call('HSET', users, 's:' .. user, 'offline')
+  local member = member_json(users, user, 0)
+  redis.call('HDEL', users, 'p:' .. user, 's:' .. user, 'm:' .. user, 'l:' .. user, 'c:' .. user)
+  if member then
+    redis.call('HSET', key('gone', ck), user, member)
+    event(ck, name, 'user:left', member, '-')
+  end
+  return member
+end
+
+-- Every entry of a dead node, or an expired lease, leaves.
+local function leave_entry(entry, lastseen)
+  local e = cjson.decode(entry)
+  return leave(e[1], e[2], e[3], e[4], lastseen)
+end

@@ -1,0 +1,729 @@
+"""The shared engine: many processes or machines (nodes), one Redis.
+
+Learned from centrifuge's Redis broker and presence manager, written for this
+protocol:
+
+- **One order per channel.** A Lua script gives a message its sequence number,
+  appends it to the channel's stream (trimmed to `history_size`, expired after
+  `history_ttl`) and publishes it, atomically: every node sees one order, with
+  the same ids. An id is `epoch-seq`; the epoch is made when the channel's
+  sequence is (re)created, so if Redis loses it, an old `since` is unknown and
+  its client gets `recovered: false`.
+- **Encode once.** The publishing node encodes the frame without its id; the
+  script appends the id; every node writes the bytes it receives to its
+  subscribers as they are.
+- **Presence across nodes.** A member is one user per channel, however many
+  connections on however many nodes; joins and leaves are scripts too, so
+  exactly one `user:joined` and one `user:left` go out, on the channel's
+  pub/sub, in order with its messages. A node renews its lease every second;
+  the connections of a node whose lease ran out are removed by whichever node
+  sees it first (one script, so once). HTTP members have leases of their own.
+- **Outages.** A command Redis does not answer raises `EngineUnavailable`
+  (`unavailable` to the client, nothing published). The listener reconnects
+  with backoff, subscribes again, and fills each channel's gap from its stream;
+  where the stream no longer covers it, the channel's subscribers on this node
+  are closed so that they reconnect and learn `recovered: false`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import secrets
+import time
+from importlib.resources import files
+from typing import Any
+
+import orjson
+import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from ..models import Channel, ChannelKey, Identity, Member, Message
+from ..protocol import encode
+from ..store import parse_message_id
+from .base import Engine, EngineEvents, EngineUnavailable, History
+
+log = logging.getLogger(__name__)
+
+# A node's lease on its connections; renewed every MAINTAIN_SECONDS.
+MIN_NODE_LEASE = 3.0
+# Backoff of the listener between attempts to reach Redis.
+RECONNECT_MIN, RECONNECT_MAX = 0.1, 5.0
+# Entries reaped per maintenance call: a dead node with more finishes next time.
+REAP_BATCH = 1000
+
+_PRELUDE = files(__package__).joinpath("redis.lua").read_text()
+
+_PUBLISH = """
+local ck, fresh, keep, ttl, head, skip, ts = ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5], ARGV[6], ARGV[7], ARGV[8]
+local meta, hist = key('meta', ck), key('hist', ck)
+local epoch = redis.call('HGET', meta, 'epoch')
+if not epoch then
+  -- The sequence is new or was lost: a new epoch, and no stream of the old one.
+  epoch = fresh
+  redis.call('HSET', meta, 'epoch', epoch, 'seq', 0)
+  redis.call('DEL', hist)
+end
+local seq = redis.call('HINCRBY', meta, 'seq', 1)
+local id = epoch .. '-' .. seq
+local frame = head .. ',"id":"' .. id .. '"}'
+if keep > 0 then
+  redis.call('XADD', hist, 'MAXLEN', keep, '0-' .. seq, 'f', frame, 't', ts)
+  redis.call('EXPIRE', hist, ttl)
+end
+redis.call('PUBLISH', key('ps', ck), 'm ' .. epoch .. ' ' .. seq .. ' ' .. skip .. '\\n' .. frame)
+return id
+"""
+
+_HISTORY = """
+-- ARGV: prefix, ck, mode ('latest' or 'after'), since epoch ('' = current), since seq, limit
+local ck, mode, since_epoch, since_seq, limit = ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5]), ARGV[6]
+local m = redis.call('HMGET', key('meta', ck), 'epoch', 'seq')
+local epoch, last = m[1] or '', tonumber(m[2] or '0')
+local hist = key('hist', ck)
+if mode == 'latest' then
+  return {epoch, last, 1, redis.call('XREVRANGE', hist, '+', '-', 'COUNT', limit)}
+end
+local known = 0
+local after = 0
+if (since_epoch == '' or since_epoch == epoch) and since_seq <= last then
+  known, after = 1, since_seq
+end
+return {epoch, last, known, redis.call('XRANGE', hist, '(0-' .. after, '+', 'COUNT', limit)}
+"""
+
+_JOIN = """
+-- ARGV: prefix, ck, name, conn, user, profile, status, meta, now, node ('' for a lease), lease ms
+local ck, name, conn, user = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local profile, status, meta, now, node, lease = ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[10], ARGV[11]
+local users = key('users', ck)
+local entry = cjson.encode({ck, name, conn, user})
+if node == '' then
+  redis.call('ZADD', P .. ':leases', now_ms() + tonumber(lease), entry)
+else
+  redis.call('SADD', P .. ':node:' .. node, entry)
+end
+local joined = 0
+if redis.call('HSETNX', key('conns', ck), conn, user) == 1 then
+  if redis.call('HINCRBY', users, 'c:' .. user, 1) == 1 then
+    joined = 1
+    redis.call('HSET', users, 'p:' .. user, profile, 's:' .. user, status, 'm:' .. user, meta)
+  end
+end
+redis.call('HSET', users, 'l:' .. user, now)
+local count = redis.call('HGET', users, 'c:' .. user)
+local member = member_json(users, user, count)
+if joined == 1 then
+  event(ck, name, 'user:joined', member, conn)
+end
+return {member, joined}
+"""
+
+_LEAVE = """
+-- ARGV: prefix, ck, name, conn, user, now, node ('' for a lease)
+local ck, name, conn, user, now, node = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
+local entry = cjson.encode({ck, name, conn, user})
+if node == '' then
+  redis.call('ZREM', P .. ':leases', entry)
+else
+  redis.call('SREM', P .. ':node:' .. node, entry)
+end
+return leave(ck, name, conn, user, now)
+"""
+
+_UPDATE = """
+-- ARGV: prefix, ck, name, user, now, status ('' = unchanged), meta ('' = unchanged)
+local ck, name, user, now, status, meta = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
+local users = key('users', ck)
+local old = redis.call('HMGET', users, 'p:' .. user, 's:' .. user, 'm:' .. user)
+if not old[1] then
+  return nil
+end
+local changed = false
+if status ~= '' and status ~= old[2] then
+  redis.call('HSET', users, 's:' .. user, status)
+  changed = true
+end
+if meta ~= '' and meta ~= old[3] then
+  redis.call('HSET', users, 'm:' .. user, meta)
+  changed = true
+end
+redis.call('HSET', users, 'l:' .. user, now)
+if not changed then
+  return nil
+end
+local member = member_json(users, user, redis.call('HGET', users, 'c:' .. user))
+event(ck, name, 'presence:updated', member, '-')
+return member
+"""
+
+_MAINTAIN = (
+    """
+-- ARGV: prefix, node, lease ms, reap (1 or 0), lastSeen for the reaped. Returns
+-- whether this node's lease was still there (0 after it was reaped or Redis lost it).
+local node, lease, reap, lastseen = ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5]
+local nodes = P .. ':nodes'
+local now = now_ms()
+local had = redis.call('ZSCORE', nodes, node) and 1 or 0
+redis.call('ZADD', nodes, now + lease, node)
+if reap == '1' then
+  local budget = """
+    + str(REAP_BATCH)
+    + """
+  for _, dead in ipairs(redis.call('ZRANGEBYSCORE', nodes, '-inf', now, 'LIMIT', 0, 10)) do
+    local set = P .. ':node:' .. dead
+    for _, entry in ipairs(redis.call('SPOP', set, budget)) do
+      leave_entry(entry, lastseen)
+      budget = budget - 1
+    end
+    if redis.call('SCARD', set) == 0 then
+      redis.call('ZREM', nodes, dead)
+    end
+  end
+  for _, entry in ipairs(redis.call('ZRANGEBYSCORE', P .. ':leases', '-inf', now, 'LIMIT', 0, budget)) do
+    redis.call('ZREM', P .. ':leases', entry)
+    leave_entry(entry, lastseen)
+  end
+end
+return had
+"""
+)
+
+_RETIRE = """
+-- ARGV: prefix, node, lastSeen. This node stops: all its connections leave.
+local node, lastseen = ARGV[2], ARGV[3]
+local set = P .. ':node:' .. node
+for _, entry in ipairs(redis.call('SMEMBERS', set)) do
+  leave_entry(entry, lastseen)
+end
+redis.call('DEL', set)
+redis.call('ZREM', P .. ':nodes', node)
+return 1
+"""
+
+
+def _channel_part(key: ChannelKey) -> str:
+    """The key part of a channel: unambiguous whatever its tenant contains."""
+    return f"{len(key.tenant)}:{key.tenant}:{key.name}"
+
+
+def _ms(seconds: float) -> int:
+    return int(seconds * 1000)
+
+
+class _Redis:
+    """The connection and scripts the three parts share."""
+
+    def __init__(self, config: Any) -> None:
+        self.prefix = config.redis_prefix
+        self.client = aioredis.Redis.from_url(
+            config.redis_url, socket_connect_timeout=2, socket_timeout=5, health_check_interval=10
+        )
+        self.events: EngineEvents | None = None
+        self.node_id = secrets.token_hex(6)
+        self._scripts = {
+            name: self.client.register_script(_PRELUDE + source)
+            for name, source in (
+                ("publish", _PUBLISH),
+                ("history", _HISTORY),
+                ("join", _JOIN),
+                ("leave", _LEAVE),
+                ("update", _UPDATE),
+                ("maintain", _MAINTAIN),
+                ("retire", _RETIRE),
+            )
+        }
+
+    async def run(self, script: str, *args: Any) -> Any:
+        try:
+            return await self._scripts[script](args=[self.prefix, *args])
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            raise EngineUnavailable(
+                "the server cannot reach its engine (Redis); retry later"
+            ) from exc
+
+    async def call(self, *command: Any) -> Any:
+        try:
+            return await self.client.execute_command(*command)
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            raise EngineUnavailable(
+                "the server cannot reach its engine (Redis); retry later"
+            ) from exc
+
+    def key(self, kind: str, key: ChannelKey) -> str:
+        return f"{self.prefix}:{kind}:{_channel_part(key)}"
+
+
+class RedisBroker:
+    def __init__(self, redis: _Redis, history_size: int, history_ttl: float) -> None:
+        self.redis = redis
+        self.history_size = history_size
+        self.history_ttl = history_ttl
+        # pub/sub channel name -> channel; and the last (epoch, seq) delivered here.
+        self._listened: dict[bytes, ChannelKey] = {}
+        self._last: dict[ChannelKey, tuple[bytes, int]] = {}
+        self._confirmed: dict[bytes, asyncio.Future[None]] = {}
+        self._pubsub: Any = None
+        self._connected = asyncio.Event()
+        self._reader: asyncio.Task[None] | None = None
+
+    # -- listening ------------------------------------------------------------
+
+    def start(self) -> None:
+        self._reader = asyncio.ensure_future(self._read_forever())
+
+    async def stop(self) -> None:
+        if self._reader is not None:
+            self._reader.cancel()
+            await asyncio.gather(self._reader, return_exceptions=True)
+        if self._pubsub is not None:
+            await self._pubsub.aclose()
+
+    async def listen(self, key: ChannelKey) -> None:
+        name = self.redis.key("ps", key).encode()
+        if name in self._listened:
+            confirmed = self._confirmed.get(name)
+            if confirmed is not None:
+                await asyncio.shield(confirmed)
+            return
+        self._listened[name] = key
+        confirmed = self._confirmed[name] = asyncio.get_running_loop().create_future()
+        try:
+            await asyncio.wait_for(self._connected.wait(), 5)
+            await self._pubsub.subscribe(name)
+            await asyncio.wait_for(asyncio.shield(confirmed), 5)
+            # Where this node starts: the gap check of later messages counts from here.
+            epoch, seq = await self._position(key)
+            self._last.setdefault(key, (epoch, seq))
+        except (asyncio.TimeoutError, RedisError, OSError) as exc:
+            self._listened.pop(name, None)
+            self._confirmed.pop(name, None)
+            raise EngineUnavailable(
+                "the server cannot reach its engine (Redis); retry later"
+            ) from exc
+        finally:
+            if not confirmed.done():
+                confirmed.cancel()
+
+    async def unlisten(self, key: ChannelKey) -> None:
+        name = self.redis.key("ps", key).encode()
+        if self._listened.pop(name, None) is None:
+            return
+        self._last.pop(key, None)
+        self._confirmed.pop(name, None)
+        if self._connected.is_set():
+            try:
+                await self._pubsub.unsubscribe(name)
+            except (RedisError, OSError):
+                pass  # the next reconnection subscribes to what is listened to only
+
+    async def _position(self, key: ChannelKey) -> tuple[bytes, int]:
+        epoch, seq = await self.redis.call("HMGET", self.redis.key("meta", key), "epoch", "seq")
+        return epoch or b"", int(seq or 0)
+
+    async def _read_forever(self) -> None:
+        delay = RECONNECT_MIN
+        while True:
+            try:
+                self._pubsub = self.redis.client.pubsub()
+                await self._pubsub.ping()  # connect now, so a failure is seen here
+                if self._listened:
+                    await self._pubsub.subscribe(*self._listened)
+                self._connected.set()
+                delay = RECONNECT_MIN
+                await self._resync()
+                while True:
+                    item = await self._pubsub.get_message(timeout=1.0)
+                    if item is not None:
+                        await self._on_item(item)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # Redis went away (or a bug): back off, reconnect
+                if self._connected.is_set():
+                    log.warning("lost Redis (%s); reconnecting", exc)
+                self._connected.clear()
+                try:
+                    await self._pubsub.aclose()
+                except Exception:
+                    pass
+                await asyncio.sleep(delay * (0.5 + random.random()))
+                delay = min(RECONNECT_MAX, delay * 2)
+
+    async def _on_item(self, item: dict[str, Any]) -> None:
+        kind, name = item["type"], item["channel"]
+        if kind == "subscribe":
+            confirmed = self._confirmed.pop(name, None)
+            if confirmed is not None and not confirmed.done():
+                confirmed.set_result(None)
+            return
+        key = self._listened.get(name)
+        if kind != "message" or key is None:
+            return
+        head, _, frame = item["data"].partition(b"\n")
+        events = self.redis.events
+        if events is None:
+            return
+        if head[0:1] == b"m":
+            _, epoch, seq_text, skip = head.split(b" ")
+            seq = int(seq_text)
+            last = self._last.get(key)
+            if last is not None and last[0] == epoch:
+                if seq <= last[1]:
+                    return  # already delivered (by a resync)
+                if seq > last[1] + 1 and not await self._fill(key, last[1], seq):
+                    return
+            self._last[key] = (epoch, seq)
+            message_id = f"{epoch.decode()}-{seq}"
+            events.deliver(key, frame, message_id, None if skip == b"-" else skip.decode())
+        elif head[0:1] == b"p":
+            skip = head[2:]
+            events.deliver(key, frame, None, None if skip == b"-" else skip.decode())
+        elif head[0:1] == b"c":
+            events.channel_changed(key)
+
+    async def _fill(self, key: ChannelKey, after: int, upto: int) -> bool:
+        """Deliver the messages of `key` after seq `after` and before `upto` from
+        its stream; False (and the subscribers told to recover) if they are gone."""
+        epoch = self._last[key][0]
+        history = await self.history(
+            key, f"{epoch.decode()}-{after}", upto - after - 1, time.time()
+        )
+        events = self.redis.events
+        if not history.recovered and len(history.messages) < upto - after - 1:
+            self._last.pop(key, None)
+            if events is not None:
+                events.resync_failed(key)
+            return False
+        for message in history.messages:
+            seq = int(message.id.rpartition("-")[2])
+            if seq >= upto:
+                break
+            self._last[key] = (epoch, seq)
+            if events is not None:
+                events.deliver(key, message.encoded(), message.id, None)
+        return True
+
+    async def _resync(self) -> None:
+        """After (re)subscribing: what each channel published while this node was away."""
+        events = self.redis.events
+        for key, (epoch, seq) in list(self._last.items()):
+            now_epoch, now_seq = await self._position(key)
+            if now_epoch == epoch and now_seq == seq:
+                continue
+            if now_epoch != epoch:
+                self._last[key] = (now_epoch, now_seq)
+                if events is not None and epoch:
+                    events.resync_failed(key)  # history was lost: ids start over
+                continue
+            await self._fill(key, seq, now_seq + 1)
+
+    # -- publishing and history -------------------------------------------------
+
+    async def publish(
+        self,
+        key: ChannelKey,
+        event: str,
+        payload: Any,
+        sender: dict[str, Any] | None,
+        now: float,
+        skip: str | None = None,
+    ) -> str:
+        # Encoded once, here; the script closes the object with the id.
+        head = encode(
+            {
+                "type": "message",
+                "channel": key.name,
+                "event": event,
+                "payload": payload,
+                "from": sender,
+                "ts": _ms(now),
+            }
+        )[:-1]
+        message_id = await self.redis.run(
+            "publish",
+            _channel_part(key),
+            secrets.token_hex(4),
+            self.history_size,
+            max(1, int(self.history_ttl)),
+            head,
+            skip or "-",
+            _ms(now),
+        )
+        return message_id.decode()
+
+    async def history(self, key: ChannelKey, since: str | None, limit: int, now: float) -> History:
+        if since is None:
+            _, _, _, entries = await self.redis.run(
+                "history", _channel_part(key), "latest", "", 0, limit
+            )
+            return History(self._messages(key, entries[::-1], now), True)
+        parsed = ("", 0) if since == "" else parse_message_id(since)
+        since_epoch, after = parsed if parsed is not None else ("?", 0)
+        _, last_seq, known, entries = await self.redis.run(
+            "history", _channel_part(key), "after", since_epoch, after if parsed else 0, limit
+        )
+        messages = self._messages(key, entries, now)
+        if not known:
+            return History(messages, False)
+        seqs = [int(m.id.rpartition("-")[2]) for m in messages]
+        complete = after == last_seq or bool(seqs and seqs[0] == after + 1 and seqs[-1] == last_seq)
+        return History(messages, complete)
+
+    def _messages(self, key: ChannelKey, entries: list[Any], now: float) -> list[Message]:
+        not_before = _ms(now - self.history_ttl)
+        messages = []
+        for _, fields in entries:
+            values = dict(zip(fields[::2], fields[1::2], strict=True))
+            if int(values[b"t"]) < not_before:
+                continue
+            wire = values[b"f"]
+            frame = orjson.loads(wire)
+            messages.append(
+                Message(
+                    key.name,
+                    frame["id"],
+                    frame["event"],
+                    frame["payload"],
+                    frame["from"],
+                    frame["ts"] / 1000,
+                    wire,
+                )
+            )
+        return messages
+
+
+class RedisPresence:
+    def __init__(self, redis: _Redis, heartbeat_timeout: float) -> None:
+        self.redis = redis
+        self.lease = max(MIN_NODE_LEASE, heartbeat_timeout / 2)
+        # This node's own presence connections, to put back if Redis forgot them.
+        self._local: dict[tuple[ChannelKey, str], Identity] = {}
+        self._healthy_since: float | None = None
+        self._registered = False
+
+    async def join(
+        self,
+        key: ChannelKey,
+        identity: Identity,
+        connection_id: str,
+        now: float,
+        status: str = "online",
+        meta: dict[str, Any] | None = None,
+        lease: float | None = None,
+    ) -> tuple[Member, bool]:
+        profile: dict[str, Any] = {
+            "userId": identity.user_id,
+            "name": identity.name or identity.user_id,
+            "joinedAt": _ms(now),
+        }
+        if identity.color:
+            profile["color"] = identity.color
+        if identity.avatar_url:
+            profile["avatar_url"] = identity.avatar_url
+        member, joined = await self.redis.run(
+            "join",
+            _channel_part(key),
+            key.name,
+            connection_id,
+            identity.user_id,
+            orjson.dumps(profile)[:-1],
+            status,
+            orjson.dumps(meta or {}),
+            _ms(now),
+            "" if lease is not None else self.redis.node_id,
+            _ms(lease or 0),
+        )
+        if lease is None:
+            self._local[(key, connection_id)] = identity
+        return _member(member), bool(joined)
+
+    async def leave(
+        self, key: ChannelKey, user_id: str, connection_id: str, now: float
+    ) -> Member | None:
+        local = self._local.pop((key, connection_id), None)
+        member = await self.redis.run(
+            "leave",
+            _channel_part(key),
+            key.name,
+            connection_id,
+            user_id,
+            _ms(now),
+            self.redis.node_id if local is not None else "",
+        )
+        return _member(member) if member else None
+
+    async def update(
+        self,
+        key: ChannelKey,
+        user_id: str,
+        now: float,
+        status: str | None = None,
+        meta: dict[str, Any] | None = None,
+    ) -> Member | None:
+        member = await self.redis.run(
+            "update",
+            _channel_part(key),
+            key.name,
+            user_id,
+            _ms(now),
+            status or "",
+            orjson.dumps(meta) if meta is not None else "",
+        )
+        return _member(member) if member else None
+
+    async def members(self, key: ChannelKey) -> list[Member]:
+        users_key, conns_key = self.redis.key("users", key), self.redis.key("conns", key)
+        fields, conns = await asyncio.gather(
+            self.redis.call("HGETALL", users_key), self.redis.call("HGETALL", conns_key)
+        )
+        by_user: dict[bytes, dict[bytes, bytes]] = {}
+        # redis-py answers HGETALL with a dict.
+        for field, value in fields.items():
+            by_user.setdefault(field[2:], {})[field[:1]] = value
+        connections: dict[bytes, set[str]] = {}
+        for conn, user in conns.items():
+            connections.setdefault(user, set()).add(conn.decode())
+        members = []
+        for user, parts in sorted(by_user.items()):
+            if b"p" not in parts:
+                continue
+            member = _member(
+                parts[b"p"]
+                + b',"status":"' + parts.get(b"s", b"online")
+                + b'","meta":' + parts.get(b"m", b"{}")
+                + b',"lastSeen":' + parts.get(b"l", b"0")
+                + b',"connections":0}'
+            )  # fmt: skip
+            member.connections = connections.get(user, set())
+            members.append(member)
+        return members
+
+    async def offline(self, key: ChannelKey) -> list[Member]:
+        gone = await self.redis.call("HGETALL", self.redis.key("gone", key))
+        return sorted((_member(v) for v in gone.values()), key=lambda m: m.user_id)
+
+    async def maintain(self, now: float) -> None:
+        """Renew this node's lease; reap dead nodes and expired leases, but only
+        after this node has itself been in touch with Redis for a whole lease, so
+        that nodes coming back together after an outage do not reap each other."""
+        monotonic = time.monotonic()
+        reap = self._healthy_since is not None and monotonic - self._healthy_since >= self.lease
+        try:
+            had = await self.redis.run(
+                "maintain", self.redis.node_id, _ms(self.lease), int(reap), _ms(now)
+            )
+        except EngineUnavailable:
+            self._healthy_since = None
+            raise
+        if self._healthy_since is None:
+            self._healthy_since = monotonic
+        if not had and self._registered and self._local:
+            # Reaped while away, or Redis lost its data: this node's people are
+            # still here, so they join again (others see them come back).
+            log.warning("this node's presence was lost in Redis; restoring %d", len(self._local))
+            for (key, connection_id), identity in list(self._local.items()):
+                await self.join(key, identity, connection_id, now)
+        self._registered = True
+
+    async def retire(self, now: float) -> None:
+        self._local.clear()
+        await self.redis.run("retire", self.redis.node_id, _ms(now))
+
+
+class RedisRegistry:
+    def __init__(self, redis: _Redis) -> None:
+        self.redis = redis
+
+    def _hash(self, tenant: str) -> str:
+        return f"{self.redis.prefix}:channels:{len(tenant)}:{tenant}"
+
+    async def get(self, key: ChannelKey) -> Channel | None:
+        raw = await self.redis.call("HGET", self._hash(key.tenant), key.name)
+        return _channel(key, raw) if raw else None
+
+    async def create(self, channel: Channel) -> tuple[Channel, bool]:
+        record = orjson.dumps(
+            {
+                "type": channel.type,
+                "owner": channel.owner,
+                "createdAt": channel.created_at,
+                "members": sorted(channel.members),
+            }
+        )
+        created = await self.redis.call(
+            "HSETNX", self._hash(channel.key.tenant), channel.key.name, record
+        )
+        if created:
+            return _channel(channel.key, record), True
+        return await self.get(channel.key), False  # type: ignore[return-value]
+
+    async def list(self, tenant: str) -> list[Channel]:
+        raw = await self.redis.call("HGETALL", self._hash(tenant))
+        channels = [
+            _channel(ChannelKey(tenant, name.decode()), record)
+            for name, record in raw.items()
+        ]
+        return sorted(channels, key=lambda c: c.key.name)
+
+    async def set_members(self, key: ChannelKey, user_ids: list[str]) -> Channel:
+        raw = await self.redis.call("HGET", self._hash(key.tenant), key.name)
+        record = orjson.loads(raw)
+        record["members"] = sorted(set(user_ids))
+        encoded = orjson.dumps(record)
+        await self.redis.call("HSET", self._hash(key.tenant), key.name, encoded)
+        # Every node re-checks its subscribers' rights (`channel_changed`).
+        await self.redis.call("PUBLISH", self.redis.key("ps", key), b"c\n")
+        return _channel(key, encoded)
+
+
+def _channel(key: ChannelKey, raw: bytes) -> Channel:
+    record = orjson.loads(raw)
+    return Channel(
+        key, record["type"], record["owner"], record["createdAt"], tuple(record["members"])
+    )
+
+
+def _member(raw: bytes) -> Member:
+    wire = orjson.loads(raw)
+    return Member(
+        user_id=wire["userId"],
+        name=wire["name"],
+        status=wire["status"],
+        meta=wire["meta"],
+        joined_at=wire["joinedAt"] / 1000,
+        last_seen=wire["lastSeen"] / 1000,
+        color=wire.get("color"),
+        avatar_url=wire.get("avatar_url"),
+    )
+
+
+class RedisEngine(Engine):
+    def __init__(self, config: Any) -> None:
+        self.redis = _Redis(config)
+        self.broker = RedisBroker(self.redis, config.history_size, config.history_ttl)
+        self.presence = RedisPresence(self.redis, config.heartbeat_timeout)
+        self.channels = RedisRegistry(self.redis)
+
+    def bind(self, events: EngineEvents) -> None:
+        self.redis.events = events
+
+    async def start(self) -> None:
+        self.broker.start()
+        try:
+            await self.presence.maintain(time.time())
+        except EngineUnavailable:
+            log.warning("Redis is not reachable yet; retrying in the background")
+
+    def commit(self) -> None:
+        pass  # nothing is acknowledged before Redis has it
+
+    async def close(self) -> None:
+        try:
+            await self.presence.retire(time.time())
+        except EngineUnavailable:
+            log.warning("Redis is not reachable: this node's members leave when its lease ends")
+        await self.broker.stop()
+        await self.redis.client.aclose()
