@@ -712,7 +712,11 @@ class Hub:
         ]
         for key in idle:
             del self._channels[key]
-            self.spawn(self.engine.broker.unlisten(key))
+            self.spawn(self._unlisten(key))
+
+    async def _unlisten(self, key: ChannelKey) -> None:
+        if key not in self._channels:  # unless a request brought it back meanwhile
+            await self.engine.broker.unlisten(key)
 
     # -- rate limit -----------------------------------------------------------------
 

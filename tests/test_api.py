@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -49,27 +49,35 @@ async def held(task: asyncio.Task[Any], seconds: float = 0.5) -> None:
 
 
 @pytest.fixture
-def inprocess(tmp_path: Path) -> Iterator[Callable[..., tuple[RealtimeService, str]]]:
+def inprocess(
+    tmp_path: Path, jp_asyncio_loop: asyncio.AbstractEventLoop
+) -> Iterator[Callable[..., Awaitable[tuple[RealtimeService, str]]]]:
     """Factory: the standalone app in this process, so a test can look inside the hub.
 
-    Call it from an async test: it listens on the running loop.
+    Await it from an async test: it listens on the running loop.
     """
     started: list[tuple[Any, RealtimeService]] = []
 
-    def start(**config: Any) -> tuple[RealtimeService, str]:
+    async def start(**config: Any) -> tuple[RealtimeService, str]:
         db = str(tmp_path / f"inprocess{len(started)}.db")
         service = RealtimeService(Realtime(jwt_secret=SECRET, db_path=db, **config))
         port = free_port()
         http_server = make_app(service).listen(port, "127.0.0.1")
-        service.start()
         started.append((http_server, service))
+        await service.start()
         return service, f"http://127.0.0.1:{port}"
 
     yield start
     for http_server, service in started:
         http_server.stop()
-        service.stop()
+        jp_asyncio_loop.run_until_complete(service.stop())
         service.close_store()
+
+
+def watchers(service: RealtimeService, key: ChannelKey) -> list[Any]:
+    """The long-polls waiting on `key` in this process (none while nobody watches it)."""
+    state = service.hub._channels.get(key)
+    return state.watchers if state is not None else []
 
 
 # -- publish and history ---------------------------------------------------------------
@@ -192,27 +200,27 @@ async def test_long_poll_answers_at_once_when_newer_messages_exist(server, token
 
 
 async def test_a_client_that_goes_away_frees_its_wait(inprocess, token):
-    service, url = inprocess()
+    service, url = await inprocess()
     ada = Api(url + "/api/", token("ada"))
     await ada.post(f"channels/{ch('gone')}/messages", {"event": "e"})
     since = (await ada.get(f"channels/{ch('gone')}/messages")).body["messages"][0]["id"]
-    waiters = service.hub.channel_state(ChannelKey("default", "gone")).waiters
+    key = ChannelKey("default", "gone")
     reader, writer = await raw_request(
         f"{url}/api/channels/gone/messages?since={since}&wait=50",
         {"Authorization": f"Bearer {token('ada')}"},
     )
-    await until(lambda: len(waiters) == 1)
+    await until(lambda: len(watchers(service, key)) == 1)
     writer.close()
-    await until(lambda: not waiters)
+    await until(lambda: not watchers(service, key))
     # The server is unharmed: a publish still works and wakes nobody stale.
     assert (await ada.post(f"channels/{ch('gone')}/messages", {"event": "e"})).status == 201
 
 
 async def test_a_thousand_long_polls_cost_no_thread_and_all_wake(inprocess, token):
-    service, url = inprocess()
+    service, url = await inprocess()
     ada = Api(url + "/api/", token("ada"))
     since = (await ada.post(f"channels/{ch('crowd')}/messages", {"event": "e"})).body["id"]
-    waiters = service.hub.channel_state(ChannelKey("default", "crowd")).waiters
+    key = ChannelKey("default", "crowd")
     threads_before = threading.active_count()
     count = 1000
     # One user per request keeps the per-user rate limit out of the picture.
@@ -223,7 +231,7 @@ async def test_a_thousand_long_polls_cost_no_thread_and_all_wake(inprocess, toke
         )
         for i in range(count)
     ]
-    await until(lambda: len(waiters) == count, timeout=60)
+    await until(lambda: len(watchers(service, key)) == count, timeout=60)
     assert threading.active_count() <= threads_before + 2
     published = (await ada.post(f"channels/{ch('crowd')}/messages", {"event": "go"})).body["id"]
     answers = await asyncio.gather(*(raw_answer(reader) for reader, _ in conns))

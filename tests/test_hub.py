@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import orjson
@@ -11,7 +12,7 @@ from nyo_realtime_ext.auth import Authenticator
 from nyo_realtime_ext.config import Realtime
 from nyo_realtime_ext.engines import MemoryEngine
 from nyo_realtime_ext.hub import Hub
-from nyo_realtime_ext.models import ChannelKey
+from nyo_realtime_ext.models import Channel, ChannelKey
 from nyo_realtime_ext.store import Store
 
 from .conftest import SECRET, make_token
@@ -64,23 +65,32 @@ class World:
         self.config = Realtime(jwt_secret=SECRET, **config)
         self.store = Store(":memory:")
         engine = MemoryEngine(self.store, self.config.history_size, self.config.history_ttl)
-        self.hub = Hub(self.config, self.store, engine, Authenticator(self.config), self.clock)
+        self.hub = Hub(self.config, engine, Authenticator(self.config), self.clock)
 
-    def join(self, user: str = "ada", tenant: str = "acme", **claims: Any) -> tuple[Any, Peer]:
+    async def join(
+        self, user: str = "ada", tenant: str = "acme", **claims: Any
+    ) -> tuple[Any, Peer]:
         peer = Peer()
         session = self.hub.connect(peer)
-        self.send(session, {"type": "auth", "token": make_token(user, tenant=tenant, **claims)})
+        await self.send(
+            session, {"type": "auth", "token": make_token(user, tenant=tenant, **claims)}
+        )
         assert peer.take()[0]["type"] == "authenticated"
         return session, peer
 
-    def send(self, session: Any, frame: dict[str, Any] | str | bytes) -> None:
+    async def send(self, session: Any, frame: dict[str, Any] | str | bytes) -> None:
         data = orjson.dumps(frame).decode() if isinstance(frame, dict) else frame
-        self.hub.receive(session, data)
+        await self.hub.receive(session, data)
 
-    def subscribe_all(self, channel: str, joined: list[tuple[Any, Peer]]) -> None:
+    async def settle(self) -> None:
+        """Let the hub's background work (presence ending on disconnect) finish."""
+        while self.hub._tasks:
+            await asyncio.gather(*self.hub._tasks)
+
+    async def subscribe_all(self, channel: str, joined: list[tuple[Any, Peer]]) -> None:
         """Subscribe every session, then forget the frames that produced."""
         for session, _ in joined:
-            self.send(session, {"type": "subscribe", "channel": channel})
+            await self.send(session, {"type": "subscribe", "channel": channel})
         for _, peer in joined:
             peer.take()
 
@@ -90,10 +100,10 @@ def world() -> World:
     return World()
 
 
-def test_first_frame_auth_reports_identity_and_heartbeat_in_ms(world: World) -> None:
+async def test_first_frame_auth_reports_identity_and_heartbeat_in_ms(world: World) -> None:
     peer = Peer()
     session = world.hub.connect(peer)
-    world.send(session, {"type": "auth", "token": make_token("ada", tenant="acme"), "ref": 7})
+    await world.send(session, {"type": "auth", "token": make_token("ada", tenant="acme"), "ref": 7})
     (frame,) = peer.frames()
     assert frame["type"] == "authenticated" and frame["ref"] == 7
     assert frame["user"] == {"userId": "ada", "tenantId": "acme", "name": "Ada"}
@@ -104,11 +114,11 @@ def test_first_frame_auth_reports_identity_and_heartbeat_in_ms(world: World) -> 
     )
 
 
-def test_everything_but_auth_and_ping_needs_authentication(world: World) -> None:
+async def test_everything_but_auth_and_ping_needs_authentication(world: World) -> None:
     peer = Peer()
     session = world.hub.connect(peer)
-    world.send(session, {"type": "ping", "ref": 1})
-    world.send(session, {"type": "subscribe", "channel": "room", "ref": 2})
+    await world.send(session, {"type": "ping", "ref": 1})
+    await world.send(session, {"type": "subscribe", "channel": "room", "ref": 2})
     pong, refused = peer.frames()
     assert pong["type"] == "pong" and pong["ref"] == 1 and pong["ts"] == int(world.clock.now * 1000)
     assert refused == {
@@ -120,15 +130,15 @@ def test_everything_but_auth_and_ping_needs_authentication(world: World) -> None
     assert peer.closed_with is None
 
 
-def test_bad_token_is_refused_and_closed_4401(world: World) -> None:
+async def test_bad_token_is_refused_and_closed_4401(world: World) -> None:
     peer = Peer()
     session = world.hub.connect(peer)
-    world.send(session, {"type": "auth", "token": make_token("ada", secret="wrong" * 10)})
+    await world.send(session, {"type": "auth", "token": make_token("ada", secret="wrong" * 10)})
     assert peer.frames()[0]["code"] == "unauthorized"
     assert peer.closed_with[0] == 4401
 
 
-def test_auth_timeout_closes_4401(world: World) -> None:
+async def test_auth_timeout_closes_4401(world: World) -> None:
     peer = Peer()
     world.hub.connect(peer)
     world.clock.now += 9
@@ -140,12 +150,12 @@ def test_auth_timeout_closes_4401(world: World) -> None:
     assert peer.closed_with[0] == 4401
 
 
-def test_expired_token_closes_after_token_expired_unless_refreshed(world: World) -> None:
+async def test_expired_token_closes_after_token_expired_unless_refreshed(world: World) -> None:
     # The hub's clock is ahead of the real one, so PyJWT (real clock) accepts
     # these tokens while the hub (its clock) decides when they run out.
     exp = int(world.clock.now) + 20
-    ada, peer = world.join("ada", exp=exp)
-    world.send(ada, {"type": "auth", "token": make_token("ada", tenant="acme", exp=exp + 20)})
+    ada, peer = await world.join("ada", exp=exp)
+    await world.send(ada, {"type": "auth", "token": make_token("ada", tenant="acme", exp=exp + 20)})
     assert peer.take()[0]["type"] == "authenticated"
     world.clock.now = exp + 1
     world.hub.tick()
@@ -156,9 +166,9 @@ def test_expired_token_closes_after_token_expired_unless_refreshed(world: World)
     assert peer.closed_with[0] == 4401
 
 
-def test_refresh_for_another_user_is_refused_and_keeps_the_session(world: World) -> None:
-    ada, peer = world.join("ada")
-    world.send(ada, {"type": "auth", "token": make_token("mallory", tenant="acme"), "ref": 1})
+async def test_refresh_for_another_user_is_refused_and_keeps_the_session(world: World) -> None:
+    ada, peer = await world.join("ada")
+    await world.send(ada, {"type": "auth", "token": make_token("mallory", tenant="acme"), "ref": 1})
     assert peer.take() == [
         {
             "type": "error",
@@ -168,21 +178,21 @@ def test_refresh_for_another_user_is_refused_and_keeps_the_session(world: World)
         }
     ]
     assert peer.closed_with is None
-    world.send(ada, {"type": "subscribe", "channel": "room", "ref": 2})
+    await world.send(ada, {"type": "subscribe", "channel": "room", "ref": 2})
     assert peer.frames()[0]["members"][0]["userId"] == "ada"
 
 
-def test_one_order_per_channel_echo_and_ack(world: World) -> None:
-    ada, ada_peer = world.join("ada")
-    bob, bob_peer = world.join("bob")
+async def test_one_order_per_channel_echo_and_ack(world: World) -> None:
+    ada, ada_peer = await world.join("ada")
+    bob, bob_peer = await world.join("bob")
     for s in (ada, bob):
-        world.send(s, {"type": "subscribe", "channel": "room"})
+        await world.send(s, {"type": "subscribe", "channel": "room"})
     ada_peer.take(), bob_peer.take()
-    world.send(
+    await world.send(
         ada, {"type": "broadcast", "channel": "room", "event": "e", "payload": 1, "ref": "a"}
     )
-    world.send(bob, {"type": "broadcast", "channel": "room", "event": "e", "payload": 2})
-    world.send(
+    await world.send(bob, {"type": "broadcast", "channel": "room", "event": "e", "payload": 2})
+    await world.send(
         ada, {"type": "broadcast", "channel": "room", "event": "e", "payload": 3, "echo": False}
     )
     ada_frames, bob_frames = ada_peer.take(), bob_peer.take()
@@ -194,50 +204,54 @@ def test_one_order_per_channel_echo_and_ack(world: World) -> None:
     assert len(set(ids)) == 3
 
 
-def test_encoded_once_same_bytes_for_every_subscriber(world: World) -> None:
-    sessions = [world.join(f"u{i}") for i in range(3)]
-    world.subscribe_all("public-news", sessions)
-    world.send(
+async def test_encoded_once_same_bytes_for_every_subscriber(world: World) -> None:
+    sessions = [await world.join(f"u{i}") for i in range(3)]
+    await world.subscribe_all("public-news", sessions)
+    await world.send(
         sessions[0][0], {"type": "broadcast", "channel": "public-news", "event": "e", "payload": {}}
     )
     sent = [peer.sent[0] for _, peer in sessions]
     assert all(data is sent[0] for data in sent)
 
 
-def test_must_subscribe_before_broadcast_or_presence(world: World) -> None:
-    ada, peer = world.join("ada")
-    world.send(ada, {"type": "broadcast", "channel": "room", "event": "e", "payload": 1, "ref": 1})
-    world.send(ada, {"type": "presence", "channel": "room", "ref": 2})
+async def test_must_subscribe_before_broadcast_or_presence(world: World) -> None:
+    ada, peer = await world.join("ada")
+    await world.send(
+        ada, {"type": "broadcast", "channel": "room", "event": "e", "payload": 1, "ref": 1}
+    )
+    await world.send(ada, {"type": "presence", "channel": "room", "ref": 2})
     assert [(f["code"], f["channel"]) for f in peer.frames()] == [
         ("not_subscribed", "room"),
         ("not_subscribed", "room"),
     ]
 
 
-def test_second_tab_makes_no_join_or_leave(world: World) -> None:
-    watcher, watcher_peer = world.join("watcher")
-    world.send(watcher, {"type": "subscribe", "channel": "room"})
-    tab1, _ = world.join("ada")
-    tab2, _ = world.join("ada")
-    world.send(tab1, {"type": "subscribe", "channel": "room"})
-    world.send(tab2, {"type": "subscribe", "channel": "room"})
+async def test_second_tab_makes_no_join_or_leave(world: World) -> None:
+    watcher, watcher_peer = await world.join("watcher")
+    await world.send(watcher, {"type": "subscribe", "channel": "room"})
+    tab1, _ = await world.join("ada")
+    tab2, _ = await world.join("ada")
+    await world.send(tab1, {"type": "subscribe", "channel": "room"})
+    await world.send(tab2, {"type": "subscribe", "channel": "room"})
     joined = watcher_peer.frames("user:joined")
     assert [f["member"]["userId"] for f in joined] == ["ada"]
     assert joined[0]["member"]["connections"] == 1
     world.hub.disconnect(tab1)
+    await world.settle()
     assert watcher_peer.frames("user:left") == []
     world.hub.disconnect(tab2)
+    await world.settle()
     (left,) = watcher_peer.frames("user:left")
     assert left["member"]["userId"] == "ada" and left["member"]["status"] == "offline"
 
 
-def test_status_and_meta_updates(world: World) -> None:
-    ada, ada_peer = world.join("ada")
-    bob, bob_peer = world.join("bob")
+async def test_status_and_meta_updates(world: World) -> None:
+    ada, ada_peer = await world.join("ada")
+    bob, bob_peer = await world.join("bob")
     for s in (ada, bob):
-        world.send(s, {"type": "subscribe", "channel": "room"})
+        await world.send(s, {"type": "subscribe", "channel": "room"})
     bob_peer.take()
-    world.send(
+    await world.send(
         ada,
         {
             "type": "presence",
@@ -253,21 +267,23 @@ def test_status_and_meta_updates(world: World) -> None:
     }
     state = ada_peer.frames("presence:state")[0]
     assert {m["userId"]: m["status"] for m in state["members"]} == {"ada": "away", "bob": "online"}
-    world.send(ada, {"type": "presence", "channel": "room", "status": "sleeping", "ref": 2})
+    await world.send(ada, {"type": "presence", "channel": "room", "status": "sleeping", "ref": 2})
     assert ada_peer.frames("error")[-1]["code"] == "bad_request"
     record = {m.user_id: m for m in world.store.presence_records(ChannelKey("acme", "room"))}["ada"]
     assert record.status == "away"
 
 
-def test_tenants_are_walls(world: World) -> None:
-    acme, acme_peer = world.join("ada", tenant="acme")
-    globex, globex_peer = world.join("ada", tenant="globex")
-    world.send(acme, {"type": "subscribe", "channel": "room:1"})
-    world.send(globex, {"type": "subscribe", "channel": "room:1"})
+async def test_tenants_are_walls(world: World) -> None:
+    acme, acme_peer = await world.join("ada", tenant="acme")
+    globex, globex_peer = await world.join("ada", tenant="globex")
+    await world.send(acme, {"type": "subscribe", "channel": "room:1"})
+    await world.send(globex, {"type": "subscribe", "channel": "room:1"})
     assert [m["userId"] for m in globex_peer.frames("subscribed")[0]["members"]] == ["ada"]
-    world.send(acme, {"type": "broadcast", "channel": "room:1", "event": "e", "payload": "secret"})
+    await world.send(
+        acme, {"type": "broadcast", "channel": "room:1", "event": "e", "payload": "secret"}
+    )
     assert globex_peer.frames("message") == [] and globex_peer.frames("user:joined") == []
-    world.send(
+    await world.send(
         globex,
         {
             "type": "subscribe",
@@ -281,13 +297,14 @@ def test_tenants_are_walls(world: World) -> None:
     assert globex_peer.frames("message") == []
 
 
-def test_private_channel_needs_membership_claim_or_hook(world: World) -> None:
-    world.hub.channel_state(ChannelKey("acme", "private-team"), type_="private", members=("ada",))
-    ada, ada_peer = world.join("ada")
-    eve, eve_peer = world.join("eve")
-    carl, carl_peer = world.join("carl", channels=["private-t*"])
+async def test_private_channel_needs_membership_claim_or_hook(world: World) -> None:
+    key = ChannelKey("acme", "private-team")
+    await world.hub.engine.channels.create(Channel(key, "private", None, world.clock(), ("ada",)))
+    ada, ada_peer = await world.join("ada")
+    eve, eve_peer = await world.join("eve")
+    carl, carl_peer = await world.join("carl", channels=["private-t*"])
     for s in (ada, eve, carl):
-        world.send(s, {"type": "subscribe", "channel": "private-team", "ref": 1})
+        await world.send(s, {"type": "subscribe", "channel": "private-team", "ref": 1})
     assert ada_peer.frames()[0]["type"] == "subscribed"
     assert carl_peer.frames()[0]["type"] == "subscribed"
     assert eve_peer.frames() == [
@@ -301,7 +318,7 @@ def test_private_channel_needs_membership_claim_or_hook(world: World) -> None:
     ]
 
 
-def test_authorize_hook_decides_for_others() -> None:
+async def test_authorize_hook_decides_for_others() -> None:
     calls: list[tuple[str, str, str]] = []
 
     def authorize(identity: Any, channel: str, action: str) -> bool:
@@ -309,104 +326,106 @@ def test_authorize_hook_decides_for_others() -> None:
         return identity.user_id == "friend"
 
     world = World(authorize=authorize)
-    friend, friend_peer = world.join("friend")
-    stranger, stranger_peer = world.join("stranger")
-    world.send(friend, {"type": "subscribe", "channel": "private-x"})
-    world.send(stranger, {"type": "subscribe", "channel": "private-x"})
+    friend, friend_peer = await world.join("friend")
+    stranger, stranger_peer = await world.join("stranger")
+    await world.send(friend, {"type": "subscribe", "channel": "private-x"})
+    await world.send(stranger, {"type": "subscribe", "channel": "private-x"})
     assert friend_peer.frames()[0]["type"] == "subscribed"
     assert stranger_peer.frames()[0]["code"] == "forbidden"
     assert ("friend", "private-x", "subscribe") in calls
 
 
-def test_recovery_replays_exactly_the_missed_messages(world: World) -> None:
-    ada, ada_peer = world.join("ada")
-    bob, bob_peer = world.join("bob")
+async def test_recovery_replays_exactly_the_missed_messages(world: World) -> None:
+    ada, ada_peer = await world.join("ada")
+    bob, bob_peer = await world.join("bob")
     for s in (ada, bob):
-        world.send(s, {"type": "subscribe", "channel": "room"})
+        await world.send(s, {"type": "subscribe", "channel": "room"})
     for i in range(5):
-        world.send(ada, {"type": "broadcast", "channel": "room", "event": "e", "payload": i})
+        await world.send(ada, {"type": "broadcast", "channel": "room", "event": "e", "payload": i})
     seen = bob_peer.frames("message")
     world.hub.disconnect(bob)
+    await world.settle()
     for i in range(5, 8):
-        world.send(ada, {"type": "broadcast", "channel": "room", "event": "e", "payload": i})
-    bob2, bob2_peer = world.join("bob")
-    world.send(bob2, {"type": "subscribe", "channel": "room", "since": seen[2]["id"]})
+        await world.send(ada, {"type": "broadcast", "channel": "room", "event": "e", "payload": i})
+    bob2, bob2_peer = await world.join("bob")
+    await world.send(bob2, {"type": "subscribe", "channel": "room", "since": seen[2]["id"]})
     frames = bob2_peer.frames()
     assert frames[0]["type"] == "subscribed" and frames[0]["recovered"] is True
     assert [f["payload"] for f in frames[1:]] == [3, 4, 5, 6, 7]
 
 
-def test_recovery_flags_gaps_and_unknown_ids() -> None:
+async def test_recovery_flags_gaps_and_unknown_ids() -> None:
     world = World(history_size=3)
-    ada, _ = world.join("ada")
-    world.send(ada, {"type": "subscribe", "channel": "room"})
+    ada, _ = await world.join("ada")
+    await world.send(ada, {"type": "subscribe", "channel": "room"})
     for i in range(6):
-        world.send(ada, {"type": "broadcast", "channel": "room", "event": "e", "payload": i})
+        await world.send(ada, {"type": "broadcast", "channel": "room", "event": "e", "payload": i})
     for since in ("0000-1", "nonsense", "9999999"):
-        bob, peer = world.join("bob")
-        world.send(bob, {"type": "subscribe", "channel": "room", "since": since})
+        bob, peer = await world.join("bob")
+        await world.send(bob, {"type": "subscribe", "channel": "room", "since": since})
         frames = peer.frames()
         assert frames[0]["recovered"] is False
         assert [f["payload"] for f in frames[1:]] == [3, 4, 5]
 
 
-def test_history_ttl_drops_old_messages() -> None:
+async def test_history_ttl_drops_old_messages() -> None:
     world = World(history_ttl=60)
-    ada, peer = world.join("ada")
-    world.send(ada, {"type": "subscribe", "channel": "room"})
-    world.send(ada, {"type": "broadcast", "channel": "room", "event": "e", "payload": "old"})
+    ada, peer = await world.join("ada")
+    await world.send(ada, {"type": "subscribe", "channel": "room"})
+    await world.send(ada, {"type": "broadcast", "channel": "room", "event": "e", "payload": "old"})
     first_id = peer.frames("message")[0]["id"]
     world.clock.now += 61
-    world.send(ada, {"type": "broadcast", "channel": "room", "event": "e", "payload": "new"})
-    bob, bob_peer = world.join("bob")
-    world.send(bob, {"type": "subscribe", "channel": "room", "since": "x-0"})
+    await world.send(ada, {"type": "broadcast", "channel": "room", "event": "e", "payload": "new"})
+    bob, bob_peer = await world.join("bob")
+    await world.send(bob, {"type": "subscribe", "channel": "room", "since": "x-0"})
     assert [f["payload"] for f in bob_peer.frames("message")] == ["new"]
-    carl, carl_peer = world.join("carl")
-    world.send(carl, {"type": "subscribe", "channel": "room", "since": first_id})
+    carl, carl_peer = await world.join("carl")
+    await world.send(carl, {"type": "subscribe", "channel": "room", "since": first_id})
     assert carl_peer.frames("subscribed")[0]["recovered"] is True
 
 
-def test_heartbeat_sweep_closes_silent_connections_and_ends_presence(world: World) -> None:
-    quiet, quiet_peer = world.join("quiet")
-    chatty, chatty_peer = world.join("chatty")
+async def test_heartbeat_sweep_closes_silent_connections_and_ends_presence(world: World) -> None:
+    quiet, quiet_peer = await world.join("quiet")
+    chatty, chatty_peer = await world.join("chatty")
     for s in (quiet, chatty):
-        world.send(s, {"type": "subscribe", "channel": "room"})
+        await world.send(s, {"type": "subscribe", "channel": "room"})
     for _ in range(3):
         world.clock.now += 30
-        world.send(chatty, {"type": "ping"})
+        await world.send(chatty, {"type": "ping"})
         world.hub.tick()
+    await world.settle()
     assert quiet_peer.closed_with == (4408, "heartbeat timeout")
     assert chatty_peer.closed_with is None
     assert [f["member"]["userId"] for f in chatty_peer.frames("user:left")] == ["quiet"]
 
 
-def test_flooding_gets_one_rate_limited_then_4429() -> None:
+async def test_flooding_gets_one_rate_limited_then_4429() -> None:
     world = World(rate_limit=10)
-    flood, peer = world.join("flood")
-    calm, calm_peer = world.join("calm")
+    flood, peer = await world.join("flood")
+    calm, calm_peer = await world.join("calm")
     for _ in range(20):  # the burst
-        world.send(flood, {"type": "ping"})
+        await world.send(flood, {"type": "ping"})
     assert len(peer.frames("pong")) == 19  # the auth frame took one token
-    world.send(flood, {"type": "ping"})
+    await world.send(flood, {"type": "ping"})
     assert [f["code"] for f in peer.frames("error")] == ["rate_limited"]
     assert peer.closed_with is None
     for _ in range(20):
-        world.send(flood, {"type": "ping"})
+        await world.send(flood, {"type": "ping"})
     assert peer.closed_with[0] == 4429
     assert [f["code"] for f in peer.frames("error")] == ["rate_limited"]
-    world.send(calm, {"type": "ping"})
+    await world.send(calm, {"type": "ping"})
     assert calm_peer.frames("pong") and calm_peer.closed_with is None
 
 
-def test_rate_limit_forgives_after_the_bucket_refills() -> None:
+async def test_rate_limit_forgives_after_the_bucket_refills() -> None:
     world = World(rate_limit=10)
-    client, peer = world.join("burst")
+    client, peer = await world.join("burst")
     for _ in range(30):
-        world.send(client, {"type": "ping"})
+        await world.send(client, {"type": "ping"})
     assert peer.closed_with is None
     world.clock.now += 2.5
     for _ in range(30):
-        world.send(client, {"type": "ping"})
+        await world.send(client, {"type": "ping"})
     assert peer.closed_with is None
     assert [f["code"] for f in peer.frames("error")] == ["rate_limited", "rate_limited"]
 
@@ -433,45 +452,49 @@ def test_rate_limit_forgives_after_the_bucket_refills() -> None:
         ('{"type": "auth", "token": ""}', "bad_request"),
     ],
 )
-def test_bad_frames_get_the_documented_error_and_nothing_else_changes(
+async def test_bad_frames_get_the_documented_error_and_nothing_else_changes(
     world: World, frame: str | bytes, code: str
 ) -> None:
-    bad, bad_peer = world.join("bad")
-    good, good_peer = world.join("good")
+    bad, bad_peer = await world.join("bad")
+    good, good_peer = await world.join("good")
     for s in (bad, good):
-        world.send(s, {"type": "subscribe", "channel": "room"})
+        await world.send(s, {"type": "subscribe", "channel": "room"})
     bad_peer.take(), good_peer.take()
-    world.send(bad, frame)
+    await world.send(bad, frame)
     (error,) = bad_peer.take()
     assert error["type"] == "error" and error["code"] == code, error
     assert bad_peer.closed_with is None
     assert good_peer.take() == []
-    world.send(bad, {"type": "broadcast", "channel": "room", "event": "still", "payload": "here"})
+    await world.send(
+        bad, {"type": "broadcast", "channel": "room", "event": "still", "payload": "here"}
+    )
     assert [f["event"] for f in good_peer.frames("message")] == ["still"]
 
 
-def test_history_survives_a_new_hub_on_the_same_database(tmp_path: Any) -> None:
+async def test_history_survives_a_new_hub_on_the_same_database(tmp_path: Any) -> None:
     path = str(tmp_path / "db.sqlite")
     config = Realtime(jwt_secret=SECRET, db_path=path)
     first = World()
     first.store = Store(path)
     engine = MemoryEngine(first.store, 100, 3600)
-    first.hub = Hub(config, first.store, engine, Authenticator(config), first.clock)
-    ada, peer = first.join("ada")
-    first.send(ada, {"type": "subscribe", "channel": "room"})
-    first.send(ada, {"type": "broadcast", "channel": "room", "event": "e", "payload": "kept"})
+    first.hub = Hub(config, engine, Authenticator(config), first.clock)
+    ada, peer = await first.join("ada")
+    await first.send(ada, {"type": "subscribe", "channel": "room"})
+    await first.send(ada, {"type": "broadcast", "channel": "room", "event": "e", "payload": "kept"})
     message_id = peer.frames("message")[0]["id"]
-    first.hub.shutdown()
+    await first.hub.shutdown()
     first.store.close()
 
     second = World()
     second.store = Store(path)
     engine = MemoryEngine(second.store, 100, 3600)
-    second.hub = Hub(config, second.store, engine, Authenticator(config), second.clock)
-    bob, bob_peer = second.join("bob")
-    second.send(bob, {"type": "subscribe", "channel": "room", "since": "x-0"})
+    second.hub = Hub(config, engine, Authenticator(config), second.clock)
+    bob, bob_peer = await second.join("bob")
+    await second.send(bob, {"type": "subscribe", "channel": "room", "since": "x-0"})
     assert [(f["id"], f["payload"]) for f in bob_peer.frames("message")] == [(message_id, "kept")]
-    second.send(bob, {"type": "broadcast", "channel": "room", "event": "e", "payload": "next"})
+    await second.send(
+        bob, {"type": "broadcast", "channel": "room", "event": "e", "payload": "next"}
+    )
     new_id = bob_peer.frames("message")[-1]["id"]
     assert new_id != message_id
     assert [m.status for m in second.store.presence_records(ChannelKey("acme", "room"))] == [
@@ -480,97 +503,98 @@ def test_history_survives_a_new_hub_on_the_same_database(tmp_path: Any) -> None:
     ]
 
 
-def test_subscriptions_per_connection_are_bounded() -> None:
+async def test_subscriptions_per_connection_are_bounded() -> None:
     world = World(max_subscriptions=2)
-    ada, peer = world.join("ada")
+    ada, peer = await world.join("ada")
     for name in ("a", "b", "c"):
-        world.send(ada, {"type": "subscribe", "channel": name, "ref": name})
+        await world.send(ada, {"type": "subscribe", "channel": name, "ref": name})
     assert [f["type"] for f in peer.frames()] == ["subscribed", "subscribed", "error"]
     assert peer.frames("error")[0]["code"] == "bad_request"
-    world.send(ada, {"type": "unsubscribe", "channel": "a"})
-    world.send(ada, {"type": "subscribe", "channel": "c", "ref": "again"})
+    await world.send(ada, {"type": "unsubscribe", "channel": "a"})
+    await world.send(ada, {"type": "subscribe", "channel": "c", "ref": "again"})
     assert peer.frames()[-1]["type"] == "subscribed"
 
 
-def test_idle_channels_leave_memory_and_come_back_from_the_store(world: World) -> None:
-    ada, peer = world.join("ada")
-    world.send(ada, {"type": "subscribe", "channel": "room"})
-    world.send(ada, {"type": "broadcast", "channel": "room", "event": "e", "payload": 1})
+async def test_idle_channels_leave_memory_and_come_back_from_the_store(world: World) -> None:
+    ada, peer = await world.join("ada")
+    await world.send(ada, {"type": "subscribe", "channel": "room"})
+    await world.send(ada, {"type": "broadcast", "channel": "room", "event": "e", "payload": 1})
     first = peer.frames("message")[0]["id"]
-    world.send(ada, {"type": "unsubscribe", "channel": "room"})
+    await world.send(ada, {"type": "unsubscribe", "channel": "room"})
     world.clock.now += 31
-    world.send(ada, {"type": "ping"})
+    await world.send(ada, {"type": "ping"})
     world.hub.tick()
     assert ChannelKey("acme", "room") not in world.hub._channels
-    world.send(ada, {"type": "subscribe", "channel": "room", "since": first})
-    world.send(ada, {"type": "broadcast", "channel": "room", "event": "e", "payload": 2})
+    await world.settle()  # the engine stops listening to it
+    await world.send(ada, {"type": "subscribe", "channel": "room", "since": first})
+    await world.send(ada, {"type": "broadcast", "channel": "room", "event": "e", "payload": 2})
     frames = peer.frames()
     assert frames[-1]["type"] == "message" and frames[-1]["id"] not in (first,)
     assert [f for f in frames if f["type"] == "subscribed"][-1]["recovered"] is True
 
 
-def test_unsubscribe_replies_and_others_see_the_user_leave(world: World) -> None:
-    ada, ada_peer = world.join("ada")
-    bob, bob_peer = world.join("bob")
+async def test_unsubscribe_replies_and_others_see_the_user_leave(world: World) -> None:
+    ada, ada_peer = await world.join("ada")
+    bob, bob_peer = await world.join("bob")
     for s in (ada, bob):
-        world.send(s, {"type": "subscribe", "channel": "room"})
-    world.send(ada, {"type": "unsubscribe", "channel": "room", "ref": 9})
+        await world.send(s, {"type": "subscribe", "channel": "room"})
+    await world.send(ada, {"type": "unsubscribe", "channel": "room", "ref": 9})
     assert ada_peer.frames()[-1] == {"type": "unsubscribed", "channel": "room", "ref": 9}
     assert bob_peer.frames("user:left")[0]["member"]["userId"] == "ada"
-    world.send(bob, {"type": "broadcast", "channel": "room", "event": "e", "payload": 1})
+    await world.send(bob, {"type": "broadcast", "channel": "room", "event": "e", "payload": 1})
     assert ada_peer.frames("message") == []
 
 
-def test_presence_on_a_public_channel_is_a_bad_request() -> None:
+async def test_presence_on_a_public_channel_is_a_bad_request() -> None:
     world = World(default_channel_type="public")
-    ada, peer = world.join("ada")
-    world.send(ada, {"type": "subscribe", "channel": "public-news", "ref": 1})
+    ada, peer = await world.join("ada")
+    await world.send(ada, {"type": "subscribe", "channel": "public-news", "ref": 1})
     assert "members" not in peer.frames("subscribed")[0]
-    world.send(ada, {"type": "presence", "channel": "public-news", "ref": 2})
+    await world.send(ada, {"type": "presence", "channel": "public-news", "ref": 2})
     assert peer.frames("error")[0]["code"] == "bad_request"
 
 
-def test_identity_cannot_be_set_by_frames(world: World) -> None:
-    ada, ada_peer = world.join("ada")
-    bob, bob_peer = world.join("bob")
+async def test_identity_cannot_be_set_by_frames(world: World) -> None:
+    ada, ada_peer = await world.join("ada")
+    bob, bob_peer = await world.join("bob")
     for s in (ada, bob):
-        world.send(s, {"type": "subscribe", "channel": "room"})
+        await world.send(s, {"type": "subscribe", "channel": "room"})
     forged = {"type": "broadcast", "channel": "room", "event": "e", "payload": 1,
               "from": {"userId": "bob"}, "userId": "bob", "tenantId": "globex"}  # fmt: skip
-    world.send(ada, forged)
+    await world.send(ada, forged)
     assert bob_peer.frames("message")[0]["from"]["userId"] == "ada"
-    world.send(
+    await world.send(
         ada, {"type": "presence", "channel": "room", "meta": {"userId": "bob"}, "userId": "bob"}
     )
     updated = bob_peer.frames("presence:updated")[0]["member"]
     assert updated["userId"] == "ada"
 
 
-def test_a_failing_hook_costs_one_internal_error_not_the_connection() -> None:
+async def test_a_failing_hook_costs_one_internal_error_not_the_connection() -> None:
     def authorize(identity: Any, channel: str, action: str) -> bool:
         raise RuntimeError("directory service is down")
 
     world = World(authorize=authorize)
-    ada, peer = world.join("ada")
-    world.send(ada, {"type": "subscribe", "channel": "private-x", "ref": 1})
-    world.send(ada, {"type": "ping", "ref": 2})
+    ada, peer = await world.join("ada")
+    await world.send(ada, {"type": "subscribe", "channel": "private-x", "ref": 1})
+    await world.send(ada, {"type": "ping", "ref": 2})
     error, pong = peer.frames()
     assert (error["type"], error["code"], error["ref"]) == ("error", "internal", 1)
     assert "directory" not in error["message"]  # no internals leak to clients
     assert pong["type"] == "pong" and peer.closed_with is None
 
 
-def test_a_refused_request_leaves_no_trace_so_names_cannot_be_squatted(world: World) -> None:
-    eve, eve_peer = world.join("eve")
-    world.send(eve, {"type": "subscribe", "channel": "private-team"})
+async def test_a_refused_request_leaves_no_trace_so_names_cannot_be_squatted(world: World) -> None:
+    eve, eve_peer = await world.join("eve")
+    await world.send(eve, {"type": "subscribe", "channel": "private-team"})
     assert eve_peer.frames()[0]["code"] == "forbidden"
     key = ChannelKey("acme", "private-team")
     assert world.store.get_channel(key) is None
     ada = world.hub.auth.identity_from_claims({"sub": "ada", "tenant": "acme"})
-    assert world.hub.create_channel(ada, key, "private", ("bob",)).owner == "ada"
+    assert (await world.hub.create_channel(ada, key, "private", ("bob",))).owner == "ada"
 
 
-def test_before_authentication_everything_else_is_unauthorized(world: World) -> None:
+async def test_before_authentication_everything_else_is_unauthorized(world: World) -> None:
     peer = Peer()
     session = world.hub.connect(peer)
     for frame in (
@@ -578,60 +602,67 @@ def test_before_authentication_everything_else_is_unauthorized(world: World) -> 
         '{"type": "nope"}',
         '{"type": "broadcast"}',
     ):
-        world.send(session, frame)
+        await world.send(session, frame)
     assert [f["code"] for f in peer.frames()] == ["unauthorized"] * 3
-    world.send(session, '{"type": "auth"}')
+    await world.send(session, '{"type": "auth"}')
     assert peer.frames()[-1]["code"] == "bad_request"  # auth itself is still checked closely
 
 
-def test_presence_meta_is_bounded(world: World) -> None:
-    ada, peer = world.join("ada")
-    world.send(ada, {"type": "subscribe", "channel": "room"})
-    world.send(ada, {"type": "presence", "channel": "room", "meta": {"blob": "x" * 9000}, "ref": 1})
+async def test_presence_meta_is_bounded(world: World) -> None:
+    ada, peer = await world.join("ada")
+    await world.send(ada, {"type": "subscribe", "channel": "room"})
+    await world.send(
+        ada, {"type": "presence", "channel": "room", "meta": {"blob": "x" * 9000}, "ref": 1}
+    )
     assert peer.frames("error")[0]["code"] == "payload_too_large"
-    world.send(ada, {"type": "presence", "channel": "room", "meta": {"file": "a.ipynb"}, "ref": 2})
+    await world.send(
+        ada, {"type": "presence", "channel": "room", "meta": {"file": "a.ipynb"}, "ref": 2}
+    )
     assert peer.frames("presence:state")[0]["members"][0]["meta"] == {"file": "a.ipynb"}
 
 
 @pytest.mark.parametrize("since", ["abc-²", "x-" + "9" * 5000, "-", "abc-"])
-def test_odd_since_values_are_unknown_ids_not_internal_errors(world: World, since: str) -> None:
-    ada, peer = world.join("ada")
-    world.send(ada, {"type": "subscribe", "channel": "room", "since": since[:200]})
+async def test_odd_since_values_are_unknown_ids_not_internal_errors(
+    world: World, since: str
+) -> None:
+    ada, peer = await world.join("ada")
+    await world.send(ada, {"type": "subscribe", "channel": "room", "since": since[:200]})
     assert peer.frames()[0]["type"] == "subscribed" and peer.frames()[0]["recovered"] is False
 
 
-def test_ids_never_repeat_without_history() -> None:
+async def test_ids_never_repeat_without_history() -> None:
     world = World(history_size=0)
-    ada, peer = world.join("ada")
-    world.send(ada, {"type": "subscribe", "channel": "room"})
-    world.send(ada, {"type": "broadcast", "channel": "room", "event": "e", "payload": 1})
-    world.send(ada, {"type": "unsubscribe", "channel": "room"})
+    ada, peer = await world.join("ada")
+    await world.send(ada, {"type": "subscribe", "channel": "room"})
+    await world.send(ada, {"type": "broadcast", "channel": "room", "event": "e", "payload": 1})
+    await world.send(ada, {"type": "unsubscribe", "channel": "room"})
     world.clock.now += 31
-    world.send(ada, {"type": "ping"})
+    await world.send(ada, {"type": "ping"})
     world.hub.tick()  # the idle channel leaves memory
-    world.send(ada, {"type": "subscribe", "channel": "room"})
-    world.send(ada, {"type": "broadcast", "channel": "room", "event": "e", "payload": 2})
+    await world.settle()
+    await world.send(ada, {"type": "subscribe", "channel": "room"})
+    await world.send(ada, {"type": "broadcast", "channel": "room", "event": "e", "payload": 2})
     ids = [f["id"] for f in peer.frames("message")]
     assert len(ids) == 2 and ids[0] != ids[1]
 
 
-def test_recovery_cut_short_is_not_called_complete() -> None:
+async def test_recovery_cut_short_is_not_called_complete() -> None:
     world = World(history_size=10)
-    ada, peer = world.join("ada")
-    world.send(ada, {"type": "subscribe", "channel": "room"})
+    ada, peer = await world.join("ada")
+    await world.send(ada, {"type": "subscribe", "channel": "room"})
     for i in range(8):
-        world.send(ada, {"type": "broadcast", "channel": "room", "event": "e", "payload": i})
+        await world.send(ada, {"type": "broadcast", "channel": "room", "event": "e", "payload": i})
     first = peer.frames("message")[0]["id"]
-    world.hub.engine.history_size = world.config.history_size = 3  # lowered between restarts
-    bob, bob_peer = world.join("bob")
-    world.send(bob, {"type": "subscribe", "channel": "room", "since": first})
+    world.hub.engine.broker.history_size = world.config.history_size = 3  # lowered between restarts
+    bob, bob_peer = await world.join("bob")
+    await world.send(bob, {"type": "subscribe", "channel": "room", "since": first})
     assert bob_peer.frames("subscribed")[0]["recovered"] is False
 
 
-def test_shutdown_closes_everyone_1001_without_a_storm_of_leaves(world: World) -> None:
-    sessions = [world.join(f"u{i}") for i in range(5)]
-    world.subscribe_all("room", sessions)
-    world.hub.shutdown()
+async def test_shutdown_closes_everyone_1001_without_a_storm_of_leaves(world: World) -> None:
+    sessions = [await world.join(f"u{i}") for i in range(5)]
+    await world.subscribe_all("room", sessions)
+    await world.hub.shutdown()
     for _, peer in sessions:
         assert peer.take() == [] and peer.closed_with == (1001, "server shutting down")
     late = Peer()
@@ -641,12 +672,12 @@ def test_shutdown_closes_everyone_1001_without_a_storm_of_leaves(world: World) -
     }
 
 
-def test_a_failing_store_write_on_disconnect_strands_no_one(world: World) -> None:
-    ada, _ = world.join("ada")
-    bob, bob_peer = world.join("bob")
+async def test_a_failing_store_write_on_disconnect_strands_no_one(world: World) -> None:
+    ada, _ = await world.join("ada")
+    bob, bob_peer = await world.join("bob")
     for name in ("a", "b", "c"):
-        world.send(ada, {"type": "subscribe", "channel": name})
-        world.send(bob, {"type": "subscribe", "channel": name})
+        await world.send(ada, {"type": "subscribe", "channel": name})
+        await world.send(bob, {"type": "subscribe", "channel": name})
     bob_peer.take()
     save = world.store.save_presence
     calls = []
@@ -659,20 +690,20 @@ def test_a_failing_store_write_on_disconnect_strands_no_one(world: World) -> Non
 
     world.store.save_presence = save_once_locked  # type: ignore[method-assign]
     world.hub.disconnect(ada)
+    await world.settle()
     assert sorted(f["channel"] for f in bob_peer.frames("user:left")) == ["a", "b", "c"]
     for name in ("a", "b", "c"):
-        assert [m.user_id for m in world.hub.engine.presence.members(ChannelKey("acme", name))] == [
-            "bob"
-        ]
+        members = await world.hub.engine.presence.members(ChannelKey("acme", name))
+        assert [m.user_id for m in members] == ["bob"]
 
 
-def test_recoveries_asked_at_once_share_one_send_buffer() -> None:
+async def test_recoveries_asked_at_once_share_one_send_buffer() -> None:
     world = World(max_send_buffer=3_000_000)
-    ada, _ = world.join("ada")
+    ada, _ = await world.join("ada")
     for n in range(5):
-        world.send(ada, {"type": "subscribe", "channel": f"room{n}"})
+        await world.send(ada, {"type": "subscribe", "channel": f"room{n}"})
         for _ in range(2):
-            world.send(
+            await world.send(
                 ada,
                 {
                     "type": "broadcast",
@@ -683,10 +714,10 @@ def test_recoveries_asked_at_once_share_one_send_buffer() -> None:
             )
     greedy = SlowPeer()
     session = world.hub.connect(greedy)
-    world.send(session, {"type": "auth", "token": make_token("greedy", tenant="acme")})
+    await world.send(session, {"type": "auth", "token": make_token("greedy", tenant="acme")})
     for n in range(5):
-        world.send(session, {"type": "subscribe", "channel": f"room{n}", "since": "x-0"})
-    world.send(
+        await world.send(session, {"type": "subscribe", "channel": f"room{n}", "since": "x-0"})
+    await world.send(
         session, {"type": "subscribe", "channel": "room0", "since": "x-0"}
     )  # again: no replay
     assert [f.get("recovered") for f in greedy.frames("subscribed")] == [False] * 5 + [None]

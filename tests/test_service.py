@@ -59,21 +59,21 @@ def stored_ids(path: Path) -> list[int]:
         return [seq for (seq,) in other.execute("SELECT seq FROM messages ORDER BY seq")]
 
 
-def join(service: RealtimeService, user: str) -> tuple[Any, Outbox]:
+async def join(service: RealtimeService, user: str) -> tuple[Any, Outbox]:
     outbox = Outbox(service)
     session = service.hub.connect(outbox)
-    service.hub.receive(session, text({"type": "auth", "token": make_token(user)}))
+    await service.hub.receive(session, text({"type": "auth", "token": make_token(user)}))
     return session, outbox
 
 
 async def test_a_message_nobody_is_sent_is_committed_at_the_end_of_the_pass(tmp_path: Path) -> None:
     service = open_service(tmp_path)
-    ada, _ = join(service, "ada")
-    service.hub.receive(ada, text({"type": "subscribe", "channel": "room"}))
+    ada, _ = await join(service, "ada")
+    await service.hub.receive(ada, text({"type": "subscribe", "channel": "room"}))
     await asyncio.sleep(0.01)
     # echo off, no ref, no other subscriber: not one frame goes out for it
     frame = {"type": "broadcast", "channel": "room", "event": "e", "payload": 1, "echo": False}
-    service.hub.receive(ada, text(frame))
+    await service.hub.receive(ada, text(frame))
     assert stored_ids(tmp_path / "db.sqlite") == []  # not yet: the pass has not ended
     await asyncio.sleep(0.01)
     assert stored_ids(tmp_path / "db.sqlite") == [1]
@@ -82,31 +82,32 @@ async def test_a_message_nobody_is_sent_is_committed_at_the_end_of_the_pass(tmp_
 
 async def test_frames_wait_for_the_commit_and_a_failed_commit_sends_none(tmp_path: Path) -> None:
     service = open_service(tmp_path)
-    ada, ada_box = join(service, "ada")
-    bob, bob_box = join(service, "bob")
+    ada, ada_box = await join(service, "ada")
+    bob, bob_box = await join(service, "bob")
     for session in (ada, bob):
-        service.hub.receive(session, text({"type": "subscribe", "channel": "room"}))
+        await service.hub.receive(session, text({"type": "subscribe", "channel": "room"}))
     await asyncio.sleep(0.01)
     ada_box.frames.clear()
     bob_box.frames.clear()
 
-    commit = service.store.commit
+    # The writer holds the store's bound `commit`: the pass's commit is patched there.
+    commit = service.writer._commit_pass
 
     def failing_commit() -> None:
         raise sqlite3.OperationalError("disk I/O error")
 
-    service.store.commit = failing_commit  # type: ignore[method-assign]
+    service.writer._commit_pass = failing_commit
     frame = {"type": "broadcast", "channel": "room", "event": "e", "payload": "lost", "ref": 1}
-    service.hub.receive(ada, text(frame))
+    await service.hub.receive(ada, text(frame))
     await asyncio.sleep(0.01)
     assert ada_box.outcome == bob_box.outcome == "abandoned"
     assert ada_box.frames == bob_box.frames == []  # no ack, no message for an id that is gone
 
-    service.store.commit = commit  # type: ignore[method-assign]
-    carl, carl_box = join(service, "carl")
-    service.hub.receive(carl, text({"type": "subscribe", "channel": "room"}))
+    service.writer._commit_pass = commit
+    carl, carl_box = await join(service, "carl")
+    await service.hub.receive(carl, text({"type": "subscribe", "channel": "room"}))
     frame = {"type": "broadcast", "channel": "room", "event": "e", "payload": "kept", "ref": 2}
-    service.hub.receive(carl, text(frame))
+    await service.hub.receive(carl, text(frame))
     await asyncio.sleep(0.01)
     assert carl_box.outcome == "written"
     ack = [orjson.loads(f) for f in carl_box.frames if b'"ack"' in f][0]

@@ -241,17 +241,20 @@ class _Redis:
         try:
             return await self._scripts[script](args=[self.prefix, *args])
         except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-            raise EngineUnavailable(
-                "the server cannot reach its engine (Redis); retry later"
-            ) from exc
+            raise await self._unavailable() from exc
 
     async def call(self, *command: Any) -> Any:
         try:
             return await self.client.execute_command(*command)
         except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-            raise EngineUnavailable(
-                "the server cannot reach its engine (Redis); retry later"
-            ) from exc
+            raise await self._unavailable() from exc
+
+    async def _unavailable(self) -> EngineUnavailable:
+        # One broken connection means the others in the pool are likely broken
+        # too (Redis restarted): drop them all, so that each request after
+        # Redis is back gets a fresh one instead of failing once per stale one.
+        await self.client.connection_pool.disconnect(inuse_connections=False)
+        return EngineUnavailable("the server cannot reach its engine (Redis); retry later")
 
     def key(self, kind: str, key: ChannelKey) -> str:
         return f"{self.prefix}:{kind}:{_channel_part(key)}"
@@ -663,8 +666,7 @@ class RedisRegistry:
     async def list(self, tenant: str) -> list[Channel]:
         raw = await self.redis.call("HGETALL", self._hash(tenant))
         channels = [
-            _channel(ChannelKey(tenant, name.decode()), record)
-            for name, record in raw.items()
+            _channel(ChannelKey(tenant, name.decode()), record) for name, record in raw.items()
         ]
         return sorted(channels, key=lambda c: c.key.name)
 

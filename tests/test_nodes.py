@@ -1,0 +1,255 @@
+"""Many nodes, one set of channels: `nyo-realtime serve --redis` processes sharing a
+real redis-server, with real sockets, as a deployment behind a load balancer runs."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from collections.abc import Callable
+from typing import Any
+
+from .conftest import make_token
+from .httpclient import Api, ch
+
+
+def api(node: Any, user: str) -> Api:
+    return Api(node.http_url + "/api/", make_token(user))
+
+
+async def eventually(check: Callable[[], Any], timeout: float = 20.0) -> Any:
+    """Poll an async `check` until it returns something truthy."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = await check()
+        if result:
+            return result
+        assert time.monotonic() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.1)
+
+
+async def test_concurrent_publishes_on_three_nodes_arrive_everywhere_in_one_order(nodes, connect):
+    a, b, c = nodes(3)
+    watchers = [await connect(n.url, make_token(f"w{i}")) for i, n in enumerate((a, b, c))]
+    for watcher in watchers:
+        await watcher.subscribe("room")
+    publishers = [await connect(n.url, make_token(f"p{i}")) for i, n in enumerate((a, b, c))]
+    for publisher in publishers:
+        await publisher.subscribe("room")
+
+    async def burst(publisher: Any, tag: str) -> list[str]:
+        for i in range(30):
+            frame = {"type": "broadcast", "channel": "room", "event": "n", "payload": f"{tag}{i}"}
+            await publisher.send({**frame, "ref": i})
+        return [(await publisher.expect("ack"))["id"] for _ in range(30)]
+
+    acked = await asyncio.gather(*(burst(p, t) for p, t in zip(publishers, "abc", strict=True)))
+    assert len({i for ids in acked for i in ids}) == 90  # one id each, none shared
+    seen = []
+    for watcher in watchers:
+        frames = [await watcher.expect("message") for _ in range(90)]
+        seen.append([(f["id"], f["payload"]) for f in frames])
+    assert seen[0] == seen[1] == seen[2]  # the same order, the same ids, on every node
+    # Each publisher's own messages keep the order it sent them in.
+    for tag in "abc":
+        mine = [int(p[1:]) for _, p in seen[0] if p.startswith(tag)]
+        assert mine == list(range(30))
+
+
+async def test_a_user_with_tabs_on_two_nodes_is_one_member(nodes, connect):
+    a, b = nodes(2)
+    watcher = await connect(a.url, make_token("watcher"))
+    await watcher.subscribe("lobby")
+    tab_a = await connect(a.url, make_token("ada"))
+    tab_b = await connect(b.url, make_token("ada"))
+    await tab_a.subscribe("lobby")
+    reply = await tab_b.subscribe("lobby")
+    assert {m["userId"]: m["connections"] for m in reply["members"]} == {"watcher": 1, "ada": 2}
+    joined = await watcher.expect("user:joined")
+    assert joined["member"]["userId"] == "ada"
+
+    tab_a.close()
+
+    async def one_connection_left() -> bool:
+        state = await watcher.request({"type": "presence", "channel": "lobby"})
+        return {m["userId"]: m["connections"] for m in state["members"]}.get("ada") == 1
+
+    await eventually(one_connection_left)
+    tab_b.close()
+    left = await watcher.expect("user:left")
+    assert left["member"]["userId"] == "ada"
+    # One join and one leave for two tabs on two nodes.
+    state = await watcher.request({"type": "presence", "channel": "lobby"})
+    assert [m["userId"] for m in state["members"]] == ["watcher"]
+    assert not [f for f in watcher.backlog if f["type"] in ("user:joined", "user:left")]
+
+
+async def test_a_client_recovers_on_another_node_exactly_what_it_missed(nodes, connect):
+    a, b, c = nodes(3)
+    reader = await connect(a.url, make_token("reader"))
+    await reader.subscribe("news")
+    writer = await connect(b.url, make_token("writer"))
+    await writer.subscribe("news")
+    for i in range(3):
+        await writer.request({"type": "broadcast", "channel": "news", "event": "e", "payload": i})
+    seen = [await reader.expect("message") for _ in range(3)]
+    reader.close()
+    missed = [
+        (
+            await writer.request(
+                {"type": "broadcast", "channel": "news", "event": "e", "payload": i}
+            )
+        )["id"]
+        for i in range(3, 7)
+    ]
+
+    back = await connect(c.url, make_token("reader"))
+    reply = await back.subscribe("news", since=seen[-1]["id"])
+    assert reply["recovered"] is True
+    got = [await back.expect("message") for _ in range(4)]
+    assert [m["id"] for m in got] == missed
+    assert [m["payload"] for m in got] == [3, 4, 5, 6]
+    # Live messages follow, without a duplicate of the recovered ones.
+    live = await writer.request(
+        {"type": "broadcast", "channel": "news", "event": "e", "payload": 7}
+    )
+    nxt = await back.expect("message")
+    assert nxt["id"] == live["id"]
+
+
+async def test_http_on_one_node_reaches_websockets_and_long_polls_on_another(nodes, connect):
+    a, b, c = nodes(3)
+    subscriber = await connect(a.url, make_token("sub"))
+    await subscriber.subscribe("feed")
+    first = await api(b, "poster").post(f"channels/{ch('feed')}/messages", {"event": "e"})
+    assert first.status == 201
+    message = await subscriber.expect("message")
+    assert message["id"] == first.body["id"]
+    assert message["from"] == {"userId": "poster", "connectionId": None}
+
+    # A long-poll held on node C wakes on a publish made on node B.
+    poll = asyncio.ensure_future(
+        api(c, "poller").get(f"channels/{ch('feed')}/messages?since={first.body['id']}&wait=30")
+    )
+    await asyncio.sleep(1.0)
+    assert not poll.done()
+    second = await api(b, "poster").post(f"channels/{ch('feed')}/messages", {"event": "e"})
+    answer = await asyncio.wait_for(poll, 15)
+    assert [m["id"] for m in answer.body["messages"]] == [second.body["id"]]
+
+    # Every node answers the same.
+    channels = [(await api(n, "x").get(f"channels/{ch('feed')}")).body for n in (a, b, c)]
+    assert channels[0] == channels[1] == channels[2]
+    histories = [(await api(n, "x").get(f"channels/{ch('feed')}/messages")).body for n in (a, b, c)]
+    assert histories[0] == histories[1] == histories[2]
+    assert len(histories[0]["messages"]) == 2
+
+
+async def test_http_presence_heartbeats_on_any_node_keep_one_member(nodes, connect):
+    a, b = nodes(2)
+    watcher = await connect(a.url, make_token("watcher"))
+    await watcher.subscribe("presence-desk")
+    path = f"channels/{ch('presence-desk')}/presence"
+    assert (await api(a, "hal").post(path, {"status": "busy"})).status == 200
+    assert (await watcher.expect("user:joined"))["member"]["status"] == "busy"
+    assert (await api(b, "hal").post(path, {})).status == 200  # a heartbeat on the other node
+    members = (await api(b, "x").get(f"channels/{ch('presence-desk')}/members")).body["members"]
+    hal = [m for m in members if m["userId"] == "hal"]
+    assert len(hal) == 1 and hal[0]["connections"] == 1 and hal[0]["status"] == "busy"
+    assert (await api(b, "hal").delete(path)).status == 204
+    assert (await watcher.expect("user:left"))["member"]["userId"] == "hal"
+
+
+async def test_taking_a_member_off_a_private_channel_on_one_node_puts_them_out_on_another(
+    nodes, connect
+):
+    a, b = nodes(2)
+    owner = api(a, "owner")
+    created = await owner.post(
+        "channels", {"name": "private-ops", "type": "private", "members": ["eve"]}
+    )
+    assert created.status == 201
+    eve = await connect(b.url, make_token("eve"))
+    await eve.subscribe("private-ops")
+    assert (await owner.patch(f"channels/{ch('private-ops')}", {"members": []})).status == 200
+    out = await eve.expect("unsubscribed")
+    assert out["channel"] == "private-ops" and out["reason"] == "forbidden"
+
+
+async def test_a_killed_node_leaves_no_ghosts(nodes, connect):
+    a, b, c = nodes(3, "--heartbeat-timeout", "6")
+    watcher = await connect(a.url, make_token("watcher"))
+    await watcher.subscribe("lobby")
+    victims = [await connect(b.url, make_token(f"v{i}")) for i in range(3)]
+    for victim in victims:
+        await victim.subscribe("lobby")
+    also_on_c = await connect(c.url, make_token("v0"))  # v0 has a second tab elsewhere
+    await also_on_c.subscribe("lobby")
+    for _ in victims:
+        await watcher.expect("user:joined")
+
+    killed_at = time.monotonic()
+    b.kill()
+    left = [await watcher.expect("user:left", timeout=20) for _ in range(2)]
+    took = time.monotonic() - killed_at
+    assert sorted(f["member"]["userId"] for f in left) == ["v1", "v2"]
+    assert took < 6 + 3  # within heartbeat_timeout, plus a sweep
+    await asyncio.sleep(2.0)  # no second user:left, and v0 stays (its tab on C is alive)
+    state = await watcher.request({"type": "presence", "channel": "lobby"})
+    assert sorted(m["userId"] for m in state["members"]) == ["v0", "watcher"]
+    assert [f for f in watcher.backlog if f["type"] == "user:left"] == []
+
+
+async def test_nodes_survive_redis_being_killed_and_restarted(nodes, redis_server, connect):
+    a, b = nodes(2)
+    reader = await connect(a.url, make_token("reader"))
+    await reader.subscribe("room")
+    writer = await connect(b.url, make_token("writer"))
+    await writer.subscribe("room")
+    before = await writer.request(
+        {"type": "broadcast", "channel": "room", "event": "e", "payload": 0}
+    )
+    assert (await reader.expect("message"))["id"] == before["id"]
+
+    redis_server.kill()
+    refused = await writer.request(
+        {"type": "broadcast", "channel": "room", "event": "e", "payload": 1}
+    )
+    assert refused["type"] == "error" and refused["code"] == "unavailable"
+    http = await api(a, "poster").post(f"channels/{ch('room')}/messages", {"event": "e"})
+    assert http.status == 503 and http.body["error"]["code"] == "unavailable"
+    # Both nodes are still up and still answer what needs no Redis.
+    for client in (reader, writer):
+        assert (await client.request({"type": "ping"}))["type"] == "pong"
+
+    redis_server.start()
+
+    async def crosses_again() -> Any:
+        reply = await writer.request(
+            {"type": "broadcast", "channel": "room", "event": "e", "payload": 2}
+        )
+        return reply if reply["type"] == "ack" else None
+
+    after = await eventually(crosses_again, timeout=30)
+    got = await reader.expect("message", timeout=15)
+    while got["payload"] != 2:  # an earlier retry that got through
+        got = await reader.expect("message", timeout=15)
+    assert got["id"] == after["id"]
+    # Nothing acked was lost (appendfsync always): a new client recovers the first message.
+    late = await connect(b.url, make_token("late"))
+    reply = await late.subscribe("room", since="")
+    assert reply["recovered"] is True
+    first = await late.expect("message")
+    assert first["id"] == before["id"]
+
+
+async def test_sigterm_on_one_node_tells_the_others_its_people_left(nodes, connect):
+    a, b = nodes(2)
+    watcher = await connect(a.url, make_token("watcher"))
+    await watcher.subscribe("lobby")
+    leaver = await connect(b.url, make_token("leaver"))
+    await leaver.subscribe("lobby")
+    await watcher.expect("user:joined")
+    assert b.stop(signal.SIGTERM) == 0
+    left = await watcher.expect("user:left", timeout=10)
+    assert left["member"]["userId"] == "leaver"
