@@ -81,6 +81,17 @@ class Realtime(Configurable):
         "",
         help="Display name for `kernel_user`. Default: the OS account's full name, else the user id.",
     ).tag(config=True)
+    document_scope = Unicode(
+        None,
+        allow_none=True,
+        help=(
+            "Which files the JupyterLab extension's document presence is about. Default "
+            "(None): this server's own, named by its user (JupyterHub's $JUPYTERHUB_USER and "
+            "server name, else `kernel_user`), so two users' `Untitled.ipynb` on JupyterHub "
+            "never merge. '' when every server shares one filesystem; any other string is "
+            "a scope that servers configured alike share."
+        ),
+    ).tag(config=True)
     history_size = Int(100, help="Messages kept per channel.").tag(config=True)
     history_ttl = Float(24 * 3600.0, help="Seconds a message is kept in history.").tag(config=True)
     db_path = Unicode(

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 from jupyter_server.auth.decorator import allow_unauthenticated
 from jupyter_server.base.handlers import JupyterHandler
 from jupyter_server.base.websocket import WebSocketMixin
 from jupyter_server.extension.application import ExtensionApp
+from tornado import web
 from tornado.ioloop import IOLoop
 from traitlets import Instance
 
 from .api import RealtimeApiHandler, api_routes
 from .config import Realtime
 from .handlers import RealtimeSocket, bearer_token
-from .kernel_env import clear_kernel_env, setup_kernel_env
+from .kernel_env import clear_kernel_env, document_scope, setup_kernel_env
 from .service import RealtimeService
 
 URL_PREFIX = "nyo-realtime"
@@ -84,6 +86,18 @@ class JupyterRealtimeApi(RealtimeApiHandler, JupyterHandler):
         super().put(*args)
 
 
+class SettingsHandler(JupyterHandler):
+    """What the JupyterLab extension needs to know of this server: its document scope."""
+
+    def initialize(self, service: RealtimeService) -> None:
+        self.service = service
+
+    @web.authenticated
+    def get(self) -> None:
+        self.set_header("Content-Type", "application/json")
+        self.finish(orjson.dumps({"documentScope": document_scope(self.service.config)}))
+
+
 class RealtimeExtension(ExtensionApp):
     name = "nyo_realtime_ext"
     description = "Realtime channels, presence and chat for Jupyter"
@@ -103,6 +117,9 @@ class RealtimeExtension(ExtensionApp):
     def initialize_handlers(self) -> None:
         self.handlers.append(
             (rf"/{URL_PREFIX}/ws", JupyterRealtimeSocket, {"service": self.service})
+        )
+        self.handlers.append(
+            (rf"/{URL_PREFIX}/settings", SettingsHandler, {"service": self.service})
         )
         self.handlers.extend(api_routes(f"/{URL_PREFIX}/api/", self.service, JupyterRealtimeApi))
 

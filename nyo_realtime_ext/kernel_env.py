@@ -40,6 +40,15 @@ def kernel_identity(config: Any) -> Identity:
     return Identity(user_id=user_id, tenant_id=config.default_tenant, name=name)
 
 
+def document_scope(config: Any) -> str:
+    """The scope of this server's document channels (`Realtime.document_scope`)."""
+    if config.document_scope is not None:
+        return config.document_scope
+    server_name = os.environ.get("JUPYTERHUB_SERVER_NAME", "")
+    user_id = kernel_identity(config).user_id
+    return f"{user_id}/{server_name}" if server_name else user_id
+
+
 def _os_user() -> str | None:
     try:
         return getpass.getuser()

@@ -141,3 +141,20 @@ async def test_jupyter_server_reads_realtime_flags_from_its_command_line(tmp_pat
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+async def test_documents_are_scoped_to_this_server_unless_configured_shared(
+    jp_fetch, jp_serverapp, monkeypatch
+):
+    """On JupyterHub every user's `Untitled.ipynb` is a different file: the lab
+    extension scopes document presence to the server's user, as the server says."""
+    monkeypatch.setenv("JUPYTERHUB_USER", "grace")
+    settings = json.loads((await jp_fetch("nyo-realtime", "settings")).body)
+    assert settings == {"documentScope": "grace"}
+    monkeypatch.setenv("JUPYTERHUB_SERVER_NAME", "gpu")
+    settings = json.loads((await jp_fetch("nyo-realtime", "settings")).body)
+    assert settings == {"documentScope": "grace/gpu"}
+    # A deployment whose servers share one filesystem turns scoping off.
+    jp_serverapp.web_app.settings["nyo_realtime_service"].config.document_scope = ""
+    settings = json.loads((await jp_fetch("nyo-realtime", "settings")).body)
+    assert settings == {"documentScope": ""}

@@ -10,6 +10,14 @@ export const LOBBY = 'lobby';
 /** The `presence-` prefix makes it a presence channel whatever the server's default type. */
 export const DOCUMENT_PREFIX = 'presence-doc:';
 
+/**
+ * The prefix of a document channel scoped to one server: `presence-doc@<scope>:`.
+ * On JupyterHub each user's server has a home of its own, so the same path
+ * (`Untitled.ipynb`) is a different file on each; the server says which scope
+ * its documents are in (`Realtime.document_scope`), '' when users share files.
+ */
+export const SCOPED_DOCUMENT_PREFIX = 'presence-doc@';
+
 /** PROTOCOL.md: 1–200 characters of this set. */
 const ALLOWED = /[A-Za-z0-9_:.@/+-]/;
 const MAX_LENGTH = 200;
@@ -22,10 +30,25 @@ const MAX_LENGTH = 200;
  * readable in logs and in the HTTP API. A name that would be too long keeps a
  * readable head and ends with a hash of the whole path.
  */
-export function documentChannel(path: string): string {
+export function documentChannel(path: string, scope = ''): string {
+  const name = scope
+    ? `${SCOPED_DOCUMENT_PREFIX}${escape(scope, SCOPE_ALLOWED)}:${escape(path, ALLOWED)}`
+    : DOCUMENT_PREFIX + escape(path, ALLOWED);
+  if (name.length <= MAX_LENGTH) {
+    return name;
+  }
+  const head = name.slice(0, MAX_LENGTH - 18);
+  return `${head}==${fnv1a64(`${scope}\n${path}`)}`;
+}
+
+/** A scope keeps no `:` or `@`, so where it ends is never in doubt. */
+const SCOPE_ALLOWED = /[A-Za-z0-9_.-]/;
+
+/** Every UTF-8 byte of a character outside `allowed` (and `=`) becomes `=XX`. */
+function escape(text: string, allowed: RegExp): string {
   let encoded = '';
-  for (const char of path) {
-    if (ALLOWED.test(char)) {
+  for (const char of text) {
+    if (allowed.test(char)) {
       encoded += char;
     } else {
       for (const byte of new TextEncoder().encode(char)) {
@@ -33,12 +56,7 @@ export function documentChannel(path: string): string {
       }
     }
   }
-  const name = DOCUMENT_PREFIX + encoded;
-  if (name.length <= MAX_LENGTH) {
-    return name;
-  }
-  const head = name.slice(0, MAX_LENGTH - 18);
-  return `${head}==${fnv1a64(path)}`;
+  return encoded;
 }
 
 /** 64-bit FNV-1a as 16 hex digits: stable in every browser, no async crypto. */

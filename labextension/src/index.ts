@@ -48,6 +48,28 @@ function socketUrl(settings: ServerConnection.ISettings): string {
   return url.toString();
 }
 
+/**
+ * Which server's files this page's documents are, from the extension's
+ * settings: on JupyterHub every user's `Untitled.ipynb` is a different file.
+ */
+async function documentScope(settings: ServerConnection.ISettings): Promise<string> {
+  const url = new URL('nyo-realtime/settings', settings.baseUrl);
+  try {
+    const response = await ServerConnection.makeRequest(
+      url.toString(),
+      { cache: 'default' },
+      settings
+    );
+    if (response.ok) {
+      const body = await response.json();
+      return typeof body.documentScope === 'string' ? body.documentScope : '';
+    }
+  } catch (error) {
+    console.warn('nyo-realtime: no settings; documents are not scoped', error);
+  }
+  return '';
+}
+
 /** The lobby's members, present and past, from the HTTP API under Jupyter's login. */
 async function knownPeople(settings: ServerConnection.ISettings): Promise<Member[]> {
   const url = new URL(
@@ -111,15 +133,16 @@ const plugin: JupyterFrontEndPlugin<void> = {
   description: 'Who is here, what they have open, and chat, through nyo-realtime.',
   autoStart: true,
   optional: [IStatusBar, IDocumentWidgetOpener],
-  activate: (
+  activate: async (
     app: JupyterFrontEnd,
     statusBar: IStatusBar | null,
     opener: IDocumentWidgetOpener | null
-  ): void => {
+  ): Promise<void> => {
     const settings = app.serviceManager.serverSettings;
     const client = new RealtimeClient({ url: () => socketUrl(settings) });
     const model = new RealtimeModel(client, {
-      knownPeople: () => knownPeople(settings)
+      knownPeople: () => knownPeople(settings),
+      documentScope: await documentScope(settings)
     });
     client.errors.connect(error => {
       console.warn(`nyo-realtime: ${error.code}: ${error.message}`);

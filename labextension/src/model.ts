@@ -38,9 +38,15 @@ export interface ModelOptions {
    * are no longer here. Without it, they show as "someone who left".
    */
   knownPeople?: () => Promise<Member[]>;
+  /** Which server's files the documents are (see `documentChannel`); '' when shared. */
+  documentScope?: string;
 }
 
 export class RealtimeModel {
+  private _documentChannel(path: string): string {
+    return documentChannel(path, this._options.documentScope ?? '');
+  }
+
   constructor(
     readonly client: RealtimeClient,
     private _options: ModelOptions = {}
@@ -125,7 +131,7 @@ export class RealtimeModel {
   async setStatus(status: Status): Promise<void> {
     writeStatus(status);
     const documents = [...this._documents.keys()].map(path =>
-      this.client.channel(documentChannel(path)).setPresence({ status })
+      this.client.channel(this._documentChannel(path)).setPresence({ status })
     );
     await Promise.all([this.lobby.setPresence({ status }), ...documents]);
     this._changed.emit();
@@ -145,7 +151,7 @@ export class RealtimeModel {
     const count = this._documents.get(path) ?? 0;
     this._documents.set(path, count + 1);
     if (count === 0) {
-      const channel = this.client.channel(documentChannel(path));
+      const channel = this.client.channel(this._documentChannel(path));
       channel.membersChanged.connect(() => this._documentChanged.emit(path));
       // One status per person: a document shows the same one as the lobby.
       if (this.myStatus !== 'online') {
@@ -164,7 +170,7 @@ export class RealtimeModel {
       return;
     }
     this._documents.delete(path);
-    void this.client.unsubscribe(documentChannel(path)).catch(() => {
+    void this.client.unsubscribe(this._documentChannel(path)).catch(() => {
       // Gone with the connection anyway: the server drops it on close.
     });
     this._publishOpen();
@@ -174,7 +180,7 @@ export class RealtimeModel {
   /** Other people who have `path` open. */
   othersOn(path: string): Member[] {
     const channel = this._documents.has(path)
-      ? this.client.channel(documentChannel(path))
+      ? this.client.channel(this._documentChannel(path))
       : undefined;
     const me = this.me?.userId;
     return channel

@@ -34,4 +34,15 @@ describe('documentChannel', () => {
     expect(documentChannel(other)).not.toBe(name);
     expect(documentChannel(long)).toBe(name);
   });
+
+  it('keeps two servers\' files of the same path apart, unless they share files', () => {
+    const ada = documentChannel('Untitled.ipynb', 'ada');
+    const bob = documentChannel('Untitled.ipynb', 'bob');
+    expect(ada).toBe('presence-doc@ada:Untitled.ipynb');
+    expect(ada).not.toBe(bob);
+    expect(documentChannel('Untitled.ipynb', '')).toBe('presence-doc:Untitled.ipynb');
+    // A scope cannot end early: "a:b" + "c" is not "a" + "b:c".
+    expect(documentChannel('c', 'a:b')).not.toBe(documentChannel('b:c', 'a'));
+    expect(documentChannel('x', 'hub user@example.org/server')).toMatch(VALID);
+  });
 });
