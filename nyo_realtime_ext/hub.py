@@ -322,7 +322,7 @@ class Hub:
                 ref,
                 key.name,
             )
-        if session.closed or self._channels.get(key) is not state:
+        if session.closed:
             return  # gone while the engine answered
         # From here the session gets every frame of the channel, held back
         # until `subscribed` and its recovery are out.

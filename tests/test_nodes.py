@@ -9,6 +9,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import redis
+
 from .conftest import make_token
 from .httpclient import Api, ch
 
@@ -253,3 +255,36 @@ async def test_sigterm_on_one_node_tells_the_others_its_people_left(nodes, conne
     assert b.stop(signal.SIGTERM) == 0
     left = await watcher.expect("user:left", timeout=10)
     assert left["member"]["userId"] == "leaver"
+
+
+async def test_when_redis_loses_its_data_presence_comes_back_and_recovery_stays_honest(
+    nodes, redis_server, connect
+):
+    a, b = nodes(2)
+    watcher = await connect(a.url, make_token("watcher"))
+    await watcher.subscribe("lobby")
+    other = await connect(b.url, make_token("other"))
+    await other.subscribe("lobby")
+    await watcher.expect("user:joined")
+    sent = await other.request(
+        {"type": "broadcast", "channel": "lobby", "event": "e", "payload": 1}
+    )
+    await watcher.expect("message")
+
+    redis.Redis.from_url(redis_server.url).flushall()  # a Redis restarted without persistence
+
+    async def both_present_again() -> bool:
+        state = await watcher.request({"type": "presence", "channel": "lobby"})
+        return sorted(m["userId"] for m in state["members"]) == ["other", "watcher"]
+
+    await eventually(both_present_again)  # each node put its own people back
+    # History is gone: a client that saw the old message cannot be told it has everything.
+    late = await connect(a.url, make_token("late"))
+    reply = await late.subscribe("lobby", since=sent["id"])
+    assert reply["recovered"] is False
+    # And the channel works on: new messages cross nodes with new ids.
+    again = await other.request(
+        {"type": "broadcast", "channel": "lobby", "event": "e", "payload": 2}
+    )
+    got = await watcher.expect("message")
+    assert got["id"] == again["id"] != sent["id"] and got["payload"] == 2
