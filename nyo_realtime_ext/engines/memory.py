@@ -154,7 +154,7 @@ class MemoryPresence:
         return member
 
     async def members(self, key: ChannelKey) -> list[Member]:
-        return self.tracker.members(key)
+        return sorted(self.tracker.members(key), key=lambda m: m.user_id)
 
     async def offline(self, key: ChannelKey) -> list[Member]:
         here = {m.user_id for m in self.tracker.members(key)}

@@ -3,7 +3,8 @@
 --
 -- Per channel: meta (hash: epoch, seq), hist (stream, ids 0-<seq>), conns (hash:
 -- connection -> user), users (hash: p:<user> profile JSON without its closing
--- brace, s: status, m: meta JSON, l: lastSeen ms, c: connections), gone (hash: user -> offline
+-- brace, s: status, m: meta JSON as given, k: the same with sorted keys, l: lastSeen ms,
+-- c: JSON list of the user's connection ids), gone (hash: user -> offline
 -- member JSON), and the pub/sub channel ps. Per deployment: nodes (zset: node ->
 -- lease expiry ms), node:<id> (set of that node's presence entries), leases
 -- (zset: HTTP presence entry -> expiry ms).
@@ -17,6 +18,15 @@ end
 local function now_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+-- The user's connection ids on the channel (a short list: tabs, not people).
+local function conns_of(users, user)
+  local raw = redis.call('HGET', users, 'c:' .. user)
+  if not raw then
+    return {}
+  end
+  return cjson.decode(raw)
 end
 
 -- The member's wire JSON, assembled from its fields, or nil.
@@ -44,12 +54,19 @@ local function leave(ck, name, conn, user, lastseen)
   end
   local users = key('users', ck)
   redis.call('HSET', users, 'l:' .. user, lastseen)
-  if redis.call('HINCRBY', users, 'c:' .. user, -1) > 0 then
+  local rest = {}
+  for _, id in ipairs(conns_of(users, user)) do
+    if id ~= conn then
+      table.insert(rest, id)
+    end
+  end
+  if #rest > 0 then
+    redis.call('HSET', users, 'c:' .. user, cjson.encode(rest))
     return nil
   end
   redis.call('HSET', users, 's:' .. user, 'offline')
   local member = member_json(users, user, 0)
-  redis.call('HDEL', users, 'p:' .. user, 's:' .. user, 'm:' .. user, 'l:' .. user, 'c:' .. user)
+  redis.call('HDEL', users, 'p:' .. user, 's:' .. user, 'm:' .. user, 'k:' .. user, 'l:' .. user, 'c:' .. user)
   if member then
     redis.call('HSET', key('gone', ck), user, member)
     event(ck, name, 'user:left', member, '-')

@@ -96,9 +96,12 @@ return {epoch, last, known, redis.call('XRANGE', hist, '(0-' .. after, '+', 'COU
 """
 
 _JOIN = """
--- ARGV: prefix, ck, name, conn, user, profile, status, meta, now, node ('' for a lease), lease ms
+-- ARGV: prefix, ck, name, conn, user, profile, status, meta, sorted meta, now,
+-- node ('' for a lease), lease ms. Returns the member, whether the user just
+-- joined, and its connection ids.
 local ck, name, conn, user = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
-local profile, status, meta, now, node, lease = ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[10], ARGV[11]
+local profile, status, meta, sorted_meta = ARGV[6], ARGV[7], ARGV[8], ARGV[9]
+local now, node, lease = ARGV[10], ARGV[11], ARGV[12]
 local users = key('users', ck)
 local entry = cjson.encode({ck, name, conn, user})
 if node == '' then
@@ -107,19 +110,23 @@ else
   redis.call('SADD', P .. ':node:' .. node, entry)
 end
 local joined = 0
+local conns = conns_of(users, user)
 if redis.call('HSETNX', key('conns', ck), conn, user) == 1 then
-  if redis.call('HINCRBY', users, 'c:' .. user, 1) == 1 then
+  table.insert(conns, conn)
+  redis.call('HSET', users, 'c:' .. user, cjson.encode(conns))
+  if #conns == 1 then
     joined = 1
-    redis.call('HSET', users, 'p:' .. user, profile, 's:' .. user, status, 'm:' .. user, meta)
+    redis.call('HSET', users, 'p:' .. user, profile, 's:' .. user, status, 'm:' .. user, meta,
+      'k:' .. user, sorted_meta)
+    redis.call('HDEL', key('gone', ck), user)
   end
 end
 redis.call('HSET', users, 'l:' .. user, now)
-local count = redis.call('HGET', users, 'c:' .. user)
-local member = member_json(users, user, count)
+local member = member_json(users, user, #conns)
 if joined == 1 then
   event(ck, name, 'user:joined', member, conn)
 end
-return {member, joined}
+return {member, joined, conns}
 """
 
 _LEAVE = """
@@ -135,10 +142,13 @@ return leave(ck, name, conn, user, now)
 """
 
 _UPDATE = """
--- ARGV: prefix, ck, name, user, now, status ('' = unchanged), meta ('' = unchanged)
-local ck, name, user, now, status, meta = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
+-- ARGV: prefix, ck, name, user, now, status ('' = unchanged), meta and the same with
+-- sorted keys ('' = unchanged). Returns the member and its connection ids when
+-- something changed: meta compares by content, whatever the order of its keys.
+local ck, name, user, now = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local status, meta, sorted_meta = ARGV[6], ARGV[7], ARGV[8]
 local users = key('users', ck)
-local old = redis.call('HMGET', users, 'p:' .. user, 's:' .. user, 'm:' .. user)
+local old = redis.call('HMGET', users, 'p:' .. user, 's:' .. user, 'k:' .. user)
 if not old[1] then
   return nil
 end
@@ -147,17 +157,18 @@ if status ~= '' and status ~= old[2] then
   redis.call('HSET', users, 's:' .. user, status)
   changed = true
 end
-if meta ~= '' and meta ~= old[3] then
-  redis.call('HSET', users, 'm:' .. user, meta)
+if meta ~= '' and sorted_meta ~= old[3] then
+  redis.call('HSET', users, 'm:' .. user, meta, 'k:' .. user, sorted_meta)
   changed = true
 end
 redis.call('HSET', users, 'l:' .. user, now)
 if not changed then
   return nil
 end
-local member = member_json(users, user, redis.call('HGET', users, 'c:' .. user))
+local conns = conns_of(users, user)
+local member = member_json(users, user, #conns)
 event(ck, name, 'presence:updated', member, '-')
-return member
+return {member, conns}
 """
 
 _MAINTAIN = (
@@ -526,7 +537,7 @@ class RedisPresence:
             profile["color"] = identity.color
         if identity.avatar_url:
             profile["avatar_url"] = identity.avatar_url
-        member, joined = await self.redis.run(
+        member, joined, connections = await self.redis.run(
             "join",
             _channel_part(key),
             key.name,
@@ -535,13 +546,14 @@ class RedisPresence:
             orjson.dumps(profile)[:-1],
             status,
             orjson.dumps(meta or {}),
+            orjson.dumps(meta or {}, option=orjson.OPT_SORT_KEYS),
             _ms(now),
             "" if lease is not None else self.redis.node_id,
             _ms(lease or 0),
         )
         if lease is None:
             self._local[(key, connection_id)] = identity
-        return _member(member), bool(joined)
+        return _member(member, connections), bool(joined)
 
     async def leave(
         self, key: ChannelKey, user_id: str, connection_id: str, now: float
@@ -566,7 +578,7 @@ class RedisPresence:
         status: str | None = None,
         meta: dict[str, Any] | None = None,
     ) -> Member | None:
-        member = await self.redis.run(
+        changed = await self.redis.run(
             "update",
             _channel_part(key),
             key.name,
@@ -574,34 +586,30 @@ class RedisPresence:
             _ms(now),
             status or "",
             orjson.dumps(meta) if meta is not None else "",
+            orjson.dumps(meta, option=orjson.OPT_SORT_KEYS) if meta is not None else "",
         )
-        return _member(member) if member else None
+        return _member(*changed) if changed else None
 
     async def members(self, key: ChannelKey) -> list[Member]:
-        users_key, conns_key = self.redis.key("users", key), self.redis.key("conns", key)
-        fields, conns = await asyncio.gather(
-            self.redis.call("HGETALL", users_key), self.redis.call("HGETALL", conns_key)
-        )
-        by_user: dict[bytes, dict[bytes, bytes]] = {}
         # redis-py answers HGETALL with a dict.
+        fields = await self.redis.call("HGETALL", self.redis.key("users", key))
+        by_user: dict[bytes, dict[bytes, bytes]] = {}
         for field, value in fields.items():
             by_user.setdefault(field[2:], {})[field[:1]] = value
-        connections: dict[bytes, set[str]] = {}
-        for conn, user in conns.items():
-            connections.setdefault(user, set()).add(conn.decode())
         members = []
-        for user, parts in sorted(by_user.items()):
+        for _, parts in sorted(by_user.items()):
             if b"p" not in parts:
                 continue
-            member = _member(
-                parts[b"p"]
-                + b',"status":"' + parts.get(b"s", b"online")
-                + b'","meta":' + parts.get(b"m", b"{}")
-                + b',"lastSeen":' + parts.get(b"l", b"0")
-                + b',"connections":0}'
+            members.append(
+                _member(
+                    parts[b"p"]
+                    + b',"status":"' + parts.get(b"s", b"online")
+                    + b'","meta":' + parts.get(b"m", b"{}")
+                    + b',"lastSeen":' + parts.get(b"l", b"0")
+                    + b',"connections":0}',
+                    orjson.loads(parts.get(b"c", b"[]")),
+                )
             )  # fmt: skip
-            member.connections = connections.get(user, set())
-            members.append(member)
         return members
 
     async def offline(self, key: ChannelKey) -> list[Member]:
@@ -688,7 +696,8 @@ def _channel(key: ChannelKey, raw: bytes) -> Channel:
     )
 
 
-def _member(raw: bytes) -> Member:
+def _member(raw: bytes, connections: list[Any] | None = None) -> Member:
+    """A member from its wire JSON and, where known, its connection ids."""
     wire = orjson.loads(raw)
     return Member(
         user_id=wire["userId"],
@@ -699,6 +708,7 @@ def _member(raw: bytes) -> Member:
         last_seen=wire["lastSeen"] / 1000,
         color=wire.get("color"),
         avatar_url=wire.get("avatar_url"),
+        connections={c.decode() if isinstance(c, bytes) else c for c in connections or ()},
     )
 
 

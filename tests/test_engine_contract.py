@@ -1,0 +1,631 @@
+"""One contract for every engine (engines/base.py): the memory engine and the Redis
+engine run the same tests, so that the hub cannot tell which one it talks to.
+
+The Redis engine delivers through pub/sub, that is later and from another task;
+`Harness.wait_for` polls for what must arrive, and `Harness.settle` publishes a
+marker and waits for it, so that "nothing else arrived" can be asserted (the
+frames of one channel arrive in the channel's one order).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import secrets
+import time
+from collections.abc import Callable, Iterator
+from typing import Any, NamedTuple
+
+import orjson
+import pytest
+
+from nyo_realtime_ext.config import Realtime
+from nyo_realtime_ext.engines import Engine, History, MemoryEngine
+from nyo_realtime_ext.engines.redis import RedisEngine
+from nyo_realtime_ext.models import Channel, ChannelKey, Identity, Message
+from nyo_realtime_ext.store import Store
+
+WAIT = 10.0  # seconds anything asynchronous (Redis pub/sub) may take
+SETTLE_EVENT = "test:settle"
+ID = re.compile(r"^([0-9A-Za-z]+)-([0-9]+)$")
+MEMBER_KEYS = {"userId", "name", "status", "meta", "joinedAt", "lastSeen", "connections"}
+
+ADA = Identity("ada", "acme", name="Ada")
+BOB = Identity("bob", "acme", name="Bob", color="#f00")
+CY = Identity("cy", "acme")
+
+
+def clock() -> float:
+    """Whole seconds: both engines keep times in milliseconds at least."""
+    return float(int(time.time()))
+
+
+def seq_of(message_id: str) -> int:
+    match = ID.match(message_id)
+    assert match, f"{message_id!r} is not epoch-seq"
+    return int(match.group(2))
+
+
+def epoch_of(message_id: str) -> str:
+    match = ID.match(message_id)
+    assert match, f"{message_id!r} is not epoch-seq"
+    return match.group(1)
+
+
+def published(history: History) -> list[Message]:
+    """The messages of `history` that the test published (not `settle`'s markers)."""
+    return [m for m in history.messages if m.event != SETTLE_EVENT]
+
+
+class Delivery(NamedTuple):
+    key: ChannelKey
+    frame: dict[str, Any]
+    message_id: str | None
+    skip: str | None
+
+
+class Recorder:
+    """The hub's side of the engine (`EngineEvents`): keeps everything it is told."""
+
+    def __init__(self) -> None:
+        self.deliveries: list[Delivery] = []
+        self.changed: list[ChannelKey] = []
+        self.resyncs: list[ChannelKey] = []
+
+    def deliver(
+        self, key: ChannelKey, frame: bytes, message_id: str | None, skip: str | None
+    ) -> None:
+        self.deliveries.append(Delivery(key, orjson.loads(frame), message_id, skip))
+
+    def channel_changed(self, key: ChannelKey) -> None:
+        self.changed.append(key)
+
+    def resync_failed(self, key: ChannelKey) -> None:
+        self.resyncs.append(key)
+
+    def of(self, key: ChannelKey, type_: str | None = None) -> list[Delivery]:
+        """What `key` got (markers of `settle` left out), of one frame type if given."""
+        return [
+            d
+            for d in self.deliveries
+            if d.key == key
+            and d.frame.get("event") != SETTLE_EVENT
+            and (type_ is None or d.frame["type"] == type_)
+        ]
+
+
+class Harness:
+    """One engine of one kind, its recorder, and the helpers the tests share."""
+
+    def __init__(self, kind: str, redis_url: str | None) -> None:
+        self.kind = kind
+        self.redis_url = redis_url
+        self.events = Recorder()
+        self.engine: Engine | None = None
+        self.store: Store | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    async def open(self, *, history_size: int = 100, history_ttl: float = 3600.0) -> Engine:
+        engine: Engine
+        if self.kind == "memory":
+            self.store = Store(":memory:")
+            engine = MemoryEngine(self.store, history_size, history_ttl)
+        else:
+            config = Realtime(
+                redis_url=self.redis_url,
+                redis_prefix=f"contract-{secrets.token_hex(3)}",
+                history_size=history_size,
+                history_ttl=history_ttl,
+                # The shortest node lease (MIN_NODE_LEASE): leases are reaped soonest.
+                heartbeat_timeout=2.0,
+            )
+            engine = RedisEngine(config)
+        engine.bind(self.events)
+        self.loop = asyncio.get_running_loop()
+        await engine.start()
+        self.engine = engine
+        return engine
+
+    async def close(self) -> None:
+        engine, self.engine = self.engine, None
+        if engine is not None:
+            await engine.close()
+        if self.store is not None:
+            self.store.close()
+            self.store = None
+
+    async def channel(
+        self, name: str = "room", tenant: str = "acme", owner: str | None = "ada"
+    ) -> ChannelKey:
+        """A new channel that this node listens to."""
+        assert self.engine is not None
+        key = ChannelKey(tenant, name)
+        _, created = await self.engine.channels.create(Channel(key, "presence", owner, clock()))
+        assert created
+        await self.engine.broker.listen(key)
+        return key
+
+    async def wait_for(self, predicate: Callable[[], Any], what: str = "") -> Any:
+        deadline = time.monotonic() + WAIT
+        while True:
+            result = predicate()
+            if result:
+                return result
+            if time.monotonic() > deadline:
+                raise AssertionError(f"not within {WAIT} s: {what or predicate}")
+            await asyncio.sleep(0.01)
+
+    async def settle(self, key: ChannelKey) -> None:
+        """Everything published on `key` before now has been delivered."""
+        assert self.engine is not None
+        marker = secrets.token_hex(4)
+        await self.engine.broker.publish(key, SETTLE_EVENT, marker, None, clock())
+        await self.wait_for(
+            lambda: any(
+                d.key == key and d.frame.get("payload") == marker for d in self.events.deliveries
+            ),
+            f"the marker of {key}",
+        )
+
+
+@pytest.fixture(params=["memory", "redis"])
+def engine(request: pytest.FixtureRequest) -> Iterator[Harness]:
+    redis_url = request.getfixturevalue("redis_server").url if request.param == "redis" else None
+    harness = Harness(request.param, redis_url)
+    yield harness
+    # The test's loop is not running any more: close on it what the test opened.
+    if harness.loop is not None and not harness.loop.is_closed():
+        harness.loop.run_until_complete(harness.close())
+
+
+async def frames_of(engine: Harness, key: ChannelKey, type_: str, count: int) -> list[Delivery]:
+    """Wait for `count` frames of `type_` on `key`; then, once the channel has
+    settled, that there are no more than that."""
+    await engine.wait_for(
+        lambda: len(engine.events.of(key, type_)) >= count, f"{count} {type_} on {key}"
+    )
+    await engine.settle(key)
+    frames = engine.events.of(key, type_)
+    assert len(frames) == count, frames
+    return frames
+
+
+# -- the broker: ids, delivery, history ------------------------------------------
+
+
+async def test_publish_gives_ids_in_one_order_and_delivers_them_as_published(engine):
+    e = await engine.open()
+    key = await engine.channel()
+    now = clock()
+    sent = [
+        ("chat", {"text": "héllo", "n": [1, 2.5, None, True]}, {"userId": "ada", "connectionId": "c1"}, "c1"),
+        ("chat", "plain", {"userId": "bob", "connectionId": "c2"}, None),
+        ("cursor", [1, 2], None, None),
+        ("chat", None, {"userId": "ada", "connectionId": "c1"}, "c1"),
+    ]  # fmt: skip
+    ids = [
+        await e.broker.publish(key, event, payload, sender, now + i, skip=skip)
+        for i, (event, payload, sender, skip) in enumerate(sent)
+    ]
+    assert len(set(ids)) == len(ids)
+    assert len({epoch_of(i) for i in ids}) == 1
+    seqs = [seq_of(i) for i in ids]
+    assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
+
+    delivered = await frames_of(engine, key, "message", len(sent))
+    assert [d.message_id for d in delivered] == ids
+    for i, (d, (event, payload, sender, skip)) in enumerate(zip(delivered, sent, strict=True)):
+        assert d.frame == {
+            "type": "message",
+            "channel": "room",
+            "id": ids[i],
+            "event": event,
+            "payload": payload,
+            "from": sender,
+            "ts": int((now + i) * 1000),
+        }
+        assert d.skip == skip  # echo: false passes through; None otherwise
+
+    # History gives back the same messages, and frames equal to the live ones.
+    history = await e.broker.history(key, None, 100, now + 10)
+    assert history.recovered
+    assert [m.id for m in published(history)] == ids
+    for m, d, (event, payload, sender, _) in zip(published(history), delivered, sent, strict=True):
+        assert (m.channel, m.event, m.payload, m.sender) == ("room", event, payload, sender)
+        assert orjson.loads(m.encoded()) == d.frame
+
+
+async def test_concurrent_publishes_are_delivered_in_the_order_of_their_ids(engine):
+    e = await engine.open()
+    key = await engine.channel()
+    now = clock()
+    ids = await asyncio.gather(*(e.broker.publish(key, "n", i, None, now) for i in range(30)))
+    assert len(set(ids)) == 30
+    by_seq = sorted(ids, key=seq_of)
+    delivered = await frames_of(engine, key, "message", 30)
+    assert [d.message_id for d in delivered] == by_seq
+    assert [d.frame["id"] for d in delivered] == by_seq
+    history = await e.broker.history(key, "", 100, now)
+    assert [m.id for m in published(history)] == by_seq and history.recovered
+
+
+async def test_history_since_none_gives_the_newest_limit(engine):
+    e = await engine.open(history_size=10)
+    key = await engine.channel()
+    now = clock()
+    empty = await e.broker.history(key, None, 3, now)
+    assert empty.messages == [] and empty.recovered
+    ids = [await e.broker.publish(key, "n", i, None, now) for i in range(5)]
+    newest = await e.broker.history(key, None, 3, now)
+    assert [m.id for m in newest.messages] == ids[2:]
+    assert [m.payload for m in newest.messages] == [2, 3, 4]
+    assert newest.recovered
+    everything = await e.broker.history(key, None, 100, now)
+    assert [m.id for m in everything.messages] == ids and everything.recovered
+
+
+async def test_history_since_an_id_gives_exactly_what_follows_it(engine):
+    e = await engine.open(history_size=10)
+    key = await engine.channel()
+    now = clock()
+    nothing_yet = await e.broker.history(key, "", 100, now)
+    assert nothing_yet.messages == [] and nothing_yet.recovered
+    ids = [await e.broker.publish(key, "n", i, None, now) for i in range(5)]
+
+    after_second = await e.broker.history(key, ids[1], 100, now)
+    assert [m.id for m in after_second.messages] == ids[2:] and after_second.recovered
+    after_last = await e.broker.history(key, ids[-1], 100, now)
+    assert after_last.messages == [] and after_last.recovered
+    since_start = await e.broker.history(key, "", 100, now)
+    assert [m.id for m in since_start.messages] == ids and since_start.recovered
+    # At most `limit` after `since`, the oldest first.
+    limited = await e.broker.history(key, ids[0], 2, now)
+    assert [m.id for m in limited.messages] == ids[1:3]
+
+
+async def test_history_beyond_history_size_is_not_recovered(engine):
+    e = await engine.open(history_size=3)
+    key = await engine.channel()
+    now = clock()
+    ids = [await e.broker.publish(key, "n", i, None, now) for i in range(5)]
+    retained = ids[2:]
+
+    newest = await e.broker.history(key, None, 100, now)
+    assert [m.id for m in newest.messages] == retained and newest.recovered
+    # ids[0] is older than the window: ids[1] is gone, and the client must know.
+    too_old = await e.broker.history(key, ids[0], 100, now)
+    assert [m.id for m in too_old.messages] == retained and not too_old.recovered
+    from_start = await e.broker.history(key, "", 100, now)
+    assert [m.id for m in from_start.messages] == retained and not from_start.recovered
+    # ids[1] is just before the window: nothing after it is missing.
+    just_before = await e.broker.history(key, ids[1], 100, now)
+    assert [m.id for m in just_before.messages] == retained and just_before.recovered
+
+
+async def test_history_since_an_unknown_id_is_not_recovered(engine):
+    e = await engine.open(history_size=10)
+    key = await engine.channel()
+    now = clock()
+    ids = [await e.broker.publish(key, "n", i, None, now) for i in range(3)]
+    epoch = epoch_of(ids[0])
+    for since in ("nope-1", "zzz-5", f"{epoch}-99", "garbage"):
+        history = await e.broker.history(key, since, 100, now)
+        assert not history.recovered, since
+        assert [m.id for m in history.messages] == ids, since
+
+
+async def test_history_forgets_messages_older_than_history_ttl(engine):
+    ttl = 60.0
+    e = await engine.open(history_size=10, history_ttl=ttl)
+    key = await engine.channel()
+    now = clock()
+    old = await e.broker.publish(key, "n", "old", None, now - 50)
+    new = await e.broker.publish(key, "n", "new", None, now - 10)
+
+    both = await e.broker.history(key, None, 100, now)
+    assert [m.id for m in both.messages] == [old, new]
+    later = now + 15  # `old` is 65 s old, `new` 25 s
+    assert [m.id for m in (await e.broker.history(key, None, 100, later)).messages] == [new]
+    after_old = await e.broker.history(key, old, 100, later)
+    assert [m.id for m in after_old.messages] == [new] and after_old.recovered
+    from_start = await e.broker.history(key, "", 100, later)
+    assert [m.id for m in from_start.messages] == [new] and not from_start.recovered
+
+    gone = now + ttl + 1
+    assert (await e.broker.history(key, None, 100, gone)).messages == []
+    expired = await e.broker.history(key, "", 100, gone)
+    assert expired.messages == [] and not expired.recovered
+    up_to_date = await e.broker.history(key, new, 100, gone)
+    assert up_to_date.messages == [] and up_to_date.recovered
+
+
+# -- presence -----------------------------------------------------------------------
+
+
+async def test_a_user_is_one_member_however_many_connections(engine):
+    e = await engine.open()
+    key = await engine.channel()
+    now = clock()
+    member, joined = await e.presence.join(key, ADA, "c1", now, meta={"tab": "notes"})
+    assert joined
+    assert (member.user_id, member.name, member.status, member.meta) == (
+        "ada", "Ada", "online", {"tab": "notes"},
+    )  # fmt: skip
+    member, joined = await e.presence.join(key, ADA, "c2", now + 1, status="away")
+    assert not joined and member.user_id == "ada" and member.status == "online"
+    _, joined = await e.presence.join(key, ADA, "c1", now + 2)  # the same connection again
+    assert not joined
+    _, joined = await e.presence.join(key, BOB, "c3", now + 3)
+    assert joined
+
+    members = await e.presence.members(key)
+    assert [m.user_id for m in members] == ["ada", "bob"]
+    ada, bob = members
+    assert ada.connections == {"c1", "c2"} and bob.connections == {"c3"}
+    assert ada.to_wire() == {
+        "userId": "ada",
+        "name": "Ada",
+        "status": "online",
+        "meta": {"tab": "notes"},
+        "joinedAt": int(now * 1000),
+        "lastSeen": int((now + 2) * 1000),
+        "connections": 2,
+    }
+    assert set(ada.to_wire()) == MEMBER_KEYS
+    assert bob.to_wire() == {
+        "userId": "bob",
+        "name": "Bob",
+        "status": "online",
+        "meta": {},
+        "joinedAt": int((now + 3) * 1000),
+        "lastSeen": int((now + 3) * 1000),
+        "connections": 1,
+        "color": "#f00",
+    }
+
+    joins = await frames_of(engine, key, "user:joined", 2)
+    assert [(d.skip, d.message_id) for d in joins] == [("c1", None), ("c3", None)]
+    assert joins[0].frame == {
+        "type": "user:joined",
+        "channel": "room",
+        "member": {
+            "userId": "ada",
+            "name": "Ada",
+            "status": "online",
+            "meta": {"tab": "notes"},
+            "joinedAt": int(now * 1000),
+            "lastSeen": int(now * 1000),
+            "connections": 1,
+        },
+    }
+    assert joins[1].frame["member"]["userId"] == "bob"
+
+
+async def test_members_are_listed_by_user_id(engine):
+    e = await engine.open()
+    key = await engine.channel()
+    now = clock()
+    for identity, connection in ((CY, "c1"), (BOB, "c2"), (ADA, "c3")):
+        await e.presence.join(key, identity, connection, now)
+    assert [m.user_id for m in await e.presence.members(key)] == ["ada", "bob", "cy"]
+
+
+async def test_join_and_update_give_the_member_with_its_connections(engine):
+    # The HTTP API answers a presence POST with this member (`connections`).
+    e = await engine.open()
+    key = await engine.channel()
+    now = clock()
+    member, _ = await e.presence.join(key, ADA, "c1", now)
+    assert member.connections == {"c1"} and member.to_wire()["connections"] == 1
+    member, _ = await e.presence.join(key, ADA, "c2", now)
+    assert member.connections == {"c1", "c2"} and member.to_wire()["connections"] == 2
+    member = await e.presence.update(key, "ada", now, status="busy")
+    assert member is not None
+    assert member.connections == {"c1", "c2"} and member.to_wire()["connections"] == 2
+
+
+async def test_the_last_connection_out_makes_the_user_leave_once(engine):
+    e = await engine.open()
+    key = await engine.channel()
+    now = clock()
+    await e.presence.join(key, ADA, "c1", now, meta={"tab": "notes"})
+    await e.presence.join(key, ADA, "c2", now)
+    await e.presence.join(key, BOB, "c3", now)
+
+    assert await e.presence.leave(key, "ada", "c2", now + 1) is None
+    await engine.settle(key)
+    assert engine.events.of(key, "user:left") == []
+    assert [m.connections for m in await e.presence.members(key)] == [{"c1"}, {"c3"}]
+
+    member = await e.presence.leave(key, "ada", "c1", now + 2)
+    assert member is not None and member.user_id == "ada"
+    # Gone already, or never there: nothing more happens.
+    assert await e.presence.leave(key, "ada", "c1", now + 3) is None
+    assert await e.presence.leave(key, "eve", "c9", now + 3) is None
+
+    (left,) = await frames_of(engine, key, "user:left", 1)
+    assert left.skip is None and left.message_id is None
+    assert left.frame["channel"] == "room"
+    assert left.frame["member"] == {
+        "userId": "ada",
+        "name": "Ada",
+        "status": "offline",
+        "meta": {"tab": "notes"},
+        "joinedAt": int(now * 1000),
+        "lastSeen": int((now + 2) * 1000),
+        "connections": 0,
+    }
+    assert [m.user_id for m in await e.presence.members(key)] == ["bob"]
+
+    (offline,) = await e.presence.offline(key)
+    assert offline.user_id == "ada" and offline.status == "offline"
+    assert offline.last_seen == now + 2
+    assert set(offline.to_wire()) == MEMBER_KEYS
+    assert offline.to_wire()["connections"] == 0
+
+
+async def test_a_user_who_comes_back_is_no_longer_offline(engine):
+    e = await engine.open()
+    key = await engine.channel()
+    now = clock()
+    await e.presence.join(key, ADA, "c1", now)
+    await e.presence.leave(key, "ada", "c1", now + 1)
+    assert [m.user_id for m in await e.presence.offline(key)] == ["ada"]
+    _, joined = await e.presence.join(key, ADA, "c2", now + 2)
+    assert joined
+    assert [m.user_id for m in await e.presence.members(key)] == ["ada"]
+    assert await e.presence.offline(key) == []
+
+
+async def test_update_delivers_only_changes(engine):
+    e = await engine.open()
+    key = await engine.channel()
+    now = clock()
+    await e.presence.join(key, ADA, "c1", now, meta={"tab": "notes"})
+
+    member = await e.presence.update(key, "ada", now + 1, status="away")
+    assert member is not None and member.user_id == "ada" and member.status == "away"
+    assert await e.presence.update(key, "ada", now + 2, status="away") is None
+    assert await e.presence.update(key, "ada", now + 2, meta={"tab": "notes"}) is None
+    assert await e.presence.update(key, "ada", now + 2) is None
+    assert await e.presence.update(key, "eve", now + 2, status="busy") is None
+    member = await e.presence.update(key, "ada", now + 3, meta={"tab": "code"})
+    assert member is not None and member.meta == {"tab": "code"} and member.status == "away"
+
+    updates = await frames_of(engine, key, "presence:updated", 2)
+    assert [(d.skip, d.message_id) for d in updates] == [(None, None), (None, None)]
+    assert [d.frame["member"]["status"] for d in updates] == ["away", "away"]
+    assert [d.frame["member"]["meta"] for d in updates] == [{"tab": "notes"}, {"tab": "code"}]
+    assert all(d.frame["channel"] == "room" for d in updates)
+    (ada,) = await e.presence.members(key)
+    assert (ada.status, ada.meta) == ("away", {"tab": "code"})
+
+
+async def test_update_with_equal_meta_changes_nothing(engine):
+    e = await engine.open()
+    key = await engine.channel()
+    now = clock()
+    await e.presence.join(key, ADA, "c1", now, meta={"tab": "notes", "zoom": 2})
+    # The same meta, its keys in another order: nothing changed.
+    assert await e.presence.update(key, "ada", now + 1, meta={"zoom": 2, "tab": "notes"}) is None
+    await engine.settle(key)
+    assert engine.events.of(key, "presence:updated") == []
+
+
+async def test_a_lease_that_is_not_renewed_ends(engine):
+    e = await engine.open()
+    key = await engine.channel()
+    now = clock()
+    await e.presence.join(key, ADA, "http-ada", now, lease=1.0)
+    await e.presence.join(key, BOB, "http-bob", now, lease=1.0)
+    await e.presence.join(key, BOB, "http-bob", now, lease=60.0)  # renewed in time
+    await e.presence.join(key, CY, "c1", now)  # no lease: lives as long as this node
+
+    async def present() -> list[str]:
+        return [m.user_id for m in await e.presence.members(key)]
+
+    await e.presence.maintain(now + 0.5 if engine.kind == "memory" else time.time())
+    assert await present() == ["ada", "bob", "cy"]
+
+    if engine.kind == "memory":
+        await e.presence.maintain(now + 2)
+    else:
+        # Redis leases run on Redis's clock, and a node reaps only once it has
+        # been in touch with Redis for a whole node lease (MIN_NODE_LEASE).
+        await asyncio.sleep(1.5)
+        deadline = time.monotonic() + WAIT
+        while "ada" in await present():
+            assert time.monotonic() < deadline, "the lease of ada did not end"
+            await e.presence.maintain(time.time())
+            await asyncio.sleep(0.2)
+    assert await present() == ["bob", "cy"]
+    # Maintaining again changes nothing: ada left exactly once.
+    await e.presence.maintain(now + 3 if engine.kind == "memory" else time.time())
+    (left,) = await frames_of(engine, key, "user:left", 1)
+    assert left.frame["member"]["userId"] == "ada"
+    assert [m.user_id for m in await e.presence.offline(key)] == ["ada"]
+    assert await e.presence.leave(key, "ada", "http-ada", time.time()) is None
+
+
+# -- the registry ---------------------------------------------------------------------
+
+
+async def test_create_get_and_list_channels(engine):
+    e = await engine.open()
+    now = clock()
+    room = Channel(ChannelKey("acme", "room"), "private", "ada", now, ("bob", "ada"))
+    channel, created = await e.channels.create(room)
+    assert created
+    assert channel == Channel(room.key, "private", "ada", now, ("ada", "bob"))
+    again, created = await e.channels.create(Channel(room.key, "public", "eve", now + 5))
+    assert not created and again == channel
+    assert await e.channels.get(room.key) == channel
+    assert await e.channels.get(ChannelKey("acme", "nowhere")) is None
+
+    for name in ("zeta", "alpha"):
+        await e.channels.create(Channel(ChannelKey("acme", name), "public", None, now))
+    await e.channels.create(Channel(ChannelKey("globex", "beta"), "public", None, now))
+    listed = await e.channels.list("acme")
+    assert [c.key for c in listed] == [ChannelKey("acme", n) for n in ("alpha", "room", "zeta")]
+    assert listed[1] == channel
+    assert [c.key.name for c in await e.channels.list("globex")] == ["beta"]
+    assert await e.channels.list("initech") == []
+
+
+async def test_set_members_replaces_them_and_tells_every_node(engine):
+    e = await engine.open()
+    now = clock()
+    key = ChannelKey("acme", "room")
+    await e.channels.create(Channel(key, "private", "ada", now, ("ada", "bob")))
+    await e.broker.listen(key)
+
+    channel = await e.channels.set_members(key, ["cy", "ada"])
+    assert channel == Channel(key, "private", "ada", now, ("ada", "cy"))
+    assert await e.channels.get(key) == channel
+    await engine.wait_for(lambda: key in engine.events.changed, "channel_changed")
+
+    emptied = await e.channels.set_members(key, [])
+    assert emptied.members == () and (await e.channels.get(key)).members == ()
+    await engine.wait_for(lambda: engine.events.changed.count(key) >= 2, "channel_changed")
+    await engine.settle(key)
+    assert engine.events.changed == [key, key]
+
+
+async def test_tenants_are_walls(engine):
+    e = await engine.open(history_size=10)
+    now = clock()
+    pairs = [
+        (ChannelKey("acme", "room"), ChannelKey("globex", "room")),
+        # Keys that a plain "tenant:name" would make equal.
+        (ChannelKey("a", "b:c"), ChannelKey("a:b", "c")),
+    ]
+    for mine, theirs in pairs:
+        _, created = await e.channels.create(Channel(mine, "private", "ada", now, ("ada",)))
+        assert created
+        _, created = await e.channels.create(Channel(theirs, "public", "bob", now))
+        assert created, theirs
+        for key in (mine, theirs):
+            await e.broker.listen(key)
+        assert (await e.channels.get(mine)).owner == "ada"
+        assert (await e.channels.get(theirs)).owner == "bob"
+
+        message_id = await e.broker.publish(mine, "chat", "mine", None, now)
+        await e.presence.join(mine, ADA, "c1", now)
+        await e.channels.set_members(mine, ["ada", "cy"])
+        await frames_of(engine, mine, "message", 1)
+        await engine.wait_for(lambda mine=mine: mine in engine.events.changed)
+
+        history = await e.broker.history(mine, "", 10, now)
+        assert [m.id for m in published(history)] == [message_id] and history.recovered
+        nothing = await e.broker.history(theirs, "", 10, now)
+        assert nothing.messages == [] and nothing.recovered
+        assert [m.user_id for m in await e.presence.members(mine)] == ["ada"]
+        assert await e.presence.members(theirs) == []
+        assert (await e.channels.get(theirs)).members == ()
+
+        await engine.settle(theirs)
+        assert engine.events.of(theirs) == []
+        assert theirs not in engine.events.changed
+    assert [c.key for c in await e.channels.list("acme")] == [ChannelKey("acme", "room")]
+    assert [c.key for c in await e.channels.list("a")] == [ChannelKey("a", "b:c")]
+    assert [c.key for c in await e.channels.list("a:b")] == [ChannelKey("a:b", "c")]
