@@ -189,6 +189,15 @@ export class RealtimeModel {
   }
 
   /** Paths a member has open, from the lobby meta each client publishes. */
+  /**
+   * Whether `member`'s paths are files of this server: on JupyterHub another
+   * user's `Untitled.ipynb` is in their home, not ours, so it cannot be opened here.
+   */
+  sharesFiles(member: Member): boolean {
+    const scope = member.meta?.scope;
+    return (typeof scope === 'string' ? scope : '') === (this._options.documentScope ?? '');
+  }
+
   openPaths(member: Member): string[] {
     const open = member.meta?.open;
     return Array.isArray(open)
@@ -209,8 +218,9 @@ export class RealtimeModel {
     this._publishTimer = setTimeout(() => {
       this._publishTimer = undefined;
       const open = [...this._documents.keys()].sort();
+      const scope = this._options.documentScope ?? '';
       void this.lobby
-        .setPresence({ meta: { ...(this.lobby.meta ?? {}), open } })
+        .setPresence({ meta: { ...(this.lobby.meta ?? {}), open, scope } })
         .catch(error => console.warn('nyo-realtime: presence update failed', error));
     }, 50);
   }

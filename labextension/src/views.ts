@@ -226,17 +226,26 @@ export class RealtimePanel extends Widget {
     if (paths.length) {
       const open = el('ul', 'nyo-person-open');
       open.setAttribute('aria-label', `${member.name} has open`);
+      const ours = model.sharesFiles(member);
       for (const path of paths) {
         const entry = el('li', 'nyo-open-path');
-        const link = el('a', undefined, path.split('/').pop() || path);
-        link.href = '#';
-        link.title = `Open ${path}`;
-        link.dataset.path = path;
-        link.addEventListener('click', event => {
-          event.preventDefault();
-          this._openPath(path);
-        });
-        entry.appendChild(link);
+        const label = path.split('/').pop() || path;
+        if (ours) {
+          const link = el('a', undefined, label);
+          link.href = '#';
+          link.title = `Open ${path}`;
+          link.dataset.path = path;
+          link.addEventListener('click', event => {
+            event.preventDefault();
+            this._openPath(path);
+          });
+          entry.appendChild(link);
+        } else {
+          // Their file, on their server: named, not offered to open here.
+          const name = el('span', undefined, label);
+          name.title = `${path} in ${member.name}'s files`;
+          entry.appendChild(name);
+        }
         open.appendChild(entry);
       }
       text.appendChild(open);

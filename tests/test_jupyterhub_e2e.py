@@ -1,0 +1,418 @@
+"""The JupyterLab extension under a real JupyterHub, in a real headless Chromium.
+
+JupyterHub from PyPI with its DummyAuthenticator and SimpleLocalProcessSpawner,
+its proxy configurable-http-proxy from npm (`.ci/run` installs it into the
+virtualenv), and one real redis-server that every single-user server is given
+with `--Realtime.redis_url`. Two browser contexts log in as two hub users,
+"ada" and "bob": each gets a single-user server of their own, with a home of
+their own holding an `Untitled.ipynb` of the same path and different content.
+
+They meet in the lobby (status bar, side panel) under their hub names, and
+chat; they do not meet on `Untitled.ipynb`, which is two files that only share
+a path (`Realtime.document_scope` defaults to the hub user).
+
+Screenshots go to `test-output/e2e-jupyterhub/` at the repository root: not
+`test-output/e2e/`, which the lab tests' module empties when it starts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .redis_server import RedisServer
+
+CHROMIUM = Path("/usr/bin/chromium")
+REPO = Path(__file__).resolve().parent.parent
+SCREENSHOTS = REPO / "test-output" / "e2e-jupyterhub"
+# The virtualenv's bin: jupyterhub, jupyterhub-singleuser, and the proxy that
+# .ci/run installs there with `npm install -g --prefix .venv`. Not resolved:
+# the interpreter is a symlink out of the virtualenv.
+VENV_BIN = Path(sys.executable).parent
+
+pytestmark = pytest.mark.timeout(300)
+
+NO_CHROMIUM = (
+    "needs Debian's chromium at /usr/bin/chromium (`apt-get install chromium`, as .ci/run does)"
+)
+NO_PROXY = (
+    "needs configurable-http-proxy, JupyterHub's proxy, from npm "
+    "(.ci/run: `npm install -g --prefix .venv configurable-http-proxy`)"
+)
+
+if CHROMIUM.exists():
+    from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
+
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--headless",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
+
+# Logging in spawns a single-user server, then JupyterLab loads in a cold browser.
+SPAWN_TIMEOUT = 120_000
+LOAD_TIMEOUT = 60_000
+SEEN_TIMEOUT = 20_000
+SAME_PATH = "Untitled.ipynb"
+
+
+def _notebook(title: str) -> dict[str, Any]:
+    return {
+        "cells": [
+            {"cell_type": "markdown", "id": "title", "metadata": {}, "source": [f"# {title}"]}
+        ],
+        "metadata": {
+            "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"}
+        },
+        "nbformat": 4,
+        "nbformat_minor": 5,
+    }
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _search_path() -> str:
+    """PATH for the hub: the virtualenv's bin first, where the proxy is installed."""
+    return os.pathsep.join([str(VENV_BIN), os.environ.get("PATH", os.defpath)])
+
+
+@dataclass
+class Hub:
+    url: str
+    homes: Path
+    log: Path
+    process: subprocess.Popen[bytes]
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+
+def _stop_tree(process: subprocess.Popen[bytes]) -> None:
+    """Stop the hub and everything under it: the proxy, the single-user servers
+    (each in a session of its own, so no signal to a group reaches them) and
+    their kernels. The hub stops them itself on SIGTERM; whatever is left is killed."""
+    import psutil
+
+    try:
+        tree = psutil.Process(process.pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        tree = []
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    for child in tree:
+        try:
+            child.kill()
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(tree, timeout=10)
+
+
+@pytest.fixture
+def jp_asyncio_loop() -> None:
+    """pytest-jupyter's autouse loop would adopt (and then close) the loop that
+    Playwright's sync API runs in; this test starts its own processes."""
+
+
+@pytest.fixture
+def jp_server_cleanup() -> None:
+    """No in-process Jupyter server here to clean up (see `jp_asyncio_loop`)."""
+
+
+@pytest.fixture
+def browser() -> Iterator[Browser]:
+    if not CHROMIUM.exists():
+        pytest.skip(NO_CHROMIUM)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def hub(browser: Browser, redis_server: RedisServer, tmp_path: Path) -> Iterator[Hub]:
+    """A real JupyterHub on free ports, its state in tmp_path, one Redis for all users."""
+    if shutil.which("configurable-http-proxy", path=_search_path()) is None:
+        pytest.skip(NO_PROXY)
+    jupyterhub = VENV_BIN / "jupyterhub"
+    singleuser = VENV_BIN / "jupyterhub-singleuser"
+    assert jupyterhub.exists() and singleuser.exists(), (
+        "jupyterhub is not installed: it is in the `test` extra (`pip install -e '.[test]'`)"
+    )
+
+    base = tmp_path / "hub"
+    homes = tmp_path / "homes"
+    base.mkdir()
+    for user, title in (("ada", "Ada's own Untitled"), ("bob", "Bob's own Untitled")):
+        home = homes / user
+        (home / ".jupyter" / "labconfig").mkdir(parents=True)
+        (home / SAME_PATH).write_text(json.dumps(_notebook(title), indent=1))
+        # The news prompt would cover the status bar in screenshots.
+        (home / ".jupyter" / "labconfig" / "page_config.json").write_text(
+            json.dumps(
+                {"disabledExtensions": {"@jupyterlab/apputils-extension:announcements": True}}
+            )
+        )
+
+    port = _free_port()
+    settings: dict[str, Any] = {
+        "JupyterHub.authenticator_class": "dummy",
+        "JupyterHub.spawner_class": "simple",
+        # The hub's own API and the proxy's API: free ports too, not 8081 and 8001.
+        "JupyterHub.hub_bind_url": f"http://127.0.0.1:{_free_port()}",
+        "ConfigurableHTTPProxy.api_url": f"http://127.0.0.1:{_free_port()}",
+        "ConfigurableHTTPProxy.pid_file": str(base / "proxy.pid"),
+        "JupyterHub.db_url": f"sqlite:///{base / 'jupyterhub.sqlite'}",
+        "JupyterHub.cookie_secret_file": str(base / "cookie_secret"),
+        "JupyterHub.pid_file": str(base / "jupyterhub.pid"),
+        "SimpleLocalProcessSpawner.home_dir_template": str(homes / "{username}"),
+        "Spawner.cmd": [str(singleuser)],
+        "Spawner.args": [f"--Realtime.redis_url={redis_server.url}", "--allow-root"],
+        "Spawner.default_url": "/lab",
+        "Spawner.environment": {"PYTHONUNBUFFERED": "1"},
+        "Spawner.start_timeout": 120,
+        "Spawner.http_timeout": 120,
+    }
+    config = base / "jupyterhub_config.py"
+    config.write_text(
+        "c = get_config()  # noqa: F821\n"
+        + "".join(f"c.{key} = {value!r}\n" for key, value in settings.items())
+    )
+    log = base / "jupyterhub.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [str(jupyterhub), "-f", str(config), f"--JupyterHub.bind_url=http://127.0.0.1:{port}"],
+            cwd=base,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PATH": _search_path(), "PYTHONUNBUFFERED": "1"},
+        )
+    hub = Hub(f"http://127.0.0.1:{port}", homes, log, process)
+    try:
+        # Through the proxy: up once the proxy routes to the hub.
+        deadline = time.monotonic() + 60
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"jupyterhub exited:\n{hub.output()}")
+            try:
+                with urllib.request.urlopen(f"{hub.url}/hub/api/", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"jupyterhub did not start:\n{hub.output()}")
+            time.sleep(0.2)
+        yield hub
+    finally:
+        _stop_tree(process)
+
+
+class HubUser:
+    """One browser context logged in to the hub as one hub user."""
+
+    def __init__(self, browser: Browser, hub: Hub, username: str) -> None:
+        self.hub = hub
+        self.username = username
+        self.context: BrowserContext = browser.new_context(viewport={"width": 1400, "height": 860})
+        self.page: Page = self.context.new_page()
+        self.errors: list[str] = []
+        self.page.on(
+            "pageerror",
+            lambda error: (
+                "nyo-realtime-ext" in (error.stack or "")
+                and self.errors.append(f"{error}\n{error.stack}")
+            ),
+        )
+        self.base_url = ""
+        self.me: dict[str, Any] = {}
+
+    def log_in(self) -> HubUser:
+        """The hub's login form, as a person fills it; the hub spawns the server."""
+        self.page.goto(f"{self.hub.url}/hub/login")
+        self.page.fill("#username_input", self.username)
+        self.page.fill("#password_input", "DummyAuthenticator checks none")
+        self.page.click("#login_submit")
+        self.page.wait_for_url(f"**/user/{self.username}/lab**", timeout=SPAWN_TIMEOUT)
+        # Our own avatar in the lobby means: loaded, connected, authenticated.
+        self.page.wait_for_selector(".nyo-statusbar .nyo-avatar", timeout=LOAD_TIMEOUT)
+        self.base_url = self.page.evaluate(
+            "JSON.parse(document.getElementById('jupyter-config-data').textContent).baseUrl"
+        )
+        self.me = self.get("api/me")["identity"]
+        return self
+
+    def get(self, path: str) -> Any:
+        """GET from this user's own single-user server, with the page's login.
+
+        Under JupyterHub a request with the login cookie needs the XSRF token
+        even for a GET (unless it is a page load), as JupyterLab always sends."""
+        return self.page.evaluate(
+            """async url => {
+                const xsrf = document.cookie.match(/(?:^|; )_xsrf=([^;]*)/);
+                const headers = xsrf ? { 'X-XSRFToken': decodeURIComponent(xsrf[1]) } : {};
+                const response = await fetch(url, { headers });
+                if (!response.ok) throw new Error(`${url}: ${response.status}`);
+                return response.json();
+            }""",
+            self.base_url + path,
+        )
+
+    def open_paths(self, other: HubUser) -> list[str]:
+        """What `other` has open, by the lobby's presence (the HTTP API, not the UI)."""
+        members = self.get("nyo-realtime/api/channels/lobby/members")["members"]
+        for member in members:
+            if member["userId"] == other.username:
+                return list((member.get("meta") or {}).get("open") or [])
+        return []
+
+    def show_panel(self) -> None:
+        panel = self.page.locator("#nyo-realtime-panel")
+        if not panel.is_visible():
+            self.page.locator('.jp-SideBar [data-id="nyo-realtime-panel"]').click()
+        expect(panel).to_be_visible()
+
+    def open_file(self, name: str) -> None:
+        browser = self.page.locator("#filebrowser")
+        if not browser.is_visible():
+            self.page.locator('.jp-SideBar [data-id="filebrowser"]').click()
+        expect(browser).to_be_visible()
+        self.page.locator(".jp-DirListing-item", has_text=name).dblclick()
+        self.page.wait_for_selector(
+            f'.nyo-doc-presence[data-path="{name}"]', state="attached", timeout=LOAD_TIMEOUT
+        )
+
+    def say(self, text: str) -> None:
+        self.show_panel()
+        box = self.page.locator("#nyo-realtime-panel .nyo-chat-input")
+        box.fill(text)
+        box.press("Enter")
+
+    def shot(self, name: str) -> None:
+        self.page.screenshot(path=str(SCREENSHOTS / f"{name}.png"))
+
+    def close(self) -> None:
+        self.context.close()
+
+
+def lobby_avatar(person: HubUser, other: HubUser) -> Any:
+    return person.page.locator(f'.nyo-statusbar .nyo-avatar[data-user-id="{other.username}"]')
+
+
+def panel_entry(person: HubUser, other: HubUser) -> Any:
+    return person.page.locator(
+        f'#nyo-realtime-panel li.nyo-person[data-user-id="{other.username}"]'
+    )
+
+
+def doc_badge(person: HubUser, path: str) -> Any:
+    return person.page.locator(f'.jp-Toolbar .nyo-doc-presence[data-path="{path}"]')
+
+
+def test_two_hub_users_meet_in_the_lobby_and_chat_but_not_on_their_own_files(
+    hub: Hub, browser: Browser
+) -> None:
+    shutil.rmtree(SCREENSHOTS, ignore_errors=True)
+    SCREENSHOTS.mkdir(parents=True)
+    ada = HubUser(browser, hub, "ada")
+    bob = HubUser(browser, hub, "bob")
+    try:
+        ada.log_in()
+        bob.log_in()
+        # Each browser is the hub user it logged in as, on a server of its own.
+        assert ada.base_url == "/user/ada/" and bob.base_url == "/user/bob/"
+        assert (ada.me["username"], ada.me["display_name"]) == ("ada", "ada")
+        assert (bob.me["username"], bob.me["display_name"]) == ("bob", "bob")
+
+        # Two servers, one Redis: each sees the other in the lobby, by hub name.
+        expect(lobby_avatar(ada, bob)).to_be_visible(timeout=SEEN_TIMEOUT)
+        expect(lobby_avatar(bob, ada)).to_be_visible(timeout=SEEN_TIMEOUT)
+        for person in (ada, bob):
+            expect(person.page.locator(".nyo-statusbar .nyo-count")).to_have_text("2 online")
+            person.show_panel()
+            expect(person.page.locator("#nyo-realtime-panel .nyo-me-name")).to_have_text(
+                f"You are {person.username}"
+            )
+        expect(panel_entry(ada, bob).locator(".nyo-person-name")).to_have_text("bob")
+        expect(panel_entry(ada, ada).locator(".nyo-person-name")).to_have_text("ada (you)")
+        expect(panel_entry(bob, ada).locator(".nyo-person-name")).to_have_text("ada")
+        ada.shot("01-hub-ada-sees-bob-in-the-lobby")
+        bob.shot("02-hub-bob-sees-ada-in-the-lobby")
+
+        # A chat message from Ada's server reaches Bob's, with her hub name, once.
+        ada.say("Hello Bob, from my own server")
+        entry = bob.page.locator("#nyo-realtime-panel .nyo-chat-entry")
+        expect(entry).to_have_count(1, timeout=SEEN_TIMEOUT)
+        expect(entry.locator(".nyo-chat-text")).to_have_text("Hello Bob, from my own server")
+        expect(entry.locator(".nyo-chat-author")).to_have_text("ada")
+        bob.say("Hi Ada, from mine")
+        replies = ada.page.locator("#nyo-realtime-panel .nyo-chat-entry .nyo-chat-text")
+        expect(replies).to_have_text(
+            ["Hello Bob, from my own server", "Hi Ada, from mine"], timeout=SEEN_TIMEOUT
+        )
+        bob.shot("03-hub-bob-chats-with-ada")
+
+        # Both open Untitled.ipynb: the same path, two files, each in its own home.
+        ada.open_file(SAME_PATH)
+        bob.open_file(SAME_PATH)
+        for person, title in ((ada, "Ada's own Untitled"), (bob, "Bob's own Untitled")):
+            expect(
+                person.page.locator(".jp-NotebookPanel .jp-RenderedMarkdown h1")
+            ).to_contain_text(title, timeout=LOAD_TIMEOUT)
+        # Each has the path open as far as the lobby knows (so each one's document
+        # presence has been published too)...
+        for me, other in ((ada, bob), (bob, ada)):
+            deadline = time.monotonic() + SEEN_TIMEOUT / 1000
+            while SAME_PATH not in me.open_paths(other):
+                assert time.monotonic() < deadline, (
+                    f"{me.username} never saw {other.username} open {SAME_PATH}"
+                )
+                time.sleep(0.2)
+        # ...and longer than presence takes to arrive, yet nobody else is on either file.
+        time.sleep(2)
+        for me, other in ((ada, bob), (bob, ada)):
+            badge = doc_badge(me, SAME_PATH)
+            expect(badge).to_have_attribute("data-count", "0")
+            expect(badge).to_have_attribute("title", "Nobody else has this open")
+            expect(badge.locator(".nyo-avatar")).to_have_count(0)
+            expect(me.page.locator(".lm-TabBar-tab[data-nyo-others]")).to_have_count(0)
+            # While in the lobby they still see each other.
+            expect(lobby_avatar(me, other)).to_be_visible()
+            me.show_panel()
+            expect(panel_entry(me, other)).to_be_visible()
+            # The other's Untitled.ipynb is named, not offered to open: it is their file.
+            entry = panel_entry(me, other).locator(".nyo-open-path")
+            expect(entry).to_contain_text(SAME_PATH)
+            expect(entry.locator("a")).to_have_count(0)
+        ada.shot("04-hub-ada-alone-in-her-untitled")
+        bob.shot("05-hub-bob-alone-in-his-untitled")
+        assert ada.errors == [] and bob.errors == []
+    finally:
+        ada.close()
+        bob.close()
