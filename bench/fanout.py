@@ -93,7 +93,9 @@ def cpu_seconds(pid: int) -> float:
 
 
 class Server:
-    def __init__(self, kind: str, tmp: Path, profile: str | None = None) -> None:
+    def __init__(
+        self, kind: str, tmp: Path, profile: str | None = None, extra_args: tuple[str, ...] = ()
+    ) -> None:
         self.kind = kind
         self.port = free_port()
         if kind == "ours":
@@ -104,7 +106,7 @@ class Server:
                 "-m", "nyo_realtime_ext.server", "serve", "--port", str(self.port),
                 "--jwt-secret", SECRET, "--db", str(tmp / f"bench-{self.port}.db"),
                 "--Realtime.rate_limit=0", "--Realtime.default_channel_type=public",
-                "--log-level=WARN",
+                "--log-level=WARN", *extra_args,
             ]  # fmt: skip
             self.url = f"ws://127.0.0.1:{self.port}/ws"
         else:
@@ -306,6 +308,7 @@ async def _worker(role: str, kind: str, url: str, n: int, first_user: int, conn:
             if cmd[0] == "expect":
                 _, phase, per_sub = cmd
                 phases[phase] = PhaseStats(per_sub * n)
+                conn.send(("expecting",))  # before this, the phase's messages would be dropped
             elif cmd[0] == "collect":
                 _, phase, grace = cmd
                 stats = phases[phase]
@@ -400,6 +403,8 @@ class Scenario:
     def run(self, phase: str, per_sub: int, window: int, rate: float | None) -> dict:
         for c in self.subs:
             c.send(("expect", phase, per_sub))
+        for c in self.subs:  # or a busy subscriber process misses the first messages
+            c.recv()
         pids = [self.server.pid] + [p.pid for p, _ in self.workers]
         cpu0 = [cpu_seconds(pid) for pid in pids]
         busy0 = machine_busy_seconds()
