@@ -26,6 +26,8 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import orjson
+
 from .auth import Authenticator, AuthError, TokenExpired
 from .engines.base import Engine, EngineUnavailable
 from .models import Channel, ChannelKey, Identity, Member, Message
@@ -232,6 +234,16 @@ class Hub:
             await self._dispatch(session, frame, now)
         except ProtocolError as exc:
             session.send(exc.to_wire())
+        except orjson.JSONEncodeError:
+            # orjson decodes nesting its encoder refuses; brokers encode before they
+            # store or number anything, so nothing happened.
+            error_frame = error(
+                ErrorCode.BAD_REQUEST,
+                "`payload` is nested too deep",
+                frame.get("ref"),
+                frame.get("channel"),
+            )
+            session.send(error_frame)
         except EngineUnavailable as exc:
             session.send(error(ErrorCode.UNAVAILABLE, str(exc), frame.get("ref")))
         except Exception:  # a bug or a failing hook costs one error frame, never the connection
@@ -564,7 +576,19 @@ class Hub:
     async def create_channel(
         self, identity: Identity, key: ChannelKey, type_: str, members: tuple[str, ...]
     ) -> Channel:
-        """An explicit creation: the creator owns the channel; conflict if the name is taken."""
+        """An explicit creation: the creator owns the channel; conflict if the name is taken.
+
+        A name's prefix and its type always agree, and a `private-` name needs the
+        right to subscribe to it (a `channels` claim or the `authorize` hook), so
+        nobody can squat a private name as a public channel, or as an owner.
+        """
+        prefixed = channel_type_for(key.name, "")
+        if prefixed and prefixed != type_:
+            raise ProtocolError(
+                ErrorCode.BAD_REQUEST, f"a channel named {prefixed}-... is {prefixed}"
+            )
+        if prefixed == "private":
+            self._require_access(identity, self._new_channel(key), "subscribe")
         if await self.find_channel(key) is None:
             channel, created = await self.engine.channels.create(
                 self._new_channel(key, identity, type_, members)

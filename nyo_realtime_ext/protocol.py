@@ -70,6 +70,17 @@ def encode(frame: dict[str, Any]) -> bytes:
     return orjson.dumps(frame)
 
 
+def encode_value(value: Any, field: str, ref: Any = None, channel: str | None = None) -> bytes:
+    """`value` as JSON, or `bad_request`: the decoder accepts nesting up to 1024 levels,
+    the encoder only up to 254, and what cannot be sent must be refused on input."""
+    try:
+        return orjson.dumps(value)
+    except orjson.JSONEncodeError:
+        raise ProtocolError(
+            ErrorCode.BAD_REQUEST, f"`{field}` is nested too deep", ref, channel
+        ) from None
+
+
 def error(code: str, message: str, ref: Any = None, channel: str | None = None) -> dict[str, Any]:
     frame: dict[str, Any] = {"type": "error", "code": code, "message": message}
     if ref is not None:
@@ -184,7 +195,7 @@ def check_presence_update(
     meta = fields.get("meta")
     if meta is not None and not isinstance(meta, dict):
         raise ProtocolError(ErrorCode.BAD_REQUEST, "`meta` must be an object", ref, channel)
-    if meta and len(orjson.dumps(meta)) > MAX_META_SIZE:
+    if meta and len(encode_value(meta, "meta", ref, channel)) > MAX_META_SIZE:
         raise ProtocolError(
             ErrorCode.PAYLOAD_TOO_LARGE,
             f"`meta` must encode to at most {MAX_META_SIZE} bytes",

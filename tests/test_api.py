@@ -349,7 +349,7 @@ async def test_create_list_get_and_conflict(server, token):
 
 
 async def test_private_channel_rules_hold_on_every_route(server, connect, token):
-    ada = api_of(server, token("ada"))
+    ada = api_of(server, token("ada", channels=["private-deal"]))  # may create it
     bob = api_of(server, token("bob"))
     eve = api_of(server, token("eve"))
     name = ch("private-deal")

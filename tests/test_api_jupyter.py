@@ -37,14 +37,14 @@ async def test_jupyter_login_publishes_to_websocket_subscribers(
 
 
 async def test_bearer_jwt_works_under_jupyter_and_owns_what_it_creates(jupyter_api, token):
-    ada = jupyter_api(token("ada"))
+    ada = jupyter_api(token("ada", channels=["private-j"]))
     created = await ada.post("channels", {"name": "private-j", "type": "private"})
     assert created.status == 201 and created.body["channel"]["owner"] == "ada"
     assert_error(
         await jupyter_api(token("bob")).get(f"channels/{ch('private-j')}"), 403, "forbidden"
     )
     assert_error(
-        await ada.post("channels", {"name": "private-j", "type": "public"}), 409, "conflict"
+        await ada.post("channels", {"name": "private-j", "type": "private"}), 409, "conflict"
     )
 
 

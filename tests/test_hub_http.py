@@ -106,11 +106,15 @@ async def test_reads_of_an_unknown_channel_never_create_it() -> None:
 
 async def test_explicit_channels_have_an_owner_who_alone_changes_members() -> None:
     world = World()
-    ada, bob = identity(world, "ada"), identity(world, "bob")
+    ada = identity(world, "ada", channels=["private-team"])
+    bob = identity(world, "bob")
     key = ChannelKey("acme", "private-team")
     channel = await world.hub.create_channel(ada, key, "private", ("bob",))
     assert channel.owner == "ada" and channel.members == ("bob",)
-    await expect_error(ErrorCode.CONFLICT, world.hub.create_channel, bob, key, "public", ())
+    granted_bob = identity(world, "bob", channels=["private-*"])
+    await expect_error(
+        ErrorCode.CONFLICT, world.hub.create_channel, granted_bob, key, "private", ()
+    )
     await expect_error(ErrorCode.FORBIDDEN, world.hub.change_members, bob, key, ["bob", "eve"])
     assert (await world.hub.change_members(ada, key, ["eve"])).members == ("eve",)
     await expect_error(ErrorCode.FORBIDDEN, world.hub.read_history, bob, key, None, 10)
@@ -141,7 +145,8 @@ async def test_http_publish_reaches_subscribers_and_wakes_watchers_naming_no_con
 async def test_a_subscriber_removed_from_the_member_list_is_put_out_at_once() -> None:
     world = World()
     key = ChannelKey("acme", "private-team")
-    await world.hub.create_channel(identity(world, "owner"), key, "private", ("bob", "carl"))
+    owner = identity(world, "owner", channels=["private-team"])
+    await world.hub.create_channel(owner, key, "private", ("bob", "carl"))
     bob, bob_peer = await world.join("bob")
     carl, carl_peer = await world.join("carl")
     for session in (bob, carl):
@@ -153,3 +158,31 @@ async def test_a_subscriber_removed_from_the_member_list_is_put_out_at_once() ->
     await world.hub.publish_http(identity(world, "owner"), key, "e", "after")
     assert bob_peer.take() == []
     assert [f["payload"] for f in carl_peer.frames("message")] == ["after"]
+
+
+async def test_private_names_cannot_be_squatted_and_prefixes_match_types() -> None:
+    """Nobody creates `private-…` without the right to subscribe to it, as any type;
+    `presence-…` is a presence channel. A refused creation leaves nothing behind."""
+    world = World()
+    mallory = identity(world, "mallory")
+    payroll = ChannelKey("acme", "private-payroll")
+    await expect_error(
+        ErrorCode.FORBIDDEN, world.hub.create_channel, mallory, payroll, "private", ()
+    )
+    await expect_error(
+        ErrorCode.BAD_REQUEST, world.hub.create_channel, mallory, payroll, "public", ()
+    )
+    lobby = ChannelKey("acme", "presence-lobby")
+    await expect_error(
+        ErrorCode.BAD_REQUEST, world.hub.create_channel, mallory, lobby, "public", ()
+    )
+    assert await world.hub.find_channel(payroll) is None
+    assert await world.hub.find_channel(lobby) is None
+    # With a grant for it, the name can be created (and owned) as what it says it is.
+    hr = identity(world, "hr", channels=["private-payroll"])
+    created = await world.hub.create_channel(hr, payroll, "private", ("ada",))
+    assert created.type == "private" and created.owner == "hr"
+    assert (await world.hub.create_channel(mallory, lobby, "presence", ())).type == "presence"
+    # Names without a prefix may be of any type.
+    plain = await world.hub.create_channel(mallory, ChannelKey("acme", "notes"), "private", ())
+    assert plain.type == "private" and plain.owner == "mallory"

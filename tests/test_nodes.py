@@ -166,7 +166,7 @@ async def test_taking_a_member_off_a_private_channel_on_one_node_puts_them_out_o
     nodes, connect
 ):
     a, b = nodes(2)
-    owner = api(a, "owner")
+    owner = Api(a.http_url + "/api/", make_token("owner", channels=["private-ops"]))
     created = await owner.post(
         "channels", {"name": "private-ops", "type": "private", "members": ["eve"]}
     )

@@ -70,9 +70,10 @@ class MemoryBroker:
         sequence = self._sequence(key)
         seq = sequence[1] + 1
         message = Message(key.name, message_id(sequence[0], seq), event, payload, sender, now)
+        frame = message.encoded()  # first: what cannot be encoded is refused before it is stored
         self.store.append_message(key, seq, message, self.history_size)
         sequence[1] = seq
-        self.events.deliver(key, message.encoded(), message.id, skip)
+        self.events.deliver(key, frame, message.id, skip)
         return message.id
 
     async def history(self, key: ChannelKey, since: str | None, limit: int, now: float) -> History:
