@@ -43,6 +43,9 @@ from .service import RealtimeService
 # Longest a long-poll may be held; proxies commonly cut idle requests at 60 s.
 MAX_WAIT = 55.0
 MAX_LIMIT = 1000
+# A history answer stops before this many bytes of messages (one message always
+# comes, however large), and says `"more": true`.
+MAX_ANSWER_BYTES = 1024 * 1024
 
 STATUS_FOR_CODE = {
     ErrorCode.BAD_REQUEST: 400,
@@ -235,6 +238,8 @@ class RealtimeApiHandler(RequestHandler):
             raise ApiError(exc.code, exc.message) from None
         except EngineUnavailable as exc:
             raise ApiError(ErrorCode.UNAVAILABLE, str(exc), headers={"Retry-After": "1"}) from None
+        except orjson.JSONEncodeError:
+            raise ApiError(ErrorCode.BAD_REQUEST, "`payload` is nested too deep") from None
 
     def _key(self, name: str) -> ChannelKey:
         if not is_valid_channel(name):
@@ -359,13 +364,20 @@ class RealtimeApiHandler(RequestHandler):
         if limit != int(limit):
             raise ApiError(ErrorCode.BAD_REQUEST, "`limit` must be a whole number")
         wait = self._number("wait", 0.0, 0.0, MAX_WAIT)
-        messages = await self.hub.read_history(self.identity, key, since, int(limit))
-        if not messages and wait > 0:
+        history = await self.hub.read_history(
+            self.identity, key, since, int(limit), MAX_ANSWER_BYTES
+        )
+        if not history.messages and wait > 0:
             await self._wait_for_message(key, since, wait)
             if self._gone:
                 return
-            messages = await self.hub.read_history(self.identity, key, since, int(limit))
-        self._reply(200, {"messages": [m.to_wire() for m in messages]})
+            history = await self.hub.read_history(
+                self.identity, key, since, int(limit), MAX_ANSWER_BYTES
+            )
+        answer: dict[str, Any] = {"messages": [m.to_wire() for m in history.messages]}
+        if history.more:
+            answer["more"] = True  # cut by `limit` or size: ask again from the last id
+        self._reply(200, answer)
 
     async def _wait_for_message(self, key: ChannelKey, since: str | None, wait: float) -> None:
         """Until a message after `since` exists, `wait` seconds pass, or the client leaves.
@@ -384,7 +396,7 @@ class RealtimeApiHandler(RequestHandler):
         timer = loop.call_later(wait, wake, None)
         self._wake = wake
         try:
-            if await self.hub.read_history(self.identity, key, since, 1):
+            if (await self.hub.read_history(self.identity, key, since, 1)).messages:
                 wake(None)
             await woken
         finally:

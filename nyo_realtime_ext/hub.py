@@ -29,7 +29,7 @@ from typing import Any, Protocol
 import orjson
 
 from .auth import Authenticator, AuthError, TokenExpired
-from .engines.base import Engine, EngineUnavailable
+from .engines.base import Engine, EngineUnavailable, History
 from .models import Channel, ChannelKey, Identity, Member, Message
 from .protocol import (
     PROTOCOL_VERSION,
@@ -378,19 +378,25 @@ class Hub:
 
         A recovery is cut to what fits in the connection's send buffer (the
         newest messages, then): the client learns `recovered: false` and
-        reloads history, instead of being cut off for asking.
+        reloads history, instead of being cut off for asking. The engine reads
+        no more than that room, so a replay costs what it sends.
         """
-        history = await self.engine.broker.history(
-            key, since, self.config.history_size, self.clock()
-        )
         room = self.config.max_send_buffer - session.conn.backlog() - RECOVERY_HEADROOM
+        limit, now = self.config.history_size, self.clock()
+        history = await self.engine.broker.history(key, since, limit, now, max(room, 0))
+        recovered = history.recovered and not history.more
+        messages = history.messages
+        if history.more:  # the newest that fit join up with what comes live
+            messages = (
+                await self.engine.broker.history(key, None, limit, now, max(room, 0))
+            ).messages
         kept: list[Message] = []
-        for message in reversed(history.messages):
+        for message in reversed(messages):  # sizes above were estimates; these are exact
             room -= len(message.encoded())
             if room < 0:
                 return kept[::-1], False
             kept.append(message)
-        return kept[::-1], history.recovered
+        return kept[::-1], recovered
 
     async def _on_presence(
         self,
@@ -620,12 +626,16 @@ class Hub:
         return message_id
 
     async def read_history(
-        self, identity: Identity, key: ChannelKey, since: str | None, limit: int
-    ) -> list[Message]:
+        self,
+        identity: Identity,
+        key: ChannelKey,
+        since: str | None,
+        limit: int,
+        max_bytes: int | None = None,
+    ) -> History:
         await self.accessible_channel(identity, key)
         self.engine.commit()  # an id shown over HTTP must already be durable
-        history = await self.engine.broker.history(key, since, limit, self.clock())
-        return history.messages
+        return await self.engine.broker.history(key, since, limit, self.clock(), max_bytes)
 
     async def watch(
         self, key: ChannelKey, wake: Callable[[str | None], None]

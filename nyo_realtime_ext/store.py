@@ -211,15 +211,43 @@ class Store:
         self.on_append()
 
     def read_messages(
-        self, key: ChannelKey, epoch: str, after_seq: int, not_before: float, limit: int
-    ) -> list[tuple[int, Message]]:
-        """Messages after `after_seq` and not older than `not_before`, oldest first."""
+        self,
+        key: ChannelKey,
+        epoch: str,
+        after_seq: int,
+        not_before: float,
+        limit: int,
+        max_bytes: int | None = None,
+        newest: bool = False,
+    ) -> tuple[list[tuple[int, Message]], bool]:
+        """Messages after `after_seq` and not older than `not_before`, oldest first,
+        and whether more such messages were left out.
+
+        At most `limit` of them, and no more than `max_bytes` (the first one always
+        comes): the oldest ones, or with `newest` the newest ones. Sizes are summed
+        by SQLite, so only the rows returned are read and decoded.
+        """
+        order = "DESC" if newest else "ASC"
+        # A frame's size: its stored fields plus the envelope (type, channel, id, ts).
+        size = "length(payload) + length(event) + coalesce(length(sender), 4) + ?"
         rows = self.conn.execute(
-            "SELECT seq, event, payload, sender, ts FROM messages"
-            " WHERE tenant=? AND channel=? AND seq>? AND ts>=? ORDER BY seq LIMIT ?",
-            (*key, after_seq, not_before, limit),
+            "SELECT seq, event, payload, sender, ts, total FROM ("
+            f" SELECT seq, event, payload, sender, ts, COUNT(*) OVER () AS total,"
+            f" ROW_NUMBER() OVER (ORDER BY seq {order}) AS n,"
+            f" SUM({size}) OVER (ORDER BY seq {order}) AS running"
+            " FROM messages WHERE tenant=? AND channel=? AND seq>? AND ts>=?"
+            f") WHERE n <= ? AND (n = 1 OR running <= ?) ORDER BY seq",
+            (
+                len(key.name) + len(epoch) + 90,
+                *key,
+                after_seq,
+                not_before,
+                limit,
+                max_bytes if max_bytes is not None else 2**62,
+            ),
         ).fetchall()
-        return [
+        more = bool(rows) and len(rows) < rows[0][5]
+        messages = [
             (
                 seq,
                 Message(
@@ -231,8 +259,9 @@ class Store:
                     ts,
                 ),
             )
-            for seq, event, payload, sender, ts in rows
+            for seq, event, payload, sender, ts, _ in rows
         ]
+        return messages, more
 
     def drop_expired(self, not_before: float) -> int:
         with self._own_transaction():

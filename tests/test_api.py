@@ -540,3 +540,21 @@ async def test_openapi_document_is_served_and_names_every_route(server):
         "/channels/{name}/presence",
         "/openapi.json",
     }
+
+
+async def test_history_answers_are_cut_to_a_size_and_say_more(server, token):
+    ada = api_of(server, token("ada"))
+    path = f"channels/{ch('big')}/messages"
+    start = (await ada.post(path, {"event": "start"})).body["id"]
+    pad = "x" * 300_000  # four of these pass the 1 MiB an answer may hold
+    ids = [(await ada.post(path, {"event": "e", "payload": pad})).body["id"] for _ in range(5)]
+    first = (await ada.get(f"{path}?since={start}")).body
+    assert first.get("more") is True and 1 <= len(first["messages"]) < 5
+    assert [m["id"] for m in first["messages"]] == ids[: len(first["messages"])]
+    rest = (await ada.get(f"{path}?since={first['messages'][-1]['id']}")).body
+    assert [m["id"] for m in first["messages"] + rest["messages"]] == ids
+    assert "more" not in rest
+    newest = (await ada.get(path)).body  # without `since`: the newest that fit
+    assert newest["more"] is True and newest["messages"][-1]["id"] == ids[-1]
+    limited = (await ada.get(f"{path}?since={ids[0]}&limit=1")).body
+    assert [m["id"] for m in limited["messages"]] == [ids[1]] and limited["more"] is True

@@ -629,3 +629,34 @@ async def test_tenants_are_walls(engine):
     assert [c.key for c in await e.channels.list("acme")] == [ChannelKey("acme", "room")]
     assert [c.key for c in await e.channels.list("a")] == [ChannelKey("a", "b:c")]
     assert [c.key for c in await e.channels.list("a:b")] == [ChannelKey("a:b", "c")]
+
+
+async def test_history_answers_are_bounded_by_limit_and_bytes_and_say_more(engine):
+    """Reads are cut by `limit` and `max_bytes` (one message always comes) and say
+    so with `more`; paging from the last id returns the rest, without a gap."""
+    e = await engine.open(history_size=50)
+    key = await engine.channel()
+    now = clock()
+    big = "x" * 1000
+    ids = [await e.broker.publish(key, "n", {"i": i, "pad": big}, None, now) for i in range(10)]
+
+    newest = await e.broker.history(key, None, 10, now, max_bytes=3500)
+    assert [m.id for m in newest.messages] == ids[-3:] and newest.more
+    oldest = await e.broker.history(key, "", 10, now, max_bytes=3500)
+    assert [m.id for m in oldest.messages] == ids[:3] and oldest.more and oldest.recovered
+    limited = await e.broker.history(key, ids[1], 2, now)
+    assert [m.id for m in limited.messages] == ids[2:4] and limited.more
+
+    paged: list[str] = []
+    since = ""
+    while True:
+        page = await e.broker.history(key, since, 100, now, max_bytes=2500)
+        paged += [m.id for m in page.messages]
+        if not page.more:
+            break
+        since = page.messages[-1].id
+    assert paged == ids
+    one = await e.broker.history(key, ids[4], 10, now, max_bytes=10)
+    assert [m.id for m in one.messages] == [ids[5]] and one.more  # one always comes
+    everything = await e.broker.history(key, ids[4], 10, now)
+    assert [m.id for m in everything.messages] == ids[5:] and not everything.more

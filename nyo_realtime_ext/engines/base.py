@@ -34,6 +34,9 @@ class EngineUnavailable(Exception):
 class History(NamedTuple):
     messages: list[Message]
     recovered: bool  # False when some messages after `since` are gone
+    # Cut short by `limit` or `max_bytes`: with `since`, more follow the last one
+    # (ask again from it); without, older ones precede the first.
+    more: bool = False
 
 
 class EngineEvents(Protocol):
@@ -76,9 +79,18 @@ class Broker(Protocol):
         `skip` is a connection that must not get the message back (`echo: false`).
         Raises EngineUnavailable when the message could not be stored."""
 
-    async def history(self, key: ChannelKey, since: str | None, limit: int, now: float) -> History:
-        """Retained messages after `since` (the newest `limit` when None), oldest first;
-        at most `limit` after `since` otherwise."""
+    async def history(
+        self,
+        key: ChannelKey,
+        since: str | None,
+        limit: int,
+        now: float,
+        max_bytes: int | None = None,
+    ) -> History:
+        """Retained messages, oldest first: the first `limit` after `since`, or the
+        newest `limit` when `since` is None; `""` is "since the channel began". No
+        more than `max_bytes` of encoded frames (but always one), read and decoded
+        in proportion to what is returned."""
 
 
 class PresenceManager(Protocol):

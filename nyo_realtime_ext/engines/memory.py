@@ -76,26 +76,35 @@ class MemoryBroker:
         self.events.deliver(key, frame, message.id, skip)
         return message.id
 
-    async def history(self, key: ChannelKey, since: str | None, limit: int, now: float) -> History:
+    async def history(
+        self,
+        key: ChannelKey,
+        since: str | None,
+        limit: int,
+        now: float,
+        max_bytes: int | None = None,
+    ) -> History:
         epoch, last_seq = self._sequence(key)
         not_before = now - self.history_ttl
         if since is None:
-            messages = self.store.read_messages(key, epoch, 0, not_before, self.history_size)
-            return History([m for _, m in messages][-limit:], True)
+            messages, more = self.store.read_messages(
+                key, epoch, 0, not_before, limit, max_bytes, newest=True
+            )
+            return History([m for _, m in messages], True, more)
         # "" is "I have seen nothing": everything since the channel began.
         parsed = (epoch, 0) if since == "" else parse_message_id(since)
         if parsed is None or parsed[0] != epoch or parsed[1] > last_seq:
             # Unknown id: send what is still there and let the client reload.
-            messages = self.store.read_messages(key, epoch, 0, not_before, limit)
-            return History([m for _, m in messages], False)
+            messages, more = self.store.read_messages(key, epoch, 0, not_before, limit, max_bytes)
+            return History([m for _, m in messages], False, more)
         after = parsed[1]
-        messages = self.store.read_messages(key, epoch, after, not_before, limit)
-        # Complete when nothing is missing at either end: not dropped before the
-        # first, nor cut off after the last (say, history_size was lowered).
+        messages, more = self.store.read_messages(key, epoch, after, not_before, limit, max_bytes)
+        # Complete when nothing is missing before the first (dropped) nor after the
+        # last (history_size lowered); a cut answer is complete as far as it goes.
         complete = after == last_seq or bool(
-            messages and messages[0][0] == after + 1 and messages[-1][0] == last_seq
+            messages and messages[0][0] == after + 1 and (more or messages[-1][0] == last_seq)
         )
-        return History([m for _, m in messages], complete)
+        return History([m for _, m in messages], complete, more)
 
 
 class MemoryPresence:

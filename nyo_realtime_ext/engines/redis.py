@@ -79,20 +79,41 @@ return id
 """
 
 _HISTORY = """
--- ARGV: prefix, ck, mode ('latest' or 'after'), since epoch ('' = current), since seq, limit
-local ck, mode, since_epoch, since_seq, limit = ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5]), ARGV[6]
+-- ARGV: prefix, ck, mode ('latest' or 'after'), since epoch ('' = current), since seq,
+-- limit, max bytes (0 = no bound), not before (ms). The stream holds at most
+-- history_size entries; only what is returned leaves Redis.
+local ck, mode, since_epoch, since_seq = ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
+local limit, budget, not_before = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
 local m = redis.call('HMGET', key('meta', ck), 'epoch', 'seq')
 local epoch, last = m[1] or '', tonumber(m[2] or '0')
 local hist = key('hist', ck)
+-- Entries in the order given, up to `limit` and `budget` (the first always);
+-- and 1 when some that qualify were left out.
+local function take(entries)
+  local kept, used = {}, 0
+  for _, entry in ipairs(entries) do
+    local fields = entry[2] -- 'f', frame, 't', ts
+    if tonumber(fields[4]) >= not_before then
+      if #kept >= limit or (#kept > 0 and budget > 0 and used + #fields[2] > budget) then
+        return kept, 1
+      end
+      used = used + #fields[2]
+      table.insert(kept, entry)
+    end
+  end
+  return kept, 0
+end
 if mode == 'latest' then
-  return {epoch, last, 1, redis.call('XREVRANGE', hist, '+', '-', 'COUNT', limit)}
+  local kept, more = take(redis.call('XREVRANGE', hist, '+', '-'))
+  return {epoch, last, 1, kept, more}
 end
 local known = 0
 local after = 0
 if (since_epoch == '' or since_epoch == epoch) and since_seq <= last then
   known, after = 1, since_seq
 end
-return {epoch, last, known, redis.call('XRANGE', hist, '(0-' .. after, '+', 'COUNT', limit)}
+local kept, more = take(redis.call('XRANGE', hist, '(0-' .. after, '+'))
+return {epoch, last, known, kept, more}
 """
 
 _JOIN = """
@@ -468,32 +489,38 @@ class RedisBroker:
         )
         return message_id.decode()
 
-    async def history(self, key: ChannelKey, since: str | None, limit: int, now: float) -> History:
+    async def history(
+        self,
+        key: ChannelKey,
+        since: str | None,
+        limit: int,
+        now: float,
+        max_bytes: int | None = None,
+    ) -> History:
+        bounds = (limit, max_bytes or 0, _ms(now - self.history_ttl))
         if since is None:
-            _, _, _, entries = await self.redis.run(
-                "history", _channel_part(key), "latest", "", 0, limit
+            _, _, _, entries, more = await self.redis.run(
+                "history", _channel_part(key), "latest", "", 0, *bounds
             )
-            return History(self._messages(key, entries[::-1], now), True)
+            return History(self._messages(key, entries[::-1]), True, bool(more))
         parsed = ("", 0) if since == "" else parse_message_id(since)
         since_epoch, after = parsed if parsed is not None else ("?", 0)
-        _, last_seq, known, entries = await self.redis.run(
-            "history", _channel_part(key), "after", since_epoch, after if parsed else 0, limit
+        _, last_seq, known, entries, more = await self.redis.run(
+            "history", _channel_part(key), "after", since_epoch, after, *bounds
         )
-        messages = self._messages(key, entries, now)
+        messages = self._messages(key, entries)
         if not known:
-            return History(messages, False)
+            return History(messages, False, bool(more))
         seqs = [int(m.id.rpartition("-")[2]) for m in messages]
-        complete = after == last_seq or bool(seqs and seqs[0] == after + 1 and seqs[-1] == last_seq)
-        return History(messages, complete)
+        complete = after == last_seq or bool(
+            seqs and seqs[0] == after + 1 and (more or seqs[-1] == last_seq)
+        )
+        return History(messages, complete, bool(more))
 
-    def _messages(self, key: ChannelKey, entries: list[Any], now: float) -> list[Message]:
-        not_before = _ms(now - self.history_ttl)
+    def _messages(self, key: ChannelKey, entries: list[Any]) -> list[Message]:
         messages = []
         for _, fields in entries:
-            values = dict(zip(fields[::2], fields[1::2], strict=True))
-            if int(values[b"t"]) < not_before:
-                continue
-            wire = values[b"f"]
+            wire = fields[1]  # 'f', frame, 't', ts
             frame = orjson.loads(wire)
             messages.append(
                 Message(
