@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import time
 from collections.abc import Callable
 from importlib.resources import files
 from typing import Any
@@ -37,7 +36,6 @@ from .protocol import (
     check_presence_update,
     is_valid_channel,
 )
-from .ratelimit import RateLimiter
 from .service import RealtimeService
 
 # Longest a long-poll may be held; proxies commonly cut idle requests at 60 s.
@@ -112,7 +110,7 @@ class ApiContext:
 
     def __init__(self, service: RealtimeService) -> None:
         self.service = service
-        self.limiter = RateLimiter(service.config.rate_limit)
+        self.limiter = service.hub.limiter  # one budget per user, over both transports
         self.openapi: dict[str, Any] = orjson.loads(
             files(__package__).joinpath("openapi.json").read_bytes()
         )
@@ -184,7 +182,7 @@ class RealtimeApiHandler(RequestHandler):
             return  # the description of the API is public
         self.identity = self._authenticate()
         caller = (self.identity.tenant_id, self.identity.user_id)
-        if not self.context.limiter.admit(caller, time.monotonic()):
+        if not self.context.limiter.admit(caller, self.hub.clock()):
             raise ApiError(
                 ErrorCode.RATE_LIMITED,
                 f"more than {self.context.limiter.rate:g} requests per second; slow down",

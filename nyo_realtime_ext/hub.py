@@ -302,6 +302,10 @@ class Hub:
 
     def _authenticate(self, session: Session, identity: Identity, ref: Any) -> None:
         session.identity = identity
+        # From now on the user's one budget, shared with their other connections.
+        session.bucket = self.limiter.bucket_for(
+            (identity.tenant_id, identity.user_id), self.clock()
+        )
         session.send(
             reply(
                 "authenticated",
@@ -317,6 +321,16 @@ class Hub:
     async def _on_subscribe(
         self, session: Session, identity: Identity, key: ChannelKey, since: str | None, ref: Any
     ) -> None:
+        if (
+            key not in session.subscriptions
+            and len(session.subscriptions) >= self.config.max_subscriptions
+        ):  # checked first: a refused subscribe creates no channel
+            raise ProtocolError(
+                ErrorCode.LIMIT_EXCEEDED,
+                f"max_subscriptions: at most {self.config.max_subscriptions} channels per connection",
+                ref,
+                key.name,
+            )
         state = await self.open_channel(identity, key, "subscribe", ref)
         channel = state.channel
         fields: dict[str, Any] = {"channel": key.name, "channelType": channel.type}
@@ -327,13 +341,6 @@ class Hub:
                 fields["members"] = await self._members_wire(key)
             session.send(reply("subscribed", ref, **fields))
             return
-        if len(session.subscriptions) >= self.config.max_subscriptions:
-            raise ProtocolError(
-                ErrorCode.BAD_REQUEST,
-                f"at most {self.config.max_subscriptions} channels per connection",
-                ref,
-                key.name,
-            )
         if session.closed:
             return  # gone while the engine answered
         # From here the session gets every frame of the channel, held back

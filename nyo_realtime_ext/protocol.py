@@ -34,6 +34,9 @@ class ErrorCode:
     RATE_LIMITED = "rate_limited"
     PAYLOAD_TOO_LARGE = "payload_too_large"
     INTERNAL = "internal"
+    # A quota (channels per connection or user, members in a list, connections per
+    # user) was reached; `message` names it. Nothing happened.
+    LIMIT_EXCEEDED = "limit_exceeded"
     # The engine (say, Redis) cannot store or deliver right now; nothing happened.
     UNAVAILABLE = "unavailable"
     # HTTP API only: its answers need two more outcomes.

@@ -1,8 +1,10 @@
 """Token buckets: `rate` requests a second, bursts to twice that.
 
-One limiter serves both transports: the hub gives each WebSocket connection a
-bucket of its own, the HTTP API keeps one per user (bounded, least recently
-seen forgotten first, which can only ever err toward admitting a request).
+One limiter serves both transports and one budget serves each user: every
+WebSocket connection of a user (once authenticated; before, each has a bucket
+of its own) and every HTTP request of theirs spend from the same bucket. Buckets
+are bounded: past `max_callers`, the least recently seen is forgotten, which can
+only ever err toward admitting a request.
 """
 
 from __future__ import annotations
@@ -48,12 +50,17 @@ class RateLimiter:
         bucket.tokens -= 1
         return True
 
-    def admit(self, caller: Hashable, now: float) -> bool:
-        """`take` from the bucket kept for `caller`."""
-        if self.rate <= 0:
-            return True
+    def bucket_for(self, caller: Hashable, now: float) -> TokenBucket:
+        """The one bucket of `caller` (a user): every connection and HTTP request of
+        theirs spends from it, so more tabs do not buy a bigger budget."""
         bucket = self._buckets.pop(caller, None) or self.bucket(now)
         self._buckets[caller] = bucket
         if len(self._buckets) > self.max_callers:
             self._buckets.popitem(last=False)
-        return self.take(bucket, now)
+        return bucket
+
+    def admit(self, caller: Hashable, now: float) -> bool:
+        """`take` from the bucket kept for `caller`."""
+        if self.rate <= 0:
+            return True
+        return self.take(self.bucket_for(caller, now), now)

@@ -93,3 +93,20 @@ async def test_deep_payload_over_http_is_400(server: Any) -> None:
     third = (await api.post(f"channels/{ch('room')}/messages", {"event": "e"})).body["id"]
     epoch, seq = ids[-1].rsplit("-", 1)
     assert third == f"{epoch}-{int(seq) + 1}"
+
+
+async def test_one_rate_budget_per_user_across_connections() -> None:
+    """More tabs do not buy a bigger budget: a user's connections share one bucket
+    (rate 10/s, bursts of 20), while another user's budget is untouched."""
+    world = World(rate_limit=10)
+    tabs = [await world.join("ada") for _ in range(2)]
+    bob, bob_peer = await world.join("bob")
+    for i in range(12):
+        for session, _ in tabs:
+            await world.send(session, {"type": "ping", "ref": i})
+    pongs = sum(len(peer.frames("pong")) for _, peer in tabs)
+    limited = [peer.frames("error") for _, peer in tabs]
+    assert pongs <= 20 < 24  # the auth frames and 24 pings drew on one budget of 20
+    assert any(f and f[0]["code"] == "rate_limited" for f in limited)
+    await world.send(bob, {"type": "ping", "ref": "b"})
+    assert bob_peer.frames("pong")  # bob has his own
