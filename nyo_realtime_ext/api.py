@@ -41,6 +41,8 @@ from .service import RealtimeService
 # Longest a long-poll may be held; proxies commonly cut idle requests at 60 s.
 MAX_WAIT = 55.0
 MAX_LIMIT = 1000
+# Channels in one answer of `GET channels` unless `limit` says otherwise.
+CHANNELS_PAGE = 100
 # A history answer stops before this many bytes of messages (one message always
 # comes, however large), and says `"more": true`.
 MAX_ANSWER_BYTES = 1024 * 1024
@@ -55,6 +57,7 @@ STATUS_FOR_CODE = {
     ErrorCode.CONFLICT: 409,
     ErrorCode.PAYLOAD_TOO_LARGE: 413,
     ErrorCode.RATE_LIMITED: 429,
+    ErrorCode.LIMIT_EXCEEDED: 403,
     ErrorCode.UNAVAILABLE: 503,
 }
 CODE_FOR_STATUS = {
@@ -83,6 +86,7 @@ ROUTES: list[tuple[str, str, tuple[str, ...]]] = [
 # Query parameters each route reads; any other is refused, so a misspelt
 # `wiat=30` is a clear 400 instead of a silently ignored long-poll.
 QUERY_PARAMETERS = {
+    "channels": ("limit", "after"),
     "members": ("include",),
     "messages": ("since", "limit", "wait"),
 }
@@ -318,8 +322,17 @@ class RealtimeApiHandler(RequestHandler):
         self._reply(200, {**self.context.openapi, "servers": [{"url": root.rstrip("/")}]})
 
     async def _get_channels(self) -> None:
-        channels = await self.hub.visible_channels(self.identity)
-        self._reply(200, {"channels": [c.to_wire() for c in channels]})
+        limit = self._number("limit", CHANNELS_PAGE, 1, MAX_LIMIT)
+        if limit != int(limit):
+            raise ApiError(ErrorCode.BAD_REQUEST, "`limit` must be a whole number")
+        after = self.get_query_argument("after", "", strip=False)
+        if len(after) > 200:
+            raise ApiError(ErrorCode.BAD_REQUEST, "`after` must be a channel name")
+        channels, next_after = await self.hub.visible_channels(self.identity, after, int(limit))
+        answer: dict[str, Any] = {"channels": [c.to_wire() for c in channels]}
+        if next_after is not None:
+            answer["next"] = next_after  # the next page: `?after=<next>`
+        self._reply(200, answer)
 
     async def _post_channels(self) -> None:
         body = self._body(("name", "type", "members"), required=("name", "type"))

@@ -98,6 +98,25 @@ class Realtime(Configurable):
         ".nyo-realtime.db",
         help="SQLite file for channels, members, messages and presence; ':memory:' keeps nothing.",
     ).tag(config=True)
+    max_channels_per_user = Int(
+        1000,
+        help=(
+            "Channels one user may make exist in a tenant (by a first subscribe or publish, or "
+            "over HTTP); the next creation is refused with `limit_exceeded`. 0 turns it off."
+        ),
+    ).tag(config=True)
+    max_channel_members = Int(
+        1000,
+        help="Longest member list of a channel (HTTP create or PATCH); longer is `limit_exceeded`.",
+    ).tag(config=True)
+    channel_idle_ttl = Float(
+        30 * 24 * 3600.0,
+        help=(
+            "Seconds after which a channel made by a first subscribe or publish (no owner), "
+            "with no message and nobody present since, is forgotten with its history and "
+            "presence records; so are offline presence records that old. 0 keeps everything."
+        ),
+    ).tag(config=True)
     redis_url = Unicode(
         "",
         help=(
@@ -122,4 +141,29 @@ class Realtime(Configurable):
     max_send_buffer = Int(
         8 * 1024 * 1024,
         help="Bytes queued for one client that does not read before it is cut with 4429.",
+    ).tag(config=True)
+    max_connections = Int(
+        10000,
+        help=(
+            "WebSocket connections this process holds at once; beyond it a handshake is "
+            "answered 503 (error `limit_exceeded`) before the upgrade. The standalone server "
+            "raises its open-file limit for it at start. 0 turns it off."
+        ),
+    ).tag(config=True)
+    max_connections_per_user = Int(
+        100,
+        help=(
+            "WebSocket connections one user (of one tenant) holds at once on this process; "
+            "the next is sent an `error` `limit_exceeded` once it authenticates, then closed "
+            "with 4429. 0 turns it off."
+        ),
+    ).tag(config=True)
+    allowed_origins = List(
+        Unicode(),
+        default_value=[],
+        help=(
+            "Standalone server: browser origins (scheme://host[:port]) besides its own that "
+            "may open the WebSocket and call the HTTP API (CORS); '*' allows any. Under "
+            "Jupyter, Jupyter's own origin settings apply instead."
+        ),
     ).tag(config=True)

@@ -470,8 +470,13 @@ class Hub:
         """
         state = self._channels.get(key)
         if state is None:
-            channel = await self.engine.channels.get(key) or self._new_channel(key)
+            channel = await self.engine.channels.get(key)
+            new = channel is None
+            if channel is None:
+                channel = self._new_channel(key, created_by=identity)
             self._require_access(identity, channel, action, ref)
+            if new:
+                await self._require_creation_quota(identity, ref, key.name)
             state = await self._state(key, create=channel)
         self._require_access(identity, state.channel, action, ref)  # type: ignore[union-attr]
         return state  # type: ignore[return-value]
@@ -479,17 +484,42 @@ class Hub:
     def _new_channel(
         self,
         key: ChannelKey,
-        creator: Identity | None = None,
+        owner: Identity | None = None,
         type_: str | None = None,
         members: tuple[str, ...] = (),
+        created_by: Identity | None = None,
     ) -> Channel:
+        creator = owner or created_by
         return Channel(
             key,
             type_ or channel_type_for(key.name, self.config.default_channel_type),
-            creator.user_id if creator else None,
+            owner.user_id if owner else None,
             self.clock(),
             members,
+            creator.user_id if creator else None,
         )
+
+    async def _require_creation_quota(
+        self, identity: Identity, ref: Any = None, channel: str | None = None
+    ) -> None:
+        quota = self.config.max_channels_per_user
+        if quota and await self.engine.channels.count_created(
+            identity.tenant_id, identity.user_id
+        ) >= quota:
+            raise ProtocolError(
+                ErrorCode.LIMIT_EXCEEDED,
+                f"max_channels_per_user: you have made {quota} channels exist already",
+                ref,
+                channel,
+            )
+
+    def _require_member_quota(self, members: tuple[str, ...] | list[str]) -> None:
+        quota = self.config.max_channel_members
+        if quota and len(members) > quota:
+            raise ProtocolError(
+                ErrorCode.LIMIT_EXCEEDED,
+                f"max_channel_members: a member list holds at most {quota} users",
+            )
 
     def _require_access(
         self, identity: Identity, channel: Channel, action: str, ref: Any = None
@@ -581,10 +611,22 @@ class Hub:
         self._require_access(identity, channel, action)
         return channel
 
-    async def visible_channels(self, identity: Identity) -> list[Channel]:
-        """The channels of the caller's tenant it may subscribe to, by name."""
-        channels = await self.engine.channels.list(identity.tenant_id)
-        return [c for c in channels if self.auth.may_access(identity, c, "subscribe")]
+    async def visible_channels(
+        self, identity: Identity, after: str = "", limit: int | None = None
+    ) -> tuple[list[Channel], str | None]:
+        """One page of the channels of the caller's tenant it may subscribe to, by
+        name, and the name to page on from (None on the last page)."""
+        page = await self.engine.channels.list(identity.tenant_id, after, limit)
+        next_after = page[-1].key.name if limit is not None and len(page) == limit else None
+        return [c for c in page if self.auth.may_access(identity, c, "subscribe")], next_after
+
+    async def collect_idle(self) -> int:
+        """Forget channels nobody has used for `channel_idle_ttl` (but not those
+        listened to here); returns how many went."""
+        ttl = self.config.channel_idle_ttl
+        if ttl <= 0 or self.stopped:
+            return 0
+        return await self.engine.channels.collect_idle(self.clock() - ttl, set(self._channels))
 
     async def create_channel(
         self, identity: Identity, key: ChannelKey, type_: str, members: tuple[str, ...]
@@ -602,9 +644,11 @@ class Hub:
             )
         if prefixed == "private":
             self._require_access(identity, self._new_channel(key), "subscribe")
+        self._require_member_quota(members)
         if await self.find_channel(key) is None:
+            await self._require_creation_quota(identity)
             channel, created = await self.engine.channels.create(
-                self._new_channel(key, identity, type_, members)
+                self._new_channel(key, owner=identity, type_=type_, members=members)
             )
             if created:
                 return channel
@@ -618,6 +662,7 @@ class Hub:
         channel = await self.accessible_channel(identity, key)
         if channel.owner != identity.user_id:
             raise ProtocolError(ErrorCode.FORBIDDEN, "only the channel's owner changes members")
+        self._require_member_quota(user_ids)
         return await self.engine.channels.set_members(key, user_ids)
 
     async def publish_http(

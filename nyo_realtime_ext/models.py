@@ -50,6 +50,8 @@ class Channel:
     owner: str | None
     created_at: float
     members: tuple[str, ...] = ()  # user ids allowed in a private channel
+    # Who made it exist (explicitly or by a first subscribe or publish), for quotas.
+    created_by: str | None = field(default=None, compare=False)
 
     def to_wire(self) -> dict[str, Any]:
         return {

@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 
 TICK_SECONDS = 1.0
 EXPIRE_HISTORY_SECONDS = 60.0
+COLLECT_SECONDS = 3600.0
 
 
 class Outbox(Protocol):
@@ -129,6 +130,7 @@ class RealtimeService:
             self._timers.append(
                 PeriodicCallback(self._expire_history, EXPIRE_HISTORY_SECONDS * 1000)
             )
+        self._timers.append(PeriodicCallback(self._collect_idle, COLLECT_SECONDS * 1000))
         for timer in self._timers:
             timer.start()
         await self.hub.start()
@@ -148,6 +150,15 @@ class RealtimeService:
             await self.hub.maintain()
         except Exception:  # say, Redis is away: the next tick tries again
             log.warning("engine maintenance failed", exc_info=True)
+
+    async def _collect_idle(self) -> None:
+        try:
+            gone = await self.hub.collect_idle()
+        except Exception:
+            log.warning("collecting idle channels failed", exc_info=True)
+            return
+        if gone:
+            log.info("forgot %d channels idle for over %gs", gone, self.config.channel_idle_ttl)
 
     def _expire_history(self) -> None:
         self.store.drop_expired(time.time() - self.config.history_ttl)  # type: ignore[union-attr]

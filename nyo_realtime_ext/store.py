@@ -65,6 +65,14 @@ class Store:
             not_null={"tenant", "name", "type", "created_at", "epoch", "last_seq"},
             if_not_exists=True,
         )
+        # Added after the first release: who created a channel (quotas) and when it
+        # was last used (collection of idle channels).
+        channels = db["channels"]
+        if "created_by" not in channels.columns_dict:
+            channels.add_column("created_by", str)
+        if "last_active" not in channels.columns_dict:
+            channels.add_column("last_active", float)
+        channels.create_index(["tenant", "created_by"], if_not_exists=True)
         db["channel_members"].create(
             {"tenant": str, "channel": str, "user_id": str},
             pk=("tenant", "channel", "user_id"),
@@ -127,44 +135,96 @@ class Store:
     def get_channel(self, key: ChannelKey) -> tuple[Channel, str, int] | None:
         """The channel, its epoch and its last sequence number, or None."""
         row = self.conn.execute(
-            "SELECT type, owner, created_at, epoch, last_seq FROM channels WHERE tenant=? AND name=?",
+            "SELECT type, owner, created_at, epoch, last_seq, created_by FROM channels"
+            " WHERE tenant=? AND name=?",
             key,
         ).fetchone()
         if row is None:
             return None
-        type_, owner, created_at, epoch, last_seq = row
-        channel = Channel(key, type_, owner, created_at, tuple(self.channel_members(key)))
-        return channel, epoch, last_seq
+        type_, owner, created_at, epoch, last_seq, created_by = row
+        members = tuple(self.channel_members(key))
+        return Channel(key, type_, owner, created_at, members, created_by), epoch, last_seq
 
     def create_channel(self, channel: Channel, epoch: str) -> bool:
         """Insert a channel; False when one of that name exists already."""
         with self._own_transaction():
             cursor = self.conn.execute(
-                "INSERT OR IGNORE INTO channels (tenant, name, type, owner, created_at, epoch, last_seq)"
-                " VALUES (?, ?, ?, ?, ?, ?, 0)",
-                (*channel.key, channel.type, channel.owner, channel.created_at, epoch),
+                "INSERT OR IGNORE INTO channels (tenant, name, type, owner, created_at, epoch,"
+                " last_seq, created_by, last_active) VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?)",
+                (
+                    *channel.key,
+                    channel.type,
+                    channel.owner,
+                    channel.created_at,
+                    epoch,
+                    channel.created_by,
+                    channel.created_at,
+                ),
             )
             if cursor.rowcount and channel.members:
                 self._insert_members(channel.key, channel.members)
         return bool(cursor.rowcount)
 
-    def list_channels(self, tenant: str) -> list[Channel]:
-        members: dict[str, list[str]] = {}
-        for channel, user_id in self.conn.execute(
-            "SELECT channel, user_id FROM channel_members WHERE tenant=? ORDER BY user_id",
-            (tenant,),
-        ):
-            members.setdefault(channel, []).append(user_id)
+    def count_created(self, tenant: str, user_id: str) -> int:
+        (count,) = self.conn.execute(
+            "SELECT COUNT(*) FROM channels WHERE tenant=? AND created_by=?", (tenant, user_id)
+        ).fetchone()
+        return count
+
+    def list_channels(self, tenant: str, after: str = "", limit: int = -1) -> list[Channel]:
+        """The tenant's channels by name, from the first after `after`; at most `limit`."""
         rows = self.conn.execute(
-            "SELECT name, type, owner, created_at FROM channels WHERE tenant=? ORDER BY name",
-            (tenant,),
-        )
+            "SELECT name, type, owner, created_at, created_by FROM channels"
+            " WHERE tenant=? AND name>? ORDER BY name LIMIT ?",
+            (tenant, after, limit),
+        ).fetchall()
+        members: dict[str, list[str]] = {}
+        names = [row[0] for row in rows]
+        for start in range(0, len(names), 500):  # SQLite's cap on parameters
+            chunk = names[start : start + 500]
+            for channel, user_id in self.conn.execute(
+                "SELECT channel, user_id FROM channel_members WHERE tenant=? AND channel IN"
+                f" ({','.join('?' * len(chunk))}) ORDER BY user_id",
+                (tenant, *chunk),
+            ):
+                members.setdefault(channel, []).append(user_id)
         return [
             Channel(
-                ChannelKey(tenant, name), type_, owner, created_at, tuple(members.get(name, ()))
+                ChannelKey(tenant, name),
+                type_,
+                owner,
+                created_at,
+                tuple(members.get(name, ())),
+                created_by,
             )
-            for name, type_, owner, created_at in rows
+            for name, type_, owner, created_at, created_by in rows
         ]
+
+    def collect_idle(self, not_used_since: float, live: set[ChannelKey]) -> int:
+        """Forget channels nobody uses any more: made by a first subscribe or publish
+        (no owner), no message and no presence since `not_used_since`, nobody on them
+        now (`live`: what the process listens to). Offline presence records that old
+        go too. Returns how many channels went."""
+        candidates = self.conn.execute(
+            "SELECT tenant, name FROM channels c WHERE owner IS NULL"
+            " AND coalesce(last_active, created_at) < ?"
+            " AND NOT EXISTS (SELECT 1 FROM presence p WHERE p.tenant=c.tenant"
+            " AND p.channel=c.name AND (p.online=1 OR p.last_seen>=?))",
+            (not_used_since, not_used_since),
+        ).fetchall()
+        idle = [key for key in map(ChannelKey._make, candidates) if key not in live]
+        with self._own_transaction():
+            for table, column in (
+                ("channels", "name"),
+                ("messages", "channel"),
+                ("channel_members", "channel"),
+                ("presence", "channel"),
+            ):
+                self.conn.executemany(f"DELETE FROM {table} WHERE tenant=? AND {column}=?", idle)
+            self.conn.execute(
+                "DELETE FROM presence WHERE online=0 AND last_seen<?", (not_used_since,)
+            )
+        return len(idle)
 
     def channel_members(self, key: ChannelKey) -> list[str]:
         rows = self.conn.execute(
@@ -191,7 +251,10 @@ class Store:
         With `keep` 0 only the sequence is recorded, so ids never repeat. The
         transaction stays open until `commit` (see the module's docstring).
         """
-        self.conn.execute("UPDATE channels SET last_seq=? WHERE tenant=? AND name=?", (seq, *key))
+        self.conn.execute(
+            "UPDATE channels SET last_seq=?, last_active=? WHERE tenant=? AND name=?",
+            (seq, message.ts, *key),
+        )
         if keep > 0:
             self.conn.execute(
                 "INSERT INTO messages (tenant, channel, seq, event, payload, sender, ts)"

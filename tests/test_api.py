@@ -558,3 +558,37 @@ async def test_history_answers_are_cut_to_a_size_and_say_more(server, token):
     assert newest["more"] is True and newest["messages"][-1]["id"] == ids[-1]
     limited = (await ada.get(f"{path}?since={ids[0]}&limit=1")).body
     assert [m["id"] for m in limited["messages"]] == [ids[1]] and limited["more"] is True
+
+
+async def test_channel_lists_come_a_page_at_a_time(server, token):
+    ada = api_of(server, token("ada"))
+    names = [f"page:{i:02d}" for i in range(7)]
+    for name in names:
+        assert (await ada.post("channels", {"name": name, "type": "public"})).status == 201
+    seen: list[str] = []
+    after = ""
+    while True:
+        page = (await ada.get(f"channels?limit=3&after={ch(after)}")).body
+        assert len(page["channels"]) <= 3
+        seen += [c["name"] for c in page["channels"]]
+        if "next" not in page:
+            break
+        after = page["next"]
+    assert seen == names
+    assert len((await ada.get("channels")).body["channels"]) == 7  # default page: 100
+    assert_error(await ada.get("channels?limit=0"), 400, "bad_request")
+
+
+async def test_quotas_answer_limit_exceeded_over_http(standalone, token):
+    server = standalone("--Realtime.max_channels_per_user=1", "--Realtime.max_channel_members=2")
+    ada = api_of(server, token("ada"))
+    too_many = await ada.post(
+        "channels", {"name": "a", "type": "public", "members": ["x", "y", "z"]}
+    )
+    assert_error(too_many, 403, "limit_exceeded")
+    assert (await ada.post("channels", {"name": "a", "type": "public"})).status == 201
+    assert_error(await ada.post("channels", {"name": "b", "type": "public"}), 403, "limit_exceeded")
+    assert_error(
+        await ada.post(f"channels/{ch('c')}/messages", {"event": "e"}), 403, "limit_exceeded"
+    )
+    assert (await ada.get(f"channels/{ch('b')}")).status == 404  # nothing was created

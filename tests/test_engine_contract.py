@@ -660,3 +660,29 @@ async def test_history_answers_are_bounded_by_limit_and_bytes_and_say_more(engin
     assert [m.id for m in one.messages] == [ids[5]] and one.more  # one always comes
     everything = await e.broker.history(key, ids[4], 10, now)
     assert [m.id for m in everything.messages] == ids[5:] and not everything.more
+
+
+async def test_registry_pages_counts_creators_and_collects_idle_channels(engine):
+    e = await engine.open()
+    now = clock()
+    long_ago = now - 10_000
+    for name in ("c", "a", "b", "d"):
+        made = Channel(ChannelKey("acme", name), "public", None, long_ago, (), "ada")
+        assert (await e.channels.create(made))[1]
+    await e.channels.create(Channel(ChannelKey("acme", "owned"), "public", "bob", long_ago))
+    page = await e.channels.list("acme", "", 2)
+    assert [c.key.name for c in page] == ["a", "b"]
+    assert [c.key.name for c in await e.channels.list("acme", "b", 2)] == ["c", "d"]
+    assert await e.channels.count_created("acme", "ada") == 4
+    assert await e.channels.count_created("globex", "ada") == 0
+
+    # "b" was used lately, "c" has someone on it, "d" is listened to here.
+    await e.broker.publish(ChannelKey("acme", "b"), "e", 1, None, now)
+    identity = Identity("eve", "acme")
+    await e.presence.join(ChannelKey("acme", "c"), identity, "conn-1", now)
+    live = {ChannelKey("acme", "d")}
+    e.commit()
+    assert await e.channels.collect_idle(now - 100, live) == 1  # only "a"
+    names = [c.key.name for c in await e.channels.list("acme")]
+    assert names == ["b", "c", "d", "owned"]
+    assert await e.channels.count_created("acme", "ada") == 3

@@ -5,6 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
+from nyo_realtime_ext.models import ChannelKey
+from nyo_realtime_ext.protocol import ProtocolError
+
 from .conftest import make_token
 from .httpclient import Api, ch
 from .test_hub import World
@@ -110,3 +115,68 @@ async def test_one_rate_budget_per_user_across_connections() -> None:
     assert any(f and f[0]["code"] == "rate_limited" for f in limited)
     await world.send(bob, {"type": "ping", "ref": "b"})
     assert bob_peer.frames("pong")  # bob has his own
+
+
+async def test_channels_per_user_are_a_quota_checked_before_creation() -> None:
+    world = World(max_channels_per_user=2)
+    ada, peer = await world.join("ada")
+    for name in ("a", "b", "c"):
+        await world.send(ada, {"type": "subscribe", "channel": name, "ref": name})
+    refused = peer.frames("error")
+    assert [f["code"] for f in refused] == ["limit_exceeded"]
+    assert "max_channels_per_user" in refused[0]["message"] and refused[0]["ref"] == "c"
+    assert world.store.get_channel(ChannelKey("acme", "c")) is None
+    # Existing channels, made by others, stay open to her; the quota is hers alone.
+    bob, bob_peer = await world.join("bob")
+    await world.send(bob, {"type": "subscribe", "channel": "c"})
+    await world.send(ada, {"type": "subscribe", "channel": "c", "ref": "again"})
+    assert peer.frames()[-1]["type"] == "subscribed"
+    ada_id = world.hub.auth.identity_from_claims({"sub": "ada", "tenant": "acme"})
+    with pytest.raises(ProtocolError) as caught:
+        await world.hub.create_channel(ada_id, ChannelKey("acme", "d"), "public", ())
+    assert caught.value.code == "limit_exceeded"
+
+
+async def test_member_lists_are_capped() -> None:
+    world = World(max_channel_members=2)
+    ada = world.hub.auth.identity_from_claims({"sub": "ada", "tenant": "acme"})
+    key = ChannelKey("acme", "team")
+    with pytest.raises(ProtocolError) as caught:
+        await world.hub.create_channel(ada, key, "private", ("b", "c", "d"))
+    assert caught.value.code == "limit_exceeded" and await world.hub.find_channel(key) is None
+    await world.hub.create_channel(ada, key, "private", ("b", "c"))
+    with pytest.raises(ProtocolError) as caught:
+        await world.hub.change_members(ada, key, ["b", "c", "d"])
+    assert caught.value.code == "limit_exceeded"
+    assert (await world.hub.find_channel(key)).members == ("b", "c")
+
+
+async def test_channels_nobody_uses_are_collected_after_the_idle_time() -> None:
+    world = World(channel_idle_ttl=100)
+    ada, peer = await world.join("ada")
+    for name in ("old", "held", "fresh"):
+        await world.send(ada, {"type": "subscribe", "channel": name})
+        await world.send(ada, {"type": "broadcast", "channel": name, "event": "e", "payload": 1})
+    owner = world.hub.auth.identity_from_claims({"sub": "ada", "tenant": "acme"})
+    await world.hub.create_channel(owner, ChannelKey("acme", "owned"), "public", ())
+    await world.send(ada, {"type": "unsubscribe", "channel": "old"})
+    await world.send(ada, {"type": "unsubscribe", "channel": "fresh"})
+    world.hub.engine.commit()
+    world.clock.now += 150
+    await world.send(ada, {"type": "subscribe", "channel": "fresh"})
+    await world.send(ada, {"type": "broadcast", "channel": "fresh", "event": "e", "payload": 2})
+    await world.send(ada, {"type": "unsubscribe", "channel": "fresh"})
+    await world.settle()
+    world.hub.tick()  # "old" and "fresh" are no longer listened to here
+    world.clock.now += world.config.heartbeat_interval
+    world.hub.tick()
+    await world.settle()
+
+    assert await world.hub.collect_idle() == 1
+    assert world.store.get_channel(ChannelKey("acme", "old")) is None
+    for name in ("held", "fresh", "owned"):  # subscribed, used lately, owned
+        assert world.store.get_channel(ChannelKey("acme", name)) is not None
+    # A forgotten name comes back as a new channel, with a new epoch: a `since`
+    # from before is unknown (recovered: false), never mistaken for the new history.
+    await world.send(ada, {"type": "subscribe", "channel": "old", "since": "x-1"})
+    assert peer.frames("subscribed")[-1]["recovered"] is False

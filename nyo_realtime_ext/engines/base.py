@@ -146,8 +146,16 @@ class ChannelRegistry(Protocol):
         """Create the channel unless one of that name exists; the channel that is,
         and whether this call created it."""
 
-    async def list(self, tenant: str) -> list[Channel]:
-        """The tenant's channels by name."""
+    async def list(self, tenant: str, after: str = "", limit: int | None = None) -> list[Channel]:
+        """The tenant's channels by name, from the first after `after`; at most `limit`."""
+
+    async def count_created(self, tenant: str, user_id: str) -> int:
+        """How many of the tenant's channels `user_id` made exist (a quota)."""
+
+    async def collect_idle(self, not_used_since: float, live: set[ChannelKey]) -> int:
+        """Forget ownerless channels with no message and nobody present since
+        `not_used_since`, except the `live` ones; their offline presence records too.
+        How many went."""
 
     async def set_members(self, key: ChannelKey, user_ids: list[str]) -> Channel:
         """Replace the member list and tell every node (`channel_changed`)."""

@@ -189,8 +189,14 @@ class MemoryRegistry:
         created = self.store.create_channel(channel, secrets.token_hex(4))
         return self.store.get_channel(channel.key)[0], created  # type: ignore[index]
 
-    async def list(self, tenant: str) -> list[Channel]:
-        return self.store.list_channels(tenant)
+    async def list(self, tenant: str, after: str = "", limit: int | None = None) -> list[Channel]:
+        return self.store.list_channels(tenant, after, -1 if limit is None else limit)
+
+    async def count_created(self, tenant: str, user_id: str) -> int:
+        return self.store.count_created(tenant, user_id)
+
+    async def collect_idle(self, not_used_since: float, live: set[ChannelKey]) -> int:
+        return self.store.collect_idle(not_used_since, live)
 
     async def set_members(self, key: ChannelKey, user_ids: list[str]) -> Channel:
         self.store.set_channel_members(key, user_ids)

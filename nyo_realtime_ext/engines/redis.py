@@ -68,6 +68,7 @@ if not epoch then
   redis.call('DEL', hist)
 end
 local seq = redis.call('HINCRBY', meta, 'seq', 1)
+redis.call('HSET', meta, 't', ts) -- last use, for the collection of idle channels
 local id = epoch .. '-' .. seq
 local frame = head .. ',"id":"' .. id .. '"}'
 if keep > 0 then
@@ -678,6 +679,9 @@ class RedisRegistry:
     def _hash(self, tenant: str) -> str:
         return f"{self.redis.prefix}:channels:{len(tenant)}:{tenant}"
 
+    def _created(self, tenant: str) -> str:
+        return f"{self.redis.prefix}:created:{len(tenant)}:{tenant}"
+
     async def get(self, key: ChannelKey) -> Channel | None:
         raw = await self.redis.call("HGET", self._hash(key.tenant), key.name)
         return _channel(key, raw) if raw else None
@@ -689,21 +693,59 @@ class RedisRegistry:
                 "owner": channel.owner,
                 "createdAt": channel.created_at,
                 "members": sorted(channel.members),
+                "createdBy": channel.created_by,
             }
         )
-        created = await self.redis.call(
-            "HSETNX", self._hash(channel.key.tenant), channel.key.name, record
-        )
-        if created:
-            return _channel(channel.key, record), True
-        return await self.get(channel.key), False  # type: ignore[return-value]
+        tenant = channel.key.tenant
+        created = await self.redis.call("HSETNX", self._hash(tenant), channel.key.name, record)
+        if not created:
+            return await self.get(channel.key), False  # type: ignore[return-value]
+        if channel.created_by is not None:
+            await self.redis.call("HINCRBY", self._created(tenant), channel.created_by, 1)
+        return _channel(channel.key, record), True
 
-    async def list(self, tenant: str) -> list[Channel]:
+    async def list(self, tenant: str, after: str = "", limit: int | None = None) -> list[Channel]:
         raw = await self.redis.call("HGETALL", self._hash(tenant))
-        channels = [
-            _channel(ChannelKey(tenant, name.decode()), record) for name, record in raw.items()
-        ]
-        return sorted(channels, key=lambda c: c.key.name)
+        names = sorted(n for n in (name.decode() for name in raw) if n > after)
+        return [_channel(ChannelKey(tenant, name), raw[name.encode()]) for name in names[:limit]]
+
+    async def count_created(self, tenant: str, user_id: str) -> int:
+        return int(await self.redis.call("HGET", self._created(tenant), user_id) or 0)
+
+    async def collect_idle(self, not_used_since: float, live: set[ChannelKey]) -> int:
+        redis, gone = self.redis, 0
+        pattern = f"{redis.prefix}:channels:*"
+        try:
+            async for hash_key in redis.client.scan_iter(match=pattern, count=100):
+                part = hash_key.decode()[len(redis.prefix) + len(":channels:") :]
+                length, _, rest = part.partition(":")
+                tenant = rest[: int(length)]
+                for name, raw in (await redis.call("HGETALL", hash_key)).items():
+                    key = ChannelKey(tenant, name.decode())
+                    if key not in live and await self._idle(key, raw, not_used_since):
+                        await self._forget(key, orjson.loads(raw).get("createdBy"))
+                        gone += 1
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            raise await redis._unavailable() from exc
+        return gone
+
+    async def _idle(self, key: ChannelKey, raw: bytes, not_used_since: float) -> bool:
+        record = orjson.loads(raw)
+        if record["owner"] is not None:
+            return False
+        last_used = await self.redis.call("HGET", self.redis.key("meta", key), "t")
+        if (int(last_used) / 1000 if last_used else record["createdAt"]) >= not_used_since:
+            return False
+        return not await self.redis.call("HLEN", self.redis.key("users", key))
+
+    async def _forget(self, key: ChannelKey, created_by: str | None) -> None:
+        redis = self.redis
+        await redis.call("HDEL", self._hash(key.tenant), key.name)
+        await redis.call(
+            "DEL", *(redis.key(kind, key) for kind in ("meta", "hist", "users", "conns", "gone"))
+        )
+        if created_by is not None:
+            await redis.call("HINCRBY", self._created(key.tenant), created_by, -1)
 
     async def set_members(self, key: ChannelKey, user_ids: list[str]) -> Channel:
         raw = await self.redis.call("HGET", self._hash(key.tenant), key.name)
@@ -719,7 +761,12 @@ class RedisRegistry:
 def _channel(key: ChannelKey, raw: bytes) -> Channel:
     record = orjson.loads(raw)
     return Channel(
-        key, record["type"], record["owner"], record["createdAt"], tuple(record["members"])
+        key,
+        record["type"],
+        record["owner"],
+        record["createdAt"],
+        tuple(record["members"]),
+        record.get("createdBy"),
     )
 
 
