@@ -26,6 +26,7 @@ from tornado.web import HTTPError, RequestHandler
 from .auth import AuthError, TokenExpired
 from .engines import EngineUnavailable
 from .handlers import bearer_token
+from .hooks import HookFailed
 from .hub import Hub
 from .models import ChannelKey, Identity
 from .protocol import (
@@ -242,6 +243,8 @@ class RealtimeApiHandler(RequestHandler):
             raise ApiError(ErrorCode.UNAVAILABLE, str(exc), headers={"Retry-After": "1"}) from None
         except orjson.JSONEncodeError:
             raise ApiError(ErrorCode.BAD_REQUEST, "`payload` is nested too deep") from None
+        except HookFailed:  # logged where it failed
+            raise ApiError(ErrorCode.INTERNAL, "internal server error", 500) from None
 
     def _key(self, name: str) -> ChannelKey:
         if not is_valid_channel(name):

@@ -62,6 +62,35 @@ class Realtime(Configurable):
         ),
     ).tag(config=True)
 
+    on_connect = Union(
+        [Unicode(), Any()],
+        default_value=None,
+        allow_none=True,
+        help="Hook (callable or 'module:function', sync or async) on_connect(client), told "
+        "when a connection has authenticated.",
+    ).tag(config=True)
+    on_disconnect = Union(
+        [Unicode(), Any()],
+        default_value=None,
+        allow_none=True,
+        help="Hook on_disconnect(client, code), told when an authenticated connection ends.",
+    ).tag(config=True)
+    on_subscribe = Union(
+        [Unicode(), Any()],
+        default_value=None,
+        allow_none=True,
+        help="Hook on_subscribe(client, channel); returning False refuses with `forbidden`.",
+    ).tag(config=True)
+    on_publish = Union(
+        [Unicode(), Any()],
+        default_value=None,
+        allow_none=True,
+        help="Hook on_publish(client, channel, event, payload); returning False refuses "
+        "with `forbidden`.",
+    ).tag(config=True)
+    hook_timeout = Float(
+        5.0, help="Seconds an async hook may take before it counts as failed (`internal`)."
+    ).tag(config=True)
     default_channel_type = Enum(
         ["public", "private", "presence"],
         "presence",

@@ -30,6 +30,7 @@ import orjson
 
 from .auth import Authenticator, AuthError, TokenExpired
 from .engines.base import Engine, EngineUnavailable, History
+from .hooks import Client, HookFailed, Hooks
 from .models import Channel, ChannelKey, Identity, Member, Message
 from .protocol import (
     PROTOCOL_VERSION,
@@ -37,6 +38,7 @@ from .protocol import (
     ErrorCode,
     ProtocolError,
     channel_type_for,
+    check_event,
     decode,
     encode,
     error,
@@ -113,6 +115,7 @@ class Hub:
         self.sessions: dict[str, Session] = {}
         self.stopped = False  # after shutdown: new connections are turned away
         self.limiter = RateLimiter(config.rate_limit)
+        self.hooks = Hooks(config)
         self._channels: dict[ChannelKey, ChannelState] = {}
         self._ids = itertools.count(1)
         self._id_prefix = secrets.token_hex(3)
@@ -151,8 +154,9 @@ class Hub:
         conn.send(encode(error(_auth_error_code(exc), str(exc))))
         conn.close(CloseCode.UNAUTHORIZED, "unauthorized")
 
-    def disconnect(self, session: Session) -> None:
-        """The connection is gone (or about to be): leave every channel. Idempotent.
+    def disconnect(self, session: Session, code: int | None = None) -> None:
+        """The connection is gone (or about to be), with close `code` if known: leave
+        every channel. Idempotent.
 
         Nothing is delivered to it from now on; its presence ends in the
         background, in the engine (which may be a network away).
@@ -160,6 +164,9 @@ class Hub:
         if self.sessions.pop(session.id, None) is None:
             return
         session.closed = True
+        if session.identity is not None and self.hooks.has("on_disconnect"):
+            client = Client.of(session.identity, session.id)
+            self.spawn(self.hooks.notify("on_disconnect", client, code))
         left = [key for key in list(session.subscriptions) if self._unsubscribe(session, key)]
         session.subscriptions.clear()
         if left and session.identity is not None:
@@ -177,7 +184,7 @@ class Hub:
             return
         if code != CloseCode.GOING_AWAY:
             log.info("closing %s (%s) with %d: %s", session.id, _who(session), code, reason)
-        self.disconnect(session)
+        self.disconnect(session, code)
         session.conn.close(code, reason)
 
     async def shutdown(self) -> None:
@@ -246,6 +253,8 @@ class Hub:
             session.send(error_frame)
         except EngineUnavailable as exc:
             session.send(error(ErrorCode.UNAVAILABLE, str(exc), frame.get("ref")))
+        except HookFailed:  # logged where it failed
+            session.send(error(ErrorCode.INTERNAL, "internal server error", frame.get("ref")))
         except Exception:  # a bug or a failing hook costs one error frame, never the connection
             log.exception("internal error handling a frame")
             session.send(error(ErrorCode.INTERNAL, "internal server error", frame.get("ref")))
@@ -272,6 +281,9 @@ class Hub:
         elif type_ == "broadcast":
             state = self._require_subscribed(session, key, ref)
             self._require_access(identity, state.channel, "publish", ref)
+            await self._allow_publish(
+                identity, session.id, key, frame["event"], frame.get("payload"), ref
+            )
             sender = {"userId": identity.user_id, "connectionId": session.id}
             skip = None if frame.get("echo", True) else session.id
             message_id = await self.engine.broker.publish(
@@ -301,6 +313,8 @@ class Hub:
             self._recheck_rights(session)
 
     def _authenticate(self, session: Session, identity: Identity, ref: Any) -> None:
+        if session.identity is None and self.hooks.has("on_connect"):
+            self.spawn(self.hooks.notify("on_connect", Client.of(identity, session.id)))
         session.identity = identity
         # From now on the user's one budget, shared with their other connections.
         session.bucket = self.limiter.bucket_for(
@@ -334,6 +348,12 @@ class Hub:
         state = await self.open_channel(identity, key, "subscribe", ref)
         channel = state.channel
         fields: dict[str, Any] = {"channel": key.name, "channelType": channel.type}
+        if key not in session.subscriptions and self.hooks.has("on_subscribe"):
+            client = Client.of(identity, session.id)
+            if not await self.hooks.allows("on_subscribe", client, key.name):
+                raise ProtocolError(
+                    ErrorCode.FORBIDDEN, "refused by the application", ref, key.name
+                )
         if key in session.subscriptions:
             # A repeated subscribe gets no replay: the connection has had every
             # message since its first one, and replays are what a flood would ask for.
@@ -423,6 +443,22 @@ class Hub:
         members = await self._members_wire(key)
         session.send(reply("presence:state", ref, channel=key.name, members=members))
 
+    async def _allow_publish(
+        self,
+        identity: Identity,
+        connection_id: str | None,
+        key: ChannelKey,
+        event: str,
+        payload: Any,
+        ref: Any = None,
+    ) -> None:
+        if self.hooks.has("on_publish"):
+            client = Client.of(identity, connection_id)
+            if not await self.hooks.allows("on_publish", client, key.name, event, payload):
+                raise ProtocolError(
+                    ErrorCode.FORBIDDEN, "refused by the application", ref, key.name
+                )
+
     def _require_subscribed(self, session: Session, key: ChannelKey, ref: Any) -> ChannelState:
         state = self._channels.get(key)
         if key not in session.subscriptions or state is None:
@@ -503,9 +539,11 @@ class Hub:
         self, identity: Identity, ref: Any = None, channel: str | None = None
     ) -> None:
         quota = self.config.max_channels_per_user
-        if quota and await self.engine.channels.count_created(
-            identity.tenant_id, identity.user_id
-        ) >= quota:
+        if (
+            quota
+            and await self.engine.channels.count_created(identity.tenant_id, identity.user_id)
+            >= quota
+        ):
             raise ProtocolError(
                 ErrorCode.LIMIT_EXCEEDED,
                 f"max_channels_per_user: you have made {quota} channels exist already",
@@ -670,12 +708,28 @@ class Hub:
     ) -> str:
         """Publish from the HTTP API: created on first publish as over WebSocket."""
         await self.open_channel(identity, key, "publish")
+        await self._allow_publish(identity, None, key, event, payload)
         sender = {"userId": identity.user_id, "connectionId": None}
         message_id = await self.engine.broker.publish(key, event, payload, sender, self.clock())
         # The HTTP answer leaves at once, not at the end of the loop pass where
         # WebSocket frames wait for the group commit: make the id durable first.
         self.engine.commit()
         return message_id
+
+    async def publish_from_server(self, key: ChannelKey, event: str, payload: Any = None) -> str:
+        """Publish from the application's own code (`RealtimeServer.publish`): no
+        user, so `from` is null; the channel is created on first use, without a quota."""
+        check_event(event)
+        state = self._channels.get(key)
+        if state is None and await self.engine.channels.get(key) is None:
+            await self.engine.channels.create(self._new_channel(key))
+        message_id = await self.engine.broker.publish(key, event, payload, None, self.clock())
+        self.engine.commit()
+        return message_id
+
+    async def members_of(self, key: ChannelKey) -> list[Member]:
+        """Who is on a channel, for the application's own code; no access check."""
+        return await self.engine.presence.members(key)
 
     async def read_history(
         self,

@@ -14,3 +14,7 @@ def verify(token: str) -> dict[str, Any] | None:
 
 def authorize(identity: Any, channel: str, action: str) -> bool:
     return channel == "private-open-to-ada" and identity.user_id == "ada"
+
+
+def refuse_everything(client: Any, channel: str, event: str, payload: Any) -> bool:
+    return False
