@@ -14,7 +14,9 @@ from tornado.ioloop import IOLoop
 from traitlets import Instance
 
 from .api import RealtimeApiHandler, api_routes
+from .audit import jupyter_audit
 from .config import Realtime
+from .embed import RealtimeServer
 from .handlers import RealtimeSocket, bearer_token
 from .kernel_env import clear_kernel_env, document_scope, setup_kernel_env
 from .service import RealtimeService
@@ -109,6 +111,10 @@ class RealtimeExtension(ExtensionApp):
         config = Realtime(parent=self.serverapp)
         self.service = RealtimeService(config)
         self.settings["nyo_realtime_service"] = self.service
+        # For other server extensions: publish and read members from server code.
+        self.settings["nyo_realtime"] = RealtimeServer(config, service=self.service)
+        # Who connected, subscribed, published: Jupyter events, for administrators.
+        self.service.hub.audit = jupyter_audit(self.serverapp.event_logger)
         # Under pytest-jupyter and in a real server alike, this loop is the one
         # that will serve: the engine starts as soon as it runs.
         IOLoop.current().add_callback(self.service.start)

@@ -28,6 +28,7 @@ from typing import Any, Protocol
 
 import orjson
 
+from .audit import Audit, log_audit
 from .auth import Authenticator, AuthError, TokenExpired
 from .engines.base import Engine, EngineUnavailable, History
 from .hooks import Client, HookFailed, Hooks
@@ -116,6 +117,8 @@ class Hub:
         self.stopped = False  # after shutdown: new connections are turned away
         self.limiter = RateLimiter(config.rate_limit)
         self.hooks = Hooks(config)
+        # Facts for administrators (audit.py): log lines, or Jupyter events under Jupyter.
+        self.audit: Audit = log_audit
         self._channels: dict[ChannelKey, ChannelState] = {}
         self._ids = itertools.count(1)
         self._id_prefix = secrets.token_hex(3)
@@ -164,9 +167,11 @@ class Hub:
         if self.sessions.pop(session.id, None) is None:
             return
         session.closed = True
-        if session.identity is not None and self.hooks.has("on_disconnect"):
-            client = Client.of(session.identity, session.id)
-            self.spawn(self.hooks.notify("on_disconnect", client, code))
+        if session.identity is not None:
+            self._audit("disconnected", session.identity, session.id, code=code)
+            if self.hooks.has("on_disconnect"):
+                client = Client.of(session.identity, session.id)
+                self.spawn(self.hooks.notify("on_disconnect", client, code))
         left = [key for key in list(session.subscriptions) if self._unsubscribe(session, key)]
         session.subscriptions.clear()
         if left and session.identity is not None:
@@ -238,7 +243,7 @@ class Hub:
         frame: dict[str, Any] = {}
         try:
             frame = decode(data, authenticated=session.identity is not None)
-            await self._dispatch(session, frame, now)
+            await self._dispatch(session, frame, now, len(data))
         except ProtocolError as exc:
             session.send(exc.to_wire())
         except orjson.JSONEncodeError:
@@ -259,7 +264,9 @@ class Hub:
             log.exception("internal error handling a frame")
             session.send(error(ErrorCode.INTERNAL, "internal server error", frame.get("ref")))
 
-    async def _dispatch(self, session: Session, frame: dict[str, Any], now: float) -> None:
+    async def _dispatch(
+        self, session: Session, frame: dict[str, Any], now: float, size: int
+    ) -> None:
         type_, ref = frame["type"], frame.get("ref")
         if type_ == "ping":
             session.send(reply("pong", ref, ts=int(now * 1000)))
@@ -275,9 +282,12 @@ class Hub:
         if type_ == "subscribe":
             await self._on_subscribe(session, identity, key, frame.get("since"), ref)
         elif type_ == "unsubscribe":
+            subscribed = key in session.subscriptions
             if self._unsubscribe(session, key):
                 await self.engine.presence.leave(key, identity.user_id, session.id, self.clock())
             session.send(reply("unsubscribed", ref, channel=name))
+            if subscribed:
+                self._audit("unsubscribed", identity, session.id, channel=name)
         elif type_ == "broadcast":
             state = self._require_subscribed(session, key, ref)
             self._require_access(identity, state.channel, "publish", ref)
@@ -291,6 +301,9 @@ class Hub:
             )
             if ref is not None:
                 session.send(reply("ack", ref, id=message_id))
+            self._audit(
+                "published", identity, session.id, channel=name, event=frame["event"], size=size
+            )
         elif type_ == "presence":
             await self._on_presence(session, identity, key, frame, ref, now)
 
@@ -313,8 +326,10 @@ class Hub:
             self._recheck_rights(session)
 
     def _authenticate(self, session: Session, identity: Identity, ref: Any) -> None:
-        if session.identity is None and self.hooks.has("on_connect"):
-            self.spawn(self.hooks.notify("on_connect", Client.of(identity, session.id)))
+        if session.identity is None:
+            self._audit("connected", identity, session.id)
+            if self.hooks.has("on_connect"):
+                self.spawn(self.hooks.notify("on_connect", Client.of(identity, session.id)))
         session.identity = identity
         # From now on the user's one budget, shared with their other connections.
         session.bucket = self.limiter.bucket_for(
@@ -390,6 +405,7 @@ class Hub:
         if session.closed:
             return
         session.send(reply("subscribed", ref, **fields))
+        self._audit("subscribed", identity, session.id, channel=key.name)
         sent = set()
         for message in missed:
             session.conn.send(message.encoded())
@@ -458,6 +474,17 @@ class Hub:
                 raise ProtocolError(
                     ErrorCode.FORBIDDEN, "refused by the application", ref, key.name
                 )
+
+    def _audit(
+        self, action: str, identity: Identity | None, connection_id: str | None, **fields: Any
+    ) -> None:
+        data = {"user": None, "connection": connection_id}
+        if identity is not None:  # None: the application's own code
+            data.update(user=identity.user_id, tenant=identity.tenant_id)
+        try:
+            self.audit(action, {**data, **fields})
+        except Exception:  # an audit sink's trouble is not the client's
+            log.exception("recording %s failed", action)
 
     def _require_subscribed(self, session: Session, key: ChannelKey, ref: Any) -> ChannelState:
         state = self._channels.get(key)
@@ -578,6 +605,9 @@ class Hub:
                 if self._unsubscribe(session, key):
                     self.spawn(self._leave_all([key], identity.user_id, session.id))
                 session.send({"type": "unsubscribed", "channel": key.name, "reason": "forbidden"})
+                self._audit(
+                    "unsubscribed", identity, session.id, channel=key.name, reason="forbidden"
+                )
 
     # -- what the engine calls ------------------------------------------------------
 
@@ -711,6 +741,7 @@ class Hub:
         await self._allow_publish(identity, None, key, event, payload)
         sender = {"userId": identity.user_id, "connectionId": None}
         message_id = await self.engine.broker.publish(key, event, payload, sender, self.clock())
+        self._audit("published", identity, None, channel=key.name, event=event)
         # The HTTP answer leaves at once, not at the end of the loop pass where
         # WebSocket frames wait for the group commit: make the id durable first.
         self.engine.commit()
@@ -724,6 +755,7 @@ class Hub:
         if state is None and await self.engine.channels.get(key) is None:
             await self.engine.channels.create(self._new_channel(key))
         message_id = await self.engine.broker.publish(key, event, payload, None, self.clock())
+        self._audit("published", None, None, tenant=key.tenant, channel=key.name, event=event)
         self.engine.commit()
         return message_id
 
