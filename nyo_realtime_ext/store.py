@@ -1,8 +1,9 @@
 """Durable state in SQLite through sqlite-utils: channels, members, messages, presence.
 
-sqlite-utils owns the schema (tables, keys, indexes, additive migrations); the
-hot paths (append a message, read history) use the same connection with plain
-parameterised SQL. WAL mode lets readers run beside the writer.
+sqlite-utils owns the schema (tables, keys, indexes, versioned migrations: see
+`nyo_realtime_ext.schema`, which documents every table); the hot paths (append
+a message, read history) use the same connection with plain parameterised SQL.
+WAL mode lets readers run beside the writer.
 
 Messages are group-committed: `append_message` leaves its transaction open,
 tells `on_append`, and the transport calls `commit` once per event-loop pass,
@@ -24,6 +25,7 @@ from typing import Any
 import orjson
 import sqlite_utils
 
+from . import schema
 from .models import Channel, ChannelKey, Member, Message
 
 log = logging.getLogger(__name__)
@@ -47,68 +49,17 @@ class Store:
             self.db.enable_wal()
         self.conn: sqlite3.Connection = self.db.conn
         self.conn.execute("PRAGMA synchronous=NORMAL")
-        self._create_schema()
-
-    def _create_schema(self) -> None:
-        db = self.db
-        db["channels"].create(
-            {
-                "tenant": str,
-                "name": str,
-                "type": str,
-                "owner": str,
-                "created_at": float,
-                "epoch": str,
-                "last_seq": int,
-            },
-            pk=("tenant", "name"),
-            not_null={"tenant", "name", "type", "created_at", "epoch", "last_seq"},
-            if_not_exists=True,
-        )
-        # Added after the first release: who created a channel (quotas) and when it
-        # was last used (collection of idle channels).
-        channels = db["channels"]
-        if "created_by" not in channels.columns_dict:
-            channels.add_column("created_by", str)
-        if "last_active" not in channels.columns_dict:
-            channels.add_column("last_active", float)
-        channels.create_index(["tenant", "created_by"], if_not_exists=True)
-        db["channel_members"].create(
-            {"tenant": str, "channel": str, "user_id": str},
-            pk=("tenant", "channel", "user_id"),
-            if_not_exists=True,
-        )
-        db["messages"].create(
-            {
-                "tenant": str,
-                "channel": str,
-                "seq": int,
-                "event": str,
-                "payload": str,
-                "sender": str,
-                "ts": float,
-            },
-            pk=("tenant", "channel", "seq"),
-            if_not_exists=True,
-        )
-        db["messages"].create_index(["ts"], if_not_exists=True)
-        db["presence"].create(
-            {
-                "tenant": str,
-                "channel": str,
-                "user_id": str,
-                "name": str,
-                "status": str,
-                "meta": str,
-                "color": str,
-                "avatar_url": str,
-                "joined_at": float,
-                "last_seen": float,
-                "online": int,
-            },
-            pk=("tenant", "channel", "user_id"),
-            if_not_exists=True,
-        )
+        # The schema lives in `schema`: versioned migrations, and adoption of
+        # files made before them. A file of a newer release is refused here.
+        try:
+            self.upgraded = schema.upgrade(self.db, path)
+        except BaseException:
+            self.close()
+            raise
+        for name in self.upgraded.adopted:
+            log.info("%s: migration %s was already there; recorded as applied", path, name)
+        for name in self.upgraded.applied:
+            log.info("%s: applied migration %s", path, name)
 
     def commit(self) -> None:
         """Make the appended messages durable; cheap when there are none."""
