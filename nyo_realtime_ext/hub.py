@@ -22,7 +22,7 @@ import itertools
 import logging
 import secrets
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -360,15 +360,20 @@ class Hub:
                 ref,
                 key.name,
             )
-        state = await self.open_channel(identity, key, "subscribe", ref)
-        channel = state.channel
-        fields: dict[str, Any] = {"channel": key.name, "channelType": channel.type}
-        if key not in session.subscriptions and self.hooks.has("on_subscribe"):
+
+        async def ask_the_application(_: Channel) -> None:
             client = Client.of(identity, session.id)
             if not await self.hooks.allows("on_subscribe", client, key.name):
                 raise ProtocolError(
                     ErrorCode.FORBIDDEN, "refused by the application", ref, key.name
                 )
+
+        hook = self.hooks.has("on_subscribe") and key not in session.subscriptions
+        state = await self.open_channel(
+            identity, key, "subscribe", ref, ask_the_application if hook else None
+        )
+        channel = state.channel
+        fields: dict[str, Any] = {"channel": key.name, "channelType": channel.type}
         if key in session.subscriptions:
             # A repeated subscribe gets no replay: the connection has had every
             # message since its first one, and replays are what a flood would ask for.
@@ -522,27 +527,35 @@ class Hub:
         return self._channels.setdefault(key, ChannelState(channel))
 
     async def open_channel(
-        self, identity: Identity, key: ChannelKey, action: str, ref: Any = None
+        self,
+        identity: Identity,
+        key: ChannelKey,
+        action: str,
+        ref: Any = None,
+        admit: Callable[[Channel], Awaitable[None]] | None = None,
     ) -> ChannelState:
         """The channel `identity` may `action` on, created on first use if it may.
 
-        Access is decided before anything is stored, so a refused request
-        leaves no trace: nobody can block a name by being refused on it. A
-        channel created this way has no owner; only an explicit creation
-        (HTTP API) makes one.
+        Access, the request's own checks (`admit`, given the channel as it is or
+        would be: a hook, a type) and quotas are decided before anything is
+        stored, so a refused request leaves no trace: nobody can block a name by
+        being refused on it. A channel created this way has no owner; only an
+        explicit creation (HTTP API) makes one.
         """
         state = self._channels.get(key)
+        channel = state.channel if state is not None else await self.engine.channels.get(key)
+        new = channel is None
+        if channel is None:
+            channel = self._new_channel(key, created_by=identity)
+        self._require_access(identity, channel, action, ref)
+        if admit is not None:
+            await admit(channel)
+        if new:
+            await self._require_creation_quota(identity, ref, key.name)
         if state is None:
-            channel = await self.engine.channels.get(key)
-            new = channel is None
-            if channel is None:
-                channel = self._new_channel(key, created_by=identity)
-            self._require_access(identity, channel, action, ref)
-            if new:
-                await self._require_creation_quota(identity, ref, key.name)
             state = await self._state(key, create=channel)
-        self._require_access(identity, state.channel, action, ref)  # type: ignore[union-attr]
-        return state  # type: ignore[return-value]
+            self._require_access(identity, state.channel, action, ref)  # if another made it
+        return state
 
     def _new_channel(
         self,
@@ -737,8 +750,11 @@ class Hub:
         self, identity: Identity, key: ChannelKey, event: str, payload: Any
     ) -> str:
         """Publish from the HTTP API: created on first publish as over WebSocket."""
-        await self.open_channel(identity, key, "publish")
-        await self._allow_publish(identity, None, key, event, payload)
+
+        async def ask_the_application(_: Channel) -> None:
+            await self._allow_publish(identity, None, key, event, payload)
+
+        await self.open_channel(identity, key, "publish", admit=ask_the_application)
         sender = {"userId": identity.user_id, "connectionId": None}
         message_id = await self.engine.broker.publish(key, event, payload, sender, self.clock())
         self._audit("published", identity, None, channel=key.name, event=event)
@@ -812,10 +828,13 @@ class Hub:
         lease of `heartbeat_timeout` that each heartbeat renews, on whichever
         node it lands; a user present over WebSocket and HTTP at once is one member.
         """
-        state = await self.open_channel(identity, key, "subscribe")
-        if state.channel.type != "presence":
-            # A well-formed request that the channel's type refuses: HTTP's 409.
-            raise ProtocolError(ErrorCode.CONFLICT, "not a presence channel")
+
+        async def presence_only(channel: Channel) -> None:
+            if channel.type != "presence":
+                # A well-formed request that the channel's type refuses: HTTP's 409.
+                raise ProtocolError(ErrorCode.CONFLICT, "not a presence channel")
+
+        await self.open_channel(identity, key, "subscribe", admit=presence_only)
         now = self.clock()
         member, joined = await self.engine.presence.join(
             key,

@@ -180,3 +180,13 @@ async def test_channels_nobody_uses_are_collected_after_the_idle_time() -> None:
     # from before is unknown (recovered: false), never mistaken for the new history.
     await world.send(ada, {"type": "subscribe", "channel": "old", "since": "x-1"})
     assert peer.frames("subscribed")[-1]["recovered"] is False
+
+
+async def test_http_presence_refused_by_the_channel_type_creates_nothing() -> None:
+    world = World(default_channel_type="public")
+    ada = world.hub.auth.identify(make_token("ada", tenant="acme"))
+    key = ChannelKey("acme", "plain")
+    with pytest.raises(ProtocolError) as caught:
+        await world.hub.http_presence(ada, key, None, None)
+    assert caught.value.code == "conflict"
+    assert await world.hub.find_channel(key) is None

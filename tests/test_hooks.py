@@ -6,8 +6,11 @@ import asyncio
 import logging
 from typing import Any
 
+import pytest
+
 from nyo_realtime_ext.hooks import Client, Refused
 from nyo_realtime_ext.models import ChannelKey
+from nyo_realtime_ext.protocol import ProtocolError
 
 from .conftest import make_token
 from .test_hub import Peer, World
@@ -113,3 +116,18 @@ async def test_hooks_can_be_import_strings() -> None:
     await world.subscribe_all("room", [(ada, peer)])
     await world.send(ada, {"type": "broadcast", "channel": "room", "event": "e", "ref": 1})
     assert peer.frames("error")[0]["code"] == "forbidden"
+
+
+async def test_a_refusing_hook_leaves_no_channel_behind() -> None:
+    world = World(
+        on_subscribe=lambda client, channel: False, on_publish="tests.hooks:refuse_everything"
+    )
+    ada, peer = await world.join("ada")
+    await world.send(ada, {"type": "subscribe", "channel": "fresh", "ref": 1})
+    assert peer.frames("error")[0]["code"] == "forbidden"
+    identity = world.hub.auth.identify(make_token("ada", tenant="acme"))
+    with pytest.raises(ProtocolError) as caught:
+        await world.hub.publish_http(identity, ChannelKey("acme", "also-fresh"), "e", 1)
+    assert caught.value.code == "forbidden"
+    for name in ("fresh", "also-fresh"):
+        assert await world.hub.find_channel(ChannelKey("acme", name)) is None
