@@ -1,4 +1,4 @@
-"""The HTTP fallback API of PROTOCOL.md, for clients that cannot hold a WebSocket.
+"""The HTTP fallback API of docs/protocol.md, for clients that cannot hold a WebSocket.
 
 A thin transport, like `handlers.py`: it authenticates the request, checks and
 parses what it carries, calls the hub's HTTP-facing methods with the caller's
@@ -94,7 +94,7 @@ QUERY_PARAMETERS = {
 
 
 class ApiError(HTTPError):
-    """An answer with PROTOCOL.md's error body: `{"error": {"code", "message"}}`."""
+    """An answer with docs/protocol.md's error body: `{"error": {"code", "message"}}`."""
 
     def __init__(
         self,
@@ -140,7 +140,7 @@ class RealtimeApiHandler(RequestHandler):
     route: str
     methods: tuple[str, ...]
     identity: Identity
-    # Accepted on every route: `token` is the other way to send a JWT (PROTOCOL.md).
+    # Accepted on every route: `token` is the other way to send a JWT (docs/protocol.md).
     common_query_parameters: tuple[str, ...] = ("token",)
     _wake: Callable[[Any], None] | None = None
     _gone = False

@@ -1,4 +1,4 @@
-"""Python client for PROTOCOL.md: reconnects, recovers, and never hands a message twice.
+"""Python client for docs/protocol.md: reconnects, recovers, and never hands a message twice.
 
 Two faces over one implementation, in the manner of the `websockets` library:
 
@@ -49,12 +49,12 @@ TokenProvider = Callable[[], "str | None | Awaitable[str | None]"]
 Callback = Callable[..., Any]
 
 #: `since` that no server knows: the server answers with every message it still
-#: retains (PROTOCOL.md, "Messages, ids and recovery"). A first subscribe uses it
+#: retains (docs/protocol.md, "Messages, ids and recovery"). A first subscribe uses it
 #: to learn the channel's history and its last id, so that a reconnect right
 #: after can ask for exactly what it missed.
 FROM_START = ""
 
-#: Close codes of PROTOCOL.md that change what the client does next.
+#: Close codes of docs/protocol.md that change what the client does next.
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_TOO_MANY = 4429
 

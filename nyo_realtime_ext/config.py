@@ -2,7 +2,7 @@
 
 Every knob lives here so that ``--Realtime.x=...`` on the command line and
 ``c.Realtime.x = ...`` in a config file work the same way in both modes.
-Durations are in seconds; the wire reports milliseconds (PROTOCOL.md).
+Durations are in seconds; the wire reports milliseconds (docs/protocol.md).
 """
 
 from __future__ import annotations
@@ -163,8 +163,8 @@ class Realtime(Configurable):
     rate_limit = Float(
         200.0,
         help=(
-            "Frames per second one connection may send, and HTTP API requests per second one"
-            " user may make (bursts up to twice that); 0 turns it off."
+            "Frames per second and HTTP API requests per second one user may send, all their"
+            " connections together (bursts up to twice that); 0 turns it off."
         ),
     ).tag(config=True)
     max_send_buffer = Int(

@@ -1,4 +1,4 @@
-"""Frames of PROTOCOL.md: parse and validate what clients send, build what we send.
+"""Frames of docs/protocol.md: parse and validate what clients send, build what we send.
 
 Parsing never trusts the client: every field is checked here, so the hub only
 ever sees well-formed requests, and every bad frame becomes a `ProtocolError`

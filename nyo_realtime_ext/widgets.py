@@ -136,7 +136,7 @@ class PresenceWidget(_ChannelWidget):
     """Who is on a presence channel, with initials-and-colour avatars, a status
     dot each, and a picker for one's own status.
 
-    `members` is the member list of PROTOCOL.md; setting `status` (or using the
+    `members` is the member list of docs/protocol.md; setting `status` (or using the
     picker) updates one's own status on the channel.
     """
 
@@ -211,7 +211,7 @@ class ChatWidget(_ChannelWidget):
     time, a text box and a send button.
 
     `messages` holds the channel's `chat:message` messages (dicts of
-    PROTOCOL.md); `send(text)` publishes one and returns its id.
+    docs/protocol.md); `send(text)` publishes one and returns its id.
     """
 
     messages = List(Dict())
