@@ -18,7 +18,7 @@ export const DOCUMENT_PREFIX = 'presence-doc:';
  */
 export const SCOPED_DOCUMENT_PREFIX = 'presence-doc@';
 
-/** PROTOCOL.md: 1–200 characters of this set. */
+/** docs/protocol.md: 1–200 characters of this set. */
 const ALLOWED = /[A-Za-z0-9_:.@/+-]/;
 const MAX_LENGTH = 200;
 

@@ -1,5 +1,5 @@
 /**
- * A client for the nyo-realtime wire protocol (PROTOCOL.md, version 1).
+ * A client for the nyo-realtime wire protocol (docs/protocol.md, version 1).
  *
  * It behaves like the Python client: one WebSocket, reconnection with jittered
  * exponential backoff, resubscription with `since` so that nothing is missed,
@@ -176,7 +176,7 @@ const TOO_MANY_ATTEMPT = 4;
 /** A `since` no server knows; see `Channel.subscribeFrame`. */
 export const FROM_START = '';
 
-/** Close codes of PROTOCOL.md that matter to reconnection. */
+/** Close codes of docs/protocol.md that matter to reconnection. */
 export const CloseCode = {
   GOING_AWAY: 1001,
   TOO_BIG: 1009,
@@ -298,7 +298,7 @@ export class Channel {
     if (this.lastId !== undefined) {
       frame.since = this.lastId;
     } else if (this._wantsHistory || !this._firstSubscribe) {
-      // PROTOCOL.md: an unknown `since` gets "what it still has", oldest first;
+      // docs/protocol.md: an unknown `since` gets "what it still has", oldest first;
       // an empty id is never a real one, so this asks for the retained history.
       // After a reconnect with nothing seen yet, it is the only way not to
       // miss what was said meanwhile (at the cost of older messages, as the
@@ -590,7 +590,7 @@ export class RealtimeClient {
       try {
         frame = JSON.parse(String(event.data));
       } catch {
-        return; // PROTOCOL.md: every frame is JSON; anything else is not ours to act on
+        return; // docs/protocol.md: every frame is JSON; anything else is not ours to act on
       }
       this._dispatch(frame);
     };
@@ -713,7 +713,7 @@ export class RealtimeClient {
       return;
     }
     if (code === CloseCode.UNAUTHORIZED) {
-      // PROTOCOL.md: do not retry without a new token. Only a token provider
+      // docs/protocol.md: do not retry without a new token. Only a token provider
       // (a function) can bring one; a fixed token or a cookie cannot.
       if (typeof this._options.token !== 'function') {
         this._closeError ??= new RealtimeError(
