@@ -224,6 +224,8 @@ class Channel(_Emitter):
                 pass  # the server forgets the subscription with the connection
 
     async def _ready(self, timeout: float | None) -> None:
+        if self.failure is not None and not self.active:  # refused, or put out
+            raise self.failure
         if not self.active:
             raise RealtimeError(f"channel {self.name!r} was unsubscribed")
         if not self.subscribed.is_set():
@@ -254,6 +256,16 @@ class Channel(_Emitter):
         if "members" in frame:
             self._set_members(frame["members"])
         self.emit("subscribed", {**frame, "recovered": self.recovered, "resubscribed": not first})
+
+    def _on_put_out(self, frame: dict[str, Any]) -> None:
+        """The server ended the subscription (rights withdrawn): not resubscribed."""
+        reason = frame.get("reason") or "unsubscribed"
+        self.active = False
+        self.subscribed.clear()
+        self.client._channels.pop(self.name, None)
+        self.failure = RequestError(reason, f"the server ended the subscription ({reason})")
+        self._failed.set()
+        self.emit("unsubscribed", frame)
 
     def _on_message(self, frame: dict[str, Any]) -> None:
         message_id = frame.get("id")
@@ -772,6 +784,9 @@ class RealtimeClient(_Emitter):
         elif type_ in ("user:joined", "user:left", "presence:updated"):
             if channel is not None and isinstance(frame.get("member"), dict):
                 channel._on_member(type_, frame["member"])
+        elif type_ == "unsubscribed" and frame.get("ref") is None:
+            if channel is not None:  # not asked for: the server put us out
+                channel._on_put_out(frame)
         elif type_ == "authenticated":
             self.user = frame.get("user", self.user)
         elif type_ == "error" and frame.get("ref") is None:

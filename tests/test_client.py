@@ -207,6 +207,26 @@ async def test_forbidden_channel_raises(server: StandaloneServer) -> None:
     await client.close()
 
 
+async def test_a_channel_whose_rights_are_withdrawn_is_left_and_says_so(
+    server: StandaloneServer,
+) -> None:
+    from .httpclient import Api, ch
+
+    owner = Api(server.http_url + "/api/", make_token("owner", channels=["private-ops"]))
+    await owner.post("channels", {"name": "private-ops", "type": "private", "members": ["eve"]})
+    client = RealtimeClient(server.url, make_token("eve"))
+    channel = await client.channel("private-ops")
+    ended: list[dict[str, Any]] = []
+    channel.on("unsubscribed", ended.append)
+    await owner.patch(f"channels/{ch('private-ops')}", {"members": []})
+    await eventually(lambda: bool(ended))
+    assert ended[0]["reason"] == "forbidden" and channel.active is False
+    with pytest.raises(RequestError) as refused:
+        await channel.send("e", 1, timeout=2)
+    assert refused.value.code == "forbidden"
+    await client.close()
+
+
 # -- backoff and giving up ----------------------------------------------------------------
 
 
