@@ -14,7 +14,6 @@ from __future__ import annotations
 import struct
 from collections.abc import Awaitable
 from typing import Any
-from weakref import WeakKeyDictionary
 
 import orjson
 from tornado.iostream import StreamClosedError
@@ -22,8 +21,7 @@ from tornado.websocket import WebSocketHandler
 
 from .auth import AuthError
 from .hub import Session
-from .models import Identity
-from .protocol import CloseCode, ErrorCode, encode, error
+from .protocol import CloseCode, ErrorCode
 from .service import RealtimeService
 
 # What a refused handshake tells the client to wait before it tries again.
@@ -66,26 +64,6 @@ def _framed(payload: bytes) -> bytes:
     return _last_framed[1]
 
 
-class ConnectionCounts:
-    """The WebSocket connections of one service open in this process: in all, and per
-    user (tenant, user id) once authenticated. Kept here, where sockets open and close,
-    so that `max_connections` and `max_connections_per_user` hold in both modes."""
-
-    def __init__(self) -> None:
-        self.total = 0
-        self.per_user: dict[tuple[str, str], int] = {}
-
-
-_counts: WeakKeyDictionary[RealtimeService, ConnectionCounts] = WeakKeyDictionary()
-
-
-def connection_counts(service: RealtimeService) -> ConnectionCounts:
-    counts = _counts.get(service)
-    if counts is None:
-        counts = _counts[service] = ConnectionCounts()
-    return counts
-
-
 class RealtimeSocket(WebSocketHandler):
     """One client's WebSocket. Implements the hub's `Connection`."""
 
@@ -94,19 +72,16 @@ class RealtimeSocket(WebSocketHandler):
     _outbox: list[bytes] | None = None  # frames waiting for the end of this loop pass
     _queued = 0  # bytes in _outbox
     _unsent = 0  # bytes handed to the stream that the client has not taken yet
-    _counted = False  # in `ConnectionCounts.total`
-    _user: tuple[str, str] | None = None  # in `ConnectionCounts.per_user`
 
     def initialize(self, service: RealtimeService) -> None:
         self.service = service
         # Checked on every frame sent: a plain number, not a traitlets lookup.
         self._send_limit = service.config.max_send_buffer
-        self._counts = connection_counts(service)
 
     async def get(self, *args: Any, **kwargs: Any) -> None:
         # Refused before the upgrade, while an HTTP answer can still say why.
         limit = self.service.config.max_connections
-        if limit and self._counts.total >= limit:
+        if limit and len(self.service.hub.sessions) >= limit:
             self.set_status(503)
             self.set_header("Content-Type", "application/json")
             self.set_header("Retry-After", str(RETRY_AFTER_SECONDS))
@@ -134,61 +109,20 @@ class RealtimeSocket(WebSocketHandler):
 
     def open(self, *args: Any, **kwargs: Any) -> None:
         self.set_nodelay(True)
-        self._counts.total += 1
-        self._counted = True
         hub = self.service.hub
         try:
             identity = self.service.identify_handshake(bearer_token(self), self.jupyter_user())
         except AuthError as exc:
             hub.reject(self, exc)
             return
-        if identity is not None and not self._admit_user(identity):
-            self._refuse_user()
-            return
         self.session = hub.connect(self, identity)
 
     def on_message(self, message: str | bytes) -> Awaitable[None] | None:
         # tornado awaits what this returns before it reads the connection's next
         # frame: one client's requests are handled in order, one at a time.
-        session = self.session
-        if session is None:
-            return None
-        if session.identity is None:
-            return self._receive_unauthenticated(session, message)
-        return self.service.hub.receive(session, message)
-
-    async def _receive_unauthenticated(self, session: Session, message: str | bytes) -> None:
-        """A frame that may be `auth`: the user it names must have room left."""
-        queued = len(self._outbox) if self._outbox is not None else 0
-        await self.service.hub.receive(session, message)
-        identity = session.identity
-        if identity is None or session.closed or self._admit_user(identity):
-            return
-        # The hub queued `authenticated` for the end of this loop pass: take it back.
-        if self._outbox is not None and len(self._outbox) > queued:
-            del self._outbox[queued:]
-            self._queued = sum(len(frame) for frame in self._outbox)
-        self._refuse_user(session, orjson.loads(message).get("ref"))  # the hub parsed it: valid
-
-    def _admit_user(self, identity: Identity) -> bool:
-        """Count this connection for its user, if the user has room left."""
-        user = (identity.tenant_id, identity.user_id)
-        per_user = self._counts.per_user
-        limit = self.service.config.max_connections_per_user
-        if limit and per_user.get(user, 0) >= limit:
-            return False
-        per_user[user] = per_user.get(user, 0) + 1
-        self._user = user
-        return True
-
-    def _refuse_user(self, session: Session | None = None, ref: Any = None) -> None:
-        limit = self.service.config.max_connections_per_user
-        message = f"at most {limit} connections per user (max_connections_per_user)"
-        self.send(encode(error(ErrorCode.LIMIT_EXCEEDED, message, ref)))
-        if session is not None:
-            self.service.hub.close(session, CloseCode.TOO_MANY, "too many connections")
-        else:
-            self.close(CloseCode.TOO_MANY, "too many connections")
+        if self.session is not None:
+            return self.service.hub.receive(self.session, message)
+        return None
 
     def on_ping(self, data: bytes) -> None:
         # Protocol-level pings (many non-browser clients send them) count as life too.
@@ -197,15 +131,7 @@ class RealtimeSocket(WebSocketHandler):
 
     def on_close(self) -> None:
         if self.session is not None:
-            self.service.hub.disconnect(self.session)
-        if self._counted:
-            self._counted = False
-            self._counts.total -= 1
-        user, self._user = self._user, None
-        if user is not None:
-            left = self._counts.per_user.pop(user, 1) - 1
-            if left > 0:
-                self._counts.per_user[user] = left
+            self.service.hub.disconnect(self.session, self.close_code)
 
     def send(self, data: bytes) -> None:
         """Queue a frame for the end of this loop pass.

@@ -114,6 +114,8 @@ class Hub:
         self.auth = authenticator
         self.clock = clock
         self.sessions: dict[str, Session] = {}
+        # Authenticated connections per (tenant, user), for `max_connections_per_user`.
+        self._per_user: dict[tuple[str, str], int] = {}
         self.stopped = False  # after shutdown: new connections are turned away
         self.limiter = RateLimiter(config.rate_limit)
         self.hooks = Hooks(config)
@@ -168,6 +170,10 @@ class Hub:
             return
         session.closed = True
         if session.identity is not None:
+            user = (session.identity.tenant_id, session.identity.user_id)
+            left = self._per_user.pop(user, 1) - 1
+            if left > 0:
+                self._per_user[user] = left
             self._audit("disconnected", session.identity, session.id, code=code)
             if self.hooks.has("on_disconnect"):
                 client = Client.of(session.identity, session.id)
@@ -321,11 +327,14 @@ class Hub:
                 "a refreshed token must be for the same user and tenant",
                 ref,
             )
-        self._authenticate(session, identity, ref)
-        if current is not None:
+        if self._authenticate(session, identity, ref) and current is not None:
             self._recheck_rights(session)
 
-    def _authenticate(self, session: Session, identity: Identity, ref: Any) -> None:
+    def _authenticate(self, session: Session, identity: Identity, ref: Any) -> bool:
+        """Accept `identity` for the session; False (and closed) if its user has no
+        room left for one more connection."""
+        if session.identity is None and not self._admit_user(session, identity, ref):
+            return False
         if session.identity is None:
             self._audit("connected", identity, session.id)
             if self.hooks.has("on_connect"):
@@ -346,6 +355,19 @@ class Hub:
                 protocol=PROTOCOL_VERSION,
             )
         )
+        return True
+
+    def _admit_user(self, session: Session, identity: Identity, ref: Any) -> bool:
+        """Count one more connection of the user, if `max_connections_per_user` allows."""
+        user = (identity.tenant_id, identity.user_id)
+        limit = self.config.max_connections_per_user
+        if limit and self._per_user.get(user, 0) >= limit:
+            message = f"max_connections_per_user: at most {limit} connections per user"
+            session.send(error(ErrorCode.LIMIT_EXCEEDED, message, ref))
+            self.close(session, CloseCode.TOO_MANY, "too many connections")
+            return False
+        self._per_user[user] = self._per_user.get(user, 0) + 1
+        return True
 
     async def _on_subscribe(
         self, session: Session, identity: Identity, key: ChannelKey, since: str | None, ref: Any

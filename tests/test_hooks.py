@@ -131,3 +131,20 @@ async def test_a_refusing_hook_leaves_no_channel_behind() -> None:
     assert caught.value.code == "forbidden"
     for name in ("fresh", "also-fresh"):
         assert await world.hub.find_channel(ChannelKey("acme", name)) is None
+
+
+async def test_a_connection_refused_for_its_users_quota_is_never_connected() -> None:
+    connected = Recorder()
+    world = World(max_connections_per_user=1, on_connect=connected)
+    first, _ = await world.join("ada")
+    second_peer = Peer()
+    second = world.hub.connect(second_peer)
+    await world.send(second, {"type": "auth", "token": make_token("ada", tenant="acme"), "ref": 5})
+    (refused,) = second_peer.frames()
+    assert refused["code"] == "limit_exceeded" and refused["ref"] == 5
+    assert second_peer.closed_with[0] == 4429
+    await world.settle()
+    assert len(connected.calls) == 1  # the refused one never was
+    world.hub.close(first, 1000, "bye")
+    third, _ = await world.join("ada")  # its place is free again
+    assert third.identity is not None
