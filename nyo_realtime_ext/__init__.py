@@ -16,6 +16,8 @@ _LAZY = {
     "RealtimeClient": "client",
     "ThreadedClient": "client",
     "use_realtime_channel": "client",
+    "create_server": "embed",
+    "RealtimeServer": "embed",
 }
 
 __all__ = ["__version__", *_LAZY]

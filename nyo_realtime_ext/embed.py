@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from collections.abc import Callable
 from typing import Any
 
 from .config import Realtime
@@ -47,6 +48,8 @@ class RealtimeServer:
         self.port = port  # 0 picks a free one; `port` tells which once listening
         self.trust_proxy_headers = trust_proxy_headers
         self.service = service if service is not None else RealtimeService(config)
+        # Told the port once listening (`nyo-realtime serve` prints it).
+        self.on_listening: Callable[[int], None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping: asyncio.Event | None = None
         self._closed: asyncio.Event | None = None
@@ -58,7 +61,9 @@ class RealtimeServer:
     ) -> str:
         """Publish as the server (`from: null`) to `channel` of `tenant` (default:
         `default_tenant`); returns the message id. Raises ValueError for a bad name."""
-        return await self.service.hub.publish_from_server(self._key(channel, tenant), event, payload)
+        return await self.service.hub.publish_from_server(
+            self._key(channel, tenant), event, payload
+        )
 
     async def members(self, channel: str, tenant: str | None = None) -> list[dict[str, Any]]:
         """Who is on `channel` now, on every node, as the wire's member objects."""
@@ -73,14 +78,20 @@ class RealtimeServer:
 
     async def serve(self) -> None:
         """Listen and serve until `stop()` or `close()`; call inside a running loop."""
-        from .server import listen  # the standalone transport; not needed under Jupyter
+        from .standalone import listen  # tornado's server; Jupyter has its own
 
         self._loop = asyncio.get_running_loop()
         self._stopping, self._closed = asyncio.Event(), asyncio.Event()
         try:
-            http_server, self.port = listen(self.service, self.host, self.port, self.trust_proxy_headers)
+            http_server, self.port = listen(
+                self.service, self.host, self.port, self.trust_proxy_headers, log
+            )
             await self.service.start()
-            log.info("nyo-realtime listening on ws://%s:%d%s", self.host, self.port, self.config.path)
+            log.info(
+                "nyo-realtime listening on ws://%s:%d%s", self.host, self.port, self.config.path
+            )
+            if self.on_listening is not None:
+                self.on_listening(self.port)
             await self._stopping.wait()
             http_server.stop()
             await self.service.stop()  # every client gets 1001
@@ -131,7 +142,9 @@ def create_server(
     sync or async (see `hooks.py`); `options` are any `Realtime` settings
     (`jwt_secret=...`, `db_path=...`, `redis_url=...`). Like `nyo-realtime serve`,
     it refuses to exist without a way to verify tokens."""
-    hooks = dict(zip(HOOK_NAMES, (on_connect, on_disconnect, on_subscribe, on_publish), strict=True))
+    hooks = dict(
+        zip(HOOK_NAMES, (on_connect, on_disconnect, on_subscribe, on_publish), strict=True)
+    )
     settings = {name: hook for name, hook in hooks.items() if hook is not None}
     if verify_token is not None:
         settings["verify_token"] = verify_token

@@ -174,14 +174,20 @@ class Hub:
             left = self._per_user.pop(user, 1) - 1
             if left > 0:
                 self._per_user[user] = left
-            self._audit("disconnected", session.identity, session.id, code=code)
-            if self.hooks.has("on_disconnect"):
-                client = Client.of(session.identity, session.id)
-                self.spawn(self.hooks.notify("on_disconnect", client, code))
+            self._ended(session, code)
         left = [key for key in list(session.subscriptions) if self._unsubscribe(session, key)]
         session.subscriptions.clear()
         if left and session.identity is not None:
             self.spawn(self._leave_all(left, session.identity.user_id, session.id))
+
+    def _ended(self, session: Session, code: int | None) -> None:
+        """An authenticated connection is over: the audit and the hook hear it."""
+        if session.identity is None:
+            return
+        self._audit("disconnected", session.identity, session.id, code=code)
+        if self.hooks.has("on_disconnect"):
+            client = Client.of(session.identity, session.id)
+            self.spawn(self.hooks.notify("on_disconnect", client, code))
 
     async def _leave_all(self, keys: list[ChannelKey], user_id: str, connection_id: str) -> None:
         for key in keys:
@@ -216,6 +222,8 @@ class Hub:
         for session in sessions:
             session.closed = True
             session.conn.close(CloseCode.GOING_AWAY, "server shutting down")
+            self._ended(session, CloseCode.GOING_AWAY)
+        self._per_user.clear()
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=5)
         await self.engine.close()

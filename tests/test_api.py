@@ -14,7 +14,7 @@ import pytest
 
 from nyo_realtime_ext.config import Realtime
 from nyo_realtime_ext.models import ChannelKey
-from nyo_realtime_ext.server import make_app
+from nyo_realtime_ext.standalone import make_app
 from nyo_realtime_ext.service import RealtimeService
 
 from .conftest import SECRET, free_port
