@@ -57,3 +57,20 @@ async def test_other_extensions_publish_through_the_server_object(
     assert message["id"] == message_id and message["from"] is None
     assert message["payload"] == {"state": "busy"}
     assert [m["userId"] for m in await server.members("kernels")] == ["watcher"]
+
+
+async def test_standalone_audit_is_log_lines_at_info(standalone, connect, token):
+    server = standalone("--log-level", "INFO")
+    secret = token("ada")
+    ada = await connect(server.url, secret)
+    await ada.subscribe("room")
+    await ada.request({"type": "broadcast", "channel": "room", "event": "chat", "payload": "psst"})
+    ada.close()
+    deadline = time.monotonic() + 10
+    while "disconnected" not in server.output():
+        assert time.monotonic() < deadline, server.output()
+        await asyncio.sleep(0.05)
+    log = server.output()
+    for action in ("connected", "subscribed", "published", "disconnected"):
+        assert f"{action} user=ada" in log
+    assert "psst" not in log and secret not in log
