@@ -31,7 +31,7 @@ import itertools
 import json
 import logging
 import os
-import random
+import random as _random
 import threading
 import time
 from collections import deque
@@ -42,6 +42,9 @@ from typing import Any
 import orjson
 from tornado.httpclient import HTTPClientError, HTTPRequest
 from tornado.websocket import WebSocketClientConnection, WebSocketClosedError, websocket_connect
+
+# The one list of statuses (docs/protocol.md), re-exported for the client's users.
+from .protocol import STATUSES as STATUSES
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +59,27 @@ FROM_START = ""
 
 #: Close codes of docs/protocol.md that change what the client does next.
 CLOSE_UNAUTHORIZED = 4401
+CLOSE_HEARTBEAT = 4408
 CLOSE_TOO_MANY = 4429
+
+# The reconnection policy of docs/protocol.md ("Client behaviour"), the same in
+# the TypeScript client (labextension/src/client.ts); tests/scenarios/client.json
+# is replayed against both.
+#: Seconds: the window of the first reconnect attempt; it doubles per failed attempt.
+RECONNECT_DELAY = 3.0
+#: Seconds: no window is wider.
+MAX_RECONNECT_DELAY = 30.0
+#: Failed attempts in a row before the client gives up (state `closed`); None: never.
+MAX_RECONNECT_ATTEMPTS: int | None = 10
+#: After a 4429 the next attempt waits in the window of this attempt (8 x the first).
+RATE_LIMITED_ATTEMPT = 4
+#: Seconds between pings, unless the server advertises a shorter `heartbeatInterval`.
+HEARTBEAT_INTERVAL = 25.0
+#: Seconds of silence that mean a dead connection when the server advertises no
+#: `heartbeatTimeout`.
+HEARTBEAT_TIMEOUT = 60.0
+#: Seconds a request waits for its reply.
+REQUEST_TIMEOUT = 10.0
 
 #: Events a channel emits about itself; any other name passed to `Channel.on`
 #: is a message event (`chat:message`, ...).
@@ -92,14 +115,24 @@ class ClientClosed(RealtimeError):
 
 
 class ConnectionState(str, enum.Enum):
+    """The same four states as the TypeScript client.
+
+    ``connecting`` until the first attempt's outcome; ``open`` while
+    authenticated (subscriptions live); ``reconnecting`` while waiting for the
+    next attempt, after a lost connection or a failed attempt; ``closed`` for good
+    (``close()``, a refused token, or giving up), with `RealtimeClient.close_reason`.
+    """
+
     CONNECTING = "connecting"
-    AUTHENTICATED = "authenticated"
+    OPEN = "open"
     RECONNECTING = "reconnecting"
     CLOSED = "closed"
+    #: The old name of OPEN (an alias: ``ConnectionState.AUTHENTICATED is ConnectionState.OPEN``).
+    AUTHENTICATED = "open"
 
 
 def backoff_delay(
-    attempt: int, base: float, cap: float, rand: Callable[[], float] = random.random
+    attempt: int, base: float, cap: float, rand: Callable[[], float] = _random.random
 ) -> float:
     """Seconds to wait before reconnect `attempt` (1, 2, ...): "full jitter".
 
@@ -112,7 +145,8 @@ def backoff_delay(
 
 def backoff_window(attempt: int, base: float, cap: float) -> float:
     """The longest delay before reconnect `attempt`: `base` doubled per attempt, at most `cap`."""
-    return min(cap, base * 2 ** max(0, attempt - 1))
+    # The exponent is bounded: a client that never gives up counts on for ever.
+    return min(cap, base * 2 ** min(max(0, attempt - 1), 62))
 
 
 def _callback_error(callback: Callback) -> None:
@@ -178,19 +212,25 @@ class Channel(_Emitter):
         # the server still has, and none of it may reach the application twice.
         self._seen: deque[str] = deque(maxlen=max(1000, max_messages))
         self._seen_set: set[str] = set()
+        # One's own status and meta as last set here: put back after a reconnect,
+        # when the server has made us a fresh member ("online", empty meta).
+        self._presence: dict[str, Any] = {}
 
     def __repr__(self) -> str:
         return f"<Channel {self.name!r} subscribed={self.subscribed.is_set()}>"
 
     # -- application calls -------------------------------------------------------
 
-    async def send(self, event: str, payload: Any = None, timeout: float | None = 30.0) -> str:
+    async def send(self, event: str, payload: Any = None, timeout: float | None = None) -> str:
         """Publish and wait for the server's `ack`; returns the message id.
 
-        Waits for the connection first if it is down. Raises `ConnectionLost`
-        when it drops before the ack (the outcome is then unknown), `RequestError`
-        when the server refuses, `ClientClosed` when the client is closed.
+        Waits for the connection first if it is down. `timeout` (default: the
+        client's `request_timeout`, 10 s) bounds that wait and the wait for the
+        ack. Raises `ConnectionLost` when the connection drops before the ack
+        (the outcome is then unknown), `RequestError` when the server refuses,
+        `ClientClosed` when the client is closed.
         """
+        timeout = self.client._timeout(timeout)
         await self._ready(timeout)
         reply = await self.client.request(
             {"type": "broadcast", "channel": self.name, "event": event, "payload": payload},
@@ -199,27 +239,44 @@ class Channel(_Emitter):
         return reply["id"]
 
     async def update_status(
-        self, status: str | None = None, meta: dict[str, Any] | None = None, timeout: float = 30.0
+        self,
+        status: str | None = None,
+        meta: dict[str, Any] | None = None,
+        timeout: float | None = None,
     ) -> list[dict[str, Any]]:
-        """Set one's own status (online, away, busy, offline) and/or meta; returns the members."""
-        await self._ready(timeout)
-        frame: dict[str, Any] = {"type": "presence", "channel": self.name}
+        """Set one's own status (one of `STATUSES`) and/or meta; returns the members.
+
+        Remembered, so that a reconnect puts them back instead of "online".
+        """
+        timeout = self.client._timeout(timeout)
+        update: dict[str, Any] = {}
         if status is not None:
-            frame["status"] = status
+            update["status"] = status
         if meta is not None:
-            frame["meta"] = meta
-        reply = await self.client.request(frame, timeout)
+            update["meta"] = meta
+        before = dict(self._presence)
+        self._presence.update(update)
+        try:
+            await self._ready(timeout)
+            reply = await self.client.request(
+                {"type": "presence", "channel": self.name, **update}, timeout
+            )
+        except RequestError:
+            self._presence = before  # refused: nothing to put back later
+            raise
         self._set_members(reply["members"])
         return self.members
 
-    async def unsubscribe(self, timeout: float = 10.0) -> None:
+    async def unsubscribe(self, timeout: float | None = None) -> None:
         """Leave the channel; it is not resubscribed after a reconnect."""
         self.active = False
         self.client._channels.pop(self.name, None)
         if self.subscribed.is_set():
             self.subscribed.clear()
             try:
-                await self.client.request({"type": "unsubscribe", "channel": self.name}, timeout)
+                await self.client.request(
+                    {"type": "unsubscribe", "channel": self.name}, self.client._timeout(timeout)
+                )
             except (ConnectionLost, ClientClosed):
                 pass  # the server forgets the subscription with the connection
 
@@ -311,9 +368,16 @@ class RealtimeClient(_Emitter):
     (4401) and `token_refresh_margin` seconds before a token's `exp`, for an
     in-band `auth` refresh. A refused static token is never retried.
 
+    Reconnection follows docs/protocol.md, "Client behaviour", like the
+    TypeScript client: full jitter in a window of `reconnect_delay` (3 s)
+    doubled per failed attempt up to `max_reconnect_delay` (30 s); state
+    `closed` after `max_reconnect_attempts` (10) failed attempts in a row (None:
+    keep trying at the cap); after a 4429 the window of attempt 4 at least.
+    Times are in seconds. `random` replaces `random.random` (tests pin the jitter).
+
     Client events for `on`: ``state`` (the new `ConnectionState` and a dict with
-    ``reason``, ``attempt``, ``delay`` where they apply) and ``error`` (an
-    `error` frame that answers no request).
+    ``reason``, ``code``, and for ``reconnecting`` ``attempt``, ``window`` and
+    ``delay``) and ``error`` (an `error` frame that answers no request).
     """
 
     def __init__(
@@ -323,15 +387,16 @@ class RealtimeClient(_Emitter):
         *,
         auto_connect: bool = True,
         reconnect: bool = True,
-        reconnect_delay: float = 3.0,
-        max_reconnect_delay: float = 60.0,
-        max_reconnect_attempts: int = 10,
-        rate_limited_delay: float = 30.0,
-        heartbeat_interval: float = 25.0,
+        reconnect_delay: float = RECONNECT_DELAY,
+        max_reconnect_delay: float = MAX_RECONNECT_DELAY,
+        max_reconnect_attempts: int | float | None = MAX_RECONNECT_ATTEMPTS,
+        heartbeat_interval: float = HEARTBEAT_INTERVAL,
+        request_timeout: float = REQUEST_TIMEOUT,
         connect_timeout: float = 20.0,
         token_refresh_margin: float = 60.0,
         headers: dict[str, str] | None = None,
         max_messages: int = 1000,
+        random: Callable[[], float] | None = None,
     ) -> None:
         super().__init__()
         self.url = url
@@ -340,8 +405,9 @@ class RealtimeClient(_Emitter):
         self.reconnect_delay = reconnect_delay
         self.max_reconnect_delay = max_reconnect_delay
         self.max_reconnect_attempts = max_reconnect_attempts
-        self.rate_limited_delay = rate_limited_delay
         self.heartbeat_interval = heartbeat_interval
+        self.request_timeout = request_timeout
+        self._random = random or _random.random
         self.connect_timeout = connect_timeout
         self.token_refresh_margin = token_refresh_margin
         self.headers = dict(headers or {})
@@ -452,13 +518,33 @@ class RealtimeClient(_Emitter):
                 await asyncio.wait([barrier[1]], timeout=timeout)
             self._pending.pop(barrier[0], None)
         await self._finish_request(barrier, 0.001)
+        await self._restore_presence(channel, timeout)
         channel.subscribed.set()
+
+    async def _restore_presence(self, channel: Channel, timeout: float | None) -> None:
+        """After a resubscribe, put back the status and meta this client had set.
+
+        Before the channel counts as subscribed, so that an `update_status` made
+        meanwhile is sent after it and wins.
+        """
+        if not channel._presence:
+            return
+        frame = {"type": "presence", "channel": channel.name, **channel._presence}
+        try:
+            reply = await self.request(frame, self._timeout(timeout))
+        except RequestError as exc:
+            channel.emit("error", {"code": exc.code, "message": exc.message})
+            return
+        channel._set_members(reply["members"])
 
     # -- requests --------------------------------------------------------------------
 
-    async def request(self, frame: dict[str, Any], timeout: float | None = 30.0) -> dict[str, Any]:
-        """Send `frame` with a fresh `ref` and return the reply that echoes it."""
-        return await self._finish_request(await self._start_request(frame), timeout)
+    async def request(self, frame: dict[str, Any], timeout: float | None = None) -> dict[str, Any]:
+        """Send `frame` with a fresh `ref` and return the reply that echoes it.
+
+        Waits `timeout` seconds for the reply (default: `request_timeout`, 10 s).
+        """
+        return await self._finish_request(await self._start_request(frame), self._timeout(timeout))
 
     async def _start_request(
         self, frame: dict[str, Any]
@@ -488,7 +574,7 @@ class RealtimeClient(_Emitter):
             raise RequestError(str(reply.get("code")), str(reply.get("message")))
         return reply
 
-    async def ping(self, timeout: float = 10.0) -> int:
+    async def ping(self, timeout: float | None = None) -> int:
         """Round trip to the server; returns its clock (ms since epoch)."""
         return (await self.request({"type": "ping"}, timeout))["ts"]
 
@@ -537,13 +623,16 @@ class RealtimeClient(_Emitter):
 
     # -- state -------------------------------------------------------------------
 
+    def _timeout(self, timeout: float | None) -> float:
+        return self.request_timeout if timeout is None else timeout
+
     def _set_state(self, state: ConnectionState, **info: Any) -> None:
         if state is ConnectionState.CLOSED:
             if self.state is ConnectionState.CLOSED and self._closed.is_set():
                 return
             self.close_reason = info.get("reason")
             self._closed.set()
-        elif state is not ConnectionState.AUTHENTICATED:
+        elif state is not ConnectionState.OPEN:
             self.close_reason = None
         self.state = state
         self.emit("state", state, info)
@@ -551,7 +640,8 @@ class RealtimeClient(_Emitter):
     # -- the connection loop -------------------------------------------------------
 
     async def _run(self) -> None:
-        attempt = 0
+        attempt = 0  # reconnect attempts since the last open connection
+        step = 0  # the backoff window's attempt number: `attempt`, or more after a 4429
         try:
             while not self._closing:
                 authenticated, code, reason = await self._connect_once()
@@ -566,22 +656,29 @@ class RealtimeClient(_Emitter):
                     if fresh is None:
                         self._set_state(ConnectionState.CLOSED, reason=reason, code=code)
                         return
-                attempt = 1 if authenticated else attempt + 1
-                if attempt > self.max_reconnect_attempts:
+                if authenticated:
+                    attempt = step = 0
+                attempt += 1
+                step += 1
+                if code == CLOSE_TOO_MANY:
+                    # Cut for flooding or one connection too many: coming straight
+                    # back would only repeat it. Not counted as extra attempts.
+                    step = max(step, RATE_LIMITED_ATTEMPT)
+                limit = self.max_reconnect_attempts
+                if limit is not None and attempt > limit:
                     self._set_state(
                         ConnectionState.CLOSED,
-                        reason=f"gave up after {self.max_reconnect_attempts} reconnect attempts: {reason}",
+                        reason=f"gave up after {limit} reconnect attempts: {reason}",
                         code=code,
                     )
                     return
-                delay = backoff_delay(attempt, self.reconnect_delay, self.max_reconnect_delay)
-                if code == CLOSE_TOO_MANY:
-                    delay += self.rate_limited_delay  # the server asked us to slow down
+                window = backoff_window(step, self.reconnect_delay, self.max_reconnect_delay)
+                delay = self._random() * window  # full jitter
                 self._set_state(
                     ConnectionState.RECONNECTING,
                     attempt=attempt,
                     delay=delay,
-                    window=backoff_window(attempt, self.reconnect_delay, self.max_reconnect_delay),
+                    window=window,
                     reason=reason,
                     code=code,
                 )
@@ -662,18 +759,24 @@ class RealtimeClient(_Emitter):
             authenticated = True
             self._ws = ws
             self._on_authenticated(frame)
+            reader = asyncio.ensure_future(self._read_loop(ws))
             tasks = [
-                asyncio.ensure_future(self._heartbeat(ws, frame)),
+                asyncio.ensure_future(self._heartbeat(ws, frame, reader)),
                 asyncio.ensure_future(self._resubscribe_all()),
             ]
             if callable(self._token):
                 tasks.append(asyncio.ensure_future(self._refresh_token(ws)))
             self._local_close = None
             try:
-                await self._read_loop(ws)
+                # Until the socket closes, or the heartbeat gives up on it (and
+                # cancels the reader: a close handshake nobody answers takes 5 s).
+                await asyncio.wait([reader])
             finally:
+                reader.cancel()
                 for task in tasks:
                     task.cancel()
+            if not reader.cancelled() and reader.exception() is not None:
+                raise reader.exception()  # type: ignore[misc]
             if self._local_close is not None:
                 return (True, *self._local_close)
             return True, ws.close_code, self._close_text(ws, "connection lost")
@@ -704,7 +807,7 @@ class RealtimeClient(_Emitter):
         self.user = frame.get("user")
         self.connection_id = frame.get("connectionId")
         self._authenticated.set()
-        self._set_state(ConnectionState.AUTHENTICATED, user=self.user)
+        self._set_state(ConnectionState.OPEN, user=self.user)
 
     async def _resubscribe_all(self) -> None:
         for channel in list(self._channels.values()):
@@ -715,24 +818,37 @@ class RealtimeClient(_Emitter):
             except (ConnectionLost, ClientClosed, asyncio.TimeoutError):
                 return  # the connection went; the next one resubscribes
 
-    async def _heartbeat(self, ws: WebSocketClientConnection, frame: dict[str, Any]) -> None:
-        """Ping so the server keeps us; close a connection that went silent."""
+    async def _heartbeat(
+        self, ws: WebSocketClientConnection, frame: dict[str, Any], reader: asyncio.Future[None]
+    ) -> None:
+        """Ping every `heartbeat_interval` (or the server's, if shorter); a connection
+        from which no frame at all came for the server's `heartbeatTimeout` is dead."""
         interval = self.heartbeat_interval
-        server_timeout = frame.get("heartbeatTimeout")
-        if isinstance(server_timeout, (int, float)) and server_timeout > 0:
-            interval = min(interval, server_timeout / 1000 / 2)
-        dead_after = 2 * interval + 5
+        advertised = _milliseconds(frame.get("heartbeatInterval"))
+        if advertised is not None:
+            interval = min(interval, advertised)
+        interval = max(interval, 0.01)
+        dead_after = _milliseconds(frame.get("heartbeatTimeout")) or HEARTBEAT_TIMEOUT
+        next_ping = time.monotonic() + interval
         while True:
-            await asyncio.sleep(interval)
-            if time.monotonic() - self._last_received > dead_after:
+            now = time.monotonic()
+            silent_until = self._last_received + dead_after
+            if now >= silent_until:
                 # A half-open socket or a frozen server: only we can tell. Start over.
-                self._local_close = (4408, f"no answer from the server for {dead_after:g} s")
-                ws.close(4408, "no answer to pings")
+                self._local_close = (
+                    CLOSE_HEARTBEAT,
+                    f"no frame from the server for {dead_after:g} s",
+                )
+                ws.close(CLOSE_HEARTBEAT, "no answer to pings")
+                reader.cancel()
                 return
-            try:
-                await self._write(ws, {"type": "ping"})
-            except ConnectionLost:
-                return
+            if now >= next_ping:
+                next_ping = now + interval
+                try:
+                    await self._write(ws, {"type": "ping"})
+                except ConnectionLost:
+                    return
+            await asyncio.sleep(max(0.0, min(next_ping, silent_until) - time.monotonic()))
 
     async def _refresh_token(self, ws: WebSocketClientConnection) -> None:
         """Send a fresh token before the current one expires (in-band `auth`)."""
@@ -803,6 +919,13 @@ class RealtimeClient(_Emitter):
         for future in pending.values():
             if not future.done():
                 future.set_exception(exc)
+
+
+def _milliseconds(value: Any) -> float | None:
+    """An advertised duration (ms on the wire) in seconds, or None if absent or bad."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        return None
+    return value / 1000
 
 
 def _token_expiry(token: str | None) -> float | None:
@@ -910,7 +1033,7 @@ class ThreadedClient:
 
     subscribe = channel
 
-    def ping(self, timeout: float = 10.0) -> int:
+    def ping(self, timeout: float | None = None) -> int:
         return self._call(self.client.ping(timeout), None)
 
     def close(self) -> None:
@@ -972,8 +1095,8 @@ class SyncChannel:
 
         return remove
 
-    def send(self, event: str, payload: Any = None, timeout: float | None = 30.0) -> str:
-        """Publish and block until the `ack`; returns the message id."""
+    def send(self, event: str, payload: Any = None, timeout: float | None = None) -> str:
+        """Publish and block until the `ack`; returns the message id (see `Channel.send`)."""
         return self._client._call(self._channel.send(event, payload, timeout), None)
 
     def send_nowait(self, event: str, payload: Any = None) -> concurrent.futures.Future[str]:
@@ -981,7 +1104,10 @@ class SyncChannel:
         return self._client._submit(self._channel.send(event, payload))
 
     def update_status(
-        self, status: str | None = None, meta: dict[str, Any] | None = None, timeout: float = 30.0
+        self,
+        status: str | None = None,
+        meta: dict[str, Any] | None = None,
+        timeout: float | None = None,
     ) -> list[dict[str, Any]]:
         return self._client._call(self._channel.update_status(status, meta, timeout), None)
 

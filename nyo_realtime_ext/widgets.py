@@ -24,8 +24,8 @@ import ipywidgets as widgets
 from traitlets import Dict, Enum, List, Unicode
 
 from .client import SyncChannel, ThreadedClient, shared_client
+from .protocol import STATUSES
 
-STATUSES = ("online", "away", "busy", "offline")
 STATUS_COLORS = {"online": "#2e7d32", "away": "#f9a825", "busy": "#c62828", "offline": "#9e9e9e"}
 CHAT_EVENT = "chat:message"
 
@@ -245,7 +245,7 @@ class ChatWidget(_ChannelWidget):
             self.messages = history
             self._render()
 
-    def send(self, text: str, timeout: float = 30.0) -> str:
+    def send(self, text: str, timeout: float | None = None) -> str:
         """Publish `chat:message` with `{"text": text}`; returns the message id once acked."""
         return self._channel.send(CHAT_EVENT, {"text": text}, timeout)
 

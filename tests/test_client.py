@@ -22,6 +22,7 @@ from nyo_realtime_ext.client import (
     RequestError,
     ThreadedClient,
     backoff_delay,
+    backoff_window,
     connect,
     use_realtime_channel,
 )
@@ -87,7 +88,7 @@ async def test_restart_mid_stream_delivers_every_acked_message_once_in_order(
         # The subscriber notices this cut and is back before the next one.
         await eventually(
             lambda cuts_seen=cuts_seen: (
-                reconnections() > cuts_seen and subscriber.state is ConnectionState.AUTHENTICATED
+                reconnections() > cuts_seen and subscriber.state is ConnectionState.OPEN
             )
         )
         await eventually(lambda before=before: len(acked) >= before + 60)
@@ -104,7 +105,7 @@ async def test_restart_mid_stream_delivers_every_acked_message_once_in_order(
     assert numbers == sorted(numbers)
     assert inbox.recovered is True
     assert [s for s, _ in states].count(ConnectionState.RECONNECTING) >= 2
-    assert states[-1][0] is ConnectionState.AUTHENTICATED, states
+    assert states[-1][0] is ConnectionState.OPEN, states
     await subscriber.close()
     await publisher.close()
     assert subscriber.state is ConnectionState.CLOSED
@@ -231,10 +232,16 @@ async def test_a_channel_whose_rights_are_withdrawn_is_left_and_says_so(
 
 
 def test_backoff_windows_double_up_to_the_cap() -> None:
-    windows = [backoff_delay(n, 3.0, 60.0, rand=lambda: 1.0) for n in range(1, 10)]
-    assert windows == [3.0, 6.0, 12.0, 24.0, 48.0, 60.0, 60.0, 60.0, 60.0]
-    assert backoff_delay(4, 3.0, 60.0, rand=lambda: 0.0) == 0.0
-    assert all(0 <= backoff_delay(n, 3.0, 60.0) <= 60.0 for n in range(1, 200))
+    # docs/protocol.md, "Client behaviour" (was: a 60 s cap and `rate_limited_delay`).
+    windows = [backoff_delay(n, 3.0, 30.0, rand=lambda: 1.0) for n in range(1, 10)]
+    assert windows == [3.0, 6.0, 12.0, 24.0, 30.0, 30.0, 30.0, 30.0, 30.0]
+    assert backoff_delay(4, 3.0, 30.0, rand=lambda: 0.0) == 0.0
+    assert all(0 <= backoff_delay(n, 3.0, 30.0) <= 30.0 for n in range(1, 200))
+    assert backoff_window(10_000, 3.0, 30.0) == 30.0  # never gives up: no overflow
+    client = RealtimeClient("ws://127.0.0.1:1/ws", auto_connect=False)
+    assert (client.reconnect_delay, client.max_reconnect_delay) == (3.0, 30.0)
+    assert (client.max_reconnect_attempts, client.request_timeout) == (10, 10.0)
+    assert ConnectionState.AUTHENTICATED is ConnectionState.OPEN  # the old name
 
 
 async def test_gives_up_after_max_reconnect_attempts() -> None:
@@ -291,8 +298,8 @@ async def test_no_reconnect_after_4401_without_a_new_token(server: StandaloneSer
 async def test_longer_backoff_after_4429(standalone: Callable[..., StandaloneServer]) -> None:
     server = standalone("--Realtime.rate_limit=5")
     client = RealtimeClient(
-        server.url, make_token(), reconnect_delay=0.01, max_reconnect_delay=0.02,
-        rate_limited_delay=0.5,
+        server.url, make_token(), reconnect_delay=0.05, max_reconnect_delay=1.0,
+        random=lambda: 1.0,
     )  # fmt: skip
     states = record_states(client)
     await client.connect(timeout=30)
@@ -306,8 +313,10 @@ async def test_longer_backoff_after_4429(standalone: Callable[..., StandaloneSer
     await eventually(lambda: any(s is ConnectionState.RECONNECTING for s, _ in states))
     info = next(i for s, i in states if s is ConnectionState.RECONNECTING)
     assert info["code"] == 4429
-    assert info["delay"] >= 0.5
-    await eventually(lambda: client.state is ConnectionState.AUTHENTICATED)
+    # The first attempt after it, in the window of attempt 4 (was: 30 s added).
+    assert info["attempt"] == 1
+    assert info["window"] == info["delay"] == backoff_window(4, 0.05, 1.0) == 0.4
+    await eventually(lambda: client.state is ConnectionState.OPEN)
     await client.close()
 
 
@@ -325,7 +334,7 @@ async def test_token_is_refreshed_in_band_before_it_expires(server: StandaloneSe
     channel = await client.channel("room")
     await asyncio.sleep(6)  # two lifetimes of a token: it would have expired twice
     assert len(issued) >= 3
-    assert [s for s, _ in states] == [ConnectionState.CONNECTING, ConnectionState.AUTHENTICATED]
+    assert [s for s, _ in states] == [ConnectionState.CONNECTING, ConnectionState.OPEN]
     assert await channel.send("still", "here")
     await client.close()
 
@@ -353,7 +362,7 @@ def test_threaded_client_calls_and_callbacks(server: StandaloneServer) -> None:
         assert seen == [("nyo-realtime-client", "hi")]
         assert room.wait_for(lambda c: len(c.members) == 2).messages[-1]["id"] == message_id
         assert bobs.send_nowait("chat:message", {"text": "again"}).result(15)
-        assert ada.state is ConnectionState.AUTHENTICATED
+        assert ada.state is ConnectionState.OPEN
         room.unsubscribe()
     assert ada.state is ConnectionState.CLOSED and ada.closed
     with pytest.raises(ClientClosed):
@@ -395,12 +404,15 @@ def test_use_realtime_channel_shares_one_client(server: StandaloneServer) -> Non
         first.client.close()
 
 
-async def test_a_server_that_goes_silent_is_left_and_found_again(server: StandaloneServer) -> None:
+async def test_a_server_that_goes_silent_is_left_and_found_again(
+    standalone: Callable[..., StandaloneServer],
+) -> None:
     """A frozen server keeps the TCP connection open but answers nothing: only
-    the client's heartbeat can tell, and it must move on by itself."""
-    client = RealtimeClient(
-        server.url, make_token("ada"), heartbeat_interval=0.5, connect_timeout=2.0, **FAST
-    )
+    the client's heartbeat can tell, and it must move on by itself. The client
+    pings at the server's advertised interval and gives up on it after the
+    advertised timeout (was: its own `2 x interval + 5 s`)."""
+    server = standalone("--heartbeat-interval", "0.3", "--heartbeat-timeout", "1")
+    client = RealtimeClient(server.url, make_token("ada"), connect_timeout=2.0, **FAST)
     states = record_states(client)
     channel = await client.channel("room")
     assert server.process is not None
@@ -409,7 +421,7 @@ async def test_a_server_that_goes_silent_is_left_and_found_again(server: Standal
         await eventually(lambda: client.state is ConnectionState.RECONNECTING)
     finally:
         server.process.send_signal(signal.SIGCONT)
-    await eventually(lambda: client.state is ConnectionState.AUTHENTICATED)
+    await eventually(lambda: client.state is ConnectionState.OPEN)
     assert await channel.send("back", 1)
     first = next(info for state, info in states if state is ConnectionState.RECONNECTING)
     assert first["code"] == 4408  # closed by our own heartbeat check

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -176,7 +177,9 @@ class LabServer:
         return f"http://127.0.0.1:{port or self.port}/{path}{sep}token={TOKEN}"
 
 
-def _start_lab(base: Path, app: str = "jupyterlab") -> Iterator[LabServer]:
+def _start_lab(
+    base: Path, app: str = "jupyterlab", labextensions: Path | None = None
+) -> Iterator[LabServer]:
     root, config = base / "root", base / "config"
     root.mkdir(parents=True)
     (config / "labconfig").mkdir(parents=True)
@@ -191,6 +194,12 @@ def _start_lab(base: Path, app: str = "jupyterlab") -> Iterator[LabServer]:
             {
                 "ServerApp": {"jpserver_extensions": {"nyo_realtime_ext": True}},
                 "Realtime": {"db_path": str(base / "realtime.db")},
+                # More lab extensions than the installed ones (`who_is_here`).
+                **(
+                    {"LabApp": {"extra_labextensions_path": [str(labextensions)]}}
+                    if labextensions
+                    else {}
+                ),
             }
         )
     )
@@ -623,6 +632,129 @@ def test_notebook_7_has_the_panel_and_document_presence_without_a_status_bar(
         ada.shot("10-notebook7-ada-sees-bob-away")
         bob.shot("11-notebook7-bob-reads-ada")
         assert ada.errors == [] and bob.errors == []
+    finally:
+        ada.close()
+        bob.close()
+
+
+# -- another extension on IRealtime: the example of docs/react.md ---------------------------
+
+LABEXTENSION = REPO / "labextension"
+
+
+def _docs_example() -> tuple[str, dict[str, Any]]:
+    """The `src/index.tsx` and `package.json` that docs/react.md shows, as written there."""
+    doc = (REPO / "docs" / "react.md").read_text()
+    tsx = re.search(r"```tsx\n(.*?)```", doc, re.S)
+    package = re.search(r"```json\n(.*?)```", doc, re.S)
+    assert tsx and package, "docs/react.md lost its example"
+    return tsx.group(1), json.loads(package.group(1))
+
+
+@pytest.fixture(scope="module")
+def who_is_here(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """docs/react.md's "who is here" extension, built against this checkout's
+    lab extension (its types, and `nyo-realtime-ext` shared, not bundled).
+    Returns a directory for `LabApp.extra_labextensions_path`."""
+    node_modules = LABEXTENSION / "node_modules"
+    if not (node_modules / "@jupyter" / "builder").exists() or not shutil.which("node"):
+        pytest.skip("needs node and labextension/node_modules (`npm install` in labextension/)")
+    if not (LABEXTENSION / "lib" / "index.d.ts").exists():
+        pytest.skip("needs the built lab extension (`npm run build:prod` in labextension/)")
+    tsx, package = _docs_example()
+    root = tmp_path_factory.mktemp("who-is-here")
+    (root / "src").mkdir()
+    (root / "src" / "index.tsx").write_text(tsx)
+    package.update(name="nyo-who-is-here", version="0.0.1", private=True, main="lib/index.js")
+    package["devDependencies"] = {"@jupyter/builder": "^1.2.3"}
+    package["jupyterlab"]["outputDir"] = "build"
+    (root / "package.json").write_text(json.dumps(package, indent=1))
+    (root / "tsconfig.json").write_text(
+        json.dumps(
+            {
+                "compilerOptions": {
+                    "jsx": "react",
+                    "module": "esnext",
+                    "moduleResolution": "node",
+                    "target": "ES2022",
+                    "lib": ["DOM", "ES2022"],
+                    "strict": True,
+                    "esModuleInterop": True,
+                    "skipLibCheck": True,
+                    "outDir": "lib",
+                    "rootDir": "src",
+                    "types": [],
+                },
+                "include": ["src/*"],
+            }
+        )
+    )
+    # The lab extension's node_modules, and the lab extension itself as the
+    # `nyo-realtime-ext` dependency, as npm would install them.
+    (root / "node_modules").mkdir()
+    for entry in node_modules.iterdir():
+        if not entry.name.startswith("."):
+            (root / "node_modules" / entry.name).symlink_to(entry)
+    (root / "node_modules" / "nyo-realtime-ext").symlink_to(LABEXTENSION)
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    for command in (
+        ["node", str(node_modules / "typescript" / "bin" / "tsc"), "-p", "."],
+        [str(Path(sys.executable).parent / "jupyter-builder"), "build", "."],
+    ):
+        result = subprocess.run(
+            command, cwd=root, env=env, capture_output=True, text=True, timeout=300
+        )
+        assert result.returncode == 0, f"{command}:\n{result.stdout}\n{result.stderr}"
+    extensions = root / "labextensions"
+    extensions.mkdir()
+    shutil.copytree(root / "build", extensions / "nyo-who-is-here")
+    return extensions
+
+
+@pytest.fixture(scope="module")
+def lab_with_who_is_here(
+    tmp_path_factory: pytest.TempPathFactory, who_is_here: Path
+) -> Iterator[LabServer]:
+    yield from _start_lab(tmp_path_factory.mktemp("lab-who"), labextensions=who_is_here)
+
+
+def test_another_extension_uses_the_pages_connection_through_irealtime(
+    lab_with_who_is_here: LabServer, browser: Browser
+) -> None:
+    """The docs' twenty-line extension: `usePresence` on `IRealtime` shows who is
+    here as React state, on the page's one WebSocket, as Jupyter's user."""
+    lab = lab_with_who_is_here
+    ada = Person(browser, "ada")
+    sockets: list[str] = []
+    ada.page.on("websocket", lambda ws: sockets.append(ws.url))
+    ada.open_lab(lab.url("lab/workspaces/ada-who?reset"))
+    bob = Person(browser, "bob").open_lab(lab.url("lab/workspaces/bob-who?reset"))
+    try:
+        ada.page.locator('.jp-SideBar [data-id="who-is-here"]').click()
+        widget = ada.page.locator("#who-is-here")
+        expect(widget).to_be_visible()
+        row = widget.locator(f'li[data-user-id="{bob.user_id}"]')
+        expect(row).to_have_text(f"{bob.name}: online", timeout=SEEN_TIMEOUT)
+        expect(widget.locator(f'li[data-user-id="{ada.user_id}"]')).to_have_text(
+            f"{ada.name}: online"
+        )
+
+        # Bob's status, set in his status bar, arrives as state in Ada's widget.
+        bob.page.locator(".nyo-statusbar select.nyo-status-picker").select_option("away")
+        expect(row).to_have_text(f"{bob.name}: away", timeout=SEEN_TIMEOUT)
+        # The panel (on the same hooks) and the widget agree.
+        ada.show_panel()
+        expect(panel_entry(ada, bob)).to_have_attribute("data-status", "away")
+        expect(widget).to_be_visible()
+        ada.shot("13-another-extension-shows-who-is-here")
+
+        bob.close()
+        expect(row).to_have_count(0, timeout=SEEN_TIMEOUT)
+        expect(widget.locator("li")).to_have_count(1)
+
+        # Panel, status bar, badges and the other extension: one connection.
+        assert len([url for url in sockets if "/nyo-realtime/ws" in url]) == 1, sockets
+        assert ada.errors == []
     finally:
         ada.close()
         bob.close()

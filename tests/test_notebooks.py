@@ -51,7 +51,7 @@ def test_notebooks_are_committed_without_outputs() -> None:
 async def test_demo_notebook_runs(jp_fetch: Any, jp_serverapp: Any) -> None:
     nb = await run_notebook("demo.ipynb", jp_fetch, jp_serverapp)
     text = outputs_text(nb)
-    assert "connected as" in text and ": authenticated" in text
+    assert "connected as" in text and ": open" in text
     assert "received 30 samples" in text
     assert "application/vnd.jupyter.widget-view+json" in text  # the widgets were displayed
 
@@ -61,4 +61,4 @@ async def test_client_api_notebook_runs(jp_fetch: Any, jp_serverapp: Any) -> Non
     nb = await run_notebook("client_api.ipynb", jp_fetch, jp_serverapp)
     text = outputs_text(nb)
     assert "acknowledged:" in text
-    assert "states seen: ['connecting', 'authenticated', 'closed']" in text
+    assert "states seen: ['connecting', 'open', 'closed']" in text

@@ -127,7 +127,7 @@ async def test_connect_falls_back_to_the_running_server_file(
         )
         url = await kernel.value("url")
         assert url.endswith("/a%40b/nyo-realtime/ws")
-        assert await kernel.value("fallback.state.value") == "authenticated"
+        assert await kernel.value("fallback.state.value") == "open"
         await kernel.run("fallback.close()")
 
 

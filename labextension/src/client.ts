@@ -1,26 +1,28 @@
 /**
  * A client for the nyo-realtime wire protocol (docs/protocol.md, version 1).
  *
- * It behaves like the Python client: one WebSocket, reconnection with jittered
+ * It behaves like the Python client (docs/protocol.md, "Client behaviour"; both
+ * replay tests/scenarios/client.json): one WebSocket, reconnection with jittered
  * exponential backoff, resubscription with `since` so that nothing is missed,
- * and de-duplication so that nothing is seen twice. It has no JupyterLab
- * dependency, so it runs in the browser and, with `ws`, in Node for its tests.
+ * de-duplication so that nothing is seen twice, and one's own status put back
+ * after a reconnect. It has no JupyterLab dependency, so it runs in the browser
+ * and, with `ws`, in Node for its tests.
  *
  * The identity is never the client's to choose: the server takes it from the
  * Jupyter login (cookie or `?token=`), or from a JWT given as `token`.
  */
 
-/** The status values the protocol knows. */
-export type Status = 'online' | 'away' | 'busy' | 'offline';
+/** The statuses the protocol knows (docs/protocol.md, `presence`): the one list. */
+export const STATUSES = ['online', 'away', 'busy', 'offline'] as const;
 
-export const STATUSES: readonly Status[] = ['online', 'away', 'busy'];
+export type Status = (typeof STATUSES)[number];
 
-/** Where the connection is, as a person should see it. */
+/** Where the connection is, as a person should see it; the Python client's states too. */
 export type ConnectionState =
-  | 'connecting' // first attempt, never connected yet
+  | 'connecting' // from `connect()` until the first attempt's outcome
   | 'open' // authenticated; subscriptions are live
-  | 'reconnecting' // was open (or tried), waiting to try again
-  | 'closed'; // closed for good: `close()` was called or credentials were refused
+  | 'reconnecting' // waiting for the next attempt, after a lost connection or a failed attempt
+  | 'closed'; // for good: `close()`, refused credentials, or gave up (see `closeReason`)
 
 export interface User {
   userId: string;
@@ -76,43 +78,57 @@ export interface WebSocketLike {
 
 export type WebSocketFactory = (url: string) => WebSocketLike;
 
-export interface BackoffOptions {
-  /** First delay, in ms. */
-  initial: number;
-  /** Upper bound of any delay, in ms. */
-  max: number;
-  /** Growth per failed attempt. */
-  factor: number;
-  /** Fraction of the window that is randomised, 0..1: 1 is "full jitter". */
-  jitter: number;
-}
-
-/** Like the Python client: full jitter in a window that doubles from 0.5 s to 30 s. */
-export const DEFAULT_BACKOFF: BackoffOptions = {
-  initial: 500,
-  max: 30_000,
-  factor: 2,
-  jitter: 1
-};
+/**
+ * The client policy of docs/protocol.md ("Client behaviour"), in ms; the Python
+ * client's defaults are the same, in seconds.
+ */
+export const DEFAULTS = {
+  /** The window of the first reconnect attempt; it doubles per failed attempt. */
+  reconnectDelay: 3_000,
+  /** No window is wider. */
+  maxReconnectDelay: 30_000,
+  /** Failed attempts in a row before giving up (state `closed`); Infinity: never. */
+  maxReconnectAttempts: 10,
+  /** After a 4429 the next attempt waits in the window of this attempt (8 × the first). */
+  rateLimitedAttempt: 4,
+  /** Between pings, unless the server advertises a shorter `heartbeatInterval`. */
+  heartbeatInterval: 25_000,
+  /** Silence that means a dead connection when the server advertises no `heartbeatTimeout`. */
+  heartbeatTimeout: 60_000,
+  /** How long a request waits for its reply. */
+  requestTimeout: 10_000,
+  /** How long an attempt may take from opening the socket to `authenticated`. */
+  connectTimeout: 20_000
+} as const;
 
 /**
- * The delay before reconnection attempt number `attempt` (0 for the first).
- *
- * Exponential so that a server that is down is not hammered; jittered so that
- * the many clients a restart disconnects at the same instant do not all come
- * back at the same instant too.
+ * The widest delay before reconnect attempt `attempt` (1 for the first):
+ * `reconnectDelay` doubled per attempt, at most `maxReconnectDelay`.
+ */
+export function backoffWindow(
+  attempt: number,
+  reconnectDelay: number = DEFAULTS.reconnectDelay,
+  maxReconnectDelay: number = DEFAULTS.maxReconnectDelay
+): number {
+  return Math.min(
+    maxReconnectDelay,
+    reconnectDelay * Math.pow(2, Math.max(0, attempt - 1))
+  );
+}
+
+/**
+ * The delay before reconnect attempt `attempt` (1 for the first): "full
+ * jitter", anywhere in its window. Exponential so that a server that is down is
+ * not hammered; jittered so that the many clients a restart disconnects at the
+ * same instant do not all come back at the same instant too.
  */
 export function backoffDelay(
   attempt: number,
-  options: BackoffOptions = DEFAULT_BACKOFF,
+  reconnectDelay: number = DEFAULTS.reconnectDelay,
+  maxReconnectDelay: number = DEFAULTS.maxReconnectDelay,
   random: () => number = Math.random
 ): number {
-  const base = Math.min(
-    options.max,
-    options.initial * Math.pow(options.factor, attempt)
-  );
-  const jitter = Math.min(1, Math.max(0, options.jitter));
-  return base * (1 - jitter) + base * jitter * random();
+  return random() * backoffWindow(attempt, reconnectDelay, maxReconnectDelay);
 }
 
 export interface ClientOptions {
@@ -120,19 +136,44 @@ export interface ClientOptions {
   url: string | (() => string);
   /**
    * A JWT, sent in an `auth` frame after opening. Leave it out when the
-   * handshake itself authenticates (Jupyter's cookie or `?token=`).
+   * handshake itself authenticates (Jupyter's cookie or `?token=`). A function
+   * is asked before every attempt, and after a 4401 for a new token.
    */
   token?: string | (() => string | Promise<string>);
   /** Defaults to the global `WebSocket`. */
   createSocket?: WebSocketFactory;
-  backoff?: Partial<BackoffOptions>;
+  /** The window of the first reconnect attempt, in ms (3000). */
+  reconnectDelay?: number;
+  /** The widest backoff window, in ms (30000). */
+  maxReconnectDelay?: number;
+  /**
+   * Failed attempts in a row before the client gives up (10); `Infinity` keeps
+   * trying at `maxReconnectDelay`, as a page that stays open should.
+   */
+  maxReconnectAttempts?: number;
   /** How often to ping, in ms; the server's advertised interval wins when shorter. */
   heartbeatInterval?: number;
-  /** How long a request waits for its reply, in ms. */
+  /** How long a request waits for its reply, in ms (10000). */
   requestTimeout?: number;
+  /** How long an attempt may take to be authenticated, in ms (20000). */
+  connectTimeout?: number;
   /** How many message ids per channel are remembered to drop duplicates. */
   dedupWindow?: number;
+  /** Replaces `Math.random` for the jitter (tests pin it). */
   random?: () => number;
+}
+
+/** Why and when the next attempt comes: sent on `retryScheduled`. */
+export interface RetryInfo {
+  /** Attempts since the connection was last open, this one included. */
+  attempt: number;
+  /** The backoff window, in ms. */
+  window: number;
+  /** The delay drawn in it, in ms. */
+  delay: number;
+  /** The close code that ended the last connection, if there was one. */
+  code?: number;
+  reason: string;
 }
 
 type Listener<T> = (value: T) => void;
@@ -169,9 +210,6 @@ interface Pending {
 }
 
 const OPEN = 1;
-
-/** After a 4429, the backoff starts at this attempt (8 s windows by default). */
-const TOO_MANY_ATTEMPT = 4;
 
 /** A `since` no server knows; see `Channel.subscribeFrame`. */
 export const FROM_START = '';
@@ -263,6 +301,7 @@ export class Channel {
     status?: Status;
     meta?: Record<string, unknown>;
   }): Promise<Member[]> {
+    const before = { status: this._status, meta: this._meta };
     if (update.status !== undefined) {
       this._status = update.status;
     }
@@ -273,12 +312,25 @@ export class Channel {
       // Sent by `_restorePresence` once the subscription is live.
       return [...this.members.values()];
     }
-    const reply = await this._client.request({
-      type: 'presence',
-      channel: this.name,
-      ...update
-    });
-    return reply.members as Member[];
+    try {
+      const reply = await this._client.request({
+        type: 'presence',
+        channel: this.name,
+        ...update
+      });
+      return reply.members as Member[];
+    } catch (error) {
+      if (
+        error instanceof RealtimeError &&
+        error.code !== 'disconnected' &&
+        error.code !== 'timeout'
+      ) {
+        // Refused by the server: nothing to put back after a reconnect.
+        this._status = before.status;
+        this._meta = before.meta;
+      }
+      throw error;
+    }
   }
 
   /** Stop following the channel; members and history are forgotten. */
@@ -380,6 +432,8 @@ export class Channel {
 export class RealtimeClient {
   /** Connection state changes, for the "reconnecting…" mark. */
   readonly stateChanged = new Emitter<ConnectionState>();
+  /** A reconnect attempt was scheduled: which one, after how long, and why. */
+  readonly retryScheduled = new Emitter<RetryInfo>();
   /** Errors the server sent without a request to pin them on, and close reasons. */
   readonly errors = new Emitter<RealtimeError>();
   /** The user the server authenticated, on every (re)connection. */
@@ -389,7 +443,6 @@ export class RealtimeClient {
 
   constructor(options: ClientOptions) {
     this._options = options;
-    this._backoff = { ...DEFAULT_BACKOFF, ...options.backoff };
     this._random = options.random ?? Math.random;
     this.dedupWindow = options.dedupWindow ?? 1000;
     this._createSocket =
@@ -419,13 +472,18 @@ export class RealtimeClient {
     return this._attempt;
   }
 
+  /** Why the client is `closed` (closed by the client, refused, gave up). */
+  get closeReason(): string | undefined {
+    return this._state === 'closed' ? this._closeReason : undefined;
+  }
+
   /** Open the connection; resolves once authenticated (rejects if refused). */
   connect(): Promise<User> {
     if (this._state === 'closed') {
-      // Closed by `close()` or refused: this is a fresh start.
+      // Closed by `close()`, refused or given up: this is a fresh start.
       this._closedByUser = false;
       this._closeError = undefined;
-      this._attempt = 0;
+      this._attempt = this._step = 0;
       this._setState('connecting');
     }
     if (!this._socket && !this._retryTimer) {
@@ -480,7 +538,7 @@ export class RealtimeClient {
     if (this._state === 'closed') {
       return;
     }
-    this._attempt = 0;
+    this._attempt = this._step = 0;
     if (this._socket) {
       this._teardown('reconnect requested');
     }
@@ -493,6 +551,7 @@ export class RealtimeClient {
     this._closedByUser = true;
     this._clearRetry();
     this._teardown('client closed');
+    this._closeReason = 'closed by the client';
     this._setState('closed');
   }
 
@@ -517,7 +576,7 @@ export class RealtimeClient {
       const timer = setTimeout(() => {
         this._pending.delete(ref);
         reject(new RealtimeError('timeout', `no reply to ${frame.type}`));
-      }, this._options.requestTimeout ?? 10_000);
+      }, this._options.requestTimeout ?? DEFAULTS.requestTimeout);
       this._pending.set(ref, { resolve, reject, timer });
       socket.send(JSON.stringify({ ...frame, ref }));
     });
@@ -568,10 +627,18 @@ export class RealtimeClient {
     try {
       socket = this._createSocket(this._url());
     } catch (error) {
-      this._scheduleRetry();
+      this._retry(undefined, `cannot connect: ${error}`);
       return;
     }
     this._socket = socket;
+    // An attempt that hangs (a handshake or an `auth` nobody answers) is a failed one.
+    this._connectTimer = setTimeout(() => {
+      this._connectTimer = undefined;
+      if (socket === this._socket && !this.isOpen) {
+        this._teardown('connect timeout');
+        this._retry(undefined, 'timed out waiting for the server');
+      }
+    }, this._options.connectTimeout ?? DEFAULTS.connectTimeout);
     socket.onopen = () => {
       if (socket !== this._socket) {
         return;
@@ -606,11 +673,27 @@ export class RealtimeClient {
   }
 
   private async _sendAuth(socket: WebSocketLike): Promise<void> {
-    const token = this._options.token;
-    const value = typeof token === 'function' ? await token() : token;
+    let value = this._nextToken;
+    this._nextToken = undefined;
+    if (value === undefined) {
+      try {
+        value = await this._currentToken();
+      } catch (error) {
+        console.error('nyo-realtime: the token provider failed', error);
+        // No `auth`: the server closes with 4401 after its `auth_timeout`.
+        return;
+      }
+    }
     if (socket === this._socket && socket.readyState === OPEN && value) {
       socket.send(JSON.stringify({ type: 'auth', token: value }));
     }
+  }
+
+  private async _currentToken(): Promise<string | undefined> {
+    const token = this._options.token;
+    const value = typeof token === 'function' ? await token() : token;
+    this._lastToken = value;
+    return value;
   }
 
   private _dispatch(frame: any): void {
@@ -652,6 +735,21 @@ export class RealtimeClient {
       case 'presence:state':
         channel?.onMembers(frame.members as Member[]);
         break;
+      case 'unsubscribed':
+        if (ref === undefined && channel) {
+          // Not asked for: the server put us out (rights withdrawn). The channel
+          // is left for good, not resubscribed after a reconnect.
+          this._channels.delete(channel.name);
+          this.errors.emit(
+            new RealtimeError(
+              frame.reason ?? 'unsubscribed',
+              'the server ended the subscription',
+              channel.name
+            )
+          );
+          channel.dispose();
+        }
+        break;
       case 'error':
         if (ref === undefined) {
           if (frame.code === 'token_expired' || frame.code === 'unauthorized') {
@@ -668,13 +766,16 @@ export class RealtimeClient {
   private _onAuthenticated(frame: any): void {
     this._user = frame.user as User;
     this._connectionId = frame.connectionId;
-    this._attempt = 0;
-    const advertised = Number(frame.heartbeatInterval) || Infinity;
-    this._heartbeatMs = Math.min(
-      this._options.heartbeatInterval ?? 25_000,
-      advertised
+    this._attempt = this._step = 0;
+    this._clearConnectTimer();
+    this._heartbeatMs = Math.max(
+      10,
+      Math.min(
+        this._options.heartbeatInterval ?? DEFAULTS.heartbeatInterval,
+        positive(frame.heartbeatInterval) ?? Infinity
+      )
     );
-    this._silenceMs = Number(frame.heartbeatTimeout) || 60_000;
+    this._silenceMs = positive(frame.heartbeatTimeout) ?? DEFAULTS.heartbeatTimeout;
     this._startHeartbeat();
     this._setState('open');
     for (const channel of this._channels.values()) {
@@ -712,36 +813,93 @@ export class RealtimeClient {
     if (this._closedByUser) {
       return;
     }
+    const text = reason
+      ? `closed by the server (${code} ${reason})`
+      : `connection lost (${code})`;
     if (code === CloseCode.UNAUTHORIZED) {
       // docs/protocol.md: do not retry without a new token. Only a token provider
       // (a function) can bring one; a fixed token or a cookie cannot.
+      this._closeError ??= new RealtimeError(
+        'unauthorized',
+        reason || 'authentication failed'
+      );
       if (typeof this._options.token !== 'function') {
-        this._closeError ??= new RealtimeError(
-          'unauthorized',
-          reason || 'authentication failed'
-        );
-        this.errors.emit(this._closeError);
-        this._setState('closed');
+        this._giveUp(this._closeError);
         return;
       }
+      void this._retryWithFreshToken(code, text);
+      return;
     }
-    if (code === CloseCode.TOO_MANY) {
-      // Cut for flooding or for reading too slowly: coming straight back would
-      // only repeat it. Start further up the backoff, as the Python client does.
-      this._attempt = Math.max(this._attempt, TOO_MANY_ATTEMPT);
-    }
-    this._scheduleRetry();
+    this._retry(code, text);
   }
 
-  private _scheduleRetry(): void {
-    this._setState(this._everOpened ? 'reconnecting' : 'connecting');
-    const delay = backoffDelay(this._attempt, this._backoff, this._random);
-    this._attempt++;
+  /** After a 4401: ask the provider; retry only with a token it had not given. */
+  private async _retryWithFreshToken(code: number, reason: string): Promise<void> {
+    const refused = this._lastToken;
+    let fresh: string | undefined;
+    try {
+      fresh = await this._currentToken();
+    } catch (error) {
+      console.error('nyo-realtime: the token provider failed', error);
+    }
+    if (this._closedByUser || this._state === 'closed' || this._socket) {
+      return; // closed, or `reconnect()`ed, meanwhile
+    }
+    if (!fresh || fresh === refused) {
+      this._giveUp(this._closeError!);
+      return;
+    }
+    this._nextToken = fresh; // the next attempt uses it: no second call
+    this._closeError = undefined;
+    this._retry(code, reason);
+  }
+
+  /**
+   * Schedule the next attempt (docs/protocol.md, "Client behaviour"): full
+   * jitter in a window that doubles per failed attempt up to
+   * `maxReconnectDelay`; after a 4429 at least the window of attempt 4; after
+   * `maxReconnectAttempts` attempts in a row, give up.
+   */
+  private _retry(code: number | undefined, reason: string): void {
+    this._attempt += 1;
+    this._step += 1;
+    if (code === CloseCode.TOO_MANY) {
+      // Cut for flooding, for reading too slowly or one connection too many:
+      // coming straight back would only repeat it. Not counted as extra attempts.
+      this._step = Math.max(this._step, DEFAULTS.rateLimitedAttempt);
+    }
+    const limit = this._options.maxReconnectAttempts ?? DEFAULTS.maxReconnectAttempts;
+    if (this._attempt > limit) {
+      this._giveUp(
+        new RealtimeError(
+          'gave_up',
+          `gave up after ${limit} reconnect attempts: ${reason}`
+        )
+      );
+      return;
+    }
+    const window = backoffWindow(
+      this._step,
+      this._options.reconnectDelay ?? DEFAULTS.reconnectDelay,
+      this._options.maxReconnectDelay ?? DEFAULTS.maxReconnectDelay
+    );
+    const delay = this._random() * window;
     this._clearRetry();
+    this._setState('reconnecting');
+    this.retryScheduled.emit({ attempt: this._attempt, window, delay, code, reason });
     this._retryTimer = setTimeout(() => {
       this._retryTimer = undefined;
       this._open();
     }, delay);
+  }
+
+  /** Closed for good, not by the client: say why. */
+  private _giveUp(error: RealtimeError): void {
+    this._clearRetry();
+    this._closeError = error;
+    this._closeReason = `${error.code}: ${error.message}`;
+    this.errors.emit(error);
+    this._setState('closed');
   }
 
   /** Forget the socket; every request in flight fails, since its reply can't come. */
@@ -749,8 +907,12 @@ export class RealtimeClient {
     const socket = this._socket;
     this._socket = undefined;
     this._stopHeartbeat();
+    this._clearConnectTimer();
     if (socket) {
-      socket.onopen = socket.onmessage = socket.onerror = socket.onclose = null;
+      socket.onopen = socket.onmessage = socket.onclose = null;
+      // Closed while still connecting, a socket reports an error (`ws` throws
+      // it when nobody listens); it is no longer ours to hear.
+      socket.onerror = () => undefined;
       if (reason !== undefined && socket.readyState <= OPEN) {
         try {
           socket.close(1000, reason);
@@ -773,28 +935,51 @@ export class RealtimeClient {
     this._lastFrameAt = Date.now();
   }
 
+  /** Ping every `_heartbeatMs`; watch for `_silenceMs` without any frame. */
   private _startHeartbeat(): void {
     this._stopHeartbeat();
     this._heartbeatTimer = setInterval(() => {
-      const socket = this._socket;
-      if (!socket) {
-        return;
-      }
-      if (Date.now() - this._lastFrameAt > this._silenceMs) {
-        // Nothing, not even a pong, for a whole timeout: the link is dead
-        // even if the socket has not noticed (a laptop lid, a NAT dropping it).
-        this._teardown('heartbeat timeout');
-        this._scheduleRetry();
-        return;
-      }
-      socket.send(JSON.stringify({ type: 'ping' }));
+      this._socket?.send(JSON.stringify({ type: 'ping' }));
     }, this._heartbeatMs);
+    this._watchSilence();
+  }
+
+  private _watchSilence(): void {
+    const wait = Math.max(0, this._lastFrameAt + this._silenceMs - Date.now());
+    this._silenceTimer = setTimeout(() => {
+      this._silenceTimer = undefined;
+      if (!this._socket) {
+        return;
+      }
+      if (Date.now() - this._lastFrameAt < this._silenceMs) {
+        this._watchSilence(); // something came meanwhile
+        return;
+      }
+      // Nothing, not even a pong, for the server's whole timeout: the link is
+      // dead even if the socket has not noticed (a laptop lid, a NAT dropping it).
+      this._teardown('heartbeat timeout');
+      this._retry(
+        CloseCode.HEARTBEAT,
+        `no frame from the server for ${this._silenceMs / 1000} s`
+      );
+    }, wait);
   }
 
   private _stopHeartbeat(): void {
     if (this._heartbeatTimer !== undefined) {
       clearInterval(this._heartbeatTimer);
       this._heartbeatTimer = undefined;
+    }
+    if (this._silenceTimer !== undefined) {
+      clearTimeout(this._silenceTimer);
+      this._silenceTimer = undefined;
+    }
+  }
+
+  private _clearConnectTimer(): void {
+    if (this._connectTimer !== undefined) {
+      clearTimeout(this._connectTimer);
+      this._connectTimer = undefined;
     }
   }
 
@@ -806,9 +991,6 @@ export class RealtimeClient {
   }
 
   private _setState(state: ConnectionState): void {
-    if (state === 'open') {
-      this._everOpened = true;
-    }
     if (state !== this._state) {
       this._state = state;
       this.stateChanged.emit(state);
@@ -816,23 +998,34 @@ export class RealtimeClient {
   }
 
   private _options: ClientOptions;
-  private _backoff: BackoffOptions;
   private _random: () => number;
   private _createSocket: WebSocketFactory;
   private _socket: WebSocketLike | undefined;
   private _state: ConnectionState = 'connecting';
-  private _everOpened = false;
   private _closedByUser = false;
   private _closeError: RealtimeError | undefined;
+  private _closeReason: string | undefined;
+  private _lastToken: string | undefined;
+  private _nextToken: string | undefined;
   private _user: User | undefined;
   private _connectionId: string | undefined;
   private _channels = new Map<string, Channel>();
   private _pending = new Map<number, Pending>();
   private _nextRef = 1;
+  /** Attempts since the connection was last open; `maxReconnectAttempts` bounds it. */
   private _attempt = 0;
+  /** The attempt whose backoff window applies: `_attempt`, or more after a 4429. */
+  private _step = 0;
   private _retryTimer: ReturnType<typeof setTimeout> | undefined;
+  private _connectTimer: ReturnType<typeof setTimeout> | undefined;
   private _heartbeatTimer: ReturnType<typeof setInterval> | undefined;
-  private _heartbeatMs = 25_000;
-  private _silenceMs = 60_000;
+  private _silenceTimer: ReturnType<typeof setTimeout> | undefined;
+  private _heartbeatMs: number = DEFAULTS.heartbeatInterval;
+  private _silenceMs: number = DEFAULTS.heartbeatTimeout;
   private _lastFrameAt = 0;
+}
+
+/** A positive number of ms from the server, or undefined. */
+function positive(value: unknown): number | undefined {
+  return typeof value === 'number' && value > 0 ? value : undefined;
 }

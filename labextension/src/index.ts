@@ -5,6 +5,10 @@
  *
  * Everything optional is optional: Notebook 7 has no status bar, and a shell
  * without document widgets still gets the panel.
+ *
+ * For other extensions, the plugin provides `IRealtime`, the page's one
+ * connection, and the package exports the client and React hooks
+ * (docs/react.md).
  */
 import {
   JupyterFrontEnd,
@@ -20,11 +24,16 @@ import { Widget } from '@lumino/widgets';
 import { Member, RealtimeClient } from './client';
 import { LOBBY } from './channels';
 import { RealtimeModel } from './model';
-import { DocumentPresence, PresenceStatus, RealtimePanel } from './views';
+import { RealtimePanel } from './panel';
+import { createRealtime, IRealtime } from './tokens';
+import { DocumentPresence, PresenceStatus } from './views';
 
 export * from './client';
+export * from './hooks';
+export * from './store';
+export * from './tokens';
 export { documentChannel, LOBBY } from './channels';
-export { RealtimeModel } from './model';
+export { CHAT_EVENT, RealtimeModel } from './model';
 
 const PLUGIN_ID = 'nyo-realtime-ext:plugin';
 
@@ -128,27 +137,37 @@ function trackDocument(model: RealtimeModel, widget: IDocumentWidget): void {
   });
 }
 
-const plugin: JupyterFrontEndPlugin<void> = {
+const plugin: JupyterFrontEndPlugin<IRealtime> = {
   id: PLUGIN_ID,
   description: 'Who is here, what they have open, and chat, through nyo-realtime.',
   autoStart: true,
+  provides: IRealtime,
   optional: [IStatusBar, IDocumentWidgetOpener],
   activate: async (
     app: JupyterFrontEnd,
     statusBar: IStatusBar | null,
     opener: IDocumentWidgetOpener | null
-  ): Promise<void> => {
+  ): Promise<IRealtime> => {
     const settings = app.serviceManager.serverSettings;
-    const client = new RealtimeClient({ url: () => socketUrl(settings) });
+    // The page's one connection: the panel, the badges and every extension
+    // that requires IRealtime share it. Identity: Jupyter's login.
+    // The page's one connection: a tab left open recovers by itself, so it
+    // never gives up (at the 30 s cap).
+    const client = new RealtimeClient({
+      url: () => socketUrl(settings),
+      maxReconnectAttempts: Infinity
+    });
+    const scope = await documentScope(settings);
     const model = new RealtimeModel(client, {
       knownPeople: () => knownPeople(settings),
-      documentScope: await documentScope(settings)
+      documentScope: scope
     });
+    const realtime = createRealtime(client, scope);
     client.errors.connect(error => {
       console.warn(`nyo-realtime: ${error.code}: ${error.message}`);
     });
 
-    const panel = new RealtimePanel(model, path => {
+    const panel = new RealtimePanel(realtime, model, path => {
       void app.commands.execute('docmanager:open', { path });
     });
     panel.title.icon = peopleIcon;
@@ -187,6 +206,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
         client.reconnect();
       }
     });
+    return realtime;
   }
 };
 

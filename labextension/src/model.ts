@@ -1,7 +1,9 @@
 /**
  * What the front end shows, in one place: the connection, the lobby (who is
- * here, their status, what each has open), the lobby chat, and the presence
- * channel of every open document. Views only read it and listen to `changed`.
+ * here, their status, what each has open), names for the lobby chat, and the
+ * presence channel of every open document. Views only read it and listen to
+ * `changed`; the side panel reads the lobby's members and chat through the
+ * React hooks, on the same shared channel (`openChannel`).
  */
 import { ISignal, Signal } from '@lumino/signaling';
 
@@ -15,6 +17,7 @@ import {
   User
 } from './client';
 import { documentChannel, LOBBY } from './channels';
+import { ChannelLease, openChannel } from './store';
 
 /** The chat event on the lobby channel, `{text}`: the same as the Python ChatWidget's. */
 export const CHAT_EVENT = 'chat:message';
@@ -27,6 +30,23 @@ export interface ChatEntry {
   userId: string | null;
   text: string;
   ts: number;
+}
+
+/** A lobby message as a chat entry, if it is one a person could read. */
+export function chatEntryOf(message: Message): ChatEntry | undefined {
+  if (message.event !== CHAT_EVENT) {
+    return undefined;
+  }
+  const payload = message.payload as { text?: unknown } | null;
+  if (!payload || typeof payload.text !== 'string') {
+    return undefined; // someone else's client; nothing a person could read
+  }
+  return {
+    id: message.id,
+    userId: message.from?.userId ?? null,
+    text: payload.text,
+    ts: message.ts
+  };
 }
 
 const STATUS_KEY = 'nyo-realtime:status';
@@ -51,7 +71,10 @@ export class RealtimeModel {
     readonly client: RealtimeClient,
     private _options: ModelOptions = {}
   ) {
-    this.lobby = client.channel(LOBBY, { history: true });
+    // Held for the page's lifetime, with its history: the chat shows it
+    // whenever the panel is first opened.
+    this._lobbyLease = openChannel(client, LOBBY, { history: true });
+    this.lobby = this._lobbyLease.channel;
     this.lobby.membersChanged.connect(members => {
       for (const member of members.values()) {
         this._remember(member);
@@ -77,11 +100,6 @@ export class RealtimeModel {
     return this._changed;
   }
 
-  /** A chat message arrived (history included), once per message. */
-  get chatReceived(): ISignal<this, ChatEntry> {
-    return this._chatReceived;
-  }
-
   /** A document's set of other people changed; the argument is its path. */
   get documentChanged(): ISignal<this, string> {
     return this._documentChanged;
@@ -101,18 +119,19 @@ export class RealtimeModel {
 
   /** Lobby members: me first, then by name. */
   get members(): Member[] {
+    return this.sorted(this.lobby.members.values());
+  }
+
+  /** Members as people see them listed: me first, then by name. */
+  sorted(members: Iterable<Member>): Member[] {
     const me = this.me?.userId;
-    return [...this.lobby.members.values()].sort((a, b) =>
+    return [...members].sort((a, b) =>
       a.userId === me
         ? -1
         : b.userId === me
           ? 1
           : a.name.localeCompare(b.name)
     );
-  }
-
-  get chat(): readonly ChatEntry[] {
-    return this._chat;
   }
 
   /** A display name for a user id, also for people who have left. */
@@ -130,17 +149,16 @@ export class RealtimeModel {
   /** Set one's status on the lobby and on every open document's channel. */
   async setStatus(status: Status): Promise<void> {
     writeStatus(status);
-    const documents = [...this._documents.keys()].map(path =>
-      this.client.channel(this._documentChannel(path)).setPresence({ status })
+    const documents = [...this._documents.values()].map(({ lease }) =>
+      lease.channel.setPresence({ status })
     );
-    await Promise.all([this.lobby.setPresence({ status }), ...documents]);
+    const done = Promise.all([this.lobby.setPresence({ status }), ...documents]);
+    // Shown at once: the lobby remembers it even before the server confirms.
     this._changed.emit();
-  }
-
-  async sendChat(text: string): Promise<void> {
-    const trimmed = text.trim().slice(0, MAX_CHAT_LENGTH);
-    if (trimmed) {
-      await this.lobby.publish(CHAT_EVENT, { text: trimmed });
+    try {
+      await done;
+    } finally {
+      this._changed.emit(); // a refused status is taken back
     }
   }
 
@@ -148,11 +166,14 @@ export class RealtimeModel {
 
   /** Follow a document's presence; counted, as several views may show one path. */
   openDocument(path: string): void {
-    const count = this._documents.get(path) ?? 0;
-    this._documents.set(path, count + 1);
-    if (count === 0) {
-      const channel = this.client.channel(this._documentChannel(path));
-      channel.membersChanged.connect(() => this._documentChanged.emit(path));
+    const open = this._documents.get(path);
+    if (open) {
+      open.count++;
+    } else {
+      const lease = openChannel(this.client, this._documentChannel(path));
+      const channel = lease.channel;
+      const off = channel.membersChanged.connect(() => this._documentChanged.emit(path));
+      this._documents.set(path, { count: 1, lease, off });
       // One status per person: a document shows the same one as the lobby.
       if (this.myStatus !== 'online') {
         void channel.setPresence({ status: this.myStatus }).catch(() => {
@@ -164,24 +185,25 @@ export class RealtimeModel {
   }
 
   closeDocument(path: string): void {
-    const count = this._documents.get(path) ?? 0;
-    if (count > 1) {
-      this._documents.set(path, count - 1);
+    const open = this._documents.get(path);
+    if (!open) {
+      return;
+    }
+    if (open.count > 1) {
+      open.count--;
       return;
     }
     this._documents.delete(path);
-    void this.client.unsubscribe(this._documentChannel(path)).catch(() => {
-      // Gone with the connection anyway: the server drops it on close.
-    });
+    // Left unless another extension still follows it (`IRealtime`).
+    open.off();
+    open.lease.release();
     this._publishOpen();
     this._documentChanged.emit(path);
   }
 
   /** Other people who have `path` open. */
   othersOn(path: string): Member[] {
-    const channel = this._documents.has(path)
-      ? this.client.channel(this._documentChannel(path))
-      : undefined;
+    const channel = this._documents.get(path)?.lease.channel;
     const me = this.me?.userId;
     return channel
       ? [...channel.members.values()].filter(m => m.userId !== me)
@@ -206,6 +228,12 @@ export class RealtimeModel {
   }
 
   dispose(): void {
+    for (const { lease, off } of this._documents.values()) {
+      off();
+      lease.release();
+    }
+    this._documents.clear();
+    this._lobbyLease.release();
     this.client.close();
     Signal.clearData(this);
   }
@@ -225,23 +253,10 @@ export class RealtimeModel {
     }, 50);
   }
 
+  /** Chat authors we have no name for are looked up (people who left). */
   private _onMessage(message: Message): void {
-    if (message.event !== CHAT_EVENT) {
-      return;
-    }
-    const payload = message.payload as { text?: unknown } | null;
-    if (!payload || typeof payload.text !== 'string') {
-      return; // someone else's client; nothing a person could read
-    }
-    const entry: ChatEntry = {
-      id: message.id,
-      userId: message.from?.userId ?? null,
-      text: payload.text,
-      ts: message.ts
-    };
-    this._chat.push(entry);
-    this._chatReceived.emit(entry);
-    if (entry.userId !== null && !this._people.has(entry.userId)) {
+    const entry = chatEntryOf(message);
+    if (entry && entry.userId !== null && !this._people.has(entry.userId)) {
       this._lookUpPeople();
     }
   }
@@ -281,10 +296,13 @@ export class RealtimeModel {
   }
 
   private _changed = new Signal<this, void>(this);
-  private _chatReceived = new Signal<this, ChatEntry>(this);
   private _documentChanged = new Signal<this, string>(this);
-  private _chat: ChatEntry[] = [];
-  private _documents = new Map<string, number>();
+  private _lobbyLease: ChannelLease;
+  /** Open documents by path: how many views show each, and its channel. */
+  private _documents = new Map<
+    string,
+    { count: number; lease: ChannelLease; off: () => void }
+  >();
   private _people = new Map<
     string,
     { userId: string; name: string; color?: string; avatar_url?: string }

@@ -1,18 +1,22 @@
 /**
- * The views: the status bar item, the side panel, and the presence badge on
- * each document's toolbar. Plain DOM inside Lumino widgets; each view redraws
- * from the model when the model says something changed.
+ * The views: the status bar item and the presence badge on each document's
+ * toolbar. Plain DOM inside Lumino widgets; each view redraws from the model
+ * when the model says something changed. The side panel is React, on the
+ * hooks (panel.tsx).
  */
 import { Widget } from '@lumino/widgets';
 
-import { ConnectionState, Member, STATUSES, Status } from './client';
+import { ConnectionState, Member, Status } from './client';
 import { personOf, renderAvatar, STATUS_LABELS } from './avatars';
-import { ChatEntry, MAX_CHAT_LENGTH, RealtimeModel } from './model';
+import { RealtimeModel } from './model';
 
 /** How many avatars the status bar shows before "+N". */
 const STATUS_BAR_AVATARS = 5;
 
-const STATE_LABELS: Record<ConnectionState, string> = {
+/** The statuses a person picks; `offline` is what leaving shows. */
+export const PICKER_STATUSES: readonly Status[] = ['online', 'away', 'busy'];
+
+export const STATE_LABELS: Record<ConnectionState, string> = {
   connecting: 'connecting…',
   open: 'connected',
   reconnecting: 'reconnecting…',
@@ -46,7 +50,7 @@ function statusPicker(model: RealtimeModel): HTMLSelectElement {
   const select = el('select', 'nyo-status-picker');
   select.title = 'Your status';
   select.setAttribute('aria-label', 'Your status');
-  for (const status of STATUSES) {
+  for (const status of PICKER_STATUSES) {
     const option = el('option', undefined, STATUS_LABELS[status]);
     option.value = status;
     select.appendChild(option);
@@ -113,193 +117,6 @@ export class PresenceStatus extends Widget {
   }
 
   private _picker: HTMLSelectElement | undefined;
-}
-
-/**
- * The side panel: collaborators (status, what each has open) and the lobby
- * chat with its history. Also where the status picker lives in Notebook 7,
- * which has no status bar.
- */
-export class RealtimePanel extends Widget {
-  constructor(
-    private _model: RealtimeModel,
-    private _openPath: (path: string) => void
-  ) {
-    super();
-    this.id = 'nyo-realtime-panel';
-    this.addClass('nyo-panel');
-    this.title.caption = 'Collaborators and chat';
-
-    const header = el('div', 'nyo-panel-header');
-    header.appendChild(el('h2', 'nyo-panel-title', 'Here now'));
-    this._state = el('span', 'nyo-connection');
-    header.appendChild(this._state);
-    this.node.appendChild(header);
-
-    const me = el('div', 'nyo-me');
-    this._meName = el('span', 'nyo-me-name');
-    me.appendChild(this._meName);
-    this._picker = statusPicker(_model);
-    me.appendChild(this._picker);
-    this.node.appendChild(me);
-
-    this._people = el('ul', 'nyo-people');
-    this.node.appendChild(this._people);
-
-    const chat = el('section', 'nyo-chat');
-    chat.appendChild(el('h2', 'nyo-panel-title', 'Chat'));
-    this._log = el('ol', 'nyo-chat-log');
-    this._log.setAttribute('aria-live', 'polite');
-    chat.appendChild(this._log);
-    const form = el('form', 'nyo-chat-form');
-    this._input = el('input', 'nyo-chat-input');
-    this._input.type = 'text';
-    this._input.maxLength = MAX_CHAT_LENGTH;
-    this._input.placeholder = 'Message everyone here';
-    this._input.setAttribute('aria-label', 'Chat message');
-    const send = el('button', 'nyo-chat-send jp-mod-styled jp-mod-accept', 'Send');
-    send.type = 'submit';
-    form.append(this._input, send);
-    form.addEventListener('submit', event => {
-      event.preventDefault();
-      this._send();
-    });
-    this._error = el('div', 'nyo-chat-error');
-    chat.append(form, this._error);
-    this.node.appendChild(chat);
-
-    _model.changed.connect(this._render, this);
-    _model.chatReceived.connect(this._renderChat, this);
-    this._render();
-    this._renderChat();
-  }
-
-  private _send(): void {
-    const text = this._input.value;
-    if (!text.trim()) {
-      return;
-    }
-    this._input.value = '';
-    this._error.textContent = '';
-    // While reconnecting the client holds the message and sends it, once,
-    // when the lobby is subscribed again.
-    this._model.sendChat(text).catch(error => {
-      this._input.value ||= text;
-      this._error.textContent = `Not sent: ${error.message ?? error}`;
-    });
-  }
-
-  private _render(): void {
-    const model = this._model;
-    const state = model.state;
-    this._state.className = `nyo-connection nyo-connection-${state}`;
-    this._state.dataset.state = state;
-    this._state.textContent = STATE_LABELS[state];
-    this._meName.textContent = model.me ? `You are ${model.me.name}` : '';
-    if (document.activeElement !== this._picker) {
-      this._picker.value = model.myStatus;
-    }
-
-    this._people.replaceChildren();
-    for (const member of model.members) {
-      this._people.appendChild(this._renderMember(member));
-    }
-    // Names of people in the log may have become known.
-    this._renderChat();
-  }
-
-  private _renderMember(member: Member): HTMLElement {
-    const model = this._model;
-    const item = el('li', 'nyo-person');
-    item.dataset.userId = member.userId;
-    item.dataset.status = member.status;
-    item.appendChild(renderAvatar(personOf(member), { size: 'large', showStatus: true }));
-    const text = el('div', 'nyo-person-text');
-    const isMe = member.userId === model.me?.userId;
-    text.appendChild(
-      el('span', 'nyo-person-name', isMe ? `${member.name} (you)` : member.name)
-    );
-    text.appendChild(
-      el('span', `nyo-person-status nyo-status-${member.status}`, STATUS_LABELS[member.status])
-    );
-    const paths = model.openPaths(member);
-    if (paths.length) {
-      const open = el('ul', 'nyo-person-open');
-      open.setAttribute('aria-label', `${member.name} has open`);
-      const ours = model.sharesFiles(member);
-      for (const path of paths) {
-        const entry = el('li', 'nyo-open-path');
-        const label = path.split('/').pop() || path;
-        if (ours) {
-          const link = el('a', undefined, label);
-          link.href = '#';
-          link.title = `Open ${path}`;
-          link.dataset.path = path;
-          link.addEventListener('click', event => {
-            event.preventDefault();
-            this._openPath(path);
-          });
-          entry.appendChild(link);
-        } else {
-          // Their file, on their server: named, not offered to open here.
-          const name = el('span', undefined, label);
-          name.title = `${path} in ${member.name}'s files`;
-          entry.appendChild(name);
-        }
-        open.appendChild(entry);
-      }
-      text.appendChild(open);
-    } else {
-      text.appendChild(el('span', 'nyo-person-idle', 'nothing open'));
-    }
-    item.appendChild(text);
-    return item;
-  }
-
-  private _renderChat(): void {
-    const model = this._model;
-    const atBottom =
-      this._log.scrollHeight - this._log.scrollTop - this._log.clientHeight < 20;
-    this._log.replaceChildren();
-    for (const entry of model.chat) {
-      this._log.appendChild(this._renderEntry(entry));
-    }
-    if (atBottom) {
-      this._log.scrollTop = this._log.scrollHeight;
-    }
-  }
-
-  private _renderEntry(entry: ChatEntry): HTMLElement {
-    const model = this._model;
-    const item = el('li', 'nyo-chat-entry');
-    item.dataset.messageId = entry.id;
-    if (entry.userId) {
-      item.dataset.userId = entry.userId;
-      item.appendChild(renderAvatar(model.personOf(entry.userId)));
-    }
-    const body = el('div', 'nyo-chat-body');
-    const head = el('div', 'nyo-chat-head');
-    head.appendChild(el('span', 'nyo-chat-author', model.nameOf(entry.userId)));
-    const time = el('time', 'nyo-chat-time', new Date(entry.ts).toLocaleTimeString([], {
-      hour: '2-digit',
-      minute: '2-digit'
-    }));
-    time.dateTime = new Date(entry.ts).toISOString();
-    head.appendChild(time);
-    body.appendChild(head);
-    // textContent, never HTML: chat is what other people typed.
-    body.appendChild(el('div', 'nyo-chat-text', entry.text));
-    item.appendChild(body);
-    return item;
-  }
-
-  private _state: HTMLElement;
-  private _meName: HTMLElement;
-  private _picker: HTMLSelectElement;
-  private _people: HTMLUListElement;
-  private _log: HTMLOListElement;
-  private _input: HTMLInputElement;
-  private _error: HTMLElement;
 }
 
 /** On a document's toolbar: who else has this path open. */

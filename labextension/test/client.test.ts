@@ -5,11 +5,13 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 
 import {
   backoffDelay,
+  backoffWindow,
   ConnectionState,
-  DEFAULT_BACKOFF,
+  DEFAULTS,
   Message,
   RealtimeClient,
-  RealtimeError
+  RealtimeError,
+  RetryInfo
 } from '../src/client';
 import {
   createSocket,
@@ -45,7 +47,8 @@ function client(
     token: options.token ?? makeToken(user, options.claims),
     createSocket,
     // Short delays keep the tests quick; the shape is what is under test.
-    backoff: { initial: 50, max: 400 }
+    reconnectDelay: 50,
+    maxReconnectDelay: 400
   });
   clients.push(made);
   return made;
@@ -170,6 +173,38 @@ describe('messages', () => {
     // The connection is still good for everything else.
     const open = ada.channel(fresh('room'));
     await eventually(() => open.isSubscribed, 'another subscription');
+  });
+});
+
+describe('rights withdrawn', () => {
+  it('a channel the server puts out is left for good, saying forbidden', async () => {
+    const name = fresh('private-ops');
+    const api = server.url.replace(/^ws/, 'http').replace(/\/ws$/, '/api/');
+    const owner = {
+      Authorization: `Bearer ${makeToken('owner', { channels: [name] })}`,
+      'Content-Type': 'application/json'
+    };
+    const made = await fetch(`${api}channels`, {
+      method: 'POST',
+      headers: owner,
+      body: JSON.stringify({ name, type: 'private', members: ['eve'] })
+    });
+    expect(made.status).toBe(201);
+    const eve = client('eve');
+    await eve.connect();
+    const errors: RealtimeError[] = [];
+    eve.errors.connect(e => errors.push(e));
+    const channel = eve.channel(name);
+    await eventually(() => channel.isSubscribed, 'the subscription');
+    const patched = await fetch(`${api}channels/${encodeURIComponent(name)}`, {
+      method: 'PATCH',
+      headers: owner,
+      body: JSON.stringify({ members: [] })
+    });
+    expect(patched.status).toBe(200);
+    await eventually(() => channel.isDisposed, 'the channel to be left');
+    expect(channel.isSubscribed).toBe(false);
+    expect(errors.map(e => e.code)).toContain('forbidden');
   });
 });
 
@@ -344,13 +379,18 @@ describe('server restart and refusal', () => {
       await ada.connect();
       const errors: RealtimeError[] = [];
       ada.errors.connect(e => errors.push(e));
+      const retries: RetryInfo[] = [];
+      ada.retryScheduled.connect(info => retries.push(info));
       // Far past the burst of 10: the server warns once, then cuts.
       for (let i = 0; i < 40; i++) {
         ada.request({ type: 'ping' }).catch(() => undefined);
       }
       await eventually(() => ada.state === 'reconnecting', 'cut for flooding');
       expect(errors.map(e => e.code)).toContain('rate_limited');
-      expect(ada.attempt).toBeGreaterThanOrEqual(5);
+      // The first attempt after it waits in the window of attempt 4 (was: the
+      // attempt counter jumped to 4; now the window does, and the attempt is 1).
+      expect(retries[0]).toMatchObject({ attempt: 1, code: 4429 });
+      expect(retries[0].window).toBe(backoffWindow(4, 50, 400));
       // It does come back, and is welcome again.
       await eventually(() => ada.state === 'open', 'back', 10_000);
     } finally {
@@ -381,31 +421,28 @@ describe('server restart and refusal', () => {
   });
 });
 
+// The policy of docs/protocol.md, "Client behaviour" (was: 0.5 s doubling to 30 s
+// without limit, and a `backoff` option with partial jitter; now the Python
+// client's numbers, attempts counted from 1).
 describe('backoff', () => {
-  const options = { initial: 500, max: 30_000, factor: 2, jitter: 0.5 };
-
-  it('doubles per attempt up to the cap', () => {
-    const top = (attempt: number) => backoffDelay(attempt, DEFAULT_BACKOFF, () => 1);
-    expect([0, 1, 2, 3, 4].map(top)).toEqual([500, 1000, 2000, 4000, 8000]);
+  it('doubles per attempt from 3 s up to the 30 s cap', () => {
+    const top = (attempt: number) => backoffDelay(attempt, undefined, undefined, () => 1);
+    expect([1, 2, 3, 4, 5].map(top)).toEqual([3000, 6000, 12000, 24000, 30000]);
     expect(top(10)).toBe(30_000);
-    expect(top(100)).toBe(30_000);
+    expect(top(10_000)).toBe(30_000);
+    expect(backoffWindow(DEFAULTS.rateLimitedAttempt)).toBe(24_000);
+    expect(DEFAULTS.maxReconnectAttempts).toBe(10);
+    expect(DEFAULTS.requestTimeout).toBe(10_000);
   });
 
-  it('by default draws the delay anywhere in the window (full jitter, like the Python client)', () => {
-    expect(backoffDelay(3, DEFAULT_BACKOFF, () => 0)).toBe(0);
-    expect(backoffDelay(3, DEFAULT_BACKOFF, () => 0.25)).toBe(1000);
-  });
-
-  it('with partial jitter stays between half and all of the window', () => {
-    expect(backoffDelay(3, options, () => 0)).toBe(2000);
-    expect(backoffDelay(3, options, () => 0.5)).toBe(3000);
-    const delays = new Set(
-      Array.from({ length: 50 }, () => backoffDelay(3, options))
-    );
+  it('draws the delay anywhere in the window (full jitter, like the Python client)', () => {
+    expect(backoffDelay(3, 3000, 30_000, () => 0)).toBe(0);
+    expect(backoffDelay(3, 3000, 30_000, () => 0.25)).toBe(3000);
+    const delays = new Set(Array.from({ length: 50 }, () => backoffDelay(3)));
     expect(delays.size).toBeGreaterThan(40);
     for (const delay of delays) {
-      expect(delay).toBeGreaterThanOrEqual(2000);
-      expect(delay).toBeLessThanOrEqual(4000);
+      expect(delay).toBeGreaterThanOrEqual(0);
+      expect(delay).toBeLessThan(12_000);
     }
   });
 });

@@ -1,0 +1,309 @@
+/**
+ * The side panel, in React on the hooks other extensions get (`hooks.ts`):
+ * the connection (`useWebSocket`), who is here (`usePresence`) and the lobby
+ * chat with its history (`useChannel`), all on the page's one connection.
+ *
+ * The model still provides what the hooks do not know: one's status across
+ * the lobby and every open document, names of people who left, and which
+ * paths a member has open.
+ */
+import { ReactWidget } from '@jupyterlab/ui-components';
+import * as React from 'react';
+import { useEffect, useLayoutEffect, useMemo, useRef, useState } from 'react';
+
+import { Member, Status } from './client';
+import { colorOf, initialsOf, Person, personOf, STATUS_LABELS } from './avatars';
+import { useChannel, usePresence, useWebSocket } from './hooks';
+import {
+  CHAT_EVENT,
+  ChatEntry,
+  chatEntryOf,
+  MAX_CHAT_LENGTH,
+  RealtimeModel
+} from './model';
+import { IRealtime } from './tokens';
+import { PICKER_STATUSES, STATE_LABELS } from './views';
+
+/** The same avatar as `renderAvatar`'s, as a React element. */
+export function Avatar(props: {
+  person: Person;
+  size?: 'small' | 'large';
+  showStatus?: boolean;
+}): React.ReactElement {
+  const { person, size = 'small' } = props;
+  const status = props.showStatus ? person.status : undefined;
+  return (
+    <span
+      className={`nyo-avatar nyo-avatar-${size}`}
+      data-user-id={person.userId}
+      data-status={status}
+      title={
+        person.status ? `${person.name} — ${STATUS_LABELS[person.status]}` : person.name
+      }
+      style={person.avatar_url ? undefined : { backgroundColor: colorOf(person) }}
+    >
+      {person.avatar_url ? (
+        <img src={person.avatar_url} alt={person.name} />
+      ) : (
+        initialsOf(person.name)
+      )}
+      {status && <span className={`nyo-status-dot nyo-status-${status}`} />}
+    </span>
+  );
+}
+
+/** Re-render whenever the model says something changed. */
+function useModel(model: RealtimeModel): void {
+  const [, setVersion] = useState(0);
+  useEffect(() => {
+    const bump = () => setVersion(version => version + 1);
+    model.changed.connect(bump);
+    return () => {
+      model.changed.disconnect(bump);
+    };
+  }, [model]);
+}
+
+function StatusPicker(props: { model: RealtimeModel }): React.ReactElement {
+  const { model } = props;
+  return (
+    <select
+      className="nyo-status-picker"
+      title="Your status"
+      aria-label="Your status"
+      value={model.myStatus}
+      onChange={event => {
+        model.setStatus(event.target.value as Status).catch(error => {
+          console.warn('nyo-realtime: could not set status', error);
+        });
+      }}
+    >
+      {PICKER_STATUSES.map(status => (
+        <option key={status} value={status}>
+          {STATUS_LABELS[status]}
+        </option>
+      ))}
+    </select>
+  );
+}
+
+function PersonRow(props: {
+  member: Member;
+  isMe: boolean;
+  model: RealtimeModel;
+  openPath: (path: string) => void;
+}): React.ReactElement {
+  const { member, isMe, model, openPath } = props;
+  const paths = model.openPaths(member);
+  const ours = model.sharesFiles(member);
+  return (
+    <li className="nyo-person" data-user-id={member.userId} data-status={member.status}>
+      <Avatar person={personOf(member)} size="large" showStatus />
+      <div className="nyo-person-text">
+        <span className="nyo-person-name">{isMe ? `${member.name} (you)` : member.name}</span>
+        <span className={`nyo-person-status nyo-status-${member.status}`}>
+          {STATUS_LABELS[member.status]}
+        </span>
+        {paths.length ? (
+          <ul className="nyo-person-open" aria-label={`${member.name} has open`}>
+            {paths.map(path => {
+              const label = path.split('/').pop() || path;
+              return (
+                <li key={path} className="nyo-open-path">
+                  {ours ? (
+                    <a
+                      href="#"
+                      title={`Open ${path}`}
+                      data-path={path}
+                      onClick={event => {
+                        event.preventDefault();
+                        openPath(path);
+                      }}
+                    >
+                      {label}
+                    </a>
+                  ) : (
+                    // Their file, on their server: named, not offered to open here.
+                    <span title={`${path} in ${member.name}'s files`}>{label}</span>
+                  )}
+                </li>
+              );
+            })}
+          </ul>
+        ) : (
+          <span className="nyo-person-idle">nothing open</span>
+        )}
+      </div>
+    </li>
+  );
+}
+
+function ChatLine(props: { entry: ChatEntry; model: RealtimeModel }): React.ReactElement {
+  const { entry, model } = props;
+  const when = new Date(entry.ts);
+  return (
+    <li
+      className="nyo-chat-entry"
+      data-message-id={entry.id}
+      data-user-id={entry.userId ?? undefined}
+    >
+      {entry.userId && <Avatar person={model.personOf(entry.userId)} />}
+      <div className="nyo-chat-body">
+        <div className="nyo-chat-head">
+          <span className="nyo-chat-author">{model.nameOf(entry.userId)}</span>
+          <time className="nyo-chat-time" dateTime={when.toISOString()}>
+            {when.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' })}
+          </time>
+        </div>
+        {/* Text, never HTML: chat is what other people typed. */}
+        <div className="nyo-chat-text">{entry.text}</div>
+      </div>
+    </li>
+  );
+}
+
+function Chat(props: { realtime: IRealtime; model: RealtimeModel }): React.ReactElement {
+  const { realtime, model } = props;
+  // The model holds the lobby with its history from the start, so a panel
+  // opened later still shows what was said before.
+  const { messages, send } = useChannel(realtime, realtime.lobby, { history: true });
+  const entries = useMemo(
+    () =>
+      messages
+        .map(chatEntryOf)
+        .filter((entry): entry is ChatEntry => entry !== undefined),
+    [messages]
+  );
+  const [text, setText] = useState('');
+  const [error, setError] = useState('');
+
+  // Follow new lines while the reader is at the bottom; leave them be if not.
+  const log = useRef<HTMLOListElement>(null);
+  const atBottom = useRef(true);
+  useLayoutEffect(() => {
+    const node = log.current;
+    if (node && atBottom.current) {
+      node.scrollTop = node.scrollHeight;
+    }
+  }, [entries]);
+
+  const submit = (event: React.FormEvent) => {
+    event.preventDefault();
+    const trimmed = text.trim().slice(0, MAX_CHAT_LENGTH);
+    if (!trimmed) {
+      return;
+    }
+    setText('');
+    setError('');
+    // While reconnecting the client holds the message and sends it, once,
+    // when the lobby is subscribed again.
+    send(CHAT_EVENT, { text: trimmed }).catch(reason => {
+      setText(current => current || text);
+      setError(`Not sent: ${reason?.message ?? reason}`);
+    });
+  };
+
+  return (
+    <section className="nyo-chat">
+      <h2 className="nyo-panel-title">Chat</h2>
+      <ol
+        className="nyo-chat-log"
+        aria-live="polite"
+        ref={log}
+        onScroll={() => {
+          const node = log.current!;
+          atBottom.current = node.scrollHeight - node.scrollTop - node.clientHeight < 20;
+        }}
+      >
+        {entries.map(entry => (
+          <ChatLine key={entry.id} entry={entry} model={model} />
+        ))}
+      </ol>
+      <form className="nyo-chat-form" onSubmit={submit}>
+        <input
+          className="nyo-chat-input"
+          type="text"
+          maxLength={MAX_CHAT_LENGTH}
+          placeholder="Message everyone here"
+          aria-label="Chat message"
+          value={text}
+          onChange={event => setText(event.target.value)}
+        />
+        <button className="nyo-chat-send jp-mod-styled jp-mod-accept" type="submit">
+          Send
+        </button>
+      </form>
+      <div className="nyo-chat-error">{error}</div>
+    </section>
+  );
+}
+
+/** Everything in the side panel. */
+export function RealtimePanelView(props: {
+  realtime: IRealtime;
+  model: RealtimeModel;
+  openPath: (path: string) => void;
+}): React.ReactElement {
+  const { realtime, model, openPath } = props;
+  useModel(model);
+  const { connectionState, user } = useWebSocket(realtime);
+  const { members } = usePresence(realtime, realtime.lobby);
+  const people = useMemo(() => model.sorted(members), [model, members, user]);
+  return (
+    <>
+      <div className="nyo-panel-header">
+        <h2 className="nyo-panel-title">Here now</h2>
+        <span
+          className={`nyo-connection nyo-connection-${connectionState}`}
+          data-state={connectionState}
+        >
+          {STATE_LABELS[connectionState]}
+        </span>
+      </div>
+      <div className="nyo-me">
+        <span className="nyo-me-name">{user ? `You are ${user.name}` : ''}</span>
+        <StatusPicker model={model} />
+      </div>
+      <ul className="nyo-people">
+        {people.map(member => (
+          <PersonRow
+            key={member.userId}
+            member={member}
+            isMe={member.userId === user?.userId}
+            model={model}
+            openPath={openPath}
+          />
+        ))}
+      </ul>
+      <Chat realtime={realtime} model={model} />
+    </>
+  );
+}
+
+/**
+ * The side panel: collaborators (status, what each has open) and the lobby
+ * chat with its history. Also where the status picker lives in Notebook 7,
+ * which has no status bar.
+ */
+export class RealtimePanel extends ReactWidget {
+  constructor(
+    private _realtime: IRealtime,
+    private _model: RealtimeModel,
+    private _openPath: (path: string) => void
+  ) {
+    super();
+    this.id = 'nyo-realtime-panel';
+    this.addClass('nyo-panel');
+    this.title.caption = 'Collaborators and chat';
+  }
+
+  protected render(): React.ReactElement {
+    return (
+      <RealtimePanelView
+        realtime={this._realtime}
+        model={this._model}
+        openPath={this._openPath}
+      />
+    );
+  }
+}
