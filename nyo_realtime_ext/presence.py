@@ -76,7 +76,7 @@ class PresenceTracker:
         changed = False
         if status is not None and status != member.status:
             member.status, changed = status, True
-        if meta is not None and meta != member.meta:
+        if meta is not None and not same_json(meta, member.meta):
             member.meta, changed = dict(meta), True
         return member if changed else None
 
@@ -86,3 +86,18 @@ class PresenceTracker:
 
     def members(self, key: ChannelKey) -> list[Member]:
         return list(self._channels.get(key, {}).values())
+
+
+def same_json(a: Any, b: Any) -> bool:
+    """Equal as JSON values, not as Python ones: `1 == True` in Python, yet a client
+    sees a number and a boolean, so a change between them is a change. (1 and 1.0
+    are one JSON number.)"""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return type(a) is type(b) and a == b
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(same_json(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(same_json(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return a == b
+    return type(a) is type(b) and a == b
