@@ -14,8 +14,8 @@ import pytest
 
 from nyo_realtime_ext.config import Realtime
 from nyo_realtime_ext.models import ChannelKey
-from nyo_realtime_ext.standalone import make_app
 from nyo_realtime_ext.service import RealtimeService
+from nyo_realtime_ext.standalone import make_app
 
 from .conftest import SECRET, free_port
 from .httpclient import Api, ch, raw_answer, raw_request
