@@ -429,7 +429,7 @@ class Hub:
                 await self.engine.presence.join(key, identity, session.id, self.clock())
                 fields["members"] = await self._members_wire(key)
         except BaseException:
-            if self._unsubscribe(session, key) and channel.type == "presence":
+            if self._unsubscribe(session, key):  # True only for a presence channel
                 self.spawn(self._leave_all([key], identity.user_id, session.id))
             raise
         finally:

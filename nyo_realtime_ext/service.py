@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
 from typing import Protocol
 
 from tornado.ioloop import PeriodicCallback
@@ -48,9 +47,8 @@ class PassWriter:
     committed all the same.
     """
 
-    def __init__(self, commit: Callable[[], None], rollback: Callable[[], None]) -> None:
-        self._commit_pass = commit
-        self._rollback_pass = rollback
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
         self._waiting: list[Outbox] = []
         self._booked = False
 
@@ -78,10 +76,10 @@ class PassWriter:
 
     def _commit(self) -> bool:
         try:
-            self._commit_pass()
+            self.engine.commit()
         except Exception:
             log.exception("commit failed: the messages of this pass are dropped")
-            self._rollback_pass()
+            self.engine.rollback()
             return False
         return True
 
@@ -113,11 +111,9 @@ class RealtimeService:
         self.engine, self.store = make_engine(config)
         self.authenticator = Authenticator(config)
         self.hub = Hub(config, self.engine, self.authenticator)
-        if self.store is not None:
-            self.writer = PassWriter(self.store.commit, self.store.rollback)
+        self.writer = PassWriter(self.engine)
+        if self.store is not None:  # every append books the pass's commit
             self.store.on_append = self.writer.book
-        else:  # nothing to commit: the engine acknowledged before anything is sent
-            self.writer = PassWriter(lambda: None, lambda: None)
         self._timers: list[PeriodicCallback] = []
 
     async def start(self) -> None:

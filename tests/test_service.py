@@ -90,20 +90,19 @@ async def test_frames_wait_for_the_commit_and_a_failed_commit_sends_none(tmp_pat
     ada_box.frames.clear()
     bob_box.frames.clear()
 
-    # The writer holds the store's bound `commit`: the pass's commit is patched there.
-    commit = service.writer._commit_pass
+    commit = service.engine.commit
 
     def failing_commit() -> None:
         raise sqlite3.OperationalError("disk I/O error")
 
-    service.writer._commit_pass = failing_commit
+    service.engine.commit = failing_commit  # type: ignore[method-assign]
     frame = {"type": "broadcast", "channel": "room", "event": "e", "payload": "lost", "ref": 1}
     await service.hub.receive(ada, text(frame))
     await asyncio.sleep(0.01)
     assert ada_box.outcome == bob_box.outcome == "abandoned"
     assert ada_box.frames == bob_box.frames == []  # no ack, no message for an id that is gone
 
-    service.writer._commit_pass = commit
+    service.engine.commit = commit  # type: ignore[method-assign]
     carl, carl_box = await join(service, "carl")
     await service.hub.receive(carl, text({"type": "subscribe", "channel": "room"}))
     frame = {"type": "broadcast", "channel": "room", "event": "e", "payload": "kept", "ref": 2}

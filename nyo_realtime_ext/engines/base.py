@@ -180,6 +180,9 @@ class Engine:
         """Make what was handed out in this loop pass durable before frames carrying
         it leave the process (the memory engine's group commit); cheap when nothing is."""
 
+    def rollback(self) -> None:
+        """The pass's `commit` failed: forget what it would have made durable."""
+
     async def close(self) -> None:
         """This node stops: its connections leave everywhere; release resources."""
         raise NotImplementedError

@@ -217,6 +217,9 @@ class MemoryEngine(Engine):
     def commit(self) -> None:
         self.store.commit()
 
+    def rollback(self) -> None:
+        self.store.rollback()
+
     async def close(self) -> None:
         # Nobody is connected to this process any more; nobody else shares it.
         self.store.mark_all_offline(time.time())
