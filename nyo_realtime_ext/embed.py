@@ -86,16 +86,18 @@ class RealtimeServer:
             http_server, self.port = listen(
                 self.service, self.host, self.port, self.trust_proxy_headers, log
             )
-            await self.service.start()
-            log.info(
-                "nyo-realtime listening on ws://%s:%d%s", self.host, self.port, self.config.path
-            )
-            if self.on_listening is not None:
-                self.on_listening(self.port)
-            await self._stopping.wait()
-            http_server.stop()
-            await self.service.stop()  # every client gets 1001
-            await asyncio.sleep(SHUTDOWN_GRACE)
+            try:
+                await self.service.start()
+                log.info(
+                    "nyo-realtime listening on ws://%s:%d%s", self.host, self.port, self.config.path
+                )
+                if self.on_listening is not None:
+                    self.on_listening(self.port)
+                await self._stopping.wait()
+            finally:  # stopped, cancelled or failed: the port is freed, clients get 1001
+                http_server.stop()
+                await self.service.stop()
+                await asyncio.sleep(SHUTDOWN_GRACE)
         finally:
             self.service.close_store()
             self._closed.set()

@@ -44,16 +44,19 @@ class MemoryBroker:
         self._sequences: dict[ChannelKey, list[Any]] = {}  # key -> [epoch, last_seq]
 
     def _sequence(self, key: ChannelKey) -> list[Any]:
+        """[epoch, last_seq]: kept in memory while the channel is listened to, read
+        from the store otherwise (where each append also records it), so nothing
+        stale outlives a channel that was collected and made again."""
         sequence = self._sequences.get(key)
         if sequence is None:
             found = self.store.get_channel(key)
             if found is None:
                 raise KeyError(f"no channel {key}")  # the hub creates channels first
-            sequence = self._sequences[key] = [found[1], found[2]]
+            sequence = [found[1], found[2]]
         return sequence
 
     async def listen(self, key: ChannelKey) -> None:
-        self._sequence(key)
+        self._sequences.setdefault(key, self._sequence(key))
 
     async def unlisten(self, key: ChannelKey) -> None:
         self._sequences.pop(key, None)

@@ -48,7 +48,7 @@ from .base import Engine, EngineEvents, EngineUnavailable, History
 
 log = logging.getLogger(__name__)
 
-# A node's lease on its connections; renewed every MAINTAIN_SECONDS.
+# A node's lease on its connections, at least; renewed at every maintenance tick.
 MIN_NODE_LEASE = 3.0
 # Backoff of the listener between attempts to reach Redis.
 RECONNECT_MIN, RECONNECT_MAX = 0.1, 5.0
@@ -81,7 +81,7 @@ return id
 
 _HISTORY = """
 -- ARGV: prefix, ck, mode ('latest' or 'after'), since epoch ('' = current), since seq,
--- limit, max bytes (0 = no bound), not before (ms). The stream holds at most
+-- limit, max bytes (-1 = no bound), not before (ms). The stream holds at most
 -- history_size entries; only what is returned leaves Redis.
 local ck, mode, since_epoch, since_seq = ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
 local limit, budget, not_before = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
@@ -95,7 +95,7 @@ local function take(entries)
   for _, entry in ipairs(entries) do
     local fields = entry[2] -- 'f', frame, 't', ts
     if tonumber(fields[4]) >= not_before then
-      if #kept >= limit or (#kept > 0 and budget > 0 and used + #fields[2] > budget) then
+      if #kept >= limit or (#kept > 0 and budget >= 0 and used + #fields[2] > budget) then
         return kept, 1
       end
       used = used + #fields[2]
@@ -498,7 +498,9 @@ class RedisBroker:
         now: float,
         max_bytes: int | None = None,
     ) -> History:
-        bounds = (limit, max_bytes or 0, _ms(now - self.history_ttl))
+        # -1: no bound; 0 is a bound (a full send buffer), and still one message comes.
+        budget = -1 if max_bytes is None else max_bytes
+        bounds = (limit, budget, _ms(now - self.history_ttl))
         if since is None:
             _, _, _, entries, more = await self.redis.run(
                 "history", _channel_part(key), "latest", "", 0, *bounds
@@ -802,9 +804,6 @@ class RedisEngine(Engine):
             await self.presence.maintain(time.time())
         except EngineUnavailable:
             log.warning("Redis is not reachable yet; retrying in the background")
-
-    def commit(self) -> None:
-        pass  # nothing is acknowledged before Redis has it
 
     async def close(self) -> None:
         try:
