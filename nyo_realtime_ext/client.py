@@ -43,8 +43,9 @@ import orjson
 from tornado.httpclient import HTTPClientError, HTTPRequest
 from tornado.websocket import WebSocketClientConnection, WebSocketClosedError, websocket_connect
 
-# The one list of statuses (docs/protocol.md), re-exported for the client's users.
-from .protocol import STATUSES as STATUSES
+# What the server knows too; STATUSES is re-exported for the client's users.
+from .constants import ENV_TOKEN, ENV_URL, WS_PATH
+from .constants import STATUSES as STATUSES
 
 log = logging.getLogger(__name__)
 
@@ -1152,9 +1153,6 @@ class SyncChannel:
 
 # -- finding the server from a kernel ------------------------------------------------
 
-ENV_URL = "NYO_REALTIME_URL"
-ENV_TOKEN = "NYO_REALTIME_TOKEN"
-
 
 def discover() -> tuple[str, str | None, dict[str, str]]:
     """(url, token, headers) for a kernel: environment first, then the running server.
@@ -1183,7 +1181,7 @@ def discover() -> tuple[str, str | None, dict[str, str]]:
     headers = {}
     if info.get("token"):
         headers["Authorization"] = f"token {info['token']}"
-    return f"{ws_url}nyo-realtime/ws", token, headers
+    return f"{ws_url}{WS_PATH}", token, headers
 
 
 def _parent_server_info() -> dict[str, Any] | None:

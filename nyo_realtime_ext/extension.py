@@ -16,12 +16,11 @@ from traitlets import Instance
 from .api import HTTP_METHODS, ApiHandler, api_routes
 from .audit import jupyter_audit
 from .config import Realtime
+from .constants import API_PATH, SETTINGS_PATH, WS_PATH
 from .embed import RealtimeServer
 from .handlers import RealtimeSocket, bearer_token
 from .kernel_env import clear_kernel_env, document_scope, setup_kernel_env
 from .service import RealtimeService
-
-URL_PREFIX = "nyo-realtime"
 
 
 class JupyterRealtimeSocket(WebSocketMixin, RealtimeSocket, JupyterHandler):
@@ -110,13 +109,9 @@ class RealtimeExtension(ExtensionApp):
         setup_kernel_env(self.serverapp, self.service)  # kernels' `connect()` finds us
 
     def initialize_handlers(self) -> None:
-        self.handlers.append(
-            (rf"/{URL_PREFIX}/ws", JupyterRealtimeSocket, {"service": self.service})
-        )
-        self.handlers.append(
-            (rf"/{URL_PREFIX}/settings", SettingsHandler, {"service": self.service})
-        )
-        self.handlers.extend(api_routes(f"/{URL_PREFIX}/api/", self.service, JupyterRealtimeApi))
+        self.handlers.append((f"/{WS_PATH}", JupyterRealtimeSocket, {"service": self.service}))
+        self.handlers.append((f"/{SETTINGS_PATH}", SettingsHandler, {"service": self.service}))
+        self.handlers.extend(api_routes(f"/{API_PATH}", self.service, JupyterRealtimeApi))
 
     async def stop_extension(self) -> None:
         clear_kernel_env()
