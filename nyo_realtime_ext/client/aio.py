@@ -44,8 +44,8 @@ from tornado.httpclient import HTTPClientError, HTTPRequest
 from tornado.websocket import WebSocketClientConnection, WebSocketClosedError, websocket_connect
 
 # What the server knows too; STATUSES is re-exported for the client's users.
-from .constants import ENV_TOKEN, ENV_URL, WS_PATH
-from .constants import STATUSES as STATUSES
+from ..constants import ENV_TOKEN, ENV_URL, WS_PATH
+from ..constants import STATUSES as STATUSES
 
 log = logging.getLogger(__name__)
 
