@@ -12,7 +12,7 @@ from nyo_realtime_ext.protocol import ProtocolError
 
 from .conftest import make_token
 from .httpclient import Api, ch
-from .test_hub import World
+from .hub_world import World
 
 
 def deep(levels: int) -> str:

@@ -13,7 +13,7 @@ from nyo_realtime_ext.models import ChannelKey
 from nyo_realtime_ext.protocol import ProtocolError
 
 from .conftest import make_token
-from .test_hub import Peer, World
+from .hub_world import Peer, World
 
 
 class Recorder:

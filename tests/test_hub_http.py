@@ -10,7 +10,7 @@ from nyo_realtime_ext.models import ChannelKey, Identity
 from nyo_realtime_ext.protocol import ErrorCode, ProtocolError
 
 from .conftest import make_token
-from .test_hub import World
+from .hub_world import World
 
 
 def identity(world: World, user: str, tenant: str = "acme", **claims: Any) -> Identity:
