@@ -14,7 +14,7 @@ from nyo_realtime_ext.engines import MemoryEngine
 from nyo_realtime_ext.hub import Hub
 from nyo_realtime_ext.store import Store
 
-from .conftest import SECRET, make_token
+from .tokens import SECRET, make_token
 
 
 class Clock:

@@ -17,8 +17,9 @@ from nyo_realtime_ext.models import ChannelKey
 from nyo_realtime_ext.service import RealtimeService
 from nyo_realtime_ext.standalone import make_app
 
-from .conftest import SECRET, free_port
 from .httpclient import Api, assert_error, ch, held, raw_answer, raw_request
+from .standalone_server import free_port
+from .tokens import SECRET
 
 # -- helpers --------------------------------------------------------------------------
 

@@ -13,8 +13,8 @@ from nyo_realtime_ext.hub import Hub
 from nyo_realtime_ext.models import Channel, ChannelKey
 from nyo_realtime_ext.store import Store
 
-from .conftest import SECRET, make_token
 from .hub_world import Peer, SlowPeer, World
+from .tokens import SECRET, make_token
 
 
 @pytest.fixture

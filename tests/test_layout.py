@@ -101,3 +101,23 @@ def test_starting_a_server_loads_no_client_module():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_no_test_module_imports_another():
+    # Shared helpers live in helper modules (hub_world.py, httpclient.py, tokens.py, ...):
+    # importing a test module would also collect its tests and fixtures a second time.
+    tests = Path(__file__).resolve().parent
+    offenders = {}
+    for path in sorted(tests.glob("test_*.py")):
+        found = set()
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.ImportFrom):
+                names = [node.module or ""] + [f"{node.module or ''}.{a.name}" for a in node.names]
+            elif isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            else:
+                continue
+            found.update(n for n in names if n.rpartition(".")[2].startswith("test_"))
+        if found:
+            offenders[path.name] = sorted(found)
+    assert offenders == {}

@@ -174,7 +174,7 @@ def test_chat_widget_keeps_the_last_messages_and_closing_unsubscribes(server: An
     from nyo_realtime_ext import ChatWidget, PresenceWidget
     from nyo_realtime_ext.client import ThreadedClient
 
-    from .conftest import make_token
+    from .tokens import make_token
 
     with (
         ThreadedClient(server.url, make_token("ada")) as ada,
