@@ -171,9 +171,9 @@ class Hub:
         session.closed = True
         if session.identity is not None:
             user = (session.identity.tenant_id, session.identity.user_id)
-            left = self._per_user.pop(user, 1) - 1
-            if left > 0:
-                self._per_user[user] = left
+            remaining = self._per_user.pop(user, 1) - 1
+            if remaining > 0:
+                self._per_user[user] = remaining
             self._ended(session, code)
         left = [key for key in list(session.subscriptions) if self._unsubscribe(session, key)]
         session.subscriptions.clear()
@@ -584,6 +584,7 @@ class Hub:
             await self._require_creation_quota(identity, ref, key.name)
         if state is None:
             state = await self._state(key, create=channel)
+            assert state is not None  # given `create`, `_state` always has one
             self._require_access(identity, state.channel, action, ref)  # if another made it
         return state
 

@@ -408,8 +408,8 @@ class RealtimeClient(Emitter):
             if inspect.isawaitable(value):
                 value = await value
             token = value
-        self._last_token = token  # type: ignore[assignment]
-        return token  # type: ignore[return-value]
+        self._last_token = token
+        return token
 
     async def _fresh_token(self) -> str | None:
         """After a 4401: a token different from the refused one, or None."""
