@@ -702,7 +702,7 @@ class Hub:
 
     # -- HTTP-facing --------------------------------------------------------------
     #
-    # The REST transport (api.py) calls these with an identity it has already
+    # The REST transport (api/) calls these with an identity it has already
     # authenticated. They apply the rules the frames above apply (the tenant is
     # in the key, private channels go through `may_access`) and raise
     # ProtocolError with the same codes, which the transport maps to statuses,
