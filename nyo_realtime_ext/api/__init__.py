@@ -22,6 +22,7 @@ from .channels import ChannelHandler, ChannelsHandler, MembersHandler
 from .messages import MessagesHandler
 from .openapi import OpenApiHandler
 from .presence import PresenceHandler
+from .profile import ProfileHandler
 
 __all__ = ["HTTP_METHODS", "ROUTES", "ApiError", "ApiHandler", "api_routes"]
 
@@ -33,6 +34,7 @@ ROUTES: list[tuple[str, type[ApiHandler]]] = [
     ("channels/([^/]+)/members", MembersHandler),
     ("channels/([^/]+)/messages", MessagesHandler),
     ("channels/([^/]+)/presence", PresenceHandler),
+    ("profile", ProfileHandler),
     ("openapi.json", OpenApiHandler),
     (".*", NotFoundHandler),  # last: the API's 404 for everything else
 ]
