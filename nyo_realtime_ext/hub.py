@@ -175,9 +175,9 @@ class Hub:
         session.closed = True
         if session.identity is not None:
             user = (session.identity.tenant_id, session.identity.user_id)
-            left = self._per_user.pop(user, 1) - 1
-            if left > 0:
-                self._per_user[user] = left
+            remaining = self._per_user.pop(user, 1) - 1
+            if remaining > 0:
+                self._per_user[user] = remaining
             self._ended(session, code)
         left = [key for key in list(session.subscriptions) if self._unsubscribe(session, key)]
         session.subscriptions.clear()
@@ -597,6 +597,7 @@ class Hub:
             await self._require_creation_quota(identity, ref, key.name)
         if state is None:
             state = await self._state(key, create=channel)
+            assert state is not None  # given `create`, `_state` always has one
             self._require_access(identity, state.channel, action, ref)  # if another made it
         return state
 
@@ -714,7 +715,7 @@ class Hub:
 
     # -- HTTP-facing --------------------------------------------------------------
     #
-    # The REST transport (api.py) calls these with an identity it has already
+    # The REST transport (api/) calls these with an identity it has already
     # authenticated. They apply the rules the frames above apply (the tenant is
     # in the key, private channels go through `may_access`) and raise
     # ProtocolError with the same codes, which the transport maps to statuses,

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from jupyter_server.auth import IdentityProvider, User
 
-from .conftest import SECRET, make_token
 from .httpclient import Api
+from .tokens import SECRET, make_token
 
 
 class NamedUser(IdentityProvider):
@@ -116,7 +116,7 @@ async def test_jupyter_server_reads_realtime_flags_from_its_command_line(tmp_pat
     import asyncio
     import socket
 
-    from .conftest import free_port
+    from .standalone_server import free_port
 
     port = free_port()
     secret = "a-secret-given-on-the-command-line-only!"
