@@ -915,7 +915,9 @@ class Hub:
         try:
             return await self.engine.profiles.get(identity.tenant_id, identity.user_id)
         except EngineUnavailable:
-            log.warning("no profile for %s/%s: engine unavailable", *_principal(identity))
+            log.warning(
+                "no profile for %s/%s: engine unavailable", identity.tenant_id, identity.user_id
+            )
             return None
 
     async def profile(self, identity: Identity) -> dict[str, Any]:
@@ -1015,10 +1017,6 @@ def http_connection_id(identity: Identity) -> str:
 
 def _auth_error_code(exc: AuthError) -> str:
     return ErrorCode.TOKEN_EXPIRED if isinstance(exc, TokenExpired) else ErrorCode.UNAUTHORIZED
-
-
-def _principal(identity: Identity) -> tuple[str, str]:
-    return identity.tenant_id, identity.user_id
 
 
 def _who(session: Session) -> str:
