@@ -191,13 +191,14 @@ def check_event(event: Any, ref: Any = None, channel: str | None = None) -> None
 def check_presence_update(
     fields: dict[str, Any], ref: Any = None, channel: str | None = None
 ) -> None:
-    status = fields.get("status")
-    if status is not None and status not in STATUSES:
+    # Both are optional, but present means set: a `null` is refused rather than
+    # read as "unchanged", so a client that sends one learns it at once.
+    if "status" in fields and fields["status"] not in STATUSES:
         raise ProtocolError(
             ErrorCode.BAD_REQUEST, f"`status` must be one of {', '.join(STATUSES)}", ref, channel
         )
     meta = fields.get("meta")
-    if meta is not None and not isinstance(meta, dict):
+    if "meta" in fields and not isinstance(meta, dict):
         raise ProtocolError(ErrorCode.BAD_REQUEST, "`meta` must be an object", ref, channel)
     if meta and len(encode_value(meta, "meta", ref, channel)) > MAX_META_SIZE:
         raise ProtocolError(

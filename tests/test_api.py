@@ -311,9 +311,12 @@ async def test_http_presence_needs_a_presence_channel(server, token):
         400,
         "bad_request",
     )
-    assert_error(
-        await ada.post(f"channels/{ch('presence-x')}/presence", {"meta": [1]}), 400, "bad_request"
-    )
+    for body in ({"meta": [1]}, {"meta": None}, {"status": None}):
+        assert_error(
+            await ada.post(f"channels/{ch('presence-x')}/presence", body), 400, "bad_request"
+        )
+    # None of those refusals made ada a member, or even made the channel.
+    assert_error(await ada.get(f"channels/{ch('presence-x')}/members"), 404, "not_found")
     assert_error(await ada.delete(f"channels/{ch('never')}/presence"), 404, "not_found")
 
 

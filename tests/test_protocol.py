@@ -78,6 +78,9 @@ def test_valid_frames_decode_to_themselves(frame: dict[str, Any]) -> None:
         ({"type": "broadcast", "channel": "r", "event": "e", "echo": 1}, ErrorCode.BAD_REQUEST, "`echo`"),
         ({"type": "presence", "channel": "r", "status": "asleep"}, ErrorCode.BAD_REQUEST, "`status`"),
         ({"type": "presence", "channel": "r", "meta": [1]}, ErrorCode.BAD_REQUEST, "`meta`"),
+        # Optional, yet a null is refused rather than read as "unchanged".
+        ({"type": "presence", "channel": "r", "meta": None}, ErrorCode.BAD_REQUEST, "`meta`"),
+        ({"type": "presence", "channel": "r", "status": None}, ErrorCode.BAD_REQUEST, "`status`"),
     ],
 )  # fmt: skip
 def test_bad_frames_are_refused_with_the_documented_code(data: Any, code: str, says: str) -> None:
