@@ -10,10 +10,7 @@
  * connection, and the package exports the client and React hooks
  * (docs/react.md).
  */
-import {
-  JupyterFrontEnd,
-  JupyterFrontEndPlugin
-} from '@jupyterlab/application';
+import { JupyterFrontEnd, JupyterFrontEndPlugin } from '@jupyterlab/application';
 import { IDocumentWidgetOpener } from '@jupyterlab/docmanager';
 import { IDocumentWidget } from '@jupyterlab/docregistry';
 import { ServerConnection } from '@jupyterlab/services';
@@ -110,16 +107,20 @@ function trackDocument(model: RealtimeModel, widget: IDocumentWidget): void {
   let path = context.path;
   model.openDocument(path);
 
-  const badge = new DocumentPresence(model, () => path, (others: Member[]) => {
-    // The tab says it too, through a data attribute the stylesheet shows.
-    const dataset = { ...widget.title.dataset };
-    if (others.length) {
-      dataset['nyo-others'] = String(others.length);
-    } else {
-      delete dataset['nyo-others'];
+  const badge = new DocumentPresence(
+    model,
+    () => path,
+    (others: Member[]) => {
+      // The tab says it too, through a data attribute the stylesheet shows.
+      const dataset = { ...widget.title.dataset };
+      if (others.length) {
+        dataset['nyo-others'] = String(others.length);
+      } else {
+        delete dataset['nyo-others'];
+      }
+      widget.title.dataset = dataset;
     }
-    widget.title.dataset = dataset;
-  });
+  );
   widget.toolbar.addItem('nyo-realtime-presence', badge);
 
   const onPathChanged = (_: unknown, newPath: string) => {

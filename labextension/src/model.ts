@@ -126,11 +126,7 @@ export class RealtimeModel {
   sorted(members: Iterable<Member>): Member[] {
     const me = this.me?.userId;
     return [...members].sort((a, b) =>
-      a.userId === me
-        ? -1
-        : b.userId === me
-          ? 1
-          : a.name.localeCompare(b.name)
+      a.userId === me ? -1 : b.userId === me ? 1 : a.name.localeCompare(b.name)
     );
   }
 
@@ -142,7 +138,12 @@ export class RealtimeModel {
     return this._people.get(userId)?.name ?? 'someone who left';
   }
 
-  personOf(userId: string): { userId: string; name: string; color?: string; avatar_url?: string } {
+  personOf(userId: string): {
+    userId: string;
+    name: string;
+    color?: string;
+    avatar_url?: string;
+  } {
     return this._people.get(userId) ?? { userId, name: this.nameOf(userId) };
   }
 
@@ -172,7 +173,9 @@ export class RealtimeModel {
     } else {
       const lease = openChannel(this.client, this._documentChannel(path));
       const channel = lease.channel;
-      const off = channel.membersChanged.connect(() => this._documentChanged.emit(path));
+      const off = channel.membersChanged.connect(() =>
+        this._documentChanged.emit(path)
+      );
       this._documents.set(path, { count: 1, lease, off });
       // One status per person: a document shows the same one as the lobby.
       if (this.myStatus !== 'online') {
@@ -205,9 +208,7 @@ export class RealtimeModel {
   othersOn(path: string): Member[] {
     const channel = this._documents.get(path)?.lease.channel;
     const me = this.me?.userId;
-    return channel
-      ? [...channel.members.values()].filter(m => m.userId !== me)
-      : [];
+    return channel ? [...channel.members.values()].filter(m => m.userId !== me) : [];
   }
 
   /** Paths a member has open, from the lobby meta each client publishes. */
@@ -217,7 +218,9 @@ export class RealtimeModel {
    */
   sharesFiles(member: Member): boolean {
     const scope = member.meta?.scope;
-    return (typeof scope === 'string' ? scope : '') === (this._options.documentScope ?? '');
+    return (
+      (typeof scope === 'string' ? scope : '') === (this._options.documentScope ?? '')
+    );
   }
 
   openPaths(member: Member): string[] {

@@ -100,7 +100,9 @@ function PersonRow(props: {
     <li className="nyo-person" data-user-id={member.userId} data-status={member.status}>
       <Avatar person={personOf(member)} size="large" showStatus />
       <div className="nyo-person-text">
-        <span className="nyo-person-name">{isMe ? `${member.name} (you)` : member.name}</span>
+        <span className="nyo-person-name">
+          {isMe ? `${member.name} (you)` : member.name}
+        </span>
         <span className={`nyo-person-status nyo-status-${member.status}`}>
           {STATUS_LABELS[member.status]}
         </span>
@@ -138,7 +140,10 @@ function PersonRow(props: {
   );
 }
 
-function ChatLine(props: { entry: ChatEntry; model: RealtimeModel }): React.ReactElement {
+function ChatLine(props: {
+  entry: ChatEntry;
+  model: RealtimeModel;
+}): React.ReactElement {
   const { entry, model } = props;
   const when = new Date(entry.ts);
   return (
@@ -162,7 +167,10 @@ function ChatLine(props: { entry: ChatEntry; model: RealtimeModel }): React.Reac
   );
 }
 
-function Chat(props: { realtime: IRealtime; model: RealtimeModel }): React.ReactElement {
+function Chat(props: {
+  realtime: IRealtime;
+  model: RealtimeModel;
+}): React.ReactElement {
   const { realtime, model } = props;
   // The model holds the lobby with its history from the start, so a panel
   // opened later still shows what was said before.
@@ -212,7 +220,8 @@ function Chat(props: { realtime: IRealtime; model: RealtimeModel }): React.React
         ref={log}
         onScroll={() => {
           const node = log.current!;
-          atBottom.current = node.scrollHeight - node.scrollTop - node.clientHeight < 20;
+          atBottom.current =
+            node.scrollHeight - node.scrollTop - node.clientHeight < 20;
         }}
       >
         {entries.map(entry => (
