@@ -160,6 +160,7 @@ export function useWebSocket(
   const owned = useMemo(
     () => (settings ? createClient(settings, latest) : null),
     // The settings are all in `key`; functions are read through `latest`.
+    // eslint-disable-next-line react-hooks/exhaustive-deps
     [key]
   );
   const client = owned ?? clientOf(options as RealtimeSource);

@@ -257,6 +257,8 @@ export function RealtimePanelView(props: {
   useModel(model);
   const { connectionState, user } = useWebSocket(realtime);
   const { members } = usePresence(realtime, realtime.lobby);
+  // `user` too: `sorted` puts `model.me` first, which changes when we authenticate.
+  // eslint-disable-next-line react-hooks/exhaustive-deps
   const people = useMemo(() => model.sorted(members), [model, members, user]);
   return (
     <>
