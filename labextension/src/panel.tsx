@@ -12,7 +12,14 @@ import * as React from 'react';
 import { useEffect, useLayoutEffect, useMemo, useRef, useState } from 'react';
 
 import { Member, Status } from './client';
-import { colorOf, initialsOf, Person, personOf, STATUS_LABELS } from './avatars';
+import {
+  avatarTitle,
+  colorOf,
+  initialsOf,
+  Person,
+  personOf,
+  STATUS_LABELS
+} from './avatars';
 import { useChannel, usePresence, useWebSocket } from './hooks';
 import {
   CHAT_EVENT,
@@ -37,9 +44,7 @@ export function Avatar(props: {
       className={`nyo-avatar nyo-avatar-${size}`}
       data-user-id={person.userId}
       data-status={status}
-      title={
-        person.status ? `${person.name} — ${STATUS_LABELS[person.status]}` : person.name
-      }
+      title={avatarTitle(person)}
       style={person.avatar_url ? undefined : { backgroundColor: colorOf(person) }}
     >
       {person.avatar_url ? (
