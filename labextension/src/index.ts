@@ -13,11 +13,15 @@
 import { JupyterFrontEnd, JupyterFrontEndPlugin } from '@jupyterlab/application';
 import { IDocumentWidgetOpener } from '@jupyterlab/docmanager';
 import { IDocumentWidget } from '@jupyterlab/docregistry';
+import { Notebook, NotebookActions } from '@jupyterlab/notebook';
 import { ServerConnection } from '@jupyterlab/services';
 import { IStatusBar } from '@jupyterlab/statusbar';
 import { LabIcon } from '@jupyterlab/ui-components';
+import type { IDisposable } from '@lumino/disposable';
 import { Widget } from '@lumino/widgets';
 
+import { CellRef, resolveCell } from './activity';
+import { cellRefOf, NotebookMarks } from './cells';
 import { Member, RealtimeClient } from './client';
 import { LOBBY } from './channels';
 import { RealtimeModel } from './model';
@@ -96,9 +100,64 @@ async function knownPeople(settings: ServerConnection.ISettings): Promise<Member
   return body.members ?? [];
 }
 
+/** Open `path` and, in a notebook, make `cell` active and scroll it into view. */
+async function openAt(
+  app: JupyterFrontEnd,
+  path: string,
+  cell?: CellRef
+): Promise<void> {
+  const widget = (await app.commands.execute('docmanager:open', { path })) as
+    IDocumentWidget | undefined;
+  if (!cell || !widget || !(widget.content instanceof Notebook)) {
+    return;
+  }
+  await widget.context.ready;
+  const notebook = widget.content;
+  const index = resolveCell(
+    cell,
+    notebook.widgets.map(c => c.model.id)
+  );
+  if (index >= 0) {
+    notebook.activeCellIndex = index;
+    notebook.deselectAll();
+    await notebook.scrollToCell(notebook.widgets[index], 'center');
+  }
+}
+
 function isDocumentWidget(widget: Widget): widget is IDocumentWidget {
   const candidate = widget as unknown as Partial<IDocumentWidget>;
   return !!candidate.context && !!candidate.toolbar && !!candidate.context.path;
+}
+
+/** The path of each notebook we follow, for `NotebookActions.executed`. */
+const notebookPaths = new WeakMap<Notebook, () => string>();
+
+/** In a notebook: the cell one has active goes out; others' marks come in. */
+function trackNotebook(
+  model: RealtimeModel,
+  notebook: Notebook,
+  path: () => string
+): IDisposable {
+  notebookPaths.set(notebook, path);
+  const marks = new NotebookMarks(model, notebook, path);
+  const onActive = () => {
+    const cell = notebook.activeCell;
+    if (cell) {
+      model.setActiveCell(path(), cellRefOf(notebook, cell));
+    }
+  };
+  notebook.activeCellChanged.connect(onActive);
+  // Where one starts: the first cell, or the one a restored layout had.
+  onActive();
+  return {
+    get isDisposed() {
+      return marks.isDisposed;
+    },
+    dispose: () => {
+      notebook.activeCellChanged.disconnect(onActive);
+      marks.dispose();
+    }
+  };
 }
 
 /** Follow one document view: its presence channel, toolbar badge and tab mark. */
@@ -122,6 +181,10 @@ function trackDocument(model: RealtimeModel, widget: IDocumentWidget): void {
     }
   );
   widget.toolbar.addItem('nyo-realtime-presence', badge);
+  const cells =
+    widget.content instanceof Notebook
+      ? trackNotebook(model, widget.content, () => path)
+      : undefined;
 
   const onPathChanged = (_: unknown, newPath: string) => {
     // A rename moves us to the new path's channel: presence follows the file.
@@ -133,6 +196,7 @@ function trackDocument(model: RealtimeModel, widget: IDocumentWidget): void {
   context.pathChanged.connect(onPathChanged);
   widget.disposed.connect(() => {
     context.pathChanged.disconnect(onPathChanged);
+    cells?.dispose();
     model.closeDocument(path);
     badge.dispose();
   });
@@ -168,8 +232,8 @@ const plugin: JupyterFrontEndPlugin<IRealtime> = {
       console.warn(`nyo-realtime: ${error.code}: ${error.message}`);
     });
 
-    const panel = new RealtimePanel(realtime, model, path => {
-      void app.commands.execute('docmanager:open', { path });
+    const panel = new RealtimePanel(realtime, model, (path, cell) => {
+      void openAt(app, path, cell);
     });
     panel.title.icon = peopleIcon;
     app.shell.add(panel, 'left', { rank: 1000 });
@@ -182,6 +246,16 @@ const plugin: JupyterFrontEndPlugin<IRealtime> = {
         rank: 100
       });
     }
+
+    // Who ran which cell: everyone with the notebook open sees it.
+    NotebookActions.executed.connect((_, { notebook, cell, success }) => {
+      const path = notebookPaths.get(notebook);
+      if (path && cell.model.type === 'code') {
+        model
+          .cellExecuted(path(), cellRefOf(notebook, cell), success)
+          .catch(error => console.warn('nyo-realtime: could not share a run', error));
+      }
+    });
 
     const tracked = new WeakSet<Widget>();
     const track = (widget: Widget) => {

@@ -16,8 +16,16 @@ import {
   Status,
   User
 } from './client';
+import { CELL_EXECUTED_EVENT, CellRef, ExecutionEntry, executionOf } from './activity';
 import { documentChannel, LOBBY } from './channels';
 import { ChannelLease, openChannel } from './store';
+import { TrailingThrottle } from './throttle';
+
+/** Executions remembered per document; the server keeps 100 messages by default. */
+const MAX_EXECUTIONS = 100;
+
+/** Where one is sent at most this often: 250 ms is four updates a second. */
+export const WHERE_INTERVAL = 250;
 
 /** The chat event on the lobby channel, `{text}`: the same as the Python ChatWidget's. */
 export const CHAT_EVENT = 'chat:message';
@@ -147,6 +155,28 @@ export class RealtimeModel {
     return this._people.get(userId) ?? { userId, name: this.nameOf(userId) };
   }
 
+  /** Executions in a document, oldest first, from its history and live. */
+  executions(path: string): readonly ExecutionEntry[] {
+    return this._executions.get(path) ?? [];
+  }
+
+  /**
+   * The cell one has active in `path`. Sent coalesced (at most 4/s, the last
+   * one wins): on the document's channel for the marks on its cells, and on
+   * the lobby for the panel's "where is everyone".
+   */
+  setActiveCell(path: string, cell: CellRef): void {
+    this._where.push({ path, cell });
+  }
+
+  /** Tell everyone with `path` open that we ran `cell`. */
+  async cellExecuted(path: string, cell: CellRef, success: boolean): Promise<void> {
+    const channel = this._documents.get(path)?.lease.channel;
+    if (channel) {
+      await channel.publish(CELL_EXECUTED_EVENT, { cell, success });
+    }
+  }
+
   /** Set one's status on the lobby and on every open document's channel. */
   async setStatus(status: Status): Promise<void> {
     writeStatus(status);
@@ -171,11 +201,27 @@ export class RealtimeModel {
     if (open) {
       open.count++;
     } else {
-      const lease = openChannel(this.client, this._documentChannel(path));
+      // With its history: who ran what before we opened it (or reloaded).
+      const lease = openChannel(this.client, this._documentChannel(path), {
+        history: true
+      });
       const channel = lease.channel;
-      const off = channel.membersChanged.connect(() =>
+      const offMembers = channel.membersChanged.connect(() =>
         this._documentChanged.emit(path)
       );
+      for (const message of lease.store.snapshot.messages) {
+        this._onDocumentMessage(path, message);
+      }
+      const offMessages = lease.store.received.connect(message => {
+        if (this._onDocumentMessage(path, message)) {
+          this._documentChanged.emit(path);
+          this._changed.emit();
+        }
+      });
+      const off = () => {
+        offMembers();
+        offMessages();
+      };
       this._documents.set(path, { count: 1, lease, off });
       // One status per person: a document shows the same one as the lobby.
       if (this.myStatus !== 'online') {
@@ -197,11 +243,17 @@ export class RealtimeModel {
       return;
     }
     this._documents.delete(path);
+    this._executions.delete(path);
     // Left unless another extension still follows it (`IRealtime`).
     open.off();
     open.lease.release();
     this._publishOpen();
     this._documentChanged.emit(path);
+  }
+
+  /** Paths of the documents open on this page, sorted. */
+  get openDocuments(): string[] {
+    return [...this._documents.keys()].sort();
   }
 
   /** Other people who have `path` open. */
@@ -236,6 +288,7 @@ export class RealtimeModel {
       lease.release();
     }
     this._documents.clear();
+    this._where.cancel();
     this._lobbyLease.release();
     this.client.close();
     Signal.clearData(this);
@@ -250,10 +303,47 @@ export class RealtimeModel {
       this._publishTimer = undefined;
       const open = [...this._documents.keys()].sort();
       const scope = this._options.documentScope ?? '';
+      const meta: Record<string, unknown> = { ...(this.lobby.meta ?? {}), open, scope };
+      // Not "on cell 3 of" a notebook one has closed.
+      const where = meta.where as { path?: string } | undefined;
+      if (where && !open.includes(where.path ?? '')) {
+        delete meta.where;
+      }
       void this.lobby
-        .setPresence({ meta: { ...(this.lobby.meta ?? {}), open, scope } })
+        .setPresence({ meta })
         .catch(error => console.warn('nyo-realtime: presence update failed', error));
     }, 50);
+  }
+
+  /** Remember an execution; whether it was a new one. */
+  private _onDocumentMessage(path: string, message: Message): boolean {
+    const entry = executionOf(message);
+    if (!entry) {
+      return false;
+    }
+    const entries = this._executions.get(path) ?? [];
+    if (entries.some(e => e.id === entry.id)) {
+      return false; // a history replay after reconnecting
+    }
+    this._executions.set(path, [...entries, entry].slice(-MAX_EXECUTIONS));
+    if (entry.userId !== null && !this._people.has(entry.userId)) {
+      this._lookUpPeople();
+    }
+    return true;
+  }
+
+  /** Send where one is: the document's channel and the lobby, one update each. */
+  private _sendWhere({ path, cell }: { path: string; cell: CellRef }): void {
+    const channel = this._documents.get(path)?.lease.channel;
+    if (!channel) {
+      return; // closed meanwhile
+    }
+    const warn = (error: unknown) =>
+      console.warn('nyo-realtime: presence update failed', error);
+    void channel.setPresence({ meta: { ...(channel.meta ?? {}), cell } }).catch(warn);
+    void this.lobby
+      .setPresence({ meta: { ...(this.lobby.meta ?? {}), where: { path, cell } } })
+      .catch(warn);
   }
 
   /** Chat authors we have no name for are looked up (people who left). */
@@ -311,6 +401,11 @@ export class RealtimeModel {
     { userId: string; name: string; color?: string; avatar_url?: string }
   >();
   private _publishTimer: ReturnType<typeof setTimeout> | undefined;
+  private _executions = new Map<string, ExecutionEntry[]>();
+  private _where = new TrailingThrottle<{ path: string; cell: CellRef }>(
+    where => this._sendWhere(where),
+    WHERE_INTERVAL
+  );
   private _lookingUp = false;
 }
 

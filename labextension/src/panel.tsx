@@ -11,6 +11,8 @@ import { ReactWidget } from '@jupyterlab/ui-components';
 import * as React from 'react';
 import { useEffect, useLayoutEffect, useMemo, useRef, useState } from 'react';
 
+import { CellRef, whereOf } from './activity';
+import { timeOf } from './cells';
 import { Member, Status } from './client';
 import {
   avatarTitle,
@@ -30,6 +32,9 @@ import {
 } from './model';
 import { IRealtime } from './tokens';
 import { PICKER_STATUSES, STATE_LABELS } from './views';
+
+/** Open a document, and in a notebook go to a cell. */
+export type OpenPath = (path: string, cell?: CellRef) => void;
 
 /** The same avatar as `renderAvatar`'s, as a React element. */
 export function Avatar(props: {
@@ -96,11 +101,12 @@ function PersonRow(props: {
   member: Member;
   isMe: boolean;
   model: RealtimeModel;
-  openPath: (path: string) => void;
+  openPath: OpenPath;
 }): React.ReactElement {
   const { member, isMe, model, openPath } = props;
   const paths = model.openPaths(member);
   const ours = model.sharesFiles(member);
+  const where = whereOf(member);
   return (
     <li className="nyo-person" data-user-id={member.userId} data-status={member.status}>
       <Avatar person={personOf(member)} size="large" showStatus />
@@ -140,8 +146,108 @@ function PersonRow(props: {
         ) : (
           <span className="nyo-person-idle">nothing open</span>
         )}
+        {where && paths.includes(where.path) && (
+          <WhereLink member={member} where={where} ours={ours} openPath={openPath} />
+        )}
       </div>
     </li>
+  );
+}
+
+/** "On analysis.ipynb, cell 3: import pandas": a click goes there. */
+function WhereLink(props: {
+  member: Member;
+  where: { path: string; cell: CellRef };
+  ours: boolean;
+  openPath: OpenPath;
+}): React.ReactElement {
+  const { member, where, ours, openPath } = props;
+  const name = where.path.split('/').pop() || where.path;
+  const text = `${name}, cell ${where.cell.index + 1}${
+    where.cell.line ? `: ${where.cell.line}` : ''
+  }`;
+  return (
+    <div className="nyo-person-where">
+      {ours ? (
+        <a
+          href="#"
+          className="nyo-person-cell"
+          title={`Go to ${member.name}'s cell in ${where.path}`}
+          data-path={where.path}
+          data-cell-index={where.cell.index}
+          onClick={event => {
+            event.preventDefault();
+            openPath(where.path, where.cell);
+          }}
+        >
+          {text}
+        </a>
+      ) : (
+        <span className="nyo-person-cell">{text}</span>
+      )}
+    </div>
+  );
+}
+
+/** Who ran which cell, in each notebook one has open; newest first. */
+function Activity(props: {
+  model: RealtimeModel;
+  openPath: OpenPath;
+}): React.ReactElement {
+  const { model, openPath } = props;
+  const documents = model.openDocuments.filter(path => model.executions(path).length);
+  return (
+    <section className="nyo-activity">
+      <h2 className="nyo-panel-title">Notebook activity</h2>
+      {documents.length === 0 && (
+        <div className="nyo-activity-empty">
+          No cells run in your open notebooks yet
+        </div>
+      )}
+      {documents.map(path => (
+        <div key={path} className="nyo-activity-document" data-path={path}>
+          <div className="nyo-activity-path">{path}</div>
+          <ol className="nyo-activity-list">
+            {[...model.executions(path)]
+              .reverse()
+              .slice(0, 20)
+              .map(entry => (
+                <li
+                  key={entry.id}
+                  className="nyo-activity-entry"
+                  data-user-id={entry.userId ?? undefined}
+                  data-cell-index={entry.cell.index}
+                >
+                  <a
+                    href="#"
+                    onClick={event => {
+                      event.preventDefault();
+                      openPath(path, entry.cell);
+                    }}
+                  >
+                    <span className="nyo-activity-who">
+                      {model.nameOf(entry.userId)}
+                    </span>
+                    {` ran cell ${entry.cell.index + 1}`}
+                    {entry.cell.line && (
+                      <code className="nyo-activity-line">{entry.cell.line}</code>
+                    )}
+                    {!entry.success && (
+                      <span className="nyo-activity-failed"> (failed)</span>
+                    )}
+                  </a>
+                  <time
+                    className="nyo-activity-time"
+                    dateTime={new Date(entry.ts).toISOString()}
+                  >
+                    {timeOf(entry.ts)}
+                  </time>
+                </li>
+              ))}
+          </ol>
+        </div>
+      ))}
+    </section>
   );
 }
 
@@ -256,7 +362,7 @@ function Chat(props: {
 export function RealtimePanelView(props: {
   realtime: IRealtime;
   model: RealtimeModel;
-  openPath: (path: string) => void;
+  openPath: OpenPath;
 }): React.ReactElement {
   const { realtime, model, openPath } = props;
   useModel(model);
@@ -291,6 +397,7 @@ export function RealtimePanelView(props: {
           />
         ))}
       </ul>
+      <Activity model={model} openPath={openPath} />
       <Chat realtime={realtime} model={model} />
     </>
   );
@@ -305,7 +412,7 @@ export class RealtimePanel extends ReactWidget {
   constructor(
     private _realtime: IRealtime,
     private _model: RealtimeModel,
-    private _openPath: (path: string) => void
+    private _openPath: OpenPath
   ) {
     super();
     this.id = 'nyo-realtime-panel';

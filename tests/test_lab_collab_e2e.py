@@ -1,0 +1,210 @@
+"""Working together in a notebook, in a real browser: where each person is (the
+cell they have active), who ran which cell, names and colours, and the chat.
+
+Two browser contexts are two people (see `lab_e2e`); screenshots go to
+`test-output/lab-collab/`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from .lab_e2e import (
+    CHROMIUM,
+    REPO,
+    SEEN_TIMEOUT,
+    LabServer,
+    Person,
+    doc_badge,
+    launch_browser,
+    panel_entry,
+    start_lab,
+)
+
+if CHROMIUM.exists():
+    from playwright.sync_api import Browser, expect
+
+pytestmark = pytest.mark.timeout(300)
+
+SHOTS = REPO / "test-output" / "lab-collab"
+
+# Cell ids in the file (nbformat 4.5): every page finds the same cell by id.
+COLLAB = {
+    "cells": [
+        {
+            "cell_type": "code",
+            "execution_count": None,
+            "id": f"cell-{n}",
+            "metadata": {},
+            "outputs": [],
+            "source": [source],
+        }
+        for n, source in enumerate(
+            ["first = 1", "print('ran by ada')", "third = 3", "fourth = 4"], start=1
+        )
+    ],
+    "metadata": {
+        "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"}
+    },
+    "nbformat": 4,
+    "nbformat_minor": 5,
+}
+
+
+@pytest.fixture
+def jp_asyncio_loop() -> None:
+    """No pytest-jupyter loop: Playwright's sync API runs its own (see lab_e2e)."""
+
+
+@pytest.fixture
+def jp_server_cleanup() -> None:
+    """No in-process Jupyter server to clean up."""
+
+
+def _with_notebook(server: Iterator[LabServer]) -> Iterator[LabServer]:
+    for running in server:
+        (running.root / "collab.ipynb").write_text(json.dumps(COLLAB, indent=1))
+        yield running
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabServer]:
+    yield from _with_notebook(start_lab(tmp_path_factory.mktemp("collab")))
+
+
+@pytest.fixture(scope="module")
+def notebook7(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabServer]:
+    yield from _with_notebook(start_lab(tmp_path_factory.mktemp("collab7"), app="notebook"))
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    yield from launch_browser(SHOTS)
+
+
+_ACTIVE = re.compile(r"\bjp-mod-active\b")
+
+
+def cells(person: Person) -> Any:
+    return person.page.locator(".jp-NotebookPanel:visible .jp-Notebook .jp-Cell")
+
+
+def click_cell(person: Person, index: int) -> None:
+    cells(person).nth(index).locator(".jp-InputArea-editor").click()
+    expect(cells(person).nth(index)).to_have_class(_ACTIVE)
+
+
+def avatar_on_cell(person: Person, index: int, other: Person) -> Any:
+    return (
+        cells(person)
+        .nth(index)
+        .locator(f'.nyo-cell-marks .nyo-cell-presence .nyo-avatar[data-user-id="{other.user_id}"]')
+    )
+
+
+def all_avatars_of(person: Person, other: Person) -> Any:
+    return person.page.locator(
+        f'.jp-NotebookPanel:visible .nyo-cell-presence .nyo-avatar[data-user-id="{other.user_id}"]'
+    )
+
+
+def open_both(ada: Person, bob: Person, name: str) -> None:
+    ada.open_file(name)
+    bob.open_file(name)
+    expect(
+        doc_badge(bob, name).locator(f'.nyo-avatar[data-user-id="{ada.user_id}"]')
+    ).to_be_visible(timeout=SEEN_TIMEOUT)
+
+
+def test_others_see_which_cell_i_am_on_and_can_go_there(lab: LabServer, browser: Browser) -> None:
+    ada = Person(browser, "ada", SHOTS).open_lab(lab.url("lab/workspaces/ada-cells?reset"))
+    bob = Person(browser, "bob", SHOTS).open_lab(lab.url("lab/workspaces/bob-cells?reset"))
+    try:
+        open_both(ada, bob, "collab.ipynb")
+
+        # Ada clicks into cell 1: Bob sees her avatar there, and only there.
+        click_cell(ada, 0)
+        expect(avatar_on_cell(bob, 0, ada)).to_be_visible(timeout=SEEN_TIMEOUT)
+        expect(all_avatars_of(bob, ada)).to_have_count(1)
+        bob.shot("01-bob-sees-ada-on-cell-1")
+
+        # She moves to cell 3: the mark moves with her.
+        click_cell(ada, 2)
+        expect(avatar_on_cell(bob, 2, ada)).to_be_visible(timeout=SEEN_TIMEOUT)
+        expect(avatar_on_cell(bob, 0, ada)).to_have_count(0)
+        expect(all_avatars_of(bob, ada)).to_have_count(1)
+        # The cell carries a bar in her colour, the same colour as her avatar.
+        color = avatar_on_cell(bob, 2, ada).evaluate("n => getComputedStyle(n).backgroundColor")
+        bar = cells(bob).nth(2).evaluate("n => getComputedStyle(n).boxShadow")
+        assert color in bar, (color, bar)
+        bob.shot("02-bob-sees-ada-move-to-cell-3")
+
+        # Bob's panel says where Ada is; a click takes him to that cell.
+        click_cell(bob, 0)
+        bob.show_panel()
+        where = panel_entry(bob, ada).locator("a.nyo-person-cell")
+        expect(where).to_have_text("collab.ipynb, cell 3: third = 3", timeout=SEEN_TIMEOUT)
+        bob.shot("03-bob-panel-says-where-ada-is")
+        where.click()
+        expect(cells(bob).nth(2)).to_have_class(_ACTIVE, timeout=SEEN_TIMEOUT)
+        expect(cells(bob).nth(0)).not_to_have_class(_ACTIVE)
+        expect(cells(bob).nth(2)).to_be_in_viewport()
+        # ...and Ada now sees Bob on cell 3 beside her.
+        expect(avatar_on_cell(ada, 2, bob)).to_be_visible(timeout=SEEN_TIMEOUT)
+        ada.shot("04-ada-sees-bob-join-her-on-cell-3")
+        assert ada.errors == [] and bob.errors == []
+    finally:
+        ada.close()
+        bob.close()
+
+
+def test_moving_fast_through_cells_sends_few_updates(lab: LabServer, browser: Browser) -> None:
+    """Arrow keys through the cells, fifteen moves: Bob sees where Ada stops, and
+    her page sent a few presence updates for it, not one per move."""
+    ada = Person(browser, "ada", SHOTS)
+    sent: list[tuple[float, dict[str, Any]]] = []
+
+    def on_socket(ws: Any) -> None:
+        if "nyo-realtime/ws" in ws.url:
+            ws.on("framesent", lambda payload: sent.append((time.monotonic(), json.loads(payload))))
+
+    ada.page.on("websocket", on_socket)
+    ada.open_lab(lab.url("lab/workspaces/ada-fast?reset"))
+    bob = Person(browser, "bob", SHOTS).open_lab(lab.url("lab/workspaces/bob-fast?reset"))
+    try:
+        open_both(ada, bob, "collab.ipynb")
+        click_cell(ada, 0)
+        expect(avatar_on_cell(bob, 0, ada)).to_be_visible(timeout=SEEN_TIMEOUT)
+        ada.page.keyboard.press("Escape")  # command mode: arrows move between cells
+        time.sleep(1)  # let the last update go before counting
+        start = time.monotonic()
+        moves = ["ArrowDown"] * 3 + ["ArrowUp"] * 3 + ["ArrowDown"] * 3 + ["ArrowUp"] * 3
+        moves += ["ArrowDown"] * 3
+        for key in moves:
+            ada.page.keyboard.press(key)
+        elapsed = time.monotonic() - start
+        expect(avatar_on_cell(bob, 3, ada)).to_be_visible(timeout=SEEN_TIMEOUT)
+        expect(all_avatars_of(bob, ada)).to_have_count(1)
+        time.sleep(1)  # anything still waiting has gone by now
+        updates = [
+            at
+            for at, frame in sent
+            if at >= start
+            and frame.get("type") == "presence"
+            and str(frame.get("channel", "")).startswith("presence-doc")
+            and "cell" in (frame.get("meta") or {})
+        ]
+        # At most four a second, plus the last one at the end of its window.
+        assert 1 <= len(updates) <= 4 * elapsed + 2, (len(updates), elapsed)
+        assert len(updates) < len(moves), (len(updates), elapsed)
+        bob.shot("05-bob-sees-where-ada-stopped")
+        assert ada.errors == [] and bob.errors == []
+    finally:
+        ada.close()
+        bob.close()
