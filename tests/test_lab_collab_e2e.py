@@ -17,6 +17,7 @@ import pytest
 
 from .lab_e2e import (
     CHROMIUM,
+    LOAD_TIMEOUT,
     REPO,
     SEEN_TIMEOUT,
     LabServer,
@@ -204,6 +205,62 @@ def test_moving_fast_through_cells_sends_few_updates(lab: LabServer, browser: Br
         assert 1 <= len(updates) <= 4 * elapsed + 2, (len(updates), elapsed)
         assert len(updates) < len(moves), (len(updates), elapsed)
         bob.shot("05-bob-sees-where-ada-stopped")
+        assert ada.errors == [] and bob.errors == []
+    finally:
+        ada.close()
+        bob.close()
+
+
+def ran_mark(person: Person, index: int) -> Any:
+    return cells(person).nth(index).locator(".nyo-cell-marks .nyo-cell-ran")
+
+
+def test_others_see_who_ran_which_cell_also_after_a_reload(
+    lab: LabServer, browser: Browser
+) -> None:
+    ada = Person(browser, "ada", SHOTS).open_lab(lab.url("lab/workspaces/ada-ran?reset"))
+    bob = Person(browser, "bob", SHOTS).open_lab(lab.url("lab/workspaces/bob-ran?reset"))
+    try:
+        open_both(ada, bob, "collab.ipynb")
+        expect(ran_mark(bob, 1)).to_have_count(0)
+
+        # Ada runs cell 2 in her kernel.
+        click_cell(ada, 1)
+        ada.page.keyboard.press("Shift+Enter")
+        expect(cells(ada).nth(1).locator(".jp-OutputArea-output")).to_have_text(
+            "ran by ada", timeout=LOAD_TIMEOUT
+        )
+
+        # Bob sees on that cell, and only that one, that Ada ran it.
+        mark = ran_mark(bob, 1)
+        expect(mark).to_have_attribute("data-user-id", ada.user_id, timeout=SEEN_TIMEOUT)
+        expect(mark).to_contain_text(ada.name)
+        expect(mark).to_have_attribute(
+            "title", re.compile(f"^Last run by {re.escape(ada.name)} at ")
+        )
+        for other in (0, 2, 3):
+            expect(ran_mark(bob, other)).to_have_count(0)
+        # ...and a line in the notebook's activity list in his panel.
+        bob.show_panel()
+        line = bob.page.locator(
+            '#nyo-realtime-panel .nyo-activity-document[data-path="collab.ipynb"] .nyo-activity-entry'
+        )
+        expect(line).to_have_count(1, timeout=SEEN_TIMEOUT)
+        expect(line).to_have_attribute("data-user-id", ada.user_id)
+        expect(line.locator("a")).to_have_text(f"{ada.name} ran cell 2print('ran by ada')")
+        bob.shot("06-bob-sees-that-ada-ran-cell-2")
+
+        # After a reload, the history the server keeps brings it back.
+        bob.page.goto(lab.url("lab/workspaces/bob-ran-again?reset"))
+        bob.page.wait_for_selector(".nyo-statusbar .nyo-avatar", timeout=LOAD_TIMEOUT)
+        bob.open_file("collab.ipynb")
+        expect(ran_mark(bob, 1)).to_have_attribute(
+            "data-user-id", ada.user_id, timeout=SEEN_TIMEOUT
+        )
+        expect(ran_mark(bob, 1)).to_contain_text(ada.name)
+        bob.show_panel()
+        expect(line).to_have_count(1, timeout=SEEN_TIMEOUT)
+        bob.shot("07-bob-after-a-reload-still-sees-who-ran-it")
         assert ada.errors == [] and bob.errors == []
     finally:
         ada.close()
