@@ -13,7 +13,7 @@ from tornado import web
 from tornado.ioloop import IOLoop
 from traitlets import Instance
 
-from .api import RealtimeApiHandler, api_routes
+from .api import HTTP_METHODS, ApiHandler, api_routes
 from .audit import jupyter_audit
 from .config import Realtime
 from .embed import RealtimeServer
@@ -40,8 +40,9 @@ class JupyterRealtimeSocket(WebSocketMixin, RealtimeSocket, JupyterHandler):
         return self.current_user
 
 
-class JupyterRealtimeApi(RealtimeApiHandler, JupyterHandler):
-    """The HTTP API with Jupyter's login as one more way in.
+class JupyterRealtimeApi(ApiHandler, JupyterHandler):
+    """The HTTP API with Jupyter's login as one more way in; `api_routes` puts it in
+    front of every route.
 
     Unauthenticated requests get past Jupyter so that a Bearer JWT can be
     checked instead; the API answers 401 when neither is there.
@@ -50,6 +51,15 @@ class JupyterRealtimeApi(RealtimeApiHandler, JupyterHandler):
     # Jupyter's own: its XSRF token may come as a query parameter, and clients
     # may ask that a request not count as activity.
     common_query_parameters = ("token", "_xsrf", "no_track_activity")
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # Every verb, even those the route lacks: a missing one should reach the
+        # API's 405, and a request without a Jupyter login the API's 401, rather
+        # than Jupyter's 403 or its login page.
+        for method in HTTP_METHODS:
+            name = method.lower()
+            setattr(cls, name, allow_unauthenticated(getattr(cls, name)))
 
     def check_xsrf_cookie(self) -> None:
         # A request that proves itself with a valid JWT needs no XSRF token: a
@@ -65,27 +75,6 @@ class JupyterRealtimeApi(RealtimeApiHandler, JupyterHandler):
 
     def jupyter_user(self) -> Any:
         return self.current_user
-
-    @allow_unauthenticated
-    async def get(self, *args: str) -> None:
-        await super().get(*args)
-
-    @allow_unauthenticated
-    async def post(self, *args: str) -> None:
-        await super().post(*args)
-
-    @allow_unauthenticated
-    async def patch(self, *args: str) -> None:
-        await super().patch(*args)
-
-    @allow_unauthenticated
-    async def delete(self, *args: str) -> None:
-        await super().delete(*args)
-
-    @allow_unauthenticated
-    def put(self, *args: str) -> None:
-        # No route takes PUT: let it reach the API's 405 rather than Jupyter's 403.
-        super().put(*args)
 
 
 class SettingsHandler(JupyterHandler):

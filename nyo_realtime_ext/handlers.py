@@ -107,7 +107,8 @@ class RealtimeSocket(WebSocketHandler):
     def jupyter_user(self) -> Any:
         return None
 
-    def open(self, *args: Any, **kwargs: Any) -> None:
+    async def open(self, *args: Any, **kwargs: Any) -> None:
+        # A coroutine: tornado reads no frame of the connection before it returns.
         self.set_nodelay(True)
         hub = self.service.hub
         try:
@@ -115,7 +116,11 @@ class RealtimeSocket(WebSocketHandler):
         except AuthError as exc:
             hub.reject(self, exc)
             return
-        self.session = hub.connect(self, identity)
+        # `authenticated` shows the name and colour the user chose: read them first.
+        profile = await hub.chosen_profile(identity) if identity is not None else None
+        if self.ws_connection is None or self.ws_connection.is_closing():
+            return  # gone meanwhile: on_close found no session to end
+        self.session = hub.connect(self, identity, profile)
 
     def on_message(self, message: str | bytes) -> Awaitable[None] | None:
         # tornado awaits what this returns before it reads the connection's next

@@ -32,7 +32,8 @@ from .audit import Audit, log_audit
 from .auth import Authenticator, AuthError, TokenExpired
 from .engines.base import Engine, EngineUnavailable, History
 from .hooks import Client, HookFailed, Hooks
-from .models import Channel, ChannelKey, Identity, Member, Message
+from .models import Channel, ChannelKey, Identity, Member, Message, Profile
+from .profiles import check_profile_update, effective, profile_wire
 from .protocol import (
     PROTOCOL_VERSION,
     CloseCode,
@@ -133,8 +134,11 @@ class Hub:
 
     # -- connection lifecycle -------------------------------------------------
 
-    def connect(self, conn: Connection, identity: Identity | None = None) -> Session | None:
-        """A transport opened a connection, already authenticated or not.
+    def connect(
+        self, conn: Connection, identity: Identity | None = None, profile: Profile | None = None
+    ) -> Session | None:
+        """A transport opened a connection, already authenticated or not (and then
+        with the user's `profile`, from `chosen_profile`).
 
         None when the hub has shut down: the connection is closed with 1001.
         """
@@ -151,7 +155,7 @@ class Hub:
         )
         self.sessions[session.id] = session
         if identity is not None:
-            self._authenticate(session, identity, None)
+            self._authenticate(session, identity, None, profile)
         return session
 
     def reject(self, conn: Connection, exc: AuthError) -> None:
@@ -286,7 +290,7 @@ class Hub:
             session.send(reply("pong", ref, ts=int(now * 1000)))
             return
         if type_ == "auth":
-            self._on_auth(session, frame["token"], ref)
+            await self._on_auth(session, frame["token"], ref)
             return
         identity = session.identity
         if identity is None:
@@ -321,7 +325,7 @@ class Hub:
         elif type_ == "presence":
             await self._on_presence(session, identity, key, frame, ref, now)
 
-    def _on_auth(self, session: Session, token: str, ref: Any) -> None:
+    async def _on_auth(self, session: Session, token: str, ref: Any) -> None:
         try:
             identity = self.auth.identify(token)
         except AuthError as exc:
@@ -335,12 +339,21 @@ class Hub:
                 "a refreshed token must be for the same user and tenant",
                 ref,
             )
-        if self._authenticate(session, identity, ref) and current is not None:
+        profile = await self.chosen_profile(identity)
+        if session.closed:
+            return
+        if self._authenticate(session, identity, ref, profile) and current is not None:
             self._recheck_rights(session)
 
-    def _authenticate(self, session: Session, identity: Identity, ref: Any) -> bool:
+    def _authenticate(
+        self, session: Session, identity: Identity, ref: Any, profile: Profile | None = None
+    ) -> bool:
         """Accept `identity` for the session; False (and closed) if its user has no
-        room left for one more connection."""
+        room left for one more connection.
+
+        The session keeps `identity` as the token or Jupyter made it; `authenticated`
+        shows the user with their `profile` over it. (The engine applies the
+        profile to presence itself, so it is never stale there.)"""
         if session.identity is None and not self._admit_user(session, identity, ref):
             return False
         if session.identity is None:
@@ -357,7 +370,7 @@ class Hub:
                 "authenticated",
                 ref,
                 connectionId=session.id,
-                user=identity.to_wire(),
+                user=effective(identity, profile).to_wire(),
                 heartbeatInterval=int(self.config.heartbeat_interval * 1000),
                 heartbeatTimeout=int(self.config.heartbeat_timeout * 1000),
                 protocol=PROTOCOL_VERSION,
@@ -893,6 +906,33 @@ class Hub:
             key, identity.user_id, http_connection_id(identity), self.clock()
         )
 
+    # -- profiles ----------------------------------------------------------------
+
+    async def chosen_profile(self, identity: Identity) -> Profile | None:
+        """The profile to show a new connection of `identity` with; None when the
+        engine cannot say now: a name is no reason to refuse a connection."""
+        try:
+            return await self.engine.profiles.get(identity.tenant_id, identity.user_id)
+        except EngineUnavailable:
+            log.warning("no profile for %s/%s: engine unavailable", *_principal(identity))
+            return None
+
+    async def profile(self, identity: Identity) -> dict[str, Any]:
+        """The caller's profile (HTTP `GET profile`): effective values and chosen ones."""
+        chosen = await self.engine.profiles.get(identity.tenant_id, identity.user_id)
+        return profile_wire(identity, chosen)
+
+    async def set_profile(self, identity: Identity, body: dict[str, Any]) -> dict[str, Any]:
+        """Change the caller's own profile (HTTP `PUT profile`): there is no way to
+        name another user. Checked whole before anything is stored; then every
+        presence channel the user is on, on every node, gets one `presence:updated`."""
+        changes = check_profile_update(body)
+        if changes:
+            chosen = await self.engine.profiles.update(identity, changes, self.clock())
+        else:
+            chosen = await self.engine.profiles.get(identity.tenant_id, identity.user_id)
+        return profile_wire(identity, chosen)
+
     # -- time -------------------------------------------------------------------
 
     def tick(self) -> None:
@@ -974,6 +1014,10 @@ def http_connection_id(identity: Identity) -> str:
 
 def _auth_error_code(exc: AuthError) -> str:
     return ErrorCode.TOKEN_EXPIRED if isinstance(exc, TokenExpired) else ErrorCode.UNAUTHORIZED
+
+
+def _principal(identity: Identity) -> tuple[str, str]:
+    return identity.tenant_id, identity.user_id
 
 
 def _who(session: Session) -> str:

@@ -44,6 +44,20 @@ class Identity:
 
 
 @dataclass(frozen=True)
+class Profile:
+    """What a user chose to be shown as, kept by the engine per (tenant, user).
+
+    None is "not chosen": the identity's own value shows instead (see profiles.py).
+    """
+
+    name: str | None = None
+    color: str | None = None  # `#rrggbb`, lowercase
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"name": self.name, "color": self.color}
+
+
+@dataclass(frozen=True)
 class Channel:
     key: ChannelKey
     type: str  # public | private | presence

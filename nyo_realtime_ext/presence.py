@@ -80,6 +80,24 @@ class PresenceTracker:
             member.meta, changed = dict(meta), True
         return member if changed else None
 
+    def show_as(self, key: ChannelKey, user_id: str, name: str, color: str | None) -> Member | None:
+        """Show the member with another name and colour (a changed profile); returns
+        the member when something changed."""
+        member = self.member(key, user_id)
+        if member is None or (member.name, member.color) == (name, color):
+            return None
+        member.name, member.color = name, color
+        return member
+
+    def channels_of(self, tenant: str, user_id: str) -> list[ChannelKey]:
+        """The channels the user is on. A scan of the live channels: it runs when a
+        user changes their profile, rarely, and costs nothing the rest of the time."""
+        return [
+            key
+            for key, members in self._channels.items()
+            if key.tenant == tenant and user_id in members
+        ]
+
     def member(self, key: ChannelKey, user_id: str) -> Member | None:
         members = self._channels.get(key)
         return members.get(user_id) if members else None

@@ -1,11 +1,12 @@
 """The SQLite schema of the embedded engine, and its versioned migrations.
 
-nyo-realtime keeps its state in four tables of one SQLite file (`Realtime.db_path`):
+nyo-realtime keeps its state in five tables of one SQLite file (`Realtime.db_path`):
 
 - ``channels``: one row per channel of each tenant;
 - ``channel_members``: the member list of a channel (who may join a private one);
 - ``messages``: the history, the last `history_size` messages of each channel;
-- ``presence``: the last known presence of each user on each channel.
+- ``presence``: the last known presence of each user on each channel;
+- ``profiles``: the display name and colour each user chose.
 
 `TABLES` describes every table, column and index as they are at `CURRENT_VERSION`,
 for applications that read the file or keep tables of their own beside ours. The
@@ -19,7 +20,8 @@ Migration *n* is schema version *n*, named ``000n_...``:
 1. ``0001_first_release``: the four tables as the first release made them;
 2. ``0002_channel_creator_and_activity``: ``channels.created_by`` (quotas),
    ``channels.last_active`` (collection of idle channels) and an index on
-   ``(tenant, created_by)``.
+   ``(tenant, created_by)``;
+3. ``0003_profiles``: the ``profiles`` table (names and colours users choose).
 
 `upgrade` brings a database to `CURRENT_VERSION`; `Store` calls it when it opens a
 file, and ``nyo-realtime db status`` / ``nyo-realtime db upgrade`` run it by hand.
@@ -231,6 +233,38 @@ TABLES: dict[str, Table] = {
             ),
             pk=("tenant", "channel", "user_id"),
         ),
+        Table(
+            "profiles",
+            "What each user of each tenant chose to be shown as (HTTP `PUT profile`), over "
+            "the name and colour of their identity (token or Jupyter). One row per user who "
+            "chose something; a user who cleared both values has no row.",
+            (
+                Column("tenant", "TEXT", _TENANT.doc, not_null=True, since=3),
+                Column("user_id", "TEXT", "The user's id (never chosen).", not_null=True, since=3),
+                Column(
+                    "name",
+                    "TEXT",
+                    "Chosen display name: trimmed, 1-64 characters, no control characters; "
+                    "NULL shows the identity's name.",
+                    since=3,
+                ),
+                Column(
+                    "color",
+                    "TEXT",
+                    "Chosen colour, `#rrggbb` in lowercase; NULL shows the identity's colour, "
+                    "else `colors.user_color(user_id)`.",
+                    since=3,
+                ),
+                Column(
+                    "updated_at",
+                    "REAL",
+                    "Unix seconds of the last change.",
+                    not_null=True,
+                    since=3,
+                ),
+            ),
+            pk=("tenant", "user_id"),
+        ),
     )
 }
 
@@ -294,6 +328,13 @@ _V1_INDEXES = {"messages": ("ts",)}
 _V2_COLUMNS = {"created_by": str, "last_active": float}
 _V2_INDEX = ("tenant", "created_by")
 
+# Version 3: the names and colours users choose.
+_V3_PROFILES: dict[str, Any] = {
+    "columns": {"tenant": str, "user_id": str, "name": str, "color": str, "updated_at": float},
+    "pk": ("tenant", "user_id"),
+    "not_null": {"tenant", "user_id", "updated_at"},
+}
+
 
 def _migration(name: str) -> Callable[[Callable[[Database], None]], Callable[[Database], None]]:
     """Register a migration under `name`; its version is its place in `MIGRATION_NAMES`."""
@@ -328,6 +369,14 @@ def channel_creator_and_activity(db: Database) -> None:
     for column, type_ in _V2_COLUMNS.items():
         channels.add_column(column, type_)
     channels.create_index(list(_V2_INDEX))
+
+
+@_migration("0003_profiles")
+def profiles(db: Database) -> None:
+    """Version 3: `profiles`, the display name and colour each user chose."""
+    db.table("profiles").create(
+        _V3_PROFILES["columns"], pk=_V3_PROFILES["pk"], not_null=_V3_PROFILES["not_null"]
+    )
 
 
 #: The schema version this code writes: the number of its migrations.

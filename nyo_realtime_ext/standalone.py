@@ -23,7 +23,7 @@ from tornado.httpserver import HTTPServer
 from tornado.ioloop import IOLoop
 from tornado.netutil import bind_sockets
 
-from .api import ApiError, RealtimeApiHandler, api_routes
+from .api import ApiError, ApiHandler, api_routes
 from .handlers import RealtimeSocket
 from .protocol import ErrorCode
 from .service import RealtimeService
@@ -92,16 +92,17 @@ class StandaloneSocket(RealtimeSocket):
         )
 
 
-class StandaloneApi(RealtimeApiHandler):
-    """The HTTP API of `nyo-realtime serve`, with CORS for `allowed_origins`.
+class StandaloneApi(ApiHandler):
+    """The HTTP API of `nyo-realtime serve`, with CORS for `allowed_origins`; `api_routes`
+    puts it in front of every route.
 
     Credentials are a Bearer header, never a cookie, so no
     `Access-Control-Allow-Credentials`: a page on an allowed origin sends the
     token it holds, and nothing a browser adds on its own gets through.
     """
 
-    def initialize(self, context: Any, route: str, methods: tuple[str, ...]) -> None:
-        super().initialize(context, route, methods)
+    def initialize(self, context: Any) -> None:
+        super().initialize(context)
         self.set_default_headers()  # the first call, from tornado's __init__, came too early
 
     def set_default_headers(self) -> None:
@@ -125,14 +126,13 @@ class StandaloneApi(RealtimeApiHandler):
         await super().prepare()
 
     def _preflight(self, origin: str) -> None:
-        if self.route == "unknown":
-            raise ApiError(ErrorCode.NOT_FOUND, f"no API route {self.request.path!r}")
+        self.check_route_exists()
         if not origin_allowed(origin, self.service.config.allowed_origins):
             raise ApiError(
                 ErrorCode.FORBIDDEN, f"origin {origin!r} is not in Realtime.allowed_origins"
             )
         self.set_status(204)
-        self.set_header("Access-Control-Allow-Methods", ", ".join(self.methods))
+        self.set_header("Access-Control-Allow-Methods", ", ".join(self.allowed_methods()))
         self.set_header("Access-Control-Allow-Headers", "Authorization, Content-Type")
         self.set_header("Access-Control-Max-Age", "600")
         self.finish()

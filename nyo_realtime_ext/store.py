@@ -1,4 +1,5 @@
-"""Durable state in SQLite through sqlite-utils: channels, members, messages, presence.
+"""Durable state in SQLite through sqlite-utils: channels, members, messages, presence,
+profiles.
 
 sqlite-utils owns the schema (tables, keys, indexes, versioned migrations: see
 `nyo_realtime_ext.schema`, which documents every table); the hot paths (append
@@ -26,7 +27,7 @@ import orjson
 import sqlite_utils
 
 from . import schema
-from .models import Channel, ChannelKey, Member, Message
+from .models import Channel, ChannelKey, Member, Message, Profile
 
 log = logging.getLogger(__name__)
 
@@ -325,6 +326,28 @@ class Store:
             )
             for user_id, name, status, meta, color, avatar_url, joined_at, last_seen in rows
         ]
+
+    # -- profiles -----------------------------------------------------------
+
+    def get_profile(self, tenant: str, user_id: str) -> Profile:
+        row = self.conn.execute(
+            "SELECT name, color FROM profiles WHERE tenant=? AND user_id=?", (tenant, user_id)
+        ).fetchone()
+        return Profile(*row) if row else Profile()
+
+    def save_profile(self, tenant: str, user_id: str, profile: Profile, now: float) -> None:
+        """Keep `profile`; a profile with nothing chosen keeps no row."""
+        with self._own_transaction():
+            if profile.name is None and profile.color is None:
+                self.conn.execute(
+                    "DELETE FROM profiles WHERE tenant=? AND user_id=?", (tenant, user_id)
+                )
+                return
+            self.conn.execute(
+                "INSERT OR REPLACE INTO profiles (tenant, user_id, name, color, updated_at)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (tenant, user_id, profile.name, profile.color, now),
+            )
 
     def mark_all_offline(self, now: float) -> None:
         """After a restart or at shutdown nobody is connected to this process any more."""

@@ -74,6 +74,9 @@ class Api:
     async def patch(self, path: str, body: Any = None, **kw: Any) -> Answer:
         return await self.call("PATCH", path, body, **kw)
 
+    async def put(self, path: str, body: Any = None, **kw: Any) -> Answer:
+        return await self.call("PUT", path, body, **kw)
+
     async def delete(self, path: str, **kw: Any) -> Answer:
         return await self.call("DELETE", path, **kw)
 

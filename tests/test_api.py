@@ -538,6 +538,7 @@ async def test_openapi_document_is_served_and_names_every_route(server):
         "/channels/{name}/members",
         "/channels/{name}/messages",
         "/channels/{name}/presence",
+        "/profile",
         "/openapi.json",
     }
 

@@ -59,6 +59,8 @@ def test_live_api_matches_its_openapi_document(standalone) -> None:
         "POST /channels/{name}/messages",
         "POST /channels/{name}/presence",
         "DELETE /channels/{name}/presence",
+        "GET /profile",
+        "PUT /profile",
     }
     for operation in operations:
         has_name = "{name}" in operation.path

@@ -12,6 +12,7 @@ from .base import (
     EngineUnavailable,
     History,
     PresenceManager,
+    ProfileStore,
 )
 from .memory import MemoryEngine
 
@@ -24,4 +25,5 @@ __all__ = [
     "History",
     "MemoryEngine",
     "PresenceManager",
+    "ProfileStore",
 ]

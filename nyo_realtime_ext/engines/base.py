@@ -8,7 +8,9 @@ Modelled on centrifuge's split of its `Node` from `Broker` and `PresenceManager`
 - a `PresenceManager` tracks who is on a channel across nodes, one member per
   user however many connections (on however many nodes) it has, and lets the
   connections of a node that stops refreshing its liveness expire;
-- a `ChannelRegistry` keeps channels: types, owners, member lists.
+- a `ChannelRegistry` keeps channels: types, owners, member lists;
+- a `ProfileStore` keeps the names and colours users chose (profiles.py), and
+  shows a change on every channel its user is on, on every node.
 
 Every method that may cross a network is a coroutine. The memory engine never
 suspends in them; the Redis engine does. Either way the hub calls them alike,
@@ -24,7 +26,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple, Protocol
 
-from ..models import Channel, ChannelKey, Identity, Member, Message
+from ..models import Channel, ChannelKey, Identity, Member, Message, Profile
 
 
 class EngineUnavailable(Exception):
@@ -106,6 +108,9 @@ class PresenceManager(Protocol):
     ) -> tuple[Member, bool]:
         """Add (or refresh) a connection; the member and whether the user just joined.
 
+        A user who just joined shows with the name and colour of their profile
+        (`ProfileStore`) over those of `identity`, read in the same step as the
+        join, so that no concurrent change of the profile can be missed.
         A connection with a `lease` (seconds) leaves by itself when it is not
         joined again within it (HTTP members); one without lives as long as
         this node does. The engine delivers `user:joined` to every node, with
@@ -161,12 +166,31 @@ class ChannelRegistry(Protocol):
         """Replace the member list and tell every node (`channel_changed`)."""
 
 
+class ProfileStore(Protocol):
+    """The profile (chosen name and colour) of each user of each tenant."""
+
+    async def get(self, tenant: str, user_id: str) -> Profile:
+        """What the user chose; an empty `Profile` when nothing."""
+
+    async def update(
+        self, identity: Identity, changes: dict[str, str | None], now: float
+    ) -> Profile:
+        """Apply `changes` (keys `name` and/or `color`; None clears one) to the
+        caller's profile and return it. Then every presence channel the user is a
+        member of (any connection, any node, HTTP members too) whose member shows
+        other values than the effective ones (profiles.effective over `identity`)
+        gets them, and exactly one `presence:updated`, in the same step: a join
+        racing with the change shows either the old values and gets the event, or
+        the new ones."""
+
+
 class Engine:
-    """One engine: the three parts, sharing whatever connection they need."""
+    """One engine: the four parts, sharing whatever connection they need."""
 
     broker: Broker
     presence: PresenceManager
     channels: ChannelRegistry
+    profiles: ProfileStore
 
     def bind(self, events: EngineEvents) -> None:
         """Deliver to `events` (the hub) from now on."""

@@ -17,8 +17,9 @@ import secrets
 import time
 from typing import Any
 
-from ..models import Channel, ChannelKey, Identity, Member, Message
+from ..models import Channel, ChannelKey, Identity, Member, Message, Profile
 from ..presence import PresenceTracker
+from ..profiles import changed, effective
 from ..protocol import encode
 from ..store import Store, message_id, parse_message_id
 from .base import Engine, EngineEvents, History
@@ -119,7 +120,7 @@ class MemoryPresence:
         self.tracker = PresenceTracker()
         self._leases: dict[tuple[ChannelKey, str, str], float] = {}  # -> expiry
 
-    def _emit(self, key: ChannelKey, type_: str, member: Member, skip: str | None = None) -> None:
+    def emit(self, key: ChannelKey, type_: str, member: Member, skip: str | None = None) -> None:
         frame = encode({"type": type_, "channel": key.name, "member": member.to_wire()})
         self.events.deliver(key, frame, None, skip)
 
@@ -133,12 +134,14 @@ class MemoryPresence:
         meta: dict[str, Any] | None = None,
         lease: float | None = None,
     ) -> tuple[Member, bool]:
-        member, joined = self.tracker.join(key, identity, connection_id, now, status, meta)
+        # Nothing suspends here, so the profile read is in the same step as the join.
+        shown = effective(identity, self.store.get_profile(identity.tenant_id, identity.user_id))
+        member, joined = self.tracker.join(key, shown, connection_id, now, status, meta)
         if lease is not None:
             self._leases[(key, identity.user_id, connection_id)] = now + lease
         self.store.save_presence(key, member, online=True)
         if joined:
-            self._emit(key, "user:joined", member, skip=connection_id)
+            self.emit(key, "user:joined", member, skip=connection_id)
         return member, joined
 
     async def leave(
@@ -148,7 +151,7 @@ class MemoryPresence:
         member = self.tracker.leave(key, user_id, connection_id, now)
         if member is not None:
             # Tell the others first: the record is secondary to what they see.
-            self._emit(key, "user:left", member)
+            self.emit(key, "user:left", member)
             self.store.save_presence(key, member, online=False)
         return member
 
@@ -163,7 +166,7 @@ class MemoryPresence:
         member = self.tracker.update(key, user_id, now, status, meta)
         if member is not None:
             self.store.save_presence(key, member, online=True)
-            self._emit(key, "presence:updated", member)
+            self.emit(key, "presence:updated", member)
         return member
 
     async def members(self, key: ChannelKey) -> list[Member]:
@@ -177,6 +180,31 @@ class MemoryPresence:
         expired = [lease for lease, expiry in self._leases.items() if expiry < now]
         for key, user_id, connection_id in expired:
             await self.leave(key, user_id, connection_id, now)
+
+
+class MemoryProfiles:
+    def __init__(self, store: Store, presence: MemoryPresence) -> None:
+        self.store = store
+        self.presence = presence
+
+    async def get(self, tenant: str, user_id: str) -> Profile:
+        return self.store.get_profile(tenant, user_id)
+
+    async def update(
+        self, identity: Identity, changes: dict[str, str | None], now: float
+    ) -> Profile:
+        tenant, user_id = identity.tenant_id, identity.user_id
+        profile = changed(self.store.get_profile(tenant, user_id), changes)
+        self.store.save_profile(tenant, user_id, profile, now)
+        shown = effective(identity, profile)
+        name = shown.name or user_id
+        presence = self.presence
+        for key in presence.tracker.channels_of(tenant, user_id):
+            member = presence.tracker.show_as(key, user_id, name, shown.color)
+            if member is not None:
+                presence.store.save_presence(key, member, online=True)
+                presence.emit(key, "presence:updated", member)
+        return profile
 
 
 class MemoryRegistry:
@@ -213,6 +241,7 @@ class MemoryEngine(Engine):
         self.broker = MemoryBroker(store, history_size, history_ttl)
         self.presence = MemoryPresence(store)
         self.channels = MemoryRegistry(store)
+        self.profiles = MemoryProfiles(store, self.presence)
 
     def bind(self, events: EngineEvents) -> None:
         self.broker.events = self.presence.events = self.channels.events = events

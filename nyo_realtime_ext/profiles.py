@@ -1,0 +1,98 @@
+"""Display names and colours that people choose: checks, and what they make effective.
+
+A user's profile (`models.Profile`) is what they chose; their identity (token or
+Jupyter) is what they are. What others see, in `authenticated.user` and in every
+member, is the *effective* value: the chosen one, else the identity's. The user id
+never changes and is never chosen; only the caller's own profile can be changed
+(the HTTP route has no user in its path), so nobody can take another's id or name
+another user. Two people may choose the same name: clients tell them apart by id.
+
+Colour: chosen, else the identity's, else nothing on the wire; clients then use
+`colors.user_color(user_id)`, the one function every client implements alike.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import unicodedata
+from typing import Any
+
+from .models import Identity, Profile
+from .protocol import ErrorCode, ProtocolError
+
+MAX_NAME_LENGTH = 64
+COLOR = re.compile(r"#[0-9A-Fa-f]{6}")
+FIELDS = ("name", "color")
+# Besides the control characters (Cc) and lone surrogates: line and paragraph
+# separators, which break a one-line label, and the bidirectional overrides and
+# isolates, which make a name display as another ("evil" shown as "live").
+_REFUSED_CATEGORIES = frozenset({"Cc", "Cs", "Zl", "Zp"})
+_BIDI_CONTROLS = frozenset(
+    "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+)
+
+
+def check_profile_update(body: dict[str, Any]) -> dict[str, str | None]:
+    """The changes a `PUT profile` body asks for: only the keys it has, a value
+    checked and normalised (name trimmed, colour lowercase), or None to clear.
+
+    Raises `bad_request` for anything else, before anything is stored.
+    """
+    changes: dict[str, str | None] = {}
+    if "name" in body:
+        changes["name"] = None if body["name"] is None else check_name(body["name"])
+    if "color" in body:
+        changes["color"] = None if body["color"] is None else check_color(body["color"])
+    return changes
+
+
+def check_name(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ProtocolError(ErrorCode.BAD_REQUEST, "`name` must be a string or null")
+    name = value.strip()
+    if not 1 <= len(name) <= MAX_NAME_LENGTH:
+        raise ProtocolError(
+            ErrorCode.BAD_REQUEST,
+            f"`name` must be 1-{MAX_NAME_LENGTH} characters once trimmed",
+        )
+    for char in name:
+        if unicodedata.category(char) in _REFUSED_CATEGORIES or char in _BIDI_CONTROLS:
+            raise ProtocolError(
+                ErrorCode.BAD_REQUEST,
+                f"`name` must not contain control characters (U+{ord(char):04X})",
+            )
+    return name
+
+
+def check_color(value: Any) -> str:
+    if not isinstance(value, str) or COLOR.fullmatch(value) is None:
+        raise ProtocolError(ErrorCode.BAD_REQUEST, "`color` must be `#rrggbb` (hex) or null")
+    return value.lower()
+
+
+def changed(profile: Profile, changes: dict[str, str | None]) -> Profile:
+    """`profile` with `changes` (from `check_profile_update`) applied."""
+    return dataclasses.replace(profile, **{k: v for k, v in changes.items() if k in FIELDS})
+
+
+def effective(identity: Identity, profile: Profile | None) -> Identity:
+    """`identity` as others see it: the chosen name and colour over its own."""
+    if profile is None or (profile.name is None and profile.color is None):
+        return identity
+    return dataclasses.replace(
+        identity,
+        name=profile.name or identity.name or identity.user_id,
+        color=profile.color or identity.color,
+    )
+
+
+def profile_wire(identity: Identity, profile: Profile) -> dict[str, Any]:
+    """The answer of `GET`/`PUT profile`: effective values, and what was chosen."""
+    shown = effective(identity, profile)
+    return {
+        "userId": identity.user_id,
+        "name": shown.name or shown.user_id,
+        "color": shown.color,
+        "chosen": profile.to_wire(),
+    }
