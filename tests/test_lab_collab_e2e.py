@@ -265,3 +265,118 @@ def test_others_see_who_ran_which_cell_also_after_a_reload(
     finally:
         ada.close()
         bob.close()
+
+
+WIDGET_NOTEBOOK = {
+    "cells": [
+        {
+            "cell_type": "code",
+            "execution_count": None,
+            "id": "presence-widget",
+            "metadata": {},
+            "outputs": [],
+            "source": [
+                "from nyo_realtime_ext import connect\n",
+                "from nyo_realtime_ext.widgets import PresenceWidget\n",
+                "client = connect()\n",
+                "client.connect(timeout=30)\n",
+                'PresenceWidget("lobby", client=client)',
+            ],
+        }
+    ],
+    "metadata": COLLAB["metadata"],
+    "nbformat": 4,
+    "nbformat_minor": 5,
+}
+
+
+def test_a_new_name_and_colour_show_everywhere_at_once(lab: LabServer, browser: Browser) -> None:
+    (lab.root / "widget.ipynb").write_text(json.dumps(WIDGET_NOTEBOOK, indent=1))
+    ada = Person(browser, "ada", SHOTS).open_lab(lab.url("lab/workspaces/ada-name?reset"))
+    bob = Person(browser, "bob", SHOTS).open_lab(lab.url("lab/workspaces/bob-name?reset"))
+    try:
+        open_both(ada, bob, "collab.ipynb")
+        click_cell(ada, 0)
+        expect(avatar_on_cell(bob, 0, ada)).to_be_visible(timeout=SEEN_TIMEOUT)
+        ada.say("Before the rename")
+
+        # Bob's kernel shows the lobby with a PresenceWidget of its own.
+        bob.open_file("widget.ipynb")
+        click_cell(bob, 0)
+        bob.page.keyboard.press("Shift+Enter")
+        widget = cells(bob).nth(0).locator(".jp-OutputArea-output")
+        expect(widget).to_contain_text(ada.name, timeout=LOAD_TIMEOUT)
+
+        # Ada picks a name and a colour in her panel.
+        ada.show_panel()
+        ada.page.locator("#nyo-realtime-panel .nyo-profile-edit").click()
+        form = ada.page.locator("#nyo-realtime-panel .nyo-profile-form")
+        expect(form.locator(".nyo-profile-name")).to_have_value(ada.name)
+        form.locator(".nyo-profile-own-color").check()
+        form.locator(".nyo-profile-color").fill("#aa3377")
+        form.locator(".nyo-profile-name").fill("Ada Lovelace")
+        form.get_by_role("button", name="Save").click()
+        expect(form).to_have_count(0, timeout=SEEN_TIMEOUT)
+        expect(ada.page.locator("#nyo-realtime-panel .nyo-me-name")).to_have_text(
+            "You are Ada Lovelace", timeout=SEEN_TIMEOUT
+        )
+
+        # Bob sees it, live: the panel, the status bar, the document, the chat, the kernel.
+        bob.show_panel()
+        expect(panel_entry(bob, ada).locator(".nyo-person-name")).to_have_text(
+            "Ada Lovelace", timeout=SEEN_TIMEOUT
+        )
+        bob_bar = bob.page.locator(f'.nyo-statusbar .nyo-avatar[data-user-id="{ada.user_id}"]')
+        expect(bob_bar).to_have_text("AL")
+        expect(bob_bar).to_have_css("background-color", "rgb(170, 51, 119)")
+        expect(bob_bar).to_have_attribute("title", f"Ada Lovelace ({ada.user_id}) — Online")
+        bob.page.locator(".lm-TabBar-tab", has_text="collab.ipynb").click()
+        on_doc = doc_badge(bob, "collab.ipynb").locator(
+            f'.nyo-avatar[data-user-id="{ada.user_id}"]'
+        )
+        expect(on_doc).to_have_text("AL", timeout=SEEN_TIMEOUT)
+        expect(on_doc).to_have_css("background-color", "rgb(170, 51, 119)")
+        expect(avatar_on_cell(bob, 0, ada)).to_have_text("AL")
+        chat = bob.page.locator("#nyo-realtime-panel .nyo-chat-entry")
+        expect(chat.locator(".nyo-chat-author")).to_have_text(["Ada Lovelace"])
+        expect(chat.locator(".nyo-avatar")).to_have_css("background-color", "rgb(170, 51, 119)")
+        bob.shot("08-bob-sees-ada-renamed-in-panel-document-and-chat")
+        bob.page.locator(".lm-TabBar-tab", has_text="widget.ipynb").click()
+        expect(widget).to_contain_text("Ada Lovelace", timeout=SEEN_TIMEOUT)
+        expect(widget).not_to_contain_text(ada.name)
+        bob.shot("09-bob-sees-ada-renamed-in-the-kernels-presence-widget")
+
+        # Clearing goes back to the login's name and the colour of her id.
+        ada.page.locator("#nyo-realtime-panel .nyo-profile-edit").click()
+        form.locator(".nyo-profile-name").fill("")
+        form.locator(".nyo-profile-own-color").uncheck()
+        form.get_by_role("button", name="Save").click()
+        expect(panel_entry(bob, ada).locator(".nyo-person-name")).to_have_text(
+            ada.name, timeout=SEEN_TIMEOUT
+        )
+        expect(widget).to_contain_text(ada.name, timeout=SEEN_TIMEOUT)
+        assert ada.errors == [] and bob.errors == []
+    finally:
+        ada.close()
+        bob.close()
+
+
+def test_a_refused_name_shows_the_servers_reason(lab: LabServer, browser: Browser) -> None:
+    ada = Person(browser, "ada", SHOTS).open_lab(lab.url("lab/workspaces/ada-bad?reset"))
+    try:
+        ada.show_panel()
+        ada.page.locator("#nyo-realtime-panel .nyo-profile-edit").click()
+        form = ada.page.locator("#nyo-realtime-panel .nyo-profile-form")
+        expect(form.locator(".nyo-profile-name")).to_have_value(ada.name)
+        form.locator(".nyo-profile-name").fill("x" * 500)
+        form.get_by_role("button", name="Save").click()
+        expect(form.locator(".nyo-profile-error")).to_contain_text(
+            "`name` must be", timeout=SEEN_TIMEOUT
+        )
+        # Still open, nothing changed.
+        expect(ada.page.locator("#nyo-realtime-panel .nyo-me-name")).to_have_text(
+            f"You are {ada.name}"
+        )
+        ada.shot("10-ada-sees-why-her-name-was-refused")
+    finally:
+        ada.close()

@@ -26,6 +26,7 @@ import { Member, RealtimeClient } from './client';
 import { LOBBY } from './channels';
 import { RealtimeModel } from './model';
 import { RealtimePanel } from './panel';
+import { profileApi } from './profile';
 import { createRealtime, IRealtime } from './tokens';
 import { DocumentPresence, PresenceStatus } from './views';
 
@@ -232,9 +233,14 @@ const plugin: JupyterFrontEndPlugin<IRealtime> = {
       console.warn(`nyo-realtime: ${error.code}: ${error.message}`);
     });
 
-    const panel = new RealtimePanel(realtime, model, (path, cell) => {
-      void openAt(app, path, cell);
-    });
+    const panel = new RealtimePanel(
+      realtime,
+      model,
+      (path, cell) => {
+        void openAt(app, path, cell);
+      },
+      { profile: profileApi(settings) }
+    );
     panel.title.icon = peopleIcon;
     app.shell.add(panel, 'left', { rank: 1000 });
 

@@ -30,6 +30,8 @@ import {
   MAX_CHAT_LENGTH,
   RealtimeModel
 } from './model';
+import { ProfileApi } from './profile';
+import { ProfileForm } from './profileForm';
 import { IRealtime } from './tokens';
 import { PICKER_STATUSES, STATE_LABELS } from './views';
 
@@ -359,12 +361,20 @@ function Chat(props: {
 }
 
 /** Everything in the side panel. */
+/** What the panel can do beyond presence, when the page provides it. */
+export interface PanelExtras {
+  /** One's own name and colour: the form is there only with it. */
+  profile?: ProfileApi;
+}
+
 export function RealtimePanelView(props: {
   realtime: IRealtime;
   model: RealtimeModel;
   openPath: OpenPath;
+  extras?: PanelExtras;
 }): React.ReactElement {
-  const { realtime, model, openPath } = props;
+  const { realtime, model, openPath, extras = {} } = props;
+  const [editing, setEditing] = useState(false);
   useModel(model);
   const { connectionState, user } = useWebSocket(realtime);
   const { members } = usePresence(realtime, realtime.lobby);
@@ -383,9 +393,31 @@ export function RealtimePanelView(props: {
         </span>
       </div>
       <div className="nyo-me">
-        <span className="nyo-me-name">{user ? `You are ${user.name}` : ''}</span>
+        <span className="nyo-me-name">
+          {/* As others see us: a name chosen since we connected comes with presence. */}
+          {user
+            ? `You are ${members.find(m => m.userId === user.userId)?.name ?? user.name}`
+            : ''}
+        </span>
+        {extras.profile && user && !editing && (
+          <button
+            className="nyo-profile-edit jp-mod-styled"
+            type="button"
+            title="Change your name and colour"
+            onClick={() => setEditing(true)}
+          >
+            Edit
+          </button>
+        )}
         <StatusPicker model={model} />
       </div>
+      {extras.profile && user && editing && (
+        <ProfileForm
+          api={extras.profile}
+          userId={user.userId}
+          onDone={() => setEditing(false)}
+        />
+      )}
       <ul className="nyo-people">
         {people.map(member => (
           <PersonRow
@@ -412,7 +444,8 @@ export class RealtimePanel extends ReactWidget {
   constructor(
     private _realtime: IRealtime,
     private _model: RealtimeModel,
-    private _openPath: OpenPath
+    private _openPath: OpenPath,
+    private _extras: PanelExtras = {}
   ) {
     super();
     this.id = 'nyo-realtime-panel';
@@ -426,6 +459,7 @@ export class RealtimePanel extends ReactWidget {
         realtime={this._realtime}
         model={this._model}
         openPath={this._openPath}
+        extras={this._extras}
       />
     );
   }
