@@ -380,3 +380,104 @@ def test_a_refused_name_shows_the_servers_reason(lab: LabServer, browser: Browse
         ada.shot("10-ada-sees-why-her-name-was-refused")
     finally:
         ada.close()
+
+
+def chat_entries(person: Person) -> Any:
+    return person.page.locator("#nyo-realtime-panel .nyo-chat-entry")
+
+
+def test_chat_renders_markdown_and_nothing_that_can_act(lab: LabServer, browser: Browser) -> None:
+    ada = Person(browser, "ada", SHOTS).open_lab(lab.url("lab/workspaces/ada-md?reset"))
+    bob = Person(browser, "bob", SHOTS).open_lab(lab.url("lab/workspaces/bob-md?reset"))
+    try:
+        bob.show_panel()
+        before = chat_entries(bob).count()
+        ada.say("This is **bold** and `inline`\n\n```python\nimport os\nprint(os.sep)\n```")
+        entry = chat_entries(bob).nth(before)
+        expect(entry.locator(".nyo-chat-text strong")).to_have_text("bold", timeout=SEEN_TIMEOUT)
+        expect(entry.locator(".nyo-chat-text p code")).to_have_text("inline")
+        block = entry.locator(".nyo-chat-text pre")
+        expect(block).to_contain_text("import os")
+        # Highlighted: the keyword is a span of its own, as in a Markdown cell.
+        expect(block.locator("span", has_text=re.compile(r"^import$")).first).to_be_visible()
+        bob.shot("11-bob-reads-markdown-with-a-highlighted-code-block")
+
+        # What could act, in every way Markdown lets one write it.
+        ada.say('<img src=x onerror="window.__nyoPwned = 1">')
+        ada.say("<script>window.__nyoPwned = 2</script>")
+        ada.say('<a href="javascript:window.__nyoPwned = 3" id="nyo-bad-link">click me</a>')
+        ada.say("[also me](javascript:window.__nyoPwned=4)")
+        expect(chat_entries(bob)).to_have_count(before + 5, timeout=SEEN_TIMEOUT)
+        for link in (bob.page.get_by_text("click me"), bob.page.get_by_text("also me")):
+            if link.count():
+                link.first.click()
+        bob.page.wait_for_timeout(1000)  # what an onerror would do, it would have done now
+        assert bob.page.evaluate("window.__nyoPwned") is None
+        panel = bob.page.locator("#nyo-realtime-panel")
+        expect(panel.locator("[onerror]")).to_have_count(0)
+        expect(panel.locator(".nyo-chat-text script")).to_have_count(0)
+        expect(panel.locator('.nyo-chat-text [href^="javascript"]')).to_have_count(0)
+        bob.shot("12-bob-sees-harmless-html")
+        assert ada.errors == [] and bob.errors == []
+    finally:
+        ada.close()
+        bob.close()
+
+
+def test_a_mention_notifies_and_unread_messages_are_counted(
+    lab: LabServer, browser: Browser
+) -> None:
+    ada = Person(browser, "ada", SHOTS).open_lab(lab.url("lab/workspaces/ada-at?reset"))
+    bob = Person(browser, "bob", SHOTS).open_lab(lab.url("lab/workspaces/bob-at?reset"))
+    try:
+        # Bob looks at his files, not the chat.
+        bob.show_files()
+        tab = bob.page.locator('.jp-SideBar .lm-TabBar-tab[data-id="nyo-realtime-panel"]')
+        expect(tab).not_to_have_attribute("data-nyo-unread", re.compile("."))
+
+        ada.say("Anyone around?")
+        expect(tab).to_have_attribute("data-nyo-unread", "1", timeout=SEEN_TIMEOUT)
+        badge = tab.evaluate("n => getComputedStyle(n, '::after').content")
+        assert badge == '"1"', badge
+
+        # Ada types @ and the start of Bob's name: his full name is offered.
+        ada.show_panel()
+        box = ada.page.locator("#nyo-realtime-panel .nyo-chat-input")
+        box.click()
+        box.press_sequentially(f"Look @{bob.name[:-2]}")
+        offer = ada.page.locator(f'.nyo-mention-list .nyo-mention[data-user-id="{bob.user_id}"]')
+        expect(offer).to_have_text(bob.name, timeout=SEEN_TIMEOUT)
+        ada.shot("13-ada-completes-bobs-name")
+        box.press("Enter")  # takes the offer, does not send
+        expect(box).to_have_value(f"Look @{bob.name} ")
+        box.press("Shift+Enter")  # a new line, not sent either
+        box.press_sequentially("at cell 2")
+        expect(box).to_have_value(f"Look @{bob.name} \nat cell 2")
+        box.press("Enter")
+        expect(box).to_have_value("")
+
+        # Bob, with the panel closed, gets a JupyterLab notification.
+        toast = bob.page.locator(".Toastify__toast", has_text=f"{ada.name} mentioned you")
+        expect(toast).to_be_visible(timeout=SEEN_TIMEOUT)
+        expect(toast).to_contain_text("at cell 2")
+        # It slides in from the right edge: wait until it is wholly on screen.
+        expect(toast).to_be_in_viewport(ratio=1, timeout=SEEN_TIMEOUT)
+        bob.shot("14-bob-is-notified-of-adas-mention")
+        expect(tab).to_have_attribute("data-nyo-unread", "2")
+
+        # Opening the panel reads them all; the mention stands out.
+        bob.show_panel()
+        expect(tab).not_to_have_attribute("data-nyo-unread", re.compile("."))
+        mention = chat_entries(bob).filter(has_text="at cell 2")
+        expect(mention).to_have_class(re.compile(r"\bnyo-chat-mentions-me\b"))
+        expect(mention.locator(".nyo-chat-text")).to_contain_text(f"Look @{bob.name}")
+        bob.shot("15-bob-opens-the-chat-unread-cleared")
+
+        # A message while he reads is not unread.
+        ada.say("Thanks")
+        expect(chat_entries(bob).last).to_contain_text("Thanks", timeout=SEEN_TIMEOUT)
+        expect(tab).not_to_have_attribute("data-nyo-unread", re.compile("."))
+        assert ada.errors == [] and bob.errors == []
+    finally:
+        ada.close()
+        bob.close()

@@ -11,9 +11,11 @@
  * (docs/react.md).
  */
 import { JupyterFrontEnd, JupyterFrontEndPlugin } from '@jupyterlab/application';
+import { Notification } from '@jupyterlab/apputils';
 import { IDocumentWidgetOpener } from '@jupyterlab/docmanager';
 import { IDocumentWidget } from '@jupyterlab/docregistry';
 import { Notebook, NotebookActions } from '@jupyterlab/notebook';
+import { IRenderMimeRegistry, MimeModel } from '@jupyterlab/rendermime';
 import { ServerConnection } from '@jupyterlab/services';
 import { IStatusBar } from '@jupyterlab/statusbar';
 import { LabIcon } from '@jupyterlab/ui-components';
@@ -22,9 +24,11 @@ import { Widget } from '@lumino/widgets';
 
 import { CellRef, resolveCell } from './activity';
 import { cellRefOf, NotebookMarks } from './cells';
+import { MarkdownRenderer } from './chat';
 import { Member, RealtimeClient } from './client';
 import { LOBBY } from './channels';
 import { RealtimeModel } from './model';
+import { ChatNotifier } from './notify';
 import { RealtimePanel } from './panel';
 import { profileApi } from './profile';
 import { createRealtime, IRealtime } from './tokens';
@@ -99,6 +103,24 @@ async function knownPeople(settings: ServerConnection.ISettings): Promise<Member
   }
   const body = (await response.json()) as { members?: Member[] };
   return body.members ?? [];
+}
+
+/**
+ * Chat as Markdown through JupyterLab's own renderer: untrusted, so its
+ * sanitizer strips scripts, event handlers and anything else that could act;
+ * code blocks come out highlighted like a notebook's Markdown cells.
+ */
+function markdownRenderer(rendermime: IRenderMimeRegistry): MarkdownRenderer {
+  return (text, host) => {
+    const renderer = rendermime.createRenderer('text/markdown');
+    const model = new MimeModel({ data: { 'text/markdown': text }, trusted: false });
+    Widget.attach(renderer, host);
+    renderer.renderModel(model).catch(error => {
+      console.warn('nyo-realtime: could not render a message', error);
+      renderer.node.textContent = text;
+    });
+    return { dispose: () => renderer.dispose() };
+  };
 }
 
 /** Open `path` and, in a notebook, make `cell` active and scroll it into view. */
@@ -208,11 +230,12 @@ const plugin: JupyterFrontEndPlugin<IRealtime> = {
   description: 'Who is here, what they have open, and chat, through nyo-realtime.',
   autoStart: true,
   provides: IRealtime,
-  optional: [IStatusBar, IDocumentWidgetOpener],
+  optional: [IStatusBar, IDocumentWidgetOpener, IRenderMimeRegistry],
   activate: async (
     app: JupyterFrontEnd,
     statusBar: IStatusBar | null,
-    opener: IDocumentWidgetOpener | null
+    opener: IDocumentWidgetOpener | null,
+    rendermime: IRenderMimeRegistry | null
   ): Promise<IRealtime> => {
     const settings = app.serviceManager.serverSettings;
     // The page's one connection: the panel, the badges and every extension
@@ -239,10 +262,33 @@ const plugin: JupyterFrontEndPlugin<IRealtime> = {
       (path, cell) => {
         void openAt(app, path, cell);
       },
-      { profile: profileApi(settings) }
+      {
+        profile: profileApi(settings),
+        renderMarkdown: rendermime ? markdownRenderer(rendermime) : undefined
+      }
     );
     panel.title.icon = peopleIcon;
     app.shell.add(panel, 'left', { rank: 1000 });
+
+    // Mentions and unread messages reach a person with the panel closed too.
+    new ChatNotifier(model, {
+      isChatVisible: () => panel.isVisible,
+      unread: () => {
+        panel.unread += 1;
+      },
+      mentioned: (author, text) => {
+        const first = text.length > 140 ? `${text.slice(0, 139)}…` : text;
+        Notification.info(`${author} mentioned you: ${first}`, {
+          autoClose: 10_000,
+          actions: [
+            {
+              label: 'Open chat',
+              callback: () => app.shell.activateById(panel.id)
+            }
+          ]
+        });
+      }
+    });
 
     if (statusBar) {
       const item = new PresenceStatus(model, () => app.shell.activateById(panel.id));

@@ -8,61 +8,29 @@
  * paths a member has open.
  */
 import { ReactWidget } from '@jupyterlab/ui-components';
+import type { Message } from '@lumino/messaging';
 import * as React from 'react';
-import { useEffect, useLayoutEffect, useMemo, useRef, useState } from 'react';
+import { useEffect, useMemo, useState } from 'react';
 
 import { CellRef, whereOf } from './activity';
+import { Avatar } from './avatar';
+import { personOf, STATUS_LABELS } from './avatars';
 import { timeOf } from './cells';
+import { Chat, MarkdownRenderer } from './chat';
 import { Member, Status } from './client';
-import {
-  avatarTitle,
-  colorOf,
-  initialsOf,
-  Person,
-  personOf,
-  STATUS_LABELS
-} from './avatars';
-import { useChannel, usePresence, useWebSocket } from './hooks';
-import {
-  CHAT_EVENT,
-  ChatEntry,
-  chatEntryOf,
-  MAX_CHAT_LENGTH,
-  RealtimeModel
-} from './model';
+import { usePresence, useWebSocket } from './hooks';
+import { RealtimeModel } from './model';
 import { ProfileApi } from './profile';
 import { ProfileForm } from './profileForm';
 import { IRealtime } from './tokens';
 import { PICKER_STATUSES, STATE_LABELS } from './views';
 
+export { Avatar };
+
+const CAPTION = 'Collaborators and chat';
+
 /** Open a document, and in a notebook go to a cell. */
 export type OpenPath = (path: string, cell?: CellRef) => void;
-
-/** The same avatar as `renderAvatar`'s, as a React element. */
-export function Avatar(props: {
-  person: Person;
-  size?: 'small' | 'large';
-  showStatus?: boolean;
-}): React.ReactElement {
-  const { person, size = 'small' } = props;
-  const status = props.showStatus ? person.status : undefined;
-  return (
-    <span
-      className={`nyo-avatar nyo-avatar-${size}`}
-      data-user-id={person.userId}
-      data-status={status}
-      title={avatarTitle(person)}
-      style={person.avatar_url ? undefined : { backgroundColor: colorOf(person) }}
-    >
-      {person.avatar_url ? (
-        <img src={person.avatar_url} alt={person.name} />
-      ) : (
-        initialsOf(person.name)
-      )}
-      {status && <span className={`nyo-status-dot nyo-status-${status}`} />}
-    </span>
-  );
-}
 
 /** Re-render whenever the model says something changed. */
 function useModel(model: RealtimeModel): void {
@@ -253,118 +221,15 @@ function Activity(props: {
   );
 }
 
-function ChatLine(props: {
-  entry: ChatEntry;
-  model: RealtimeModel;
-}): React.ReactElement {
-  const { entry, model } = props;
-  const when = new Date(entry.ts);
-  return (
-    <li
-      className="nyo-chat-entry"
-      data-message-id={entry.id}
-      data-user-id={entry.userId ?? undefined}
-    >
-      {entry.userId && <Avatar person={model.personOf(entry.userId)} />}
-      <div className="nyo-chat-body">
-        <div className="nyo-chat-head">
-          <span className="nyo-chat-author">{model.nameOf(entry.userId)}</span>
-          <time className="nyo-chat-time" dateTime={when.toISOString()}>
-            {when.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' })}
-          </time>
-        </div>
-        {/* Text, never HTML: chat is what other people typed. */}
-        <div className="nyo-chat-text">{entry.text}</div>
-      </div>
-    </li>
-  );
-}
-
-function Chat(props: {
-  realtime: IRealtime;
-  model: RealtimeModel;
-}): React.ReactElement {
-  const { realtime, model } = props;
-  // The model holds the lobby with its history from the start, so a panel
-  // opened later still shows what was said before.
-  const { messages, send } = useChannel(realtime, realtime.lobby, { history: true });
-  const entries = useMemo(
-    () =>
-      messages
-        .map(chatEntryOf)
-        .filter((entry): entry is ChatEntry => entry !== undefined),
-    [messages]
-  );
-  const [text, setText] = useState('');
-  const [error, setError] = useState('');
-
-  // Follow new lines while the reader is at the bottom; leave them be if not.
-  const log = useRef<HTMLOListElement>(null);
-  const atBottom = useRef(true);
-  useLayoutEffect(() => {
-    const node = log.current;
-    if (node && atBottom.current) {
-      node.scrollTop = node.scrollHeight;
-    }
-  }, [entries]);
-
-  const submit = (event: React.FormEvent) => {
-    event.preventDefault();
-    const trimmed = text.trim().slice(0, MAX_CHAT_LENGTH);
-    if (!trimmed) {
-      return;
-    }
-    setText('');
-    setError('');
-    // While reconnecting the client holds the message and sends it, once,
-    // when the lobby is subscribed again.
-    send(CHAT_EVENT, { text: trimmed }).catch(reason => {
-      setText(current => current || text);
-      setError(`Not sent: ${reason?.message ?? reason}`);
-    });
-  };
-
-  return (
-    <section className="nyo-chat">
-      <h2 className="nyo-panel-title">Chat</h2>
-      <ol
-        className="nyo-chat-log"
-        aria-live="polite"
-        ref={log}
-        onScroll={() => {
-          const node = log.current!;
-          atBottom.current =
-            node.scrollHeight - node.scrollTop - node.clientHeight < 20;
-        }}
-      >
-        {entries.map(entry => (
-          <ChatLine key={entry.id} entry={entry} model={model} />
-        ))}
-      </ol>
-      <form className="nyo-chat-form" onSubmit={submit}>
-        <input
-          className="nyo-chat-input"
-          type="text"
-          maxLength={MAX_CHAT_LENGTH}
-          placeholder="Message everyone here"
-          aria-label="Chat message"
-          value={text}
-          onChange={event => setText(event.target.value)}
-        />
-        <button className="nyo-chat-send jp-mod-styled jp-mod-accept" type="submit">
-          Send
-        </button>
-      </form>
-      <div className="nyo-chat-error">{error}</div>
-    </section>
-  );
-}
-
 /** Everything in the side panel. */
 /** What the panel can do beyond presence, when the page provides it. */
 export interface PanelExtras {
   /** One's own name and colour: the form is there only with it. */
   profile?: ProfileApi;
+  /** Chat as Markdown; plain text without. */
+  renderMarkdown?: MarkdownRenderer;
+  /** Whether the chat is shown (the `showChat` setting); by default it is. */
+  showChat?: boolean;
 }
 
 export function RealtimePanelView(props: {
@@ -430,7 +295,14 @@ export function RealtimePanelView(props: {
         ))}
       </ul>
       <Activity model={model} openPath={openPath} />
-      <Chat realtime={realtime} model={model} />
+      {extras.showChat !== false && (
+        <Chat
+          realtime={realtime}
+          model={model}
+          members={members}
+          renderMarkdown={extras.renderMarkdown}
+        />
+      )}
     </>
   );
 }
@@ -450,8 +322,42 @@ export class RealtimePanel extends ReactWidget {
     super();
     this.id = 'nyo-realtime-panel';
     this.addClass('nyo-panel');
-    this.title.caption = 'Collaborators and chat';
+    this.title.caption = CAPTION;
   }
+
+  /** Chat messages that came while the panel was hidden; shown on its tab. */
+  get unread(): number {
+    return this._unread;
+  }
+
+  set unread(count: number) {
+    this._unread = count;
+    const dataset = { ...this.title.dataset };
+    if (count > 0) {
+      dataset['nyo-unread'] = count > 99 ? '99+' : String(count);
+      this.title.caption = `${CAPTION} (${count} unread)`;
+    } else {
+      delete dataset['nyo-unread'];
+      this.title.caption = CAPTION;
+    }
+    this.title.dataset = dataset;
+  }
+
+  /** Shown again: everything in it is read. */
+  protected onAfterShow(msg: Message): void {
+    super.onAfterShow(msg);
+    this.unread = 0;
+  }
+
+  /** Opened (attached) for the first time in this page. */
+  protected onAfterAttach(msg: Message): void {
+    super.onAfterAttach(msg);
+    if (this.isVisible) {
+      this.unread = 0;
+    }
+  }
+
+  private _unread = 0;
 
   protected render(): React.ReactElement {
     return (
