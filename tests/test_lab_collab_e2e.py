@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -481,3 +482,60 @@ def test_a_mention_notifies_and_unread_messages_are_counted(
     finally:
         ada.close()
         bob.close()
+
+
+def open_our_settings(person: Person) -> Any:
+    person.page.get_by_role("menuitem", name="Settings").click()
+    person.page.locator(".lm-Menu-item", has_text="Settings Editor").click()
+    person.page.locator(".jp-PluginList-entry", has_text="Realtime collaboration").click()
+    form = person.page.locator(".jp-SettingsPanel, .jp-SettingsEditor").first
+    expect(form.get_by_text("Show the chat").first).to_be_visible(timeout=LOAD_TIMEOUT)
+    return form
+
+
+def test_settings_hide_the_chat_and_move_the_lobby_live(lab: LabServer, browser: Browser) -> None:
+    ada = Person(browser, "ada", SHOTS).open_lab(lab.url("lab/workspaces/ada-set?reset"))
+    bob = Person(browser, "bob", SHOTS).open_lab(lab.url("lab/workspaces/bob-set?reset"))
+    try:
+        expect(lobby_count(ada)).to_have_text("2 online", timeout=SEEN_TIMEOUT)
+        ada.show_panel()
+        expect(ada.page.locator("#nyo-realtime-panel .nyo-chat")).to_be_visible()
+
+        # In the Settings Editor: no chat. The panel drops it at once.
+        form = open_our_settings(ada)
+        form.get_by_label("Show the chat").uncheck()
+        expect(ada.page.locator("#nyo-realtime-panel .nyo-chat")).to_have_count(
+            0, timeout=SEEN_TIMEOUT
+        )
+        expect(ada.page.locator("#nyo-realtime-panel .nyo-people")).to_be_visible()
+
+        # Another lobby: Ada leaves Bob's and is alone in hers.
+        # The field's label is a heading of JupyterLab's form, not a <label>.
+        lobby = form.locator('input[id$="_lobby"]')
+        lobby.fill("team-a")
+        lobby.press("Tab")
+        expect(lobby_count(ada)).to_have_text("1 online", timeout=SEEN_TIMEOUT)
+        expect(lobby_count(bob)).to_have_text("1 online", timeout=SEEN_TIMEOUT)
+        expect(panel_entry(ada, bob)).to_have_count(0)
+        ada.shot("16-ada-in-another-lobby-without-chat")
+
+        # Back to the shared lobby: they see each other again.
+        lobby.fill("lobby")
+        lobby.press("Tab")
+        expect(lobby_count(ada)).to_have_text("2 online", timeout=SEEN_TIMEOUT)
+        expect(lobby_count(bob)).to_have_text("2 online", timeout=SEEN_TIMEOUT)
+        form.get_by_label("Show the chat").check()
+        expect(ada.page.locator("#nyo-realtime-panel .nyo-chat")).to_be_visible(
+            timeout=SEEN_TIMEOUT
+        )
+        assert ada.errors == [] and bob.errors == []
+    finally:
+        ada.close()
+        bob.close()
+        # The settings are the server's, shared by every later test's pages.
+        settings = lab.root.parent / "config" / "lab" / "user-settings" / "nyo-realtime-ext"
+        shutil.rmtree(settings, ignore_errors=True)
+
+
+def lobby_count(person: Person) -> Any:
+    return person.page.locator(".nyo-statusbar .nyo-count")

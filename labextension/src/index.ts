@@ -17,6 +17,7 @@ import { IDocumentWidget } from '@jupyterlab/docregistry';
 import { Notebook, NotebookActions } from '@jupyterlab/notebook';
 import { IRenderMimeRegistry, MimeModel } from '@jupyterlab/rendermime';
 import { ServerConnection } from '@jupyterlab/services';
+import { ISettingRegistry } from '@jupyterlab/settingregistry';
 import { IStatusBar } from '@jupyterlab/statusbar';
 import { LabIcon } from '@jupyterlab/ui-components';
 import type { IDisposable } from '@lumino/disposable';
@@ -86,9 +87,12 @@ async function documentScope(settings: ServerConnection.ISettings): Promise<stri
 }
 
 /** The lobby's members, present and past, from the HTTP API under Jupyter's login. */
-async function knownPeople(settings: ServerConnection.ISettings): Promise<Member[]> {
+async function knownPeople(
+  settings: ServerConnection.ISettings,
+  lobby: string
+): Promise<Member[]> {
   const url = new URL(
-    `nyo-realtime/api/channels/${encodeURIComponent(LOBBY)}/members?include=offline`,
+    `nyo-realtime/api/channels/${encodeURIComponent(lobby)}/members?include=offline`,
     settings.baseUrl
   );
   // Not the default 'no-store': that appends a cache-busting query parameter,
@@ -144,6 +148,40 @@ async function openAt(
     notebook.activeCellIndex = index;
     notebook.deselectAll();
     await notebook.scrollToCell(notebook.widgets[index], 'center');
+  }
+}
+
+/** The user's settings of this plugin (schema/plugin.json). */
+interface Options {
+  lobby: string;
+  showChat: boolean;
+}
+
+/** The settings now, and a way to hear of changes; the defaults without a registry. */
+async function loadSettings(
+  registry: ISettingRegistry | null
+): Promise<Options & { changed(listener: (options: Options) => void): void }> {
+  const defaults: Options = { lobby: LOBBY, showChat: true };
+  const read = (settings: ISettingRegistry.ISettings): Options => {
+    const lobby = settings.get('lobby').composite;
+    const showChat = settings.get('showChat').composite;
+    return {
+      lobby: typeof lobby === 'string' && lobby ? lobby : LOBBY,
+      showChat: showChat !== false
+    };
+  };
+  if (!registry) {
+    return { ...defaults, changed: () => undefined };
+  }
+  try {
+    const settings = await registry.load(PLUGIN_ID);
+    return {
+      ...read(settings),
+      changed: listener => settings.changed.connect(() => listener(read(settings)))
+    };
+  } catch (error) {
+    console.warn('nyo-realtime: settings not loaded; using the defaults', error);
+    return { ...defaults, changed: () => undefined };
   }
 }
 
@@ -230,12 +268,13 @@ const plugin: JupyterFrontEndPlugin<IRealtime> = {
   description: 'Who is here, what they have open, and chat, through nyo-realtime.',
   autoStart: true,
   provides: IRealtime,
-  optional: [IStatusBar, IDocumentWidgetOpener, IRenderMimeRegistry],
+  optional: [IStatusBar, IDocumentWidgetOpener, IRenderMimeRegistry, ISettingRegistry],
   activate: async (
     app: JupyterFrontEnd,
     statusBar: IStatusBar | null,
     opener: IDocumentWidgetOpener | null,
-    rendermime: IRenderMimeRegistry | null
+    rendermime: IRenderMimeRegistry | null,
+    settingRegistry: ISettingRegistry | null
   ): Promise<IRealtime> => {
     const settings = app.serviceManager.serverSettings;
     // The page's one connection: the panel, the badges and every extension
@@ -247,11 +286,13 @@ const plugin: JupyterFrontEndPlugin<IRealtime> = {
       maxReconnectAttempts: Infinity
     });
     const scope = await documentScope(settings);
-    const model = new RealtimeModel(client, {
-      knownPeople: () => knownPeople(settings),
-      documentScope: scope
+    const options = await loadSettings(settingRegistry);
+    const model: RealtimeModel = new RealtimeModel(client, {
+      knownPeople: (): Promise<Member[]> => knownPeople(settings, model.lobbyName),
+      documentScope: scope,
+      lobby: options.lobby
     });
-    const realtime = createRealtime(client, scope);
+    const realtime = createRealtime(client, scope, () => model.lobbyName);
     client.errors.connect(error => {
       console.warn(`nyo-realtime: ${error.code}: ${error.message}`);
     });
@@ -264,9 +305,15 @@ const plugin: JupyterFrontEndPlugin<IRealtime> = {
       },
       {
         profile: profileApi(settings),
-        renderMarkdown: rendermime ? markdownRenderer(rendermime) : undefined
+        renderMarkdown: rendermime ? markdownRenderer(rendermime) : undefined,
+        showChat: options.showChat
       }
     );
+    // Edited in the Settings Editor: applied at once, no reload.
+    options.changed(({ lobby, showChat }) => {
+      model.setLobby(lobby);
+      panel.showChat = showChat;
+    });
     panel.title.icon = peopleIcon;
     app.shell.add(panel, 'left', { rank: 1000 });
 

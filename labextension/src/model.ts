@@ -68,6 +68,8 @@ export interface ModelOptions {
   knownPeople?: () => Promise<Member[]>;
   /** Which server's files the documents are (see `documentChannel`); '' when shared. */
   documentScope?: string;
+  /** The lobby's channel name; `LOBBY` by default. */
+  lobby?: string;
 }
 
 export class RealtimeModel {
@@ -79,17 +81,8 @@ export class RealtimeModel {
     readonly client: RealtimeClient,
     private _options: ModelOptions = {}
   ) {
-    // Held for the page's lifetime, with its history: the chat shows it
-    // whenever the panel is first opened.
-    this._lobbyLease = openChannel(client, LOBBY, { history: true });
-    this.lobby = this._lobbyLease.channel;
-    this.lobby.membersChanged.connect(members => {
-      for (const member of members.values()) {
-        this._remember(member);
-      }
-      this._changed.emit();
-    });
-    this.lobby.messages.connect(message => this._onMessage(message));
+    this._lobbyName = _options.lobby ?? LOBBY;
+    this._lobbyLease = this._joinLobby(this._lobbyName);
     client.stateChanged.connect(() => this._changed.emit());
     client.authenticated.connect(user => {
       this._remember(user);
@@ -101,7 +94,67 @@ export class RealtimeModel {
     }
   }
 
-  readonly lobby: Channel;
+  /** The lobby channel: everyone here, their status and meta, and the chat. */
+  get lobby(): Channel {
+    return this._lobbyLease.channel;
+  }
+
+  /** The lobby's channel name (the `lobby` setting). */
+  get lobbyName(): string {
+    return this._lobbyName;
+  }
+
+  /** The lobby moved to another channel; views following its messages follow it. */
+  get lobbyChanged(): ISignal<this, Channel> {
+    return this._lobbyChanged;
+  }
+
+  /**
+   * Move to another lobby (the setting changed): leave the old one and join the
+   * new, taking one's status and meta (open documents, where one is) along.
+   */
+  setLobby(name: string): void {
+    if (name === this._lobbyName) {
+      return;
+    }
+    const old = this._lobbyLease;
+    const status = old.channel.status;
+    const meta = old.channel.meta;
+    const offOld = this._lobbyOff;
+    this._lobbyName = name;
+    this._lobbyLease = this._joinLobby(name);
+    offOld();
+    old.release();
+    if (status !== undefined || meta !== undefined) {
+      void this.lobby
+        .setPresence({ status, meta })
+        .catch(error => console.warn('nyo-realtime: presence update failed', error));
+    }
+    this._lobbyChanged.emit(this.lobby);
+    this._changed.emit();
+  }
+
+  /**
+   * Hold `name` with its history, for the page's lifetime (or until the lobby
+   * moves): the chat shows it whenever the panel is first opened.
+   */
+  private _joinLobby(name: string): ChannelLease {
+    const lease = openChannel(this.client, name, { history: true });
+    const offMembers = lease.channel.membersChanged.connect(members => {
+      for (const member of members.values()) {
+        this._remember(member);
+      }
+      this._changed.emit();
+    });
+    const offMessages = lease.channel.messages.connect(message =>
+      this._onMessage(message)
+    );
+    this._lobbyOff = () => {
+      offMembers();
+      offMessages();
+    };
+    return lease;
+  }
 
   /** Anything shown changed: members, statuses, connection, user. */
   get changed(): ISignal<this, void> {
@@ -391,6 +444,9 @@ export class RealtimeModel {
   private _changed = new Signal<this, void>(this);
   private _documentChanged = new Signal<this, string>(this);
   private _lobbyLease: ChannelLease;
+  private _lobbyName: string;
+  private _lobbyOff: () => void = () => undefined;
+  private _lobbyChanged = new Signal<this, Channel>(this);
   /** Open documents by path: how many views show each, and its channel. */
   private _documents = new Map<
     string,

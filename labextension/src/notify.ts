@@ -30,11 +30,19 @@ export class ChatNotifier {
     private _alerts: ChatAlerts,
     private _startedAt = Date.now()
   ) {
-    this._off = _model.lobby.messages.connect(message => this._onMessage(message));
+    this._follow();
+    // A new lobby (the setting changed): its messages from now on.
+    _model.lobbyChanged.connect(this._follow, this);
   }
 
   dispose(): void {
     this._off();
+    this._model.lobbyChanged.disconnect(this._follow, this);
+  }
+
+  private _follow(): void {
+    this._off();
+    this._off = this._model.lobby.messages.connect(message => this._onMessage(message));
   }
 
   private _onMessage(message: Message): void {
@@ -56,5 +64,5 @@ export class ChatNotifier {
     }
   }
 
-  private _off: () => void;
+  private _off: () => void = () => undefined;
 }

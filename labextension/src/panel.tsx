@@ -325,6 +325,12 @@ export class RealtimePanel extends ReactWidget {
     this.title.caption = CAPTION;
   }
 
+  /** Whether the chat is shown (the `showChat` setting). */
+  set showChat(show: boolean) {
+    this._extras = { ...this._extras, showChat: show };
+    this.update();
+  }
+
   /** Chat messages that came while the panel was hidden; shown on its tab. */
   get unread(): number {
     return this._unread;
