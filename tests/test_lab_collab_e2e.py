@@ -539,3 +539,38 @@ def test_settings_hide_the_chat_and_move_the_lobby_live(lab: LabServer, browser:
 
 def lobby_count(person: Person) -> Any:
     return person.page.locator(".nyo-statusbar .nyo-count")
+
+
+def test_notebook_7_shows_cell_presence_and_who_ran_a_cell(
+    notebook7: LabServer, browser: Browser
+) -> None:
+    ada = Person(browser, "ada", SHOTS)
+    bob = Person(browser, "bob", SHOTS)
+    try:
+        for person in (ada, bob):
+            person.page.goto(notebook7.url("notebooks/collab.ipynb"))
+            person.wait_for_document("collab.ipynb")
+            person.me = person.page.evaluate("fetch('/api/me').then(r => r.json())")["identity"]
+        expect(
+            doc_badge(bob, "collab.ipynb").locator(f'.nyo-avatar[data-user-id="{ada.user_id}"]')
+        ).to_be_visible(timeout=SEEN_TIMEOUT)
+
+        click_cell(ada, 0)
+        expect(avatar_on_cell(bob, 0, ada)).to_be_visible(timeout=SEEN_TIMEOUT)
+        click_cell(ada, 2)
+        expect(avatar_on_cell(bob, 2, ada)).to_be_visible(timeout=SEEN_TIMEOUT)
+        expect(all_avatars_of(bob, ada)).to_have_count(1)
+
+        click_cell(ada, 1)
+        ada.page.keyboard.press("Shift+Enter")
+        expect(cells(ada).nth(1).locator(".jp-OutputArea-output")).to_have_text(
+            "ran by ada", timeout=LOAD_TIMEOUT
+        )
+        expect(ran_mark(bob, 1)).to_have_attribute(
+            "data-user-id", ada.user_id, timeout=SEEN_TIMEOUT
+        )
+        bob.shot("17-notebook7-bob-sees-ada-on-a-cell-and-what-she-ran")
+        assert ada.errors == [] and bob.errors == []
+    finally:
+        ada.close()
+        bob.close()
