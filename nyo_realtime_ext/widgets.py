@@ -1,8 +1,13 @@
 """Presence and chat in a notebook, from standard ipywidgets only.
 
-No custom JavaScript: the widgets are boxes of `HTML`, `Dropdown`, `Text` and
-`Button`, so they render wherever ipywidgets do (JupyterLab, Notebook 7,
-VS Code, Voilà) without installing a front-end extension.
+No custom JavaScript: the widgets are boxes of `HTML`, `Dropdown`, `Text`,
+`Textarea` and `Button`, so they render wherever ipywidgets do (JupyterLab,
+Notebook 7, VS Code, Voilà) without installing a front-end extension.
+
+People look the same here as in the JupyterLab extension: the name is the one the
+server shows (what they chose, else their identity's), the colour the member's own,
+else `colors.user_color(user_id)`, the function every client shares. Two people
+with the same name keep their ids apart on hover.
 
 Threads: the client runs on its own thread (see `client.ThreadedClient`), and
 its callbacks update these widgets there. ipykernel hands every IOPub message
@@ -12,18 +17,18 @@ end; one lock keeps our own updates from interleaving.
 
 from __future__ import annotations
 
-import colorsys
 import datetime as dt
-import hashlib
 import html
 import threading
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
 import ipywidgets as widgets
-from traitlets import Dict, Enum, List, Unicode
+from traitlets import Bool, Dict, Enum, List, Unicode
 
 from .client import SyncChannel, ThreadedClient, shared_client
+from .colors import user_color
 from .protocol import STATUSES
 
 STATUS_COLORS = {"online": "#2e7d32", "away": "#f9a825", "busy": "#c62828", "offline": "#9e9e9e"}
@@ -44,11 +49,7 @@ def initials(name: str) -> str:
     return (parts[0][0] + parts[-1][0]).upper()
 
 
-def user_color(user_id: str) -> str:
-    """A stable colour per user: the same person looks the same everywhere."""
-    hue = int(hashlib.sha1(user_id.encode()).hexdigest()[:4], 16) / 0xFFFF
-    r, g, b = colorsys.hls_to_rgb(hue, 0.42, 0.55)
-    return f"#{int(r * 255):02x}{int(g * 255):02x}{int(b * 255):02x}"
+__all__ = ["ChatWidget", "PresenceWidget", "avatar_html", "initials", "user_color"]
 
 
 def avatar_html(member: dict[str, Any], size: int = 28) -> str:
@@ -56,7 +57,9 @@ def avatar_html(member: dict[str, Any], size: int = 28) -> str:
     name = str(member.get("name") or user_id)
     color = html.escape(str(member.get("color") or user_color(user_id)))
     status = member.get("status")
-    title = html.escape(f"{name} ({status})" if status else name)
+    # The id on hover: two people may have chosen the same name (and initials).
+    who = name if name == user_id else f"{name} ({user_id})"
+    title = html.escape(f"{who}, {status}" if status else who)
     dot = ""
     if status:  # only presence knows a status; a chat line's avatar has none
         dot = (
@@ -183,8 +186,14 @@ class PresenceWidget(_ChannelWidget):
             f"<b>{name}</b> &middot; {count} {'person' if count == 1 else 'people'} here"
         )
         rows = []
-        for member in self.members:
-            label = html.escape(str(member.get("name") or member.get("userId")))
+        names = [str(m.get("name") or m.get("userId")) for m in self.members]
+        shared = {name for name, count in Counter(names).items() if count > 1}
+        for member, name in zip(self.members, names, strict=True):
+            label = html.escape(name)
+            if name in shared:  # the same name twice: their ids tell them apart
+                label += (
+                    f' <span style="color:#757575">({html.escape(str(member["userId"]))})</span>'
+                )
             you = " <i>(you)</i>" if member.get("userId") == self.me else ""
             status = html.escape(str(member.get("status", "")))
             rows.append(
@@ -212,9 +221,24 @@ class ChatWidget(_ChannelWidget):
 
     `messages` holds the channel's `chat:message` messages (dicts of
     docs/protocol.md); `send(text)` publishes one and returns its id.
+
+    Typing, as far as ipywidgets allows without front-end code of our own:
+
+    - In the one-line box (the default), **Enter sends**, as does the Send button.
+      ipywidgets gives Python no key events, only the `Text` box's "submit" on
+      Enter, and it cannot tell Shift+Enter from Enter: **Shift+Enter sends too**
+      and cannot add a line.
+    - For a message of several lines, the ¶ toggle (or `multiline = True`) turns
+      the box into a `Textarea`: there **Enter and Shift+Enter add a line** and
+      **only the Send button sends** (a textarea sends no key event at all).
+      Turning it off again joins the lines with spaces.
+
+    Lines show as lines in the log. Authors show with the name and colour others
+    see on the channel (renames show live); one who is not on it, by user id.
     """
 
     messages = List(Dict())
+    multiline = Bool(False, help="A text area (Enter adds a line; Send sends) instead of one line.")
 
     def __init__(
         self,
@@ -229,11 +253,28 @@ class ChatWidget(_ChannelWidget):
         # Every message re-renders the log: keep it to what a person scrolls through.
         self._max_messages = max_messages
         self._log = widgets.HTML(layout={"height": height, "overflow_y": "auto"})
-        self._text = widgets.Text(placeholder="Say something", layout={"flex": "1"})
+        self._text = widgets.Text(placeholder="Say something (Enter sends)", layout={"flex": "1"})
+        self._area = widgets.Textarea(
+            placeholder="Say something (Enter adds a line; Send sends)",
+            rows=3,
+            layout={"flex": "1"},
+        )
+        self._lines = widgets.ToggleButton(
+            icon="paragraph",
+            tooltip="Several lines: Enter adds a line, Send sends",
+            layout={"width": "40px"},
+        )
         self._button = widgets.Button(description="Send", button_style="primary")
         self._notice = widgets.HTML()
-        self.children = [self._log, widgets.HBox([self._text, self._button]), self._notice]
+        self._input = widgets.HBox([self._text, self._lines, self._button])
+        self.children = [self._log, self._input, self._notice]
         self._button.on_click(self._clicked)
+        # The front end of `Text` sends {"event": "submit"} on Enter. Listened to
+        # directly: `on_submit` is deprecated, and its replacement
+        # (`continuous_update=False`) would also send when the box loses focus.
+        self._text.on_msg(self._text_message)
+        widgets.link((self._lines, "value"), (self, "multiline"))
+        self.observe(self._multiline_changed, "multiline")
         self._ids: set[str] = set()
         with _lock:
             self._listen(CHAT_EVENT, self._on_message)
@@ -249,11 +290,27 @@ class ChatWidget(_ChannelWidget):
         """Publish `chat:message` with `{"text": text}`; returns the message id once acked."""
         return self._channel.send(CHAT_EVENT, {"text": text}, timeout)
 
+    def _text_message(self, _widget: Any, content: dict[str, Any], _buffers: Any) -> None:
+        if content.get("event") == "submit" and not self.multiline:
+            self._submit()
+
     def _clicked(self, _button: Any) -> None:
-        text = self._text.value.strip()
+        self._submit()
+
+    def _multiline_changed(self, change: dict[str, Any]) -> None:
+        if change["new"]:
+            self._area.value, self._text.value = self._text.value, ""
+            self._input.children = [self._area, self._lines, self._button]
+        else:
+            self._text.value, self._area.value = " ".join(self._area.value.splitlines()), ""
+            self._input.children = [self._text, self._lines, self._button]
+
+    def _submit(self) -> None:
+        box = self._area if self.multiline else self._text
+        text = box.value.strip()
         if not text:
             return
-        self._text.value = ""
+        box.value = ""
         # Not `send`: a click handler must not block the kernel on the network.
         future = self._channel.send_nowait(CHAT_EVENT, {"text": text})
         future.add_done_callback(self._sent)
@@ -281,24 +338,22 @@ class ChatWidget(_ChannelWidget):
         if frame.get("recovered") is False:
             self._notice.value = "<i>Reconnected; some earlier messages could not be recovered.</i>"
 
-    def _names(self) -> dict[str, str]:
-        return {m["userId"]: str(m.get("name") or m["userId"]) for m in self._channel.members}
-
     def _render(self) -> None:
-        names = self._names()
+        people = {m["userId"]: m for m in self._channel.members}
         rows = []
         for message in self.messages:
             sender = message.get("from") or {}
             user_id = str(sender.get("userId", "server"))
-            author = names.get(user_id, user_id)
+            person = people.get(user_id, {})
+            author = str(person.get("name") or user_id)
             when = dt.datetime.fromtimestamp(message.get("ts", 0) / 1000).strftime("%H:%M")
             payload = message.get("payload")
             text = payload.get("text", "") if isinstance(payload, dict) else payload
             rows.append(
                 '<div style="display:flex;gap:8px;margin:4px 0;align-items:flex-start">'
-                f"{avatar_html({'userId': user_id, 'name': author}, 22)}<div>"
-                f"<b>{html.escape(author)}</b> "
+                f"{avatar_html({'userId': user_id, 'name': author, 'color': person.get('color')}, 22)}"
+                f'<div><b title="{html.escape(user_id)}">{html.escape(author)}</b> '
                 f'<span style="color:#757575;font-size:80%">{when}</span><br>'
-                f"{html.escape(str(text))}</div></div>"
+                f"{html.escape(str(text)).replace(chr(10), '<br>')}</div></div>"
             )
         self._log.value = "".join(rows) or "<i>no messages yet</i>"

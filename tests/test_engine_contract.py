@@ -22,7 +22,7 @@ import pytest
 from nyo_realtime_ext.config import Realtime
 from nyo_realtime_ext.engines import Engine, History, MemoryEngine
 from nyo_realtime_ext.engines.redis import RedisEngine
-from nyo_realtime_ext.models import Channel, ChannelKey, Identity, Message
+from nyo_realtime_ext.models import Channel, ChannelKey, Identity, Message, Profile
 from nyo_realtime_ext.store import Store
 
 WAIT = 10.0  # seconds anything asynchronous (Redis pub/sub) may take
@@ -686,3 +686,92 @@ async def test_registry_pages_counts_creators_and_collects_idle_channels(engine)
     names = [c.key.name for c in await e.channels.list("acme")]
     assert names == ["b", "c", "d", "owned"]
     assert await e.channels.count_created("acme", "ada") == 3
+
+
+# -- profiles ---------------------------------------------------------------------------
+
+
+async def test_a_profile_is_kept_per_tenant_and_user(engine):
+    e = await engine.open()
+    now = clock()
+    assert await e.profiles.get("acme", "ada") == Profile()
+    chosen = await e.profiles.update(ADA, {"name": "Countess", "color": "#abcdef"}, now)
+    assert chosen == Profile("Countess", "#abcdef")
+    assert await e.profiles.get("acme", "ada") == chosen
+    # Tenants are walls, and users are apart; a tenant with a colon is no other tenant.
+    assert await e.profiles.get("globex", "ada") == Profile()
+    assert await e.profiles.get("acme", "bob") == Profile()
+    assert await e.profiles.get("acme:ada", "") == Profile()
+    # Keys left out stay; None clears.
+    assert await e.profiles.update(ADA, {"color": "#000000"}, now) == Profile("Countess", "#000000")
+    assert await e.profiles.update(ADA, {"name": None}, now) == Profile(None, "#000000")
+    assert await e.profiles.update(ADA, {"color": None}, now) == Profile()
+    assert await e.profiles.get("acme", "ada") == Profile()
+
+
+async def test_a_member_joins_with_the_chosen_profile(engine):
+    e = await engine.open()
+    key = await engine.channel()
+    now = clock()
+    await e.profiles.update(BOB, {"name": "Robert", "color": "#123456"}, now)
+    await e.profiles.update(ADA, {"color": "#654321"}, now)  # a colour only: her name stays
+    bob, _ = await e.presence.join(key, BOB, "c1", now)
+    ada, _ = await e.presence.join(key, ADA, "c2", now)
+    cy, _ = await e.presence.join(key, CY, "c3", now)
+    assert (bob.name, bob.color) == ("Robert", "#123456")
+    assert (ada.name, ada.color) == ("Ada", "#654321")
+    assert (cy.name, cy.color) == ("cy", None)
+    joins = await frames_of(engine, key, "user:joined", 3)
+    assert [(j.frame["member"]["name"], j.frame["member"].get("color")) for j in joins] == [
+        ("Robert", "#123456"),
+        ("Ada", "#654321"),
+        ("cy", None),
+    ]
+    listed = {m.user_id: (m.name, m.color) for m in await e.presence.members(key)}
+    assert listed == {"ada": ("Ada", "#654321"), "bob": ("Robert", "#123456"), "cy": ("cy", None)}
+
+
+async def test_a_profile_change_updates_each_channel_of_the_user_once(engine):
+    e = await engine.open()
+    rooms = [await engine.channel(name) for name in ("one", "two", "three", "left")]
+    one, two, three, left = rooms
+    elsewhere = await engine.channel("room", tenant="globex")
+    now = clock()
+    await e.presence.join(one, ADA, "c1", now, meta={"doc": "a.ipynb"})
+    await e.presence.join(one, ADA, "c2", now)  # a second tab: still one member
+    await e.presence.join(two, ADA, "c1", now)
+    await e.presence.join(three, ADA, "http-ada", now, lease=60.0)  # an HTTP member
+    await e.presence.join(left, ADA, "c1", now)
+    await e.presence.leave(left, "ada", "c1", now)
+    await e.presence.join(elsewhere, Identity("ada", "globex", name="Other Ada"), "c9", now)
+    for key in rooms:
+        await e.presence.join(key, BOB, f"b-{key.name}", now)
+
+    await e.profiles.update(ADA, {"name": "Countess", "color": "#abcdef"}, now + 1)
+    for key in (one, two, three):
+        (updated,) = await frames_of(engine, key, "presence:updated", 1)
+        member = updated.frame["member"]
+        assert (member["userId"], member["name"], member["color"]) == (
+            "ada", "Countess", "#abcdef",
+        )  # fmt: skip
+        assert updated.skip is None  # her own tabs see it too
+        shown = {m.user_id: (m.name, m.color) for m in await e.presence.members(key)}
+        assert shown == {"ada": ("Countess", "#abcdef"), "bob": ("Bob", "#f00")}
+    assert engine.events.of(one, "presence:updated")[0].frame["member"]["meta"] == {
+        "doc": "a.ipynb"
+    }  # nothing else about the member changed
+    await engine.settle(left)
+    await engine.settle(elsewhere)
+    assert engine.events.of(left, "presence:updated") == []  # she had left it
+    assert engine.events.of(elsewhere, "presence:updated") == []  # another tenant's ada
+
+    # The same values again: nothing to show. Cleared: the identity's values, once more.
+    await e.profiles.update(ADA, {"name": "Countess"}, now + 2)
+    await e.profiles.update(ADA, {"name": None, "color": None}, now + 3)
+    for key in (one, two, three):
+        first, second = await frames_of(engine, key, "presence:updated", 2)
+        assert (second.frame["member"]["name"], second.frame["member"].get("color")) == (
+            "Ada",
+            None,
+        )
+    assert [(m.name, m.color) for m in await e.presence.members(one)][0] == ("Ada", None)

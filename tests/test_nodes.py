@@ -86,6 +86,55 @@ async def test_a_user_with_tabs_on_two_nodes_is_one_member(nodes, connect):
     assert not [f for f in watcher.backlog if f["type"] in ("user:joined", "user:left")]
 
 
+async def test_a_profile_changed_on_one_node_shows_on_every_node_once(nodes, connect):
+    a, b, c = nodes(3)
+    ada_token = make_token("ada")
+    watchers = [await connect(n.url, make_token(f"w{i}")) for i, n in enumerate((a, b, c))]
+    for watcher in watchers:
+        await watcher.subscribe("lobby")
+        await watcher.subscribe("presence-docs")
+    tab_a = await connect(a.url, ada_token)  # her tabs are on two nodes
+    tab_b = await connect(b.url, ada_token)
+    await tab_a.subscribe("lobby")
+    await tab_b.subscribe("lobby")
+    await tab_b.subscribe("presence-docs")
+    await Api(b.http_url + "/api/", ada_token).post(f"channels/{ch('presence-http')}/presence")
+    for watcher in watchers:
+        await watcher.subscribe("presence-http")
+        watcher.backlog.clear()
+
+    # Changed over HTTP on the third node, where she has no connection at all.
+    answer = await Api(c.http_url + "/api/", ada_token).put(
+        "profile", {"name": "Countess", "color": "#abcdef"}
+    )
+    assert answer.status == 200 and answer.body["profile"]["name"] == "Countess"
+    for watcher in watchers:
+        for channel in ("lobby", "presence-docs", "presence-http"):
+            updated = await watcher.expect("presence:updated", channel=channel)
+            member = updated["member"]
+            assert (member["userId"], member["name"], member["color"]) == (
+                "ada", "Countess", "#abcdef",
+            )  # fmt: skip
+    # Exactly one per channel on each node, however many of her tabs are there.
+    await asyncio.sleep(0.5)
+    for watcher in watchers:
+        rest, watcher.backlog = watcher.backlog, []
+        try:
+            while True:
+                rest.append(await watcher.recv(0.2))
+        except asyncio.TimeoutError:
+            pass
+        assert not [f for f in rest if f and f["type"] == "presence:updated"], rest
+    # A new tab on any node is welcomed with it, and so is what others see of it.
+    tab_c = await connect(c.url, ada_token, authenticate=False)
+    welcome = await tab_c.expect("authenticated")
+    assert (welcome["user"]["name"], welcome["user"]["color"]) == ("Countess", "#abcdef")
+    await tab_c.subscribe("presence-new")
+    await watchers[0].subscribe("presence-new")
+    members = (await api(a, "w0").get(f"channels/{ch('presence-new')}/members")).body["members"]
+    assert {m["userId"]: m["name"] for m in members} == {"ada": "Countess", "w0": "W0"}
+
+
 async def test_a_client_recovers_on_another_node_exactly_what_it_missed(nodes, connect):
     a, b, c = nodes(3)
     reader = await connect(a.url, make_token("reader"))

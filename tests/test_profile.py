@@ -5,9 +5,17 @@ real WebSocket clients, the memory engine (tests/test_nodes.py has the Redis nod
 from __future__ import annotations
 
 import asyncio
+import json
+import re
+from importlib.resources import files
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from nyo_realtime_ext.profiles import NAME_PATTERN, check_name
+from nyo_realtime_ext.protocol import ProtocolError
 
 from .httpclient import Api, ch
 from .test_api import assert_error, no_frame
@@ -208,3 +216,31 @@ async def test_the_profile_route_is_rate_limited(standalone, token):
     answers = await asyncio.gather(*(ada.put("profile", {"name": f"n{i}"}) for i in range(12)))
     statuses = [a.status for a in answers]
     assert 429 in statuses and 200 in statuses
+
+
+# -- the rule for names, as the OpenAPI document publishes it ---------------------------
+
+SPACES = " \t\n\r\x0b\x0c\x1c\x1f\x85\xa0\u1680\u2000\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
+TRICKY = "\x00\x1f\x7f\x9f\u061c\u200b\u200d\u200e\u202a\u202e\u2066\u2069é😀"
+
+
+@given(
+    st.text(alphabet=st.sampled_from(SPACES + TRICKY + "ab"), max_size=70)
+    | st.text(max_size=80)
+    | st.builds(lambda a, n, b: a + "x" * n + b, st.text(SPACES, max_size=3),
+                st.integers(60, 68), st.text(SPACES, max_size=3))
+)  # fmt: skip
+@settings(max_examples=2000, deadline=None)
+def test_the_published_name_pattern_accepts_exactly_what_the_server_does(name):
+    try:
+        check_name(name)
+        accepted = True
+    except ProtocolError:
+        accepted = False
+    assert accepted == bool(re.search(NAME_PATTERN, name)), repr(name)
+
+
+def test_the_openapi_document_publishes_the_name_rule():
+    document = json.loads(files("nyo_realtime_ext").joinpath("openapi.json").read_text("utf-8"))
+    body = document["paths"]["/profile"]["put"]["requestBody"]["content"]["application/json"]
+    assert body["schema"]["properties"]["name"]["pattern"] == NAME_PATTERN

@@ -14,6 +14,7 @@ import pytest
 from nyo_realtime_ext.config import Realtime
 from nyo_realtime_ext.kernel_env import kernel_identity
 
+from .httpclient import Api
 from .kernels import Kernel, running_kernel
 
 CONFIGURED_NAME = "Ada Lovelace (kernel)"
@@ -90,6 +91,40 @@ async def test_presence_and_chat_widgets_with_an_outside_user(
         assert left["member"]["userId"] == me["userId"]
 
 
+async def test_a_renamed_user_shows_live_in_the_presence_widget(
+    jp_fetch: Any,
+    jp_serverapp: Any,
+    jupyter_url: str,
+    jupyter_ws_url: str,
+    connect: Any,
+    token: Any,
+) -> None:
+    async with running_kernel(jp_fetch, jp_serverapp) as kernel:
+        await kernel.run(
+            "from nyo_realtime_ext import PresenceWidget\n"
+            "presence = PresenceWidget('lab:names')\n"
+            "display(presence)"
+        )
+        grace_token = token("grace", name="Grace Hopper")
+        grace = await connect(jupyter_ws_url, grace_token)
+        await grace.subscribe("lab:names")
+        await comm_update_containing(kernel, "Grace Hopper")
+
+        # Grace renames herself (from her panel: the HTTP route), on no widget's side.
+        answer = await Api(jupyter_url + "api/", grace_token).put(
+            "profile", {"name": "Amazing Grace", "color": "#123abc"}
+        )
+        assert answer.status == 200
+        await comm_update_containing(kernel, "Amazing Grace")
+        members = await kernel.value("presence.members")
+        mine = {m["userId"]: m for m in members}["grace"]
+        assert (mine["name"], mine["color"]) == ("Amazing Grace", "#123abc")
+        shown = await kernel.value("presence._list.value")
+        # Her chosen colour, and her id on hover next to the name she chose.
+        assert 'title="Amazing Grace (grace), online"' in shown and "#123abc" in shown
+        assert "Grace Hopper" not in shown
+
+
 async def test_chat_widget_opens_with_history(
     jp_fetch: Any, jp_serverapp: Any, jupyter_ws_url: str, connect: Any, token: Any
 ) -> None:
@@ -158,14 +193,26 @@ async def test_kernel_token_is_accepted_only_by_its_server(
 
 
 def test_avatars_have_initials_a_stable_colour_and_a_status_dot() -> None:
+    from nyo_realtime_ext import colors
     from nyo_realtime_ext.widgets import avatar_html, initials, user_color
 
     assert [initials(n) for n in ("Grace Hopper", "ada", "jean.e.sammet", "")] == [
         "GH", "AD", "JS", "?",
     ]  # fmt: skip
     assert user_color("grace") == user_color("grace") != user_color("ada")
+    # The colour every client computes the same way (tests/scenarios/colors.json).
+    assert user_color is colors.user_color
+    plain = avatar_html({"userId": "grace", "name": "Grace Hopper"})
+    assert f"background:{colors.user_color('grace')}" in plain
+    # A member's own colour (chosen, or from the identity) wins over the shared one.
+    assert "background:#123abc" in avatar_html({"userId": "g", "name": "G", "color": "#123abc"})
+    assert 'title="Grace Hopper (grace2)"' in avatar_html(
+        {"userId": "grace2", "name": "Grace Hopper"}
+    )
     busy = avatar_html({"userId": "grace", "name": "Grace Hopper", "status": "busy"})
     assert ">GH<" in busy and "#c62828" in busy
+    # Hovering tells two people with the same name apart.
+    assert 'title="Grace Hopper (grace), busy"' in busy
     assert "<b>" not in avatar_html({"userId": "m", "name": "<b>Mallory</b>"})
     assert "border-radius:50%;background:#" in avatar_html({"userId": "x", "name": "X"})
 
@@ -193,3 +240,75 @@ def test_chat_widget_keeps_the_last_messages_and_closing_unsubscribes(server: An
         assert [m["userId"] for m in bobs.wait_for(lambda c: len(c.members) == 2).members]
         presence.close()  # the last one: ada leaves
         bobs.wait_for(lambda c: [m["userId"] for m in c.members] == ["bob"])
+
+
+def test_people_with_one_name_stay_apart_and_chat_uses_their_profile(server: Any) -> None:
+    from nyo_realtime_ext import ChatWidget, PresenceWidget
+    from nyo_realtime_ext.client import ThreadedClient
+
+    from .conftest import make_token
+
+    with (
+        ThreadedClient(server.url, make_token("ada", name="Sam")) as ada,
+        ThreadedClient(server.url, make_token("bob", name="Sam", color="#0000aa")) as bob,
+    ):
+        presence = PresenceWidget("presence-same", client=ada)
+        chat = ChatWidget("presence-same", client=ada)
+        bobs = bob.channel("presence-same")
+        presence.channel.wait_for(lambda c: len(c.members) == 2)
+        shown = presence._list.value
+        assert shown.count(">Sam <span") == 2  # the same name twice...
+        assert "(ada)</span>" in shown and "(bob)</span>" in shown  # ...told apart by id
+        bobs.send("chat:message", {"text": "first line\nsecond line"})
+        chat.channel.wait_for(
+            lambda c: any(m.get("event") == "chat:message" for c in [c] for m in c.messages)
+        )
+        log = chat._log.value
+        assert "first line<br>second line" in log
+        assert "background:#0000aa" in log  # bob's own colour, as on the panel
+        assert '<b title="bob">Sam</b>' in log
+        chat.close()
+        presence.close()
+
+
+def test_chat_enter_sends_and_the_multiline_box_adds_lines(server: Any) -> None:
+    from nyo_realtime_ext import ChatWidget
+    from nyo_realtime_ext.client import ThreadedClient
+
+    from .conftest import make_token
+
+    with (
+        ThreadedClient(server.url, make_token("ada")) as ada,
+        ThreadedClient(server.url, make_token("bob")) as bob,
+    ):
+        chat = ChatWidget("room", client=ada)
+        bobs = bob.channel("room")
+        assert not chat.multiline and chat._input.children[0] is chat._text
+
+        def heard() -> list[str]:
+            return [m["payload"]["text"] for m in bobs.messages if m["event"] == "chat:message"]
+
+        # What the front end of a `Text` does on Enter (and on Shift+Enter alike):
+        # the value it has synced, then {"event": "submit"} on the widget's comm.
+        chat._text.value = "  hello  "
+        chat._text._handle_custom_msg({"event": "submit"}, [])
+        bobs.wait_for(lambda c: heard() == ["hello"])
+        assert chat._text.value == ""  # the box is emptied for the next one
+        chat._text._handle_custom_msg({"event": "submit"}, [])  # Enter on an empty box
+        chat._text.value = "by the button"
+        chat._button.click()
+        bobs.wait_for(lambda c: heard() == ["hello", "by the button"])
+
+        # Several lines: a text area, where Enter is a new line and Send sends.
+        chat._text.value = "started on one line"
+        chat._lines.value = True  # the toggle
+        assert chat.multiline and chat._input.children[0] is chat._area
+        assert chat._area.value == "started on one line"
+        chat._area.value += "\nand a second"
+        chat._text._handle_custom_msg({"event": "submit"}, [])  # no Enter-send in this mode
+        chat._button.click()
+        bobs.wait_for(lambda c: len(heard()) == 3)
+        assert heard()[-1] == "started on one line\nand a second"
+        chat.multiline = False
+        assert chat._input.children[0] is chat._text and not chat._lines.value
+        chat.close()

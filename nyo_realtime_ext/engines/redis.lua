@@ -5,7 +5,10 @@
 -- connection -> user), users (hash: p:<user> profile JSON without its closing
 -- brace, s: status, m: meta JSON as given, k: the same with sorted keys, l: lastSeen ms,
 -- c: JSON list of the user's connection ids), gone (hash: user -> offline
--- member JSON), and the pub/sub channel ps. Per deployment: nodes (zset: node ->
+-- member JSON), and the pub/sub channel ps. Per tenant ("<len>:<tenant>"): profiles
+-- (hash: user -> JSON of what they chose, {"name"?, "color"?}); per user of a tenant:
+-- uch:<tenant part>:<user> (set of the channel names the user is a member of, so
+-- that a profile change reaches each). Per deployment: nodes (zset: node ->
 -- lease expiry ms), node:<id> (set of that node's presence entries), leases
 -- (zset: HTTP presence entry -> expiry ms).
 
@@ -18,6 +21,17 @@ end
 local function now_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+-- "<len>:<tenant>" of a channel's key part "<len>:<tenant>:<name>". Cut by the name's
+-- length: <len> counts characters, Lua counts bytes, and names are ASCII.
+local function tenant_part(ck, name)
+  return string.sub(ck, 1, #ck - #name - 1)
+end
+
+-- The set of the channels (names) the user is a member of, in the channel's tenant.
+local function user_channels(tp, user)
+  return P .. ':uch:' .. tp .. ':' .. user
 end
 
 -- The user's connection ids on the channel (a short list: tabs, not people).
@@ -67,6 +81,7 @@ local function leave(ck, name, conn, user, lastseen)
   redis.call('HSET', users, 's:' .. user, 'offline')
   local member = member_json(users, user, 0)
   redis.call('HDEL', users, 'p:' .. user, 's:' .. user, 'm:' .. user, 'k:' .. user, 'l:' .. user, 'c:' .. user)
+  redis.call('SREM', user_channels(tenant_part(ck, name), user), name)
   if member then
     redis.call('HSET', key('gone', ck), user, member)
     event(ck, name, 'user:left', member, '-')

@@ -41,7 +41,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from ..models import Channel, ChannelKey, Identity, Member, Message
+from ..models import Channel, ChannelKey, Identity, Member, Message, Profile
 from ..protocol import encode
 from ..store import parse_message_id
 from .base import Engine, EngineEvents, EngineUnavailable, History
@@ -138,9 +138,21 @@ if redis.call('HSETNX', key('conns', ck), conn, user) == 1 then
   redis.call('HSET', users, 'c:' .. user, cjson.encode(conns))
   if #conns == 1 then
     joined = 1
+    -- Shown with what the user chose over the identity's values, read in this same
+    -- step, so that a concurrent profile change either finds the member or is seen here.
+    local tp = tenant_part(ck, name)
+    local chosen = redis.call('HGET', P .. ':profiles:' .. tp, user)
+    if chosen then
+      chosen = cjson.decode(chosen)
+      local shown = cjson.decode(profile .. '}')
+      shown.name = chosen.name or shown.name
+      shown.color = chosen.color or shown.color
+      profile = string.sub(cjson.encode(shown), 1, -2)
+    end
     redis.call('HSET', users, 'p:' .. user, profile, 's:' .. user, status, 'm:' .. user, meta,
       'k:' .. user, sorted_meta)
     redis.call('HDEL', key('gone', ck), user)
+    redis.call('SADD', user_channels(tp, user), name)
   end
 end
 redis.call('HSET', users, 'l:' .. user, now)
@@ -191,6 +203,56 @@ local conns = conns_of(users, user)
 local member = member_json(users, user, #conns)
 event(ck, name, 'presence:updated', member, '-')
 return {member, conns}
+"""
+
+_PROFILE = """
+-- ARGV: prefix, tenant part ("<len>:<tenant>"), user, changes JSON ({"name"?, "color"?},
+-- null clears), the identity's name, the identity's colour ('' = none). Stores the
+-- profile, then shows the effective values on every channel the user is a member of,
+-- with one `presence:updated` where they changed. Returns what is chosen now (JSON).
+local tp, user, changes = ARGV[2], ARGV[3], cjson.decode(ARGV[4])
+local own_name, own_color = ARGV[5], ARGV[6]
+local profiles = P .. ':profiles:' .. tp
+local raw = redis.call('HGET', profiles, user)
+local chosen = raw and cjson.decode(raw) or {}
+for _, field in ipairs({'name', 'color'}) do
+  local value = changes[field]
+  if value == cjson.null then
+    chosen[field] = nil
+  elseif value ~= nil then
+    chosen[field] = value
+  end
+end
+local answer = '{}'
+if chosen.name or chosen.color then
+  answer = cjson.encode(chosen)
+  redis.call('HSET', profiles, user, answer)
+else
+  redis.call('HDEL', profiles, user)
+end
+local name = chosen.name or own_name
+local color = chosen.color
+if not color and own_color ~= '' then
+  color = own_color
+end
+local uch = user_channels(tp, user)
+for _, channel in ipairs(redis.call('SMEMBERS', uch)) do
+  local ck = tp .. ':' .. channel
+  local users = key('users', ck)
+  local raw_shown = redis.call('HGET', users, 'p:' .. user)
+  if not raw_shown then
+    redis.call('SREM', uch, channel) -- left meanwhile without telling: forget it
+  else
+    local shown = cjson.decode(raw_shown .. '}')
+    if shown.name ~= name or shown.color ~= color then
+      shown.name, shown.color = name, color
+      redis.call('HSET', users, 'p:' .. user, string.sub(cjson.encode(shown), 1, -2))
+      local member = member_json(users, user, #conns_of(users, user))
+      event(ck, channel, 'presence:updated', member, '-')
+    end
+  end
+end
+return answer
 """
 
 _MAINTAIN = (
@@ -265,6 +327,7 @@ class _Redis:
                 ("join", _JOIN),
                 ("leave", _LEAVE),
                 ("update", _UPDATE),
+                ("profile", _PROFILE),
                 ("maintain", _MAINTAIN),
                 ("retire", _RETIRE),
             )
@@ -760,6 +823,42 @@ class RedisRegistry:
         return _channel(key, encoded)
 
 
+class RedisProfiles:
+    def __init__(self, redis: _Redis) -> None:
+        self.redis = redis
+
+    async def get(self, tenant: str, user_id: str) -> Profile:
+        raw = await self.redis.call(
+            "HGET", f"{self.redis.prefix}:profiles:{_tenant_part(tenant)}", user_id
+        )
+        return _profile(raw)
+
+    async def update(
+        self, identity: Identity, changes: dict[str, str | None], now: float
+    ) -> Profile:
+        # One script: the profile is stored and shown on every channel in one step,
+        # so each channel gets one `presence:updated` however many nodes listen.
+        raw = await self.redis.run(
+            "profile",
+            _tenant_part(identity.tenant_id),
+            identity.user_id,
+            orjson.dumps(changes),
+            identity.name or identity.user_id,
+            identity.color or "",
+        )
+        return _profile(raw)
+
+
+def _tenant_part(tenant: str) -> str:
+    """As in `_channel_part`: a tenant's part of a key, unambiguous whatever it contains."""
+    return f"{len(tenant)}:{tenant}"
+
+
+def _profile(raw: bytes | None) -> Profile:
+    chosen = orjson.loads(raw) if raw else {}
+    return Profile(chosen.get("name"), chosen.get("color"))
+
+
 def _channel(key: ChannelKey, raw: bytes) -> Channel:
     record = orjson.loads(raw)
     return Channel(
@@ -794,6 +893,7 @@ class RedisEngine(Engine):
         self.broker = RedisBroker(self.redis, config.history_size, config.history_ttl)
         self.presence = RedisPresence(self.redis, config.heartbeat_timeout)
         self.channels = RedisRegistry(self.redis)
+        self.profiles = RedisProfiles(self.redis)
 
     def bind(self, events: EngineEvents) -> None:
         self.redis.events = events
