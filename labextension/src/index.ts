@@ -118,12 +118,21 @@ function markdownRenderer(rendermime: IRenderMimeRegistry): MarkdownRenderer {
   return (text, host) => {
     const renderer = rendermime.createRenderer('text/markdown');
     const model = new MimeModel({ data: { 'text/markdown': text }, trusted: false });
-    Widget.attach(renderer, host);
+    // The node only, not `Widget.attach`: React removes the host before its
+    // effects clean up, and disposing an attached widget whose node is already
+    // out of the document throws ("Widget is not attached"), which would take
+    // the whole panel down. Markdown needs no attach messages.
+    host.appendChild(renderer.node);
     renderer.renderModel(model).catch(error => {
       console.warn('nyo-realtime: could not render a message', error);
       renderer.node.textContent = text;
     });
-    return { dispose: () => renderer.dispose() };
+    return {
+      dispose: () => {
+        renderer.node.remove();
+        renderer.dispose();
+      }
+    };
   };
 }
 

@@ -20,6 +20,8 @@ export function ProfileForm(props: {
   const [ownColor, setOwnColor] = useState(false);
   const [error, setError] = useState('');
   const [busy, setBusy] = useState(true);
+  // Until the profile is in, nothing to edit: typing would be overwritten by it.
+  const [loaded, setLoaded] = useState(false);
 
   useEffect(() => {
     let live = true;
@@ -30,6 +32,7 @@ export function ProfileForm(props: {
           setName(profile.chosen.name ?? profile.name);
           setOwnColor(profile.chosen.color !== null);
           setColor(profile.color ?? userColor(userId));
+          setLoaded(true);
         }
       })
       .catch(reason => live && setError(`Could not load: ${reason.message ?? reason}`))
@@ -64,6 +67,7 @@ export function ProfileForm(props: {
           type="text"
           value={name}
           placeholder="The name from your login"
+          disabled={!loaded}
           onChange={event => setName(event.target.value)}
         />
       </label>
@@ -72,6 +76,7 @@ export function ProfileForm(props: {
           className="nyo-profile-own-color"
           type="checkbox"
           checked={ownColor}
+          disabled={!loaded}
           onChange={event => setOwnColor(event.target.checked)}
         />
         Own colour
@@ -79,12 +84,16 @@ export function ProfileForm(props: {
           className="nyo-profile-color"
           type="color"
           value={color || userColor(userId)}
-          disabled={!ownColor}
+          disabled={!loaded || !ownColor}
           onChange={event => setColor(event.target.value)}
         />
       </label>
       <div className="nyo-profile-buttons">
-        <button className="jp-mod-styled jp-mod-accept" type="submit" disabled={busy}>
+        <button
+          className="jp-mod-styled jp-mod-accept"
+          type="submit"
+          disabled={busy || !loaded}
+        >
           Save
         </button>
         <button className="jp-mod-styled" type="button" onClick={onDone}>
