@@ -8,7 +8,8 @@ documented in docs/protocol.md ("Colours"); `tests/scenarios/colors.json` holds
 test vectors that the Python and the TypeScript implementations both check.
 
 It hashes the user id, never the display name: names change and two people may
-share one, ids do neither.
+share one, ids do neither. The widgets (client side) import it: like `constants`,
+it imports nothing of the package (tests/test_layout.py).
 """
 
 from __future__ import annotations

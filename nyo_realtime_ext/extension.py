@@ -16,12 +16,11 @@ from traitlets import Instance
 from .api import HTTP_METHODS, ApiHandler, api_routes
 from .audit import jupyter_audit
 from .config import Realtime
+from .constants import API_PATH, SETTINGS_PATH, WS_PATH
 from .embed import RealtimeServer
 from .handlers import RealtimeSocket, bearer_token
 from .kernel_env import clear_kernel_env, document_scope, setup_kernel_env
 from .service import RealtimeService
-
-URL_PREFIX = "nyo-realtime"
 
 
 class JupyterRealtimeSocket(WebSocketMixin, RealtimeSocket, JupyterHandler):
@@ -40,7 +39,9 @@ class JupyterRealtimeSocket(WebSocketMixin, RealtimeSocket, JupyterHandler):
         return self.current_user
 
 
-class JupyterRealtimeApi(ApiHandler, JupyterHandler):
+# Jupyter's `prepare` takes a private keyword (`_redirect_to_login`) that tornado never
+# passes; ours, which calls it through `super()`, takes none.
+class JupyterRealtimeApi(ApiHandler, JupyterHandler):  # type: ignore[misc]
     """The HTTP API with Jupyter's login as one more way in; `api_routes` puts it in
     front of every route.
 
@@ -97,26 +98,25 @@ class RealtimeExtension(ExtensionApp):
     service = Instance(RealtimeService, allow_none=True)
 
     def initialize_settings(self) -> None:
-        config = Realtime(parent=self.serverapp)
+        serverapp = self.serverapp
+        assert serverapp is not None  # Jupyter sets it before it initializes extensions
+        config = Realtime(parent=serverapp)
         self.service = RealtimeService(config)
         self.settings["nyo_realtime_service"] = self.service
         # For other server extensions: publish and read members from server code.
         self.settings["nyo_realtime"] = RealtimeServer(config, service=self.service)
         # Who connected, subscribed, published: Jupyter events, for administrators.
-        self.service.hub.audit = jupyter_audit(self.serverapp.event_logger)
+        self.service.hub.audit = jupyter_audit(serverapp.event_logger)
         # Under pytest-jupyter and in a real server alike, this loop is the one
         # that will serve: the engine starts as soon as it runs.
         IOLoop.current().add_callback(self.service.start)
-        setup_kernel_env(self.serverapp, self.service)  # kernels' `connect()` finds us
+        setup_kernel_env(serverapp, self.service)  # kernels' `connect()` finds us
 
     def initialize_handlers(self) -> None:
-        self.handlers.append(
-            (rf"/{URL_PREFIX}/ws", JupyterRealtimeSocket, {"service": self.service})
-        )
-        self.handlers.append(
-            (rf"/{URL_PREFIX}/settings", SettingsHandler, {"service": self.service})
-        )
-        self.handlers.extend(api_routes(f"/{URL_PREFIX}/api/", self.service, JupyterRealtimeApi))
+        assert self.service is not None  # made by initialize_settings, which runs first
+        self.handlers.append((f"/{WS_PATH}", JupyterRealtimeSocket, {"service": self.service}))
+        self.handlers.append((f"/{SETTINGS_PATH}", SettingsHandler, {"service": self.service}))
+        self.handlers.extend(api_routes(f"/{API_PATH}", self.service, JupyterRealtimeApi))
 
     async def stop_extension(self) -> None:
         clear_kernel_env()

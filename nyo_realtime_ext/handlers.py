@@ -178,7 +178,7 @@ class RealtimeSocket(WebSocketHandler):
             return
         data = frames[0] if len(frames) == 1 else b"".join(frames)
         try:
-            written = connection.stream.write(data)  # type: ignore[attr-defined]
+            written = connection.stream.write(data)  # type: ignore[union-attr]  # open: it has a stream
         except StreamClosedError:
             return
         if not written.done():  # the kernel took it all at once: nothing is pending

@@ -175,9 +175,9 @@ class Hub:
         session.closed = True
         if session.identity is not None:
             user = (session.identity.tenant_id, session.identity.user_id)
-            left = self._per_user.pop(user, 1) - 1
-            if left > 0:
-                self._per_user[user] = left
+            remaining = self._per_user.pop(user, 1) - 1
+            if remaining > 0:
+                self._per_user[user] = remaining
             self._ended(session, code)
         left = [key for key in list(session.subscriptions) if self._unsubscribe(session, key)]
         session.subscriptions.clear()
@@ -597,6 +597,7 @@ class Hub:
             await self._require_creation_quota(identity, ref, key.name)
         if state is None:
             state = await self._state(key, create=channel)
+            assert state is not None  # given `create`, `_state` always has one
             self._require_access(identity, state.channel, action, ref)  # if another made it
         return state
 
@@ -714,7 +715,7 @@ class Hub:
 
     # -- HTTP-facing --------------------------------------------------------------
     #
-    # The REST transport (api.py) calls these with an identity it has already
+    # The REST transport (api/) calls these with an identity it has already
     # authenticated. They apply the rules the frames above apply (the tenant is
     # in the key, private channels go through `may_access`) and raise
     # ProtocolError with the same codes, which the transport maps to statuses,
@@ -914,7 +915,9 @@ class Hub:
         try:
             return await self.engine.profiles.get(identity.tenant_id, identity.user_id)
         except EngineUnavailable:
-            log.warning("no profile for %s/%s: engine unavailable", *_principal(identity))
+            log.warning(
+                "no profile for %s/%s: engine unavailable", identity.tenant_id, identity.user_id
+            )
             return None
 
     async def profile(self, identity: Identity) -> dict[str, Any]:
@@ -1014,10 +1017,6 @@ def http_connection_id(identity: Identity) -> str:
 
 def _auth_error_code(exc: AuthError) -> str:
     return ErrorCode.TOKEN_EXPIRED if isinstance(exc, TokenExpired) else ErrorCode.UNAUTHORIZED
-
-
-def _principal(identity: Identity) -> tuple[str, str]:
-    return identity.tenant_id, identity.user_id
 
 
 def _who(session: Session) -> str:

@@ -24,11 +24,9 @@ from typing import Any
 
 from tornado.ioloop import IOLoop
 
-from .client import ENV_TOKEN, ENV_URL
+from .constants import ENV_TOKEN, ENV_URL, WS_PATH
 from .models import Identity
 from .service import RealtimeService
-
-WS_PATH = "nyo-realtime/ws"
 
 _installed: dict[str, str] = {}
 

@@ -12,11 +12,12 @@ from typing import Any
 
 import orjson
 
+from .constants import STATUSES as STATUSES  # re-exported: the frames check statuses
+
 PROTOCOL_VERSION = 1
 
 CHANNEL_NAME = re.compile(r"[A-Za-z0-9_:.@/=+\-]{1,200}")
 CHANNEL_TYPES = ("public", "private", "presence")
-STATUSES = ("online", "away", "busy", "offline")
 MAX_EVENT_LENGTH = 100
 # Presence meta is copied into every `subscribed` and `presence:state` of the
 # channel, so it is kept small; messages are the place for bulk data.

@@ -169,6 +169,7 @@ class DbApp(Application):
         if self.subapp is None:
             self.print_help()
             self.exit("nyo-realtime: give a subcommand: `db status --db PATH` or `db upgrade`")
+            return  # not reached: exit() raises SystemExit, though traitlets does not say so
         self.subapp.start()
 
 
@@ -184,6 +185,7 @@ class NyoRealtimeApp(Application):
         if self.subapp is None:
             self.print_help()
             self.exit("nyo-realtime: give a subcommand, e.g. `nyo-realtime serve`")
+            return  # not reached: exit() raises SystemExit
         self.subapp.start()
 
 

@@ -24,6 +24,7 @@ from tornado.ioloop import IOLoop
 from tornado.netutil import bind_sockets
 
 from .api import ApiError, ApiHandler, api_routes
+from .constants import STANDALONE_API_PATH
 from .handlers import RealtimeSocket
 from .protocol import ErrorCode
 from .service import RealtimeService
@@ -142,7 +143,7 @@ def make_app(service: RealtimeService) -> tornado.web.Application:
     return tornado.web.Application(
         [
             (service.config.path, StandaloneSocket, {"service": service}),
-            *api_routes("/api/", service, StandaloneApi),
+            *api_routes(STANDALONE_API_PATH, service, StandaloneApi),
         ]
     )
 

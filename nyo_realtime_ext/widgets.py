@@ -29,7 +29,7 @@ from traitlets import Bool, Dict, Enum, List, Unicode
 
 from .client import SyncChannel, ThreadedClient, shared_client
 from .colors import user_color
-from .protocol import STATUSES
+from .constants import STATUSES
 
 STATUS_COLORS = {"online": "#2e7d32", "away": "#f9a825", "busy": "#c62828", "offline": "#9e9e9e"}
 CHAT_EVENT = "chat:message"

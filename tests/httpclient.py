@@ -99,3 +99,17 @@ async def raw_answer(reader: asyncio.StreamReader, timeout: float = TIMEOUT) -> 
     status = int(head.split(b" ", 2)[1])
     headers = HTTPHeaders.parse(head.split(b"\r\n", 1)[1].decode())
     return Answer(status, orjson.loads(body) if body else None, headers)
+
+
+def assert_error(answer: Any, status: int, code: str) -> None:
+    assert answer.status == status, answer
+    assert answer.headers["Content-Type"].startswith("application/json")
+    assert set(answer.body) == {"error"}, answer.body
+    assert answer.body["error"]["code"] == code, answer.body
+    assert isinstance(answer.body["error"]["message"], str) and answer.body["error"]["message"]
+
+
+async def held(task: asyncio.Task[Any], seconds: float = 0.5) -> None:
+    """The request is still being held after a moment."""
+    await asyncio.sleep(seconds)
+    assert not task.done(), task.result()

@@ -17,8 +17,9 @@ from nyo_realtime_ext.models import ChannelKey
 from nyo_realtime_ext.service import RealtimeService
 from nyo_realtime_ext.standalone import make_app
 
-from .conftest import SECRET, free_port
-from .httpclient import Api, ch, raw_answer, raw_request
+from .httpclient import Api, assert_error, ch, held, raw_answer, raw_request
+from .standalone_server import free_port
+from .tokens import SECRET
 
 # -- helpers --------------------------------------------------------------------------
 
@@ -27,25 +28,11 @@ def api_of(server: Any, token: str | None) -> Api:
     return Api(server.http_url + "/api/", token)
 
 
-def assert_error(answer: Any, status: int, code: str) -> None:
-    assert answer.status == status, answer
-    assert answer.headers["Content-Type"].startswith("application/json")
-    assert set(answer.body) == {"error"}, answer.body
-    assert answer.body["error"]["code"] == code, answer.body
-    assert isinstance(answer.body["error"]["message"], str) and answer.body["error"]["message"]
-
-
 async def no_frame(client: Any, timeout: float = 0.5) -> None:
     """Nothing arrives on `client` for a moment (proof that nothing else changed)."""
     with pytest.raises(asyncio.TimeoutError):
         frame = await client.recv(timeout)
         raise AssertionError(f"unexpected frame {frame}")
-
-
-async def held(task: asyncio.Task[Any], seconds: float = 0.5) -> None:
-    """The request is still being held after a moment."""
-    await asyncio.sleep(seconds)
-    assert not task.done(), task.result()
 
 
 @pytest.fixture

@@ -8,8 +8,7 @@ from typing import Any
 
 import pytest
 
-from .httpclient import Api, ch
-from .test_api import assert_error, held
+from .httpclient import Api, assert_error, ch, held
 
 
 @pytest.fixture

@@ -27,7 +27,8 @@ from nyo_realtime_ext.client import (
     use_realtime_channel,
 )
 
-from .conftest import StandaloneServer, free_port, make_token
+from .standalone_server import StandaloneServer, free_port
+from .tokens import make_token
 
 FAST = {"reconnect_delay": 0.05, "max_reconnect_delay": 0.5, "max_reconnect_attempts": 50}
 

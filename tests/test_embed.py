@@ -16,7 +16,7 @@ import pytest
 
 from nyo_realtime_ext import create_server
 
-from .conftest import SECRET, make_token
+from .tokens import SECRET, make_token
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "embedded_server.py"
 

@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 from jupyter_server.auth import IdentityProvider, User
 
-from .conftest import SECRET, make_token
+from .httpclient import Api
+from .tokens import SECRET, make_token
 
 
 class NamedUser(IdentityProvider):
@@ -115,7 +116,7 @@ async def test_jupyter_server_reads_realtime_flags_from_its_command_line(tmp_pat
     import asyncio
     import socket
 
-    from .conftest import free_port
+    from .standalone_server import free_port
 
     port = free_port()
     secret = "a-secret-given-on-the-command-line-only!"
@@ -158,3 +159,28 @@ async def test_documents_are_scoped_to_this_server_unless_configured_shared(
     jp_serverapp.web_app.settings["nyo_realtime_service"].config.document_scope = ""
     settings = json.loads((await jp_fetch("nyo-realtime", "settings")).body)
     assert settings == {"documentScope": ""}
+
+
+async def test_the_profile_under_jupyter_starts_from_the_jupyter_identity(
+    jupyter_url, jupyter_ws_url, jp_auth_header, jp_fetch, connect
+):
+    me = json.loads((await jp_fetch("api", "me")).body)["identity"]
+    assert me["color"]  # Jupyter's identity has a colour: it wins over the shared one
+    jupyter = Api(jupyter_url + "api/", headers=jp_auth_header)
+    answer = await jupyter.get("profile")
+    assert answer.status == 200
+    assert answer.body["profile"] == {
+        "userId": me["username"],
+        "name": me["display_name"],
+        "color": me["color"],
+        "chosen": {"name": None, "color": None},
+    }
+    renamed = await jupyter.put("profile", {"name": "Ada L."})
+    assert renamed.status == 200
+    assert (renamed.body["profile"]["name"], renamed.body["profile"]["color"]) == (
+        "Ada L.",
+        me["color"],
+    )
+    client = await connect(jupyter_ws_url, headers=jp_auth_header)
+    welcome = await client.expect("authenticated")
+    assert (welcome["user"]["name"], welcome["user"]["color"]) == ("Ada L.", me["color"])

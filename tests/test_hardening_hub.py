@@ -10,9 +10,9 @@ import pytest
 from nyo_realtime_ext.models import ChannelKey
 from nyo_realtime_ext.protocol import ProtocolError
 
-from .conftest import make_token
 from .httpclient import Api, ch
-from .test_hub import World
+from .hub_world import World
+from .tokens import make_token
 
 
 def deep(levels: int) -> str:

@@ -16,8 +16,9 @@ import orjson
 import pytest
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 
-from .conftest import StandaloneServer, make_token
 from .httpclient import Api
+from .standalone_server import StandaloneServer
+from .tokens import make_token
 
 linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 
@@ -354,7 +355,7 @@ async def test_without_allowed_origins_other_origins_stay_refused(server):
 
 @pytest.fixture
 def jp_server_config(tmp_path):
-    from .conftest import SECRET
+    from .tokens import SECRET
 
     return {
         "ServerApp": {"jpserver_extensions": {"nyo_realtime_ext": True}},

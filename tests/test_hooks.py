@@ -12,8 +12,8 @@ from nyo_realtime_ext.hooks import Client, Refused
 from nyo_realtime_ext.models import ChannelKey
 from nyo_realtime_ext.protocol import ProtocolError
 
-from .conftest import make_token
-from .test_hub import Peer, World
+from .hub_world import Peer, World
+from .tokens import make_token
 
 
 class Recorder:

@@ -11,8 +11,8 @@ from typing import Any
 
 import redis
 
-from .conftest import make_token
 from .httpclient import Api, ch
+from .tokens import make_token
 
 
 def api(node: Any, user: str) -> Api:

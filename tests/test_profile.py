@@ -17,12 +17,18 @@ from hypothesis import strategies as st
 from nyo_realtime_ext.profiles import NAME_PATTERN, check_name
 from nyo_realtime_ext.protocol import ProtocolError
 
-from .httpclient import Api, ch
-from .test_api import assert_error, no_frame
+from .httpclient import Api, assert_error, ch
 
 
 def api_of(server: Any, token: str | None) -> Api:
     return Api(server.http_url + "/api/", token)
+
+
+async def no_frame(client: Any, timeout: float = 0.5) -> None:
+    """Nothing arrives on `client` for a moment (proof that nothing else changed)."""
+    with pytest.raises(asyncio.TimeoutError):
+        frame = await client.recv(timeout)
+        raise AssertionError(f"unexpected frame {frame}")
 
 
 async def drain(client: Any) -> None:

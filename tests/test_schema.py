@@ -17,7 +17,7 @@ from nyo_realtime_ext import schema
 from nyo_realtime_ext.models import Channel, ChannelKey, Message
 from nyo_realtime_ext.store import Store
 
-from .conftest import SECRET
+from .tokens import SECRET
 
 V1, V2, V3 = schema.MIGRATION_NAMES
 

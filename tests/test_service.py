@@ -9,11 +9,10 @@ from typing import Any
 
 import orjson
 
-from nyo_realtime_ext.auth import AuthError
 from nyo_realtime_ext.config import Realtime
 from nyo_realtime_ext.service import RealtimeService
 
-from .conftest import SECRET, make_token
+from .tokens import SECRET, make_token
 
 
 class Outbox:
@@ -113,15 +112,3 @@ async def test_frames_wait_for_the_commit_and_a_failed_commit_sends_none(tmp_pat
     assert ack["id"].endswith("-2")  # the lost id is never handed out again
     assert stored_ids(tmp_path / "db.sqlite") == [2]
     service.close_store()
-
-
-def test_claims_that_are_not_unicode_text_are_refused(tmp_path: Path) -> None:
-    service = open_service(tmp_path)
-    try:
-        service.authenticator.identify(make_token("ada", name="\ud800"))
-    except AuthError as exc:
-        assert "Unicode" in str(exc)
-    else:
-        raise AssertionError("a lone surrogate in a claim was accepted")
-    finally:
-        service.close_store()

@@ -40,7 +40,7 @@ import orjson
 import pytest
 from tornado.websocket import WebSocketClientConnection, websocket_connect
 
-from .conftest import make_token
+from .tokens import make_token
 from .wsclient import WSClient
 
 SOAK_SECONDS = float(os.environ.get("NYO_SOAK_SECONDS") or 20)

@@ -221,7 +221,7 @@ def test_chat_widget_keeps_the_last_messages_and_closing_unsubscribes(server: An
     from nyo_realtime_ext import ChatWidget, PresenceWidget
     from nyo_realtime_ext.client import ThreadedClient
 
-    from .conftest import make_token
+    from .tokens import make_token
 
     with (
         ThreadedClient(server.url, make_token("ada")) as ada,
@@ -246,7 +246,7 @@ def test_people_with_one_name_stay_apart_and_chat_uses_their_profile(server: Any
     from nyo_realtime_ext import ChatWidget, PresenceWidget
     from nyo_realtime_ext.client import ThreadedClient
 
-    from .conftest import make_token
+    from .tokens import make_token
 
     with (
         ThreadedClient(server.url, make_token("ada", name="Sam")) as ada,
@@ -275,7 +275,7 @@ def test_chat_enter_sends_and_the_multiline_box_adds_lines(server: Any) -> None:
     from nyo_realtime_ext import ChatWidget
     from nyo_realtime_ext.client import ThreadedClient
 
-    from .conftest import make_token
+    from .tokens import make_token
 
     with (
         ThreadedClient(server.url, make_token("ada")) as ada,

@@ -24,6 +24,7 @@ every subscriber on every node.
 
 from __future__ import annotations
 
+import builtins
 from typing import Any, NamedTuple, Protocol
 
 from ..models import Channel, ChannelKey, Identity, Member, Message, Profile
@@ -162,7 +163,8 @@ class ChannelRegistry(Protocol):
         `not_used_since`, except the `live` ones; their offline presence records too.
         How many went."""
 
-    async def set_members(self, key: ChannelKey, user_ids: list[str]) -> Channel:
+    # `builtins.list`: inside this class, `list` names the method above.
+    async def set_members(self, key: ChannelKey, user_ids: builtins.list[str]) -> Channel:
         """Replace the member list and tell every node (`channel_changed`)."""
 
 

@@ -13,6 +13,7 @@ before any frame of that pass leaves the process.
 
 from __future__ import annotations
 
+import builtins
 import secrets
 import time
 from typing import Any
@@ -229,13 +230,18 @@ class MemoryRegistry:
     async def collect_idle(self, not_used_since: float, live: set[ChannelKey]) -> int:
         return self.store.collect_idle(not_used_since, live)
 
-    async def set_members(self, key: ChannelKey, user_ids: list[str]) -> Channel:
+    # `builtins.list`: inside this class, `list` names the method above.
+    async def set_members(self, key: ChannelKey, user_ids: builtins.list[str]) -> Channel:
         self.store.set_channel_members(key, user_ids)
         self.events.channel_changed(key)
         return self.store.get_channel(key)[0]  # type: ignore[index]
 
 
 class MemoryEngine(Engine):
+    broker: MemoryBroker
+    presence: MemoryPresence
+    channels: MemoryRegistry
+
     def __init__(self, store: Store, history_size: int, history_ttl: float) -> None:
         self.store = store
         self.broker = MemoryBroker(store, history_size, history_ttl)

@@ -28,6 +28,7 @@ protocol:
 from __future__ import annotations
 
 import asyncio
+import builtins
 import logging
 import random
 import secrets
@@ -812,7 +813,8 @@ class RedisRegistry:
         if created_by is not None:
             await redis.call("HINCRBY", self._created(key.tenant), created_by, -1)
 
-    async def set_members(self, key: ChannelKey, user_ids: list[str]) -> Channel:
+    # `builtins.list`: inside this class, `list` names the method above.
+    async def set_members(self, key: ChannelKey, user_ids: builtins.list[str]) -> Channel:
         raw = await self.redis.call("HGET", self._hash(key.tenant), key.name)
         record = orjson.loads(raw)
         record["members"] = sorted(set(user_ids))
@@ -888,6 +890,10 @@ def _member(raw: bytes, connections: list[Any] | None = None) -> Member:
 
 
 class RedisEngine(Engine):
+    broker: RedisBroker
+    presence: RedisPresence
+    channels: RedisRegistry
+
     def __init__(self, config: Any) -> None:
         self.redis = _Redis(config)
         self.broker = RedisBroker(self.redis, config.history_size, config.history_ttl)

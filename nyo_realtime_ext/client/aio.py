@@ -1,17 +1,4 @@
-"""Python client for docs/protocol.md: reconnects, recovers, and never hands a message twice.
-
-Two faces over one implementation, in the manner of the `websockets` library:
-
-- `RealtimeClient` and `Channel` are asyncio objects, for code that owns a loop.
-- `ThreadedClient` and `SyncChannel` run a `RealtimeClient` on an event loop in
-  a thread of their own. That is the face for notebooks: ipykernel 7 may not run
-  background asyncio tasks between cells (ipykernel issue 1510), so a client that
-  lived on the kernel's loop would go deaf whenever no cell is running. Its calls
-  are thread-safe; its callbacks run on the client's thread.
-
-`connect()` builds a `ThreadedClient` and, in a kernel started by a Jupyter
-server with the extension, finds that server without arguments (see
-`discover`).
+"""The asyncio face: `RealtimeClient` and its `Channel`s, for code that owns a loop.
 
 Delivery guarantee: the client remembers the last message id it saw on every
 channel. After a reconnect it authenticates again and subscribes with
@@ -24,55 +11,38 @@ and the application can reload.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import enum
 import inspect
 import itertools
-import json
 import logging
-import os
 import random as _random
-import threading
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 import orjson
 from tornado.httpclient import HTTPClientError, HTTPRequest
 from tornado.websocket import WebSocketClientConnection, WebSocketClosedError, websocket_connect
 
-# The one list of statuses (docs/protocol.md), re-exported for the client's users.
-from .protocol import STATUSES as STATUSES
+from .backoff import (
+    MAX_RECONNECT_ATTEMPTS,
+    MAX_RECONNECT_DELAY,
+    RATE_LIMITED_ATTEMPT,
+    RECONNECT_DELAY,
+    backoff_window,
+)
+from .channel import Channel
+from .errors import ClientClosed, ConnectionLost, RequestError
+from .events import Emitter
 
 log = logging.getLogger(__name__)
 
 TokenProvider = Callable[[], "str | None | Awaitable[str | None]"]
-Callback = Callable[..., Any]
-
-#: `since` that no server knows: the server answers with every message it still
-#: retains (docs/protocol.md, "Messages, ids and recovery"). A first subscribe uses it
-#: to learn the channel's history and its last id, so that a reconnect right
-#: after can ask for exactly what it missed.
-FROM_START = ""
-
 #: Close codes of docs/protocol.md that change what the client does next.
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_HEARTBEAT = 4408
 CLOSE_TOO_MANY = 4429
 
-# The reconnection policy of docs/protocol.md ("Client behaviour"), the same in
-# the TypeScript client (labextension/src/client.ts); tests/scenarios/client.json
-# is replayed against both.
-#: Seconds: the window of the first reconnect attempt; it doubles per failed attempt.
-RECONNECT_DELAY = 3.0
-#: Seconds: no window is wider.
-MAX_RECONNECT_DELAY = 30.0
-#: Failed attempts in a row before the client gives up (state `closed`); None: never.
-MAX_RECONNECT_ATTEMPTS: int | None = 10
-#: After a 4429 the next attempt waits in the window of this attempt (8 x the first).
-RATE_LIMITED_ATTEMPT = 4
 #: Seconds between pings, unless the server advertises a shorter `heartbeatInterval`.
 HEARTBEAT_INTERVAL = 25.0
 #: Seconds of silence that mean a dead connection when the server advertises no
@@ -80,38 +50,6 @@ HEARTBEAT_INTERVAL = 25.0
 HEARTBEAT_TIMEOUT = 60.0
 #: Seconds a request waits for its reply.
 REQUEST_TIMEOUT = 10.0
-
-#: Events a channel emits about itself; any other name passed to `Channel.on`
-#: is a message event (`chat:message`, ...).
-CHANNEL_EVENTS = frozenset(
-    {"message", "members", "user:joined", "user:left", "presence:updated", "subscribed", "error"}
-)
-
-
-class RealtimeError(Exception):
-    """Base of the client's exceptions."""
-
-
-class RequestError(RealtimeError):
-    """The server answered a request with an `error` frame."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(f"{code}: {message}")
-        self.code = code
-        self.message = message
-
-
-class ConnectionLost(RealtimeError):
-    """The connection dropped before the reply came.
-
-    For `send` this means the outcome is unknown: the server may or may not
-    have accepted the message. Sending again could publish it twice, so the
-    client never retries on its own.
-    """
-
-
-class ClientClosed(RealtimeError):
-    """The client is closed (by `close()`, a refused token, or giving up)."""
 
 
 class ConnectionState(str, enum.Enum):
@@ -131,236 +69,7 @@ class ConnectionState(str, enum.Enum):
     AUTHENTICATED = "open"
 
 
-def backoff_delay(
-    attempt: int, base: float, cap: float, rand: Callable[[], float] = _random.random
-) -> float:
-    """Seconds to wait before reconnect `attempt` (1, 2, ...): "full jitter".
-
-    The window doubles with every attempt up to `cap`, and the delay is drawn
-    uniformly inside it, so that clients cut off together do not come back
-    together (AWS Architecture Blog, "Exponential Backoff And Jitter").
-    """
-    return rand() * backoff_window(attempt, base, cap)
-
-
-def backoff_window(attempt: int, base: float, cap: float) -> float:
-    """The longest delay before reconnect `attempt`: `base` doubled per attempt, at most `cap`."""
-    # The exponent is bounded: a client that never gives up counts on for ever.
-    return min(cap, base * 2 ** min(max(0, attempt - 1), 62))
-
-
-def _callback_error(callback: Callback) -> None:
-    log.exception("nyo-realtime: callback %r raised", callback)
-
-
-class _Emitter:
-    """Named callbacks; a callback that raises is logged and the others still run."""
-
-    def __init__(self) -> None:
-        self._callbacks: dict[str, list[Callback]] = {}
-
-    def on(self, event: str, callback: Callback) -> Callable[[], None]:
-        """Call `callback` on `event`; returns a function that removes it."""
-        callbacks = self._callbacks.setdefault(event, [])
-        callbacks.append(callback)
-
-        def off() -> None:
-            if callback in callbacks:
-                callbacks.remove(callback)
-
-        return off
-
-    def emit(self, event: str, *args: Any) -> None:
-        for callback in list(self._callbacks.get(event, ())):
-            try:
-                callback(*args)
-            except Exception:
-                _callback_error(callback)
-
-
-class Channel(_Emitter):
-    """One subscribed channel of a `RealtimeClient`; use it on the client's loop.
-
-    `messages` holds what arrived (history first when asked for), at most
-    `max_messages` of them; `members` the presence list. Events for `on`:
-    ``message`` (every message), an event name such as ``chat:message`` (the
-    messages of that event), ``user:joined`` / ``user:left`` /
-    ``presence:updated`` (a member dict), ``members`` (the whole list after any
-    change), ``subscribed`` (the `subscribed` frame, after every (re)subscribe;
-    check its ``recovered``) and ``error``.
-    """
-
-    def __init__(self, client: RealtimeClient, name: str, history: bool, max_messages: int) -> None:
-        super().__init__()
-        self.client = client
-        self.name = name
-        self.type: str | None = None
-        self.messages: list[dict[str, Any]] = []
-        self.members: list[dict[str, Any]] = []
-        self.last_id: str | None = None
-        #: False after a resubscribe the server could not fully replay.
-        self.recovered = True
-        self.subscribed = asyncio.Event()
-        self.active = True
-        #: Why the server refused the subscription, if it did.
-        self.failure: RequestError | None = None
-        self._failed = asyncio.Event()
-        self._history = history
-        self._first_subscribe = True
-        self._max_messages = max_messages
-        # Ids delivered lately: a replay after `recovered: false` resends what
-        # the server still has, and none of it may reach the application twice.
-        self._seen: deque[str] = deque(maxlen=max(1000, max_messages))
-        self._seen_set: set[str] = set()
-        # One's own status and meta as last set here: put back after a reconnect,
-        # when the server has made us a fresh member ("online", empty meta).
-        self._presence: dict[str, Any] = {}
-
-    def __repr__(self) -> str:
-        return f"<Channel {self.name!r} subscribed={self.subscribed.is_set()}>"
-
-    # -- application calls -------------------------------------------------------
-
-    async def send(self, event: str, payload: Any = None, timeout: float | None = None) -> str:
-        """Publish and wait for the server's `ack`; returns the message id.
-
-        Waits for the connection first if it is down. `timeout` (default: the
-        client's `request_timeout`, 10 s) bounds that wait and the wait for the
-        ack. Raises `ConnectionLost` when the connection drops before the ack
-        (the outcome is then unknown), `RequestError` when the server refuses,
-        `ClientClosed` when the client is closed.
-        """
-        timeout = self.client._timeout(timeout)
-        await self._ready(timeout)
-        reply = await self.client.request(
-            {"type": "broadcast", "channel": self.name, "event": event, "payload": payload},
-            timeout,
-        )
-        return reply["id"]
-
-    async def update_status(
-        self,
-        status: str | None = None,
-        meta: dict[str, Any] | None = None,
-        timeout: float | None = None,
-    ) -> list[dict[str, Any]]:
-        """Set one's own status (one of `STATUSES`) and/or meta; returns the members.
-
-        Remembered, so that a reconnect puts them back instead of "online".
-        """
-        timeout = self.client._timeout(timeout)
-        update: dict[str, Any] = {}
-        if status is not None:
-            update["status"] = status
-        if meta is not None:
-            update["meta"] = meta
-        before = dict(self._presence)
-        self._presence.update(update)
-        try:
-            await self._ready(timeout)
-            reply = await self.client.request(
-                {"type": "presence", "channel": self.name, **update}, timeout
-            )
-        except RequestError:
-            self._presence = before  # refused: nothing to put back later
-            raise
-        self._set_members(reply["members"])
-        return self.members
-
-    async def unsubscribe(self, timeout: float | None = None) -> None:
-        """Leave the channel; it is not resubscribed after a reconnect."""
-        self.active = False
-        self.client._channels.pop(self.name, None)
-        if self.subscribed.is_set():
-            self.subscribed.clear()
-            try:
-                await self.client.request(
-                    {"type": "unsubscribe", "channel": self.name}, self.client._timeout(timeout)
-                )
-            except (ConnectionLost, ClientClosed):
-                pass  # the server forgets the subscription with the connection
-
-    async def _ready(self, timeout: float | None) -> None:
-        if self.failure is not None and not self.active:  # refused, or put out
-            raise self.failure
-        if not self.active:
-            raise RealtimeError(f"channel {self.name!r} was unsubscribed")
-        if not self.subscribed.is_set():
-            await self.client._wait_for(self.subscribed, timeout, self._failed)
-        if self.failure is not None:
-            raise self.failure
-
-    # -- frames from the client's reader -------------------------------------------
-
-    def _subscribe_frame(self) -> dict[str, Any]:
-        frame: dict[str, Any] = {"type": "subscribe", "channel": self.name}
-        if self.last_id is not None:
-            frame["since"] = self.last_id
-        elif self._history or not self._first_subscribe:
-            # Nothing seen yet: everything the server retains is new to us.
-            # After a reconnect this may include messages from before the
-            # first subscribe of a channel opened without history.
-            frame["since"] = FROM_START
-        return frame
-
-    def _on_subscribed(self, frame: dict[str, Any]) -> None:
-        self.type = frame.get("channelType")
-        first = self._first_subscribe
-        self._first_subscribe = False
-        # Only a resubscribe from a real id can tell that something was lost;
-        # FROM_START is always "unrecovered" to the server, yet loses nothing.
-        self.recovered = bool(frame.get("recovered", True)) if self._asked_since else True
-        if "members" in frame:
-            self._set_members(frame["members"])
-        self.emit("subscribed", {**frame, "recovered": self.recovered, "resubscribed": not first})
-
-    def _on_put_out(self, frame: dict[str, Any]) -> None:
-        """The server ended the subscription (rights withdrawn): not resubscribed."""
-        reason = frame.get("reason") or "unsubscribed"
-        self.active = False
-        self.subscribed.clear()
-        self.client._channels.pop(self.name, None)
-        self.failure = RequestError(reason, f"the server ended the subscription ({reason})")
-        self._failed.set()
-        self.emit("unsubscribed", frame)
-
-    def _on_message(self, frame: dict[str, Any]) -> None:
-        message_id = frame.get("id")
-        if not isinstance(message_id, str) or message_id in self._seen_set:
-            return
-        if len(self._seen) == self._seen.maxlen:
-            self._seen_set.discard(self._seen[0])
-        self._seen.append(message_id)
-        self._seen_set.add(message_id)
-        self.last_id = message_id
-        message = {k: v for k, v in frame.items() if k != "type"}
-        self.messages.append(message)
-        if len(self.messages) > self._max_messages:
-            del self.messages[: len(self.messages) - self._max_messages]
-        self.emit("message", message)
-        event = message.get("event")
-        if isinstance(event, str) and event not in CHANNEL_EVENTS:
-            self.emit(event, message)
-
-    def _on_member(self, type_: str, member: dict[str, Any]) -> None:
-        others = [m for m in self.members if m.get("userId") != member.get("userId")]
-        if type_ != "user:left":
-            others.append(member)
-        self.members = others
-        self.emit(type_, member)
-        self.emit("members", list(self.members))
-
-    def _set_members(self, members: list[dict[str, Any]]) -> None:
-        self.members = list(members)
-        self.emit("members", list(self.members))
-
-    def _on_disconnect(self) -> None:
-        self.subscribed.clear()
-
-    _asked_since = False
-
-
-class RealtimeClient(_Emitter):
+class RealtimeClient(Emitter):
     """An asyncio client for one server.
 
     `token` is a JWT string, or a callable (plain or async) returning one: the
@@ -699,8 +408,8 @@ class RealtimeClient(_Emitter):
             if inspect.isawaitable(value):
                 value = await value
             token = value
-        self._last_token = token  # type: ignore[assignment]
-        return token  # type: ignore[return-value]
+        self._last_token = token
+        return token
 
     async def _fresh_token(self) -> str | None:
         """After a 4401: a token different from the refused one, or None."""
@@ -940,313 +649,3 @@ def _token_expiry(token: str | None) -> float | None:
         return None
     exp = claims.get("exp")
     return float(exp) if isinstance(exp, (int, float)) else None
-
-
-# -- the threaded face -------------------------------------------------------------
-
-
-class ThreadedClient:
-    """A `RealtimeClient` on its own event loop in a daemon thread.
-
-    Every method may be called from any thread; blocking ones wait for the
-    client's loop. Callbacks given to `on` run on the client's thread, so they
-    should be quick and must not block on this client.
-    """
-
-    def __init__(self, url: str, token: str | TokenProvider | None = None, **options: Any) -> None:
-        self._loop = asyncio.new_event_loop()
-        self._stopped = False
-        self._thread = threading.Thread(
-            target=self._loop.run_forever, name="nyo-realtime-client", daemon=True
-        )
-        self._thread.start()
-        auto_connect = options.pop("auto_connect", True)
-
-        async def make() -> RealtimeClient:
-            client = RealtimeClient(url, token, auto_connect=False, **options)
-            if auto_connect:
-                client.start()
-            return client
-
-        self.client: RealtimeClient = self._call(make(), None)
-        self._channels: dict[str, SyncChannel] = {}
-
-    def _call(self, coro: Awaitable[Any], timeout: float | None) -> Any:
-        if threading.current_thread() is self._thread:
-            coro.close()  # type: ignore[attr-defined]
-            raise RuntimeError("a blocking ThreadedClient call from its own callback would hang")
-        return self._submit(coro).result(timeout)
-
-    def _submit(self, coro: Awaitable[Any]) -> concurrent.futures.Future[Any]:
-        if self.closed:
-            # A stopped loop would never run it: the caller would wait forever.
-            coro.close()  # type: ignore[attr-defined]
-            raise ClientClosed("the client was closed")
-        return asyncio.run_coroutine_threadsafe(coro, self._loop)  # type: ignore[arg-type]
-
-    @property
-    def closed(self) -> bool:
-        """True once `close()` stopped the client's thread."""
-        return self._stopped or not self._thread.is_alive()
-
-    @property
-    def url(self) -> str:
-        return self.client.url
-
-    @property
-    def state(self) -> ConnectionState:
-        return self.client.state
-
-    @property
-    def close_reason(self) -> str | None:
-        return self.client.close_reason
-
-    @property
-    def user(self) -> dict[str, Any] | None:
-        return self.client.user
-
-    def on(self, event: str, callback: Callback) -> Callable[[], None]:
-        """Client events (``state``, ``error``); the callback runs on the client's thread."""
-        return self._call_soon(self.client.on, event, callback)
-
-    def _call_soon(self, fn: Callable[..., Any], *args: Any) -> Any:
-        async def call() -> Any:
-            return fn(*args)
-
-        return self._call(call(), None)
-
-    def connect(self, timeout: float | None = 30.0) -> ThreadedClient:
-        """Wait until authenticated (starts connecting if `auto_connect` was False)."""
-        self._call(self.client.connect(timeout), None)
-        return self
-
-    def channel(
-        self, name: str, *, history: bool = True, timeout: float | None = 30.0
-    ) -> SyncChannel:
-        """Subscribe (once) and return the channel; blocks until subscribed."""
-        existing = self._channels.get(name)
-        if existing is not None and existing._channel.active:
-            return existing
-        channel = self._call(self.client.channel(name, history=history, timeout=timeout), None)
-        self._channels[name] = SyncChannel(self, channel)
-        return self._channels[name]
-
-    subscribe = channel
-
-    def ping(self, timeout: float | None = None) -> int:
-        return self._call(self.client.ping(timeout), None)
-
-    def close(self) -> None:
-        """Close the connection and stop the thread."""
-        if self.closed:
-            return
-        try:
-            self._call(self.client.close(), 15)
-        finally:
-            self._stopped = True
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(5)
-
-    def __enter__(self) -> ThreadedClient:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __repr__(self) -> str:
-        return f"<ThreadedClient {self.url} {self.state.value}>"
-
-
-class SyncChannel:
-    """The thread-safe face of a `Channel`; see `Channel` for the events."""
-
-    def __init__(self, client: ThreadedClient, channel: Channel) -> None:
-        self._client = client
-        self._channel = channel
-        self.name = channel.name
-
-    @property
-    def client(self) -> ThreadedClient:
-        return self._client
-
-    @property
-    def messages(self) -> list[dict[str, Any]]:
-        return list(self._channel.messages)
-
-    @property
-    def members(self) -> list[dict[str, Any]]:
-        return list(self._channel.members)
-
-    @property
-    def recovered(self) -> bool:
-        return self._channel.recovered
-
-    @property
-    def last_id(self) -> str | None:
-        return self._channel.last_id
-
-    def on(self, event: str, callback: Callback) -> Callable[[], None]:
-        """Call `callback` on `event` (on the client's thread); returns a remover."""
-        off = self._client._call_soon(self._channel.on, event, callback)
-
-        def remove() -> None:
-            if not self._client.closed:
-                self._client._loop.call_soon_threadsafe(off)
-
-        return remove
-
-    def send(self, event: str, payload: Any = None, timeout: float | None = None) -> str:
-        """Publish and block until the `ack`; returns the message id (see `Channel.send`)."""
-        return self._client._call(self._channel.send(event, payload, timeout), None)
-
-    def send_nowait(self, event: str, payload: Any = None) -> concurrent.futures.Future[str]:
-        """Publish without blocking; the future holds the id or the error."""
-        return self._client._submit(self._channel.send(event, payload))
-
-    def update_status(
-        self,
-        status: str | None = None,
-        meta: dict[str, Any] | None = None,
-        timeout: float | None = None,
-    ) -> list[dict[str, Any]]:
-        return self._client._call(self._channel.update_status(status, meta, timeout), None)
-
-    def update_status_nowait(
-        self, status: str | None = None, meta: dict[str, Any] | None = None
-    ) -> concurrent.futures.Future[list[dict[str, Any]]]:
-        return self._client._submit(self._channel.update_status(status, meta))
-
-    def unsubscribe(self) -> None:
-        self._client._channels.pop(self.name, None)
-        if not self._client.closed:
-            self._client._call(self._channel.unsubscribe(), 15)
-
-    def unsubscribe_nowait(self) -> None:
-        """Unsubscribe without waiting (safe from any thread, even the kernel's shutdown)."""
-        self._client._channels.pop(self.name, None)
-        if not self._client.closed:
-            self._client._submit(self._channel.unsubscribe())
-
-    def wait_for(
-        self, predicate: Callable[[SyncChannel], bool], timeout: float = 30.0
-    ) -> SyncChannel:
-        """Block until `predicate(channel)` holds, re-checked whenever something arrives."""
-        changed = threading.Event()
-        offs = [self.on(name, lambda *_: changed.set()) for name in ("message", "members")]
-        try:
-            deadline = time.monotonic() + timeout
-            while not predicate(self):
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise TimeoutError(f"condition not met on {self.name!r} within {timeout} s")
-                changed.wait(min(remaining, 0.5))
-                changed.clear()
-            return self
-        finally:
-            for off in offs:
-                off()
-
-    def __repr__(self) -> str:
-        return f"<SyncChannel {self.name!r} messages={len(self._channel.messages)} members={len(self._channel.members)}>"
-
-
-# -- finding the server from a kernel ------------------------------------------------
-
-ENV_URL = "NYO_REALTIME_URL"
-ENV_TOKEN = "NYO_REALTIME_TOKEN"
-
-
-def discover() -> tuple[str, str | None, dict[str, str]]:
-    """(url, token, headers) for a kernel: environment first, then the running server.
-
-    The extension puts `NYO_REALTIME_URL` and `NYO_REALTIME_TOKEN` in the
-    environment of the kernels its server starts (`kernel_env.py`). Failing
-    that, the server that started this kernel (`JPY_PARENT_PID`) is looked up
-    among the running-server files, and its Jupyter token is used: the
-    realtime endpoint accepts Jupyter's own login.
-    """
-    url = os.environ.get(ENV_URL)
-    token = os.environ.get(ENV_TOKEN) or None
-    if url:
-        return url, token, {}
-    info = _parent_server_info()
-    if info is None:
-        raise RealtimeError(
-            f"no realtime server found: pass a URL, set {ENV_URL}, or run in a kernel "
-            "started by a Jupyter server that has the nyo_realtime_ext extension"
-        )
-    base = str(info.get("url", "")).rstrip("/") + "/"
-    base_url = str(info.get("base_url", "/"))
-    if base_url != "/" and not base.endswith(base_url):
-        base = base.rstrip("/") + base_url
-    ws_url = base.replace("https://", "wss://", 1).replace("http://", "ws://", 1)
-    headers = {}
-    if info.get("token"):
-        headers["Authorization"] = f"token {info['token']}"
-    return f"{ws_url}nyo-realtime/ws", token, headers
-
-
-def _parent_server_info() -> dict[str, Any] | None:
-    parent = os.environ.get("JPY_PARENT_PID")
-    if not parent:
-        return None
-    try:
-        from jupyter_core.paths import jupyter_runtime_dir
-    except ImportError:
-        return None
-    path = Path(jupyter_runtime_dir()) / f"jpserver-{parent}.json"
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-
-
-def connect(
-    url: str | None = None, token: str | TokenProvider | None = None, **options: Any
-) -> ThreadedClient:
-    """A `ThreadedClient`; with no `url`, the server found by `discover()`.
-
-    Explicit arguments win over `NYO_REALTIME_URL` / `NYO_REALTIME_TOKEN`,
-    which win over the running-server files.
-    """
-    headers = dict(options.pop("headers", None) or {})
-    if url is None:
-        url, found_token, found_headers = discover()
-        if token is None:
-            token = found_token
-            headers = {**found_headers, **headers}
-    elif token is None:
-        token = os.environ.get(ENV_TOKEN) or None
-    return ThreadedClient(url, token, headers=headers, **options)
-
-
-_shared: dict[str, ThreadedClient] = {}
-_shared_lock = threading.Lock()
-
-
-def shared_client(options: dict[str, Any] | None = None) -> ThreadedClient:
-    """One `ThreadedClient` per set of options, reused by widgets and `use_realtime_channel`."""
-    options = dict(options or {})
-    key = orjson.dumps(
-        {k: v for k, v in options.items() if not callable(v)}, option=orjson.OPT_SORT_KEYS
-    ).decode()
-    with _shared_lock:
-        client = _shared.get(key)
-        gone = client is not None and (
-            client.closed or (client.state is ConnectionState.CLOSED and client.close_reason)
-        )
-        if client is None or gone:
-            client = _shared[key] = connect(**options)
-        return client
-
-
-def use_realtime_channel(options: dict[str, Any] | None, channel: str) -> SyncChannel:
-    """One call from nothing to a live channel, like the seed's `useRealtimeChannel`.
-
-    `options` are `connect()`'s (url, token, reconnect, ...); clients are shared
-    between calls with the same options. The channel has `messages`,
-    `members`, `send`, `update_status`, `on` and `unsubscribe`.
-    """
-    options = dict(options or {})
-    history = options.pop("history", True)
-    return shared_client(options).channel(channel, history=history)

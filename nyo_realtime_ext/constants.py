@@ -1,0 +1,26 @@
+"""What the server and its Python client both know, defined once.
+
+The client (`nyo_realtime_ext.client`, and the widgets on top of it) runs in a kernel
+and the server never imports it (tests/test_layout.py checks), so anything both sides
+must agree on lives here: names in the kernel's environment, URL paths, statuses.
+"""
+
+from __future__ import annotations
+
+# Presence statuses of docs/protocol.md; a member's first one is "online".
+STATUSES = ("online", "away", "busy", "offline")
+
+# The environment the extension gives the kernels it starts (kernel_env.py), which
+# `client.connect()` reads to find the server with no arguments.
+ENV_URL = "NYO_REALTIME_URL"
+ENV_TOKEN = "NYO_REALTIME_TOKEN"
+
+# Under Jupyter, every route is below `{base_url}nyo-realtime/`.
+URL_PREFIX = "nyo-realtime"
+WS_PATH = f"{URL_PREFIX}/ws"
+API_PATH = f"{URL_PREFIX}/api/"
+# What the JupyterLab extension asks of the server (its document scope).
+SETTINGS_PATH = f"{URL_PREFIX}/settings"
+
+# `nyo-realtime serve`: the API's root (its WebSocket path is `Realtime.path`).
+STANDALONE_API_PATH = "/api/"
