@@ -38,7 +38,7 @@ pytestmark = pytest.mark.timeout(300)
 
 SHOTS = REPO / "test-output" / "lab-collab"
 
-# A kernel starting on a busy machine (several kernels of earlier tests still run).
+# A kernel starting, or its client redrawing a widget, on a busy machine (2 cores, shared).
 KERNEL_TIMEOUT = 120_000
 
 # Cell ids in the file (nbformat 4.5): every page finds the same cell by id.
@@ -363,7 +363,7 @@ def test_a_new_name_and_colour_show_everywhere_at_once(lab: LabServer, browser: 
         expect(chat.locator(".nyo-avatar")).to_have_css("background-color", "rgb(170, 51, 119)")
         bob.shot("08-bob-sees-ada-renamed-in-panel-document-and-chat")
         bob.page.locator(".lm-TabBar-tab", has_text="widget.ipynb").click()
-        expect(widget).to_contain_text("Ada Lovelace", timeout=SEEN_TIMEOUT)
+        expect(widget).to_contain_text("Ada Lovelace", timeout=KERNEL_TIMEOUT)
         expect(widget).not_to_contain_text(ada.name)
         bob.shot("09-bob-sees-ada-renamed-in-the-kernels-presence-widget")
 
@@ -376,7 +376,7 @@ def test_a_new_name_and_colour_show_everywhere_at_once(lab: LabServer, browser: 
         expect(panel_entry(bob, ada).locator(".nyo-person-name")).to_have_text(
             ada.name, timeout=SEEN_TIMEOUT
         )
-        expect(widget).to_contain_text(ada.name, timeout=SEEN_TIMEOUT)
+        expect(widget).to_contain_text(ada.name, timeout=KERNEL_TIMEOUT)
         assert ada.errors == [] and bob.errors == []
     finally:
         ada.close()
