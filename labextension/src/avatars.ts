@@ -4,20 +4,7 @@
  * a person looks the same everywhere.
  */
 import type { Member, Status, User } from './client';
-
-/** Colours for users whose identity has none; readable with white initials. */
-const PALETTE = [
-  '#1f77b4',
-  '#d62728',
-  '#2ca02c',
-  '#9467bd',
-  '#8c564b',
-  '#e377c2',
-  '#17becf',
-  '#bcbd22',
-  '#ff7f0e',
-  '#7f7f7f'
-];
+import { effectiveColor } from './colors';
 
 export interface Person {
   userId: string;
@@ -37,16 +24,9 @@ export function personOf(who: Member | User): Person {
   };
 }
 
-/** The same colour for the same user in every browser. */
+/** The same colour for the same user in every browser, kernel and server. */
 export function colorOf(person: Person): string {
-  if (person.color) {
-    return person.color;
-  }
-  let hash = 0;
-  for (const char of person.userId) {
-    hash = (hash * 31 + char.codePointAt(0)!) >>> 0;
-  }
-  return PALETTE[hash % PALETTE.length];
+  return effectiveColor(person);
 }
 
 export function initialsOf(name: string): string {
@@ -59,6 +39,16 @@ export function initialsOf(name: string): string {
       ? [...words[0]].slice(0, 2)
       : [[...words[0]][0], [...words[words.length - 1]][0]];
   return letters.join('').toUpperCase();
+}
+
+/**
+ * The hover text: the name, then the user id, so two people of the same name
+ * (two "Anonymous Io"s) can still be told apart; then the status.
+ */
+export function avatarTitle(person: Person): string {
+  const who =
+    person.name === person.userId ? person.name : `${person.name} (${person.userId})`;
+  return person.status ? `${who} — ${STATUS_LABELS[person.status]}` : who;
 }
 
 export const STATUS_LABELS: Record<Status, string> = {
@@ -76,9 +66,7 @@ export function renderAvatar(
   const node = document.createElement('span');
   node.className = `nyo-avatar nyo-avatar-${options.size ?? 'small'}`;
   node.dataset.userId = person.userId;
-  node.title = person.status
-    ? `${person.name} — ${STATUS_LABELS[person.status]}`
-    : person.name;
+  node.title = avatarTitle(person);
   if (person.avatar_url) {
     const img = document.createElement('img');
     img.src = person.avatar_url;

@@ -703,17 +703,13 @@ export class RealtimeClient {
       this._pending.delete(ref);
       clearTimeout(pending.timer);
       if (frame.type === 'error') {
-        pending.reject(
-          new RealtimeError(frame.code, frame.message, frame.channel)
-        );
+        pending.reject(new RealtimeError(frame.code, frame.message, frame.channel));
       } else {
         pending.resolve(frame);
       }
     }
     const channel =
-      typeof frame.channel === 'string'
-        ? this._channels.get(frame.channel)
-        : undefined;
+      typeof frame.channel === 'string' ? this._channels.get(frame.channel) : undefined;
     switch (frame.type) {
       case 'authenticated':
         this._onAuthenticated(frame);
@@ -755,9 +751,7 @@ export class RealtimeClient {
           if (frame.code === 'token_expired' || frame.code === 'unauthorized') {
             this._closeError = new RealtimeError(frame.code, frame.message);
           }
-          this.errors.emit(
-            new RealtimeError(frame.code, frame.message, frame.channel)
-          );
+          this.errors.emit(new RealtimeError(frame.code, frame.message, frame.channel));
         }
         break;
     }

@@ -37,12 +37,7 @@ import {
   WebSocketFactory,
   WebSocketLike
 } from './client';
-import {
-  ChannelSnapshot,
-  EMPTY_SNAPSHOT,
-  openChannel,
-  peekChannel
-} from './store';
+import { ChannelSnapshot, EMPTY_SNAPSHOT, openChannel, peekChannel } from './store';
 
 /** The client options of `useWebSocket`, with their defaults. */
 export const WEBSOCKET_DEFAULTS = {
@@ -77,10 +72,7 @@ export interface UseWebSocketOptions {
 
 /** Anything the hooks can follow channels on. */
 export type RealtimeSource =
-  | RealtimeClient
-  | { readonly client: RealtimeClient | null }
-  | null
-  | undefined;
+  RealtimeClient | { readonly client: RealtimeClient | null } | null | undefined;
 
 /** What `useWebSocket` returns: React state of one connection. */
 export interface UseWebSocketResult {
@@ -157,9 +149,7 @@ export function useWebSocket(
   const settings: Settings | undefined = own && {
     url: typeof own.url === 'string' ? own.url : FUNCTION,
     token:
-      own.token === undefined || typeof own.token === 'string'
-        ? own.token
-        : FUNCTION,
+      own.token === undefined || typeof own.token === 'string' ? own.token : FUNCTION,
     reconnect: own.reconnect ?? WEBSOCKET_DEFAULTS.reconnect,
     reconnectDelay: own.reconnectDelay ?? WEBSOCKET_DEFAULTS.reconnectDelay,
     maxReconnectAttempts:
@@ -170,6 +160,7 @@ export function useWebSocket(
   const owned = useMemo(
     () => (settings ? createClient(settings, latest) : null),
     // The settings are all in `key`; functions are read through `latest`.
+    // eslint-disable-next-line react-hooks/exhaustive-deps
     [key]
   );
   const client = owned ?? clientOf(options as RealtimeSource);
@@ -311,7 +302,9 @@ export function usePresence(ws: RealtimeSource, channelId: string): UsePresenceR
           new RealtimeError('not_subscribed', 'the channel is not open', channelId)
         );
       }
-      return store.channel.setPresence(meta === undefined ? { status } : { status, meta });
+      return store.channel.setPresence(
+        meta === undefined ? { status } : { status, meta }
+      );
     },
     [client, channelId]
   );
@@ -356,7 +349,7 @@ function createClient(
       settings.url === FUNCTION
         ? () => {
             const url = latest.current?.url;
-            return typeof url === 'function' ? url() : url ?? '';
+            return typeof url === 'function' ? url() : (url ?? '');
           }
         : settings.url,
     // Read when a socket is made, so that a new function each render is no new client.
@@ -371,7 +364,7 @@ function createClient(
       settings.token === FUNCTION
         ? () => {
             const token = latest.current?.token;
-            return typeof token === 'function' ? token() : token ?? '';
+            return typeof token === 'function' ? token() : (token ?? '');
           }
         : settings.token;
   }

@@ -10,21 +10,28 @@
  * connection, and the package exports the client and React hooks
  * (docs/react.md).
  */
-import {
-  JupyterFrontEnd,
-  JupyterFrontEndPlugin
-} from '@jupyterlab/application';
+import { JupyterFrontEnd, JupyterFrontEndPlugin } from '@jupyterlab/application';
+import { Notification } from '@jupyterlab/apputils';
 import { IDocumentWidgetOpener } from '@jupyterlab/docmanager';
 import { IDocumentWidget } from '@jupyterlab/docregistry';
+import { Notebook, NotebookActions } from '@jupyterlab/notebook';
+import { IRenderMimeRegistry, MimeModel } from '@jupyterlab/rendermime';
 import { ServerConnection } from '@jupyterlab/services';
+import { ISettingRegistry } from '@jupyterlab/settingregistry';
 import { IStatusBar } from '@jupyterlab/statusbar';
 import { LabIcon } from '@jupyterlab/ui-components';
+import type { IDisposable } from '@lumino/disposable';
 import { Widget } from '@lumino/widgets';
 
+import { CellRef, resolveCell } from './activity';
+import { cellRefOf, NotebookMarks } from './cells';
+import { MarkdownRenderer } from './chat';
 import { Member, RealtimeClient } from './client';
 import { LOBBY } from './channels';
 import { RealtimeModel } from './model';
+import { ChatNotifier } from './notify';
 import { RealtimePanel } from './panel';
+import { profileApi } from './profile';
 import { createRealtime, IRealtime } from './tokens';
 import { DocumentPresence, PresenceStatus } from './views';
 
@@ -80,9 +87,12 @@ async function documentScope(settings: ServerConnection.ISettings): Promise<stri
 }
 
 /** The lobby's members, present and past, from the HTTP API under Jupyter's login. */
-async function knownPeople(settings: ServerConnection.ISettings): Promise<Member[]> {
+async function knownPeople(
+  settings: ServerConnection.ISettings,
+  lobby: string
+): Promise<Member[]> {
   const url = new URL(
-    `nyo-realtime/api/channels/${encodeURIComponent(LOBBY)}/members?include=offline`,
+    `nyo-realtime/api/channels/${encodeURIComponent(lobby)}/members?include=offline`,
     settings.baseUrl
   );
   // Not the default 'no-store': that appends a cache-busting query parameter,
@@ -99,9 +109,125 @@ async function knownPeople(settings: ServerConnection.ISettings): Promise<Member
   return body.members ?? [];
 }
 
+/**
+ * Chat as Markdown through JupyterLab's own renderer: untrusted, so its
+ * sanitizer strips scripts, event handlers and anything else that could act;
+ * code blocks come out highlighted like a notebook's Markdown cells.
+ */
+function markdownRenderer(rendermime: IRenderMimeRegistry): MarkdownRenderer {
+  return (text, host) => {
+    const renderer = rendermime.createRenderer('text/markdown');
+    const model = new MimeModel({ data: { 'text/markdown': text }, trusted: false });
+    // The node only, not `Widget.attach`: React removes the host before its
+    // effects clean up, and disposing an attached widget whose node is already
+    // out of the document throws ("Widget is not attached"), which would take
+    // the whole panel down. Markdown needs no attach messages.
+    host.appendChild(renderer.node);
+    renderer.renderModel(model).catch(error => {
+      console.warn('nyo-realtime: could not render a message', error);
+      renderer.node.textContent = text;
+    });
+    return {
+      dispose: () => {
+        renderer.node.remove();
+        renderer.dispose();
+      }
+    };
+  };
+}
+
+/** Open `path` and, in a notebook, make `cell` active and scroll it into view. */
+async function openAt(
+  app: JupyterFrontEnd,
+  path: string,
+  cell?: CellRef
+): Promise<void> {
+  const widget = (await app.commands.execute('docmanager:open', { path })) as
+    IDocumentWidget | undefined;
+  if (!cell || !widget || !(widget.content instanceof Notebook)) {
+    return;
+  }
+  await widget.context.ready;
+  const notebook = widget.content;
+  const index = resolveCell(
+    cell,
+    notebook.widgets.map(c => c.model.id)
+  );
+  if (index >= 0) {
+    notebook.activeCellIndex = index;
+    notebook.deselectAll();
+    await notebook.scrollToCell(notebook.widgets[index], 'center');
+  }
+}
+
+/** The user's settings of this plugin (schema/plugin.json). */
+interface Options {
+  lobby: string;
+  showChat: boolean;
+}
+
+/** The settings now, and a way to hear of changes; the defaults without a registry. */
+async function loadSettings(
+  registry: ISettingRegistry | null
+): Promise<Options & { changed(listener: (options: Options) => void): void }> {
+  const defaults: Options = { lobby: LOBBY, showChat: true };
+  const read = (settings: ISettingRegistry.ISettings): Options => {
+    const lobby = settings.get('lobby').composite;
+    const showChat = settings.get('showChat').composite;
+    return {
+      lobby: typeof lobby === 'string' && lobby ? lobby : LOBBY,
+      showChat: showChat !== false
+    };
+  };
+  if (!registry) {
+    return { ...defaults, changed: () => undefined };
+  }
+  try {
+    const settings = await registry.load(PLUGIN_ID);
+    return {
+      ...read(settings),
+      changed: listener => settings.changed.connect(() => listener(read(settings)))
+    };
+  } catch (error) {
+    console.warn('nyo-realtime: settings not loaded; using the defaults', error);
+    return { ...defaults, changed: () => undefined };
+  }
+}
+
 function isDocumentWidget(widget: Widget): widget is IDocumentWidget {
   const candidate = widget as unknown as Partial<IDocumentWidget>;
   return !!candidate.context && !!candidate.toolbar && !!candidate.context.path;
+}
+
+/** The path of each notebook we follow, for `NotebookActions.executed`. */
+const notebookPaths = new WeakMap<Notebook, () => string>();
+
+/** In a notebook: the cell one has active goes out; others' marks come in. */
+function trackNotebook(
+  model: RealtimeModel,
+  notebook: Notebook,
+  path: () => string
+): IDisposable {
+  notebookPaths.set(notebook, path);
+  const marks = new NotebookMarks(model, notebook, path);
+  const onActive = () => {
+    const cell = notebook.activeCell;
+    if (cell) {
+      model.setActiveCell(path(), cellRefOf(notebook, cell));
+    }
+  };
+  notebook.activeCellChanged.connect(onActive);
+  // Where one starts: the first cell, or the one a restored layout had.
+  onActive();
+  return {
+    get isDisposed() {
+      return marks.isDisposed;
+    },
+    dispose: () => {
+      notebook.activeCellChanged.disconnect(onActive);
+      marks.dispose();
+    }
+  };
 }
 
 /** Follow one document view: its presence channel, toolbar badge and tab mark. */
@@ -110,17 +236,25 @@ function trackDocument(model: RealtimeModel, widget: IDocumentWidget): void {
   let path = context.path;
   model.openDocument(path);
 
-  const badge = new DocumentPresence(model, () => path, (others: Member[]) => {
-    // The tab says it too, through a data attribute the stylesheet shows.
-    const dataset = { ...widget.title.dataset };
-    if (others.length) {
-      dataset['nyo-others'] = String(others.length);
-    } else {
-      delete dataset['nyo-others'];
+  const badge = new DocumentPresence(
+    model,
+    () => path,
+    (others: Member[]) => {
+      // The tab says it too, through a data attribute the stylesheet shows.
+      const dataset = { ...widget.title.dataset };
+      if (others.length) {
+        dataset['nyo-others'] = String(others.length);
+      } else {
+        delete dataset['nyo-others'];
+      }
+      widget.title.dataset = dataset;
     }
-    widget.title.dataset = dataset;
-  });
+  );
   widget.toolbar.addItem('nyo-realtime-presence', badge);
+  const cells =
+    widget.content instanceof Notebook
+      ? trackNotebook(model, widget.content, () => path)
+      : undefined;
 
   const onPathChanged = (_: unknown, newPath: string) => {
     // A rename moves us to the new path's channel: presence follows the file.
@@ -132,6 +266,7 @@ function trackDocument(model: RealtimeModel, widget: IDocumentWidget): void {
   context.pathChanged.connect(onPathChanged);
   widget.disposed.connect(() => {
     context.pathChanged.disconnect(onPathChanged);
+    cells?.dispose();
     model.closeDocument(path);
     badge.dispose();
   });
@@ -142,11 +277,13 @@ const plugin: JupyterFrontEndPlugin<IRealtime> = {
   description: 'Who is here, what they have open, and chat, through nyo-realtime.',
   autoStart: true,
   provides: IRealtime,
-  optional: [IStatusBar, IDocumentWidgetOpener],
+  optional: [IStatusBar, IDocumentWidgetOpener, IRenderMimeRegistry, ISettingRegistry],
   activate: async (
     app: JupyterFrontEnd,
     statusBar: IStatusBar | null,
-    opener: IDocumentWidgetOpener | null
+    opener: IDocumentWidgetOpener | null,
+    rendermime: IRenderMimeRegistry | null,
+    settingRegistry: ISettingRegistry | null
   ): Promise<IRealtime> => {
     const settings = app.serviceManager.serverSettings;
     // The page's one connection: the panel, the badges and every extension
@@ -158,20 +295,56 @@ const plugin: JupyterFrontEndPlugin<IRealtime> = {
       maxReconnectAttempts: Infinity
     });
     const scope = await documentScope(settings);
-    const model = new RealtimeModel(client, {
-      knownPeople: () => knownPeople(settings),
-      documentScope: scope
+    const options = await loadSettings(settingRegistry);
+    const model: RealtimeModel = new RealtimeModel(client, {
+      knownPeople: (): Promise<Member[]> => knownPeople(settings, model.lobbyName),
+      documentScope: scope,
+      lobby: options.lobby
     });
-    const realtime = createRealtime(client, scope);
+    const realtime = createRealtime(client, scope, () => model.lobbyName);
     client.errors.connect(error => {
       console.warn(`nyo-realtime: ${error.code}: ${error.message}`);
     });
 
-    const panel = new RealtimePanel(realtime, model, path => {
-      void app.commands.execute('docmanager:open', { path });
+    const panel = new RealtimePanel(
+      realtime,
+      model,
+      (path, cell) => {
+        void openAt(app, path, cell);
+      },
+      {
+        profile: profileApi(settings),
+        renderMarkdown: rendermime ? markdownRenderer(rendermime) : undefined,
+        showChat: options.showChat
+      }
+    );
+    // Edited in the Settings Editor: applied at once, no reload.
+    options.changed(({ lobby, showChat }) => {
+      model.setLobby(lobby);
+      panel.showChat = showChat;
     });
     panel.title.icon = peopleIcon;
     app.shell.add(panel, 'left', { rank: 1000 });
+
+    // Mentions and unread messages reach a person with the panel closed too.
+    new ChatNotifier(model, {
+      isChatVisible: () => panel.isVisible,
+      unread: () => {
+        panel.unread += 1;
+      },
+      mentioned: (author, text) => {
+        const first = text.length > 140 ? `${text.slice(0, 139)}…` : text;
+        Notification.info(`${author} mentioned you: ${first}`, {
+          autoClose: 10_000,
+          actions: [
+            {
+              label: 'Open chat',
+              callback: () => app.shell.activateById(panel.id)
+            }
+          ]
+        });
+      }
+    });
 
     if (statusBar) {
       const item = new PresenceStatus(model, () => app.shell.activateById(panel.id));
@@ -181,6 +354,16 @@ const plugin: JupyterFrontEndPlugin<IRealtime> = {
         rank: 100
       });
     }
+
+    // Who ran which cell: everyone with the notebook open sees it.
+    NotebookActions.executed.connect((_, { notebook, cell, success }) => {
+      const path = notebookPaths.get(notebook);
+      if (path && cell.model.type === 'code') {
+        model
+          .cellExecuted(path(), cellRefOf(notebook, cell), success)
+          .catch(error => console.warn('nyo-realtime: could not share a run', error));
+      }
+    });
 
     const tracked = new WeakSet<Widget>();
     const track = (widget: Widget) => {

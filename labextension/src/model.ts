@@ -16,8 +16,16 @@ import {
   Status,
   User
 } from './client';
+import { CELL_EXECUTED_EVENT, CellRef, ExecutionEntry, executionOf } from './activity';
 import { documentChannel, LOBBY } from './channels';
 import { ChannelLease, openChannel } from './store';
+import { TrailingThrottle } from './throttle';
+
+/** Executions remembered per document; the server keeps 100 messages by default. */
+const MAX_EXECUTIONS = 100;
+
+/** Where one is sent at most this often: 250 ms is four updates a second. */
+export const WHERE_INTERVAL = 250;
 
 /** The chat event on the lobby channel, `{text}`: the same as the Python ChatWidget's. */
 export const CHAT_EVENT = 'chat:message';
@@ -60,6 +68,8 @@ export interface ModelOptions {
   knownPeople?: () => Promise<Member[]>;
   /** Which server's files the documents are (see `documentChannel`); '' when shared. */
   documentScope?: string;
+  /** The lobby's channel name; `LOBBY` by default. */
+  lobby?: string;
 }
 
 export class RealtimeModel {
@@ -71,17 +81,8 @@ export class RealtimeModel {
     readonly client: RealtimeClient,
     private _options: ModelOptions = {}
   ) {
-    // Held for the page's lifetime, with its history: the chat shows it
-    // whenever the panel is first opened.
-    this._lobbyLease = openChannel(client, LOBBY, { history: true });
-    this.lobby = this._lobbyLease.channel;
-    this.lobby.membersChanged.connect(members => {
-      for (const member of members.values()) {
-        this._remember(member);
-      }
-      this._changed.emit();
-    });
-    this.lobby.messages.connect(message => this._onMessage(message));
+    this._lobbyName = _options.lobby ?? LOBBY;
+    this._lobbyLease = this._joinLobby(this._lobbyName);
     client.stateChanged.connect(() => this._changed.emit());
     client.authenticated.connect(user => {
       this._remember(user);
@@ -93,7 +94,67 @@ export class RealtimeModel {
     }
   }
 
-  readonly lobby: Channel;
+  /** The lobby channel: everyone here, their status and meta, and the chat. */
+  get lobby(): Channel {
+    return this._lobbyLease.channel;
+  }
+
+  /** The lobby's channel name (the `lobby` setting). */
+  get lobbyName(): string {
+    return this._lobbyName;
+  }
+
+  /** The lobby moved to another channel; views following its messages follow it. */
+  get lobbyChanged(): ISignal<this, Channel> {
+    return this._lobbyChanged;
+  }
+
+  /**
+   * Move to another lobby (the setting changed): leave the old one and join the
+   * new, taking one's status and meta (open documents, where one is) along.
+   */
+  setLobby(name: string): void {
+    if (name === this._lobbyName) {
+      return;
+    }
+    const old = this._lobbyLease;
+    const status = old.channel.status;
+    const meta = old.channel.meta;
+    const offOld = this._lobbyOff;
+    this._lobbyName = name;
+    this._lobbyLease = this._joinLobby(name);
+    offOld();
+    old.release();
+    if (status !== undefined || meta !== undefined) {
+      void this.lobby
+        .setPresence({ status, meta })
+        .catch(error => console.warn('nyo-realtime: presence update failed', error));
+    }
+    this._lobbyChanged.emit(this.lobby);
+    this._changed.emit();
+  }
+
+  /**
+   * Hold `name` with its history, for the page's lifetime (or until the lobby
+   * moves): the chat shows it whenever the panel is first opened.
+   */
+  private _joinLobby(name: string): ChannelLease {
+    const lease = openChannel(this.client, name, { history: true });
+    const offMembers = lease.channel.membersChanged.connect(members => {
+      for (const member of members.values()) {
+        this._remember(member);
+      }
+      this._changed.emit();
+    });
+    const offMessages = lease.channel.messages.connect(message =>
+      this._onMessage(message)
+    );
+    this._lobbyOff = () => {
+      offMembers();
+      offMessages();
+    };
+    return lease;
+  }
 
   /** Anything shown changed: members, statuses, connection, user. */
   get changed(): ISignal<this, void> {
@@ -126,11 +187,7 @@ export class RealtimeModel {
   sorted(members: Iterable<Member>): Member[] {
     const me = this.me?.userId;
     return [...members].sort((a, b) =>
-      a.userId === me
-        ? -1
-        : b.userId === me
-          ? 1
-          : a.name.localeCompare(b.name)
+      a.userId === me ? -1 : b.userId === me ? 1 : a.name.localeCompare(b.name)
     );
   }
 
@@ -142,8 +199,35 @@ export class RealtimeModel {
     return this._people.get(userId)?.name ?? 'someone who left';
   }
 
-  personOf(userId: string): { userId: string; name: string; color?: string; avatar_url?: string } {
+  personOf(userId: string): {
+    userId: string;
+    name: string;
+    color?: string;
+    avatar_url?: string;
+  } {
     return this._people.get(userId) ?? { userId, name: this.nameOf(userId) };
+  }
+
+  /** Executions in a document, oldest first, from its history and live. */
+  executions(path: string): readonly ExecutionEntry[] {
+    return this._executions.get(path) ?? [];
+  }
+
+  /**
+   * The cell one has active in `path`. Sent coalesced (at most 4/s, the last
+   * one wins): on the document's channel for the marks on its cells, and on
+   * the lobby for the panel's "where is everyone".
+   */
+  setActiveCell(path: string, cell: CellRef): void {
+    this._where.push({ path, cell });
+  }
+
+  /** Tell everyone with `path` open that we ran `cell`. */
+  async cellExecuted(path: string, cell: CellRef, success: boolean): Promise<void> {
+    const channel = this._documents.get(path)?.lease.channel;
+    if (channel) {
+      await channel.publish(CELL_EXECUTED_EVENT, { cell, success });
+    }
   }
 
   /** Set one's status on the lobby and on every open document's channel. */
@@ -170,9 +254,27 @@ export class RealtimeModel {
     if (open) {
       open.count++;
     } else {
-      const lease = openChannel(this.client, this._documentChannel(path));
+      // With its history: who ran what before we opened it (or reloaded).
+      const lease = openChannel(this.client, this._documentChannel(path), {
+        history: true
+      });
       const channel = lease.channel;
-      const off = channel.membersChanged.connect(() => this._documentChanged.emit(path));
+      const offMembers = channel.membersChanged.connect(() =>
+        this._documentChanged.emit(path)
+      );
+      for (const message of lease.store.snapshot.messages) {
+        this._onDocumentMessage(path, message);
+      }
+      const offMessages = lease.store.received.connect(message => {
+        if (this._onDocumentMessage(path, message)) {
+          this._documentChanged.emit(path);
+          this._changed.emit();
+        }
+      });
+      const off = () => {
+        offMembers();
+        offMessages();
+      };
       this._documents.set(path, { count: 1, lease, off });
       // One status per person: a document shows the same one as the lobby.
       if (this.myStatus !== 'online') {
@@ -194,6 +296,7 @@ export class RealtimeModel {
       return;
     }
     this._documents.delete(path);
+    this._executions.delete(path);
     // Left unless another extension still follows it (`IRealtime`).
     open.off();
     open.lease.release();
@@ -201,13 +304,16 @@ export class RealtimeModel {
     this._documentChanged.emit(path);
   }
 
+  /** Paths of the documents open on this page, sorted. */
+  get openDocuments(): string[] {
+    return [...this._documents.keys()].sort();
+  }
+
   /** Other people who have `path` open. */
   othersOn(path: string): Member[] {
     const channel = this._documents.get(path)?.lease.channel;
     const me = this.me?.userId;
-    return channel
-      ? [...channel.members.values()].filter(m => m.userId !== me)
-      : [];
+    return channel ? [...channel.members.values()].filter(m => m.userId !== me) : [];
   }
 
   /** Paths a member has open, from the lobby meta each client publishes. */
@@ -217,7 +323,9 @@ export class RealtimeModel {
    */
   sharesFiles(member: Member): boolean {
     const scope = member.meta?.scope;
-    return (typeof scope === 'string' ? scope : '') === (this._options.documentScope ?? '');
+    return (
+      (typeof scope === 'string' ? scope : '') === (this._options.documentScope ?? '')
+    );
   }
 
   openPaths(member: Member): string[] {
@@ -233,6 +341,7 @@ export class RealtimeModel {
       lease.release();
     }
     this._documents.clear();
+    this._where.cancel();
     this._lobbyLease.release();
     this.client.close();
     Signal.clearData(this);
@@ -247,10 +356,47 @@ export class RealtimeModel {
       this._publishTimer = undefined;
       const open = [...this._documents.keys()].sort();
       const scope = this._options.documentScope ?? '';
+      const meta: Record<string, unknown> = { ...(this.lobby.meta ?? {}), open, scope };
+      // Not "on cell 3 of" a notebook one has closed.
+      const where = meta.where as { path?: string } | undefined;
+      if (where && !open.includes(where.path ?? '')) {
+        delete meta.where;
+      }
       void this.lobby
-        .setPresence({ meta: { ...(this.lobby.meta ?? {}), open, scope } })
+        .setPresence({ meta })
         .catch(error => console.warn('nyo-realtime: presence update failed', error));
     }, 50);
+  }
+
+  /** Remember an execution; whether it was a new one. */
+  private _onDocumentMessage(path: string, message: Message): boolean {
+    const entry = executionOf(message);
+    if (!entry) {
+      return false;
+    }
+    const entries = this._executions.get(path) ?? [];
+    if (entries.some(e => e.id === entry.id)) {
+      return false; // a history replay after reconnecting
+    }
+    this._executions.set(path, [...entries, entry].slice(-MAX_EXECUTIONS));
+    if (entry.userId !== null && !this._people.has(entry.userId)) {
+      this._lookUpPeople();
+    }
+    return true;
+  }
+
+  /** Send where one is: the document's channel and the lobby, one update each. */
+  private _sendWhere({ path, cell }: { path: string; cell: CellRef }): void {
+    const channel = this._documents.get(path)?.lease.channel;
+    if (!channel) {
+      return; // closed meanwhile
+    }
+    const warn = (error: unknown) =>
+      console.warn('nyo-realtime: presence update failed', error);
+    void channel.setPresence({ meta: { ...(channel.meta ?? {}), cell } }).catch(warn);
+    void this.lobby
+      .setPresence({ meta: { ...(this.lobby.meta ?? {}), where: { path, cell } } })
+      .catch(warn);
   }
 
   /** Chat authors we have no name for are looked up (people who left). */
@@ -298,6 +444,9 @@ export class RealtimeModel {
   private _changed = new Signal<this, void>(this);
   private _documentChanged = new Signal<this, string>(this);
   private _lobbyLease: ChannelLease;
+  private _lobbyName: string;
+  private _lobbyOff: () => void = () => undefined;
+  private _lobbyChanged = new Signal<this, Channel>(this);
   /** Open documents by path: how many views show each, and its channel. */
   private _documents = new Map<
     string,
@@ -308,6 +457,11 @@ export class RealtimeModel {
     { userId: string; name: string; color?: string; avatar_url?: string }
   >();
   private _publishTimer: ReturnType<typeof setTimeout> | undefined;
+  private _executions = new Map<string, ExecutionEntry[]>();
+  private _where = new TrailingThrottle<{ path: string; cell: CellRef }>(
+    where => this._sendWhere(where),
+    WHERE_INTERVAL
+  );
   private _lookingUp = false;
 }
 

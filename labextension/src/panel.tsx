@@ -8,49 +8,29 @@
  * paths a member has open.
  */
 import { ReactWidget } from '@jupyterlab/ui-components';
+import type { Message } from '@lumino/messaging';
 import * as React from 'react';
-import { useEffect, useLayoutEffect, useMemo, useRef, useState } from 'react';
+import { useEffect, useMemo, useState } from 'react';
 
+import { CellRef, whereOf } from './activity';
+import { Avatar } from './avatar';
+import { personOf, STATUS_LABELS } from './avatars';
+import { timeOf } from './cells';
+import { Chat, MarkdownRenderer } from './chat';
 import { Member, Status } from './client';
-import { colorOf, initialsOf, Person, personOf, STATUS_LABELS } from './avatars';
-import { useChannel, usePresence, useWebSocket } from './hooks';
-import {
-  CHAT_EVENT,
-  ChatEntry,
-  chatEntryOf,
-  MAX_CHAT_LENGTH,
-  RealtimeModel
-} from './model';
+import { usePresence, useWebSocket } from './hooks';
+import { RealtimeModel } from './model';
+import { ProfileApi } from './profile';
+import { ProfileForm } from './profileForm';
 import { IRealtime } from './tokens';
 import { PICKER_STATUSES, STATE_LABELS } from './views';
 
-/** The same avatar as `renderAvatar`'s, as a React element. */
-export function Avatar(props: {
-  person: Person;
-  size?: 'small' | 'large';
-  showStatus?: boolean;
-}): React.ReactElement {
-  const { person, size = 'small' } = props;
-  const status = props.showStatus ? person.status : undefined;
-  return (
-    <span
-      className={`nyo-avatar nyo-avatar-${size}`}
-      data-user-id={person.userId}
-      data-status={status}
-      title={
-        person.status ? `${person.name} — ${STATUS_LABELS[person.status]}` : person.name
-      }
-      style={person.avatar_url ? undefined : { backgroundColor: colorOf(person) }}
-    >
-      {person.avatar_url ? (
-        <img src={person.avatar_url} alt={person.name} />
-      ) : (
-        initialsOf(person.name)
-      )}
-      {status && <span className={`nyo-status-dot nyo-status-${status}`} />}
-    </span>
-  );
-}
+export { Avatar };
+
+const CAPTION = 'Collaborators and chat';
+
+/** Open a document, and in a notebook go to a cell. */
+export type OpenPath = (path: string, cell?: CellRef) => void;
 
 /** Re-render whenever the model says something changed. */
 function useModel(model: RealtimeModel): void {
@@ -91,16 +71,19 @@ function PersonRow(props: {
   member: Member;
   isMe: boolean;
   model: RealtimeModel;
-  openPath: (path: string) => void;
+  openPath: OpenPath;
 }): React.ReactElement {
   const { member, isMe, model, openPath } = props;
   const paths = model.openPaths(member);
   const ours = model.sharesFiles(member);
+  const where = whereOf(member);
   return (
     <li className="nyo-person" data-user-id={member.userId} data-status={member.status}>
       <Avatar person={personOf(member)} size="large" showStatus />
       <div className="nyo-person-text">
-        <span className="nyo-person-name">{isMe ? `${member.name} (you)` : member.name}</span>
+        <span className="nyo-person-name">
+          {isMe ? `${member.name} (you)` : member.name}
+        </span>
         <span className={`nyo-person-status nyo-status-${member.status}`}>
           {STATUS_LABELS[member.status]}
         </span>
@@ -133,121 +116,135 @@ function PersonRow(props: {
         ) : (
           <span className="nyo-person-idle">nothing open</span>
         )}
+        {where && paths.includes(where.path) && (
+          <WhereLink member={member} where={where} ours={ours} openPath={openPath} />
+        )}
       </div>
     </li>
   );
 }
 
-function ChatLine(props: { entry: ChatEntry; model: RealtimeModel }): React.ReactElement {
-  const { entry, model } = props;
-  const when = new Date(entry.ts);
+/** "On analysis.ipynb, cell 3: import pandas": a click goes there. */
+function WhereLink(props: {
+  member: Member;
+  where: { path: string; cell: CellRef };
+  ours: boolean;
+  openPath: OpenPath;
+}): React.ReactElement {
+  const { member, where, ours, openPath } = props;
+  const name = where.path.split('/').pop() || where.path;
+  const text = `${name}, cell ${where.cell.index + 1}${
+    where.cell.line ? `: ${where.cell.line}` : ''
+  }`;
   return (
-    <li
-      className="nyo-chat-entry"
-      data-message-id={entry.id}
-      data-user-id={entry.userId ?? undefined}
-    >
-      {entry.userId && <Avatar person={model.personOf(entry.userId)} />}
-      <div className="nyo-chat-body">
-        <div className="nyo-chat-head">
-          <span className="nyo-chat-author">{model.nameOf(entry.userId)}</span>
-          <time className="nyo-chat-time" dateTime={when.toISOString()}>
-            {when.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' })}
-          </time>
+    <div className="nyo-person-where">
+      {ours ? (
+        <a
+          href="#"
+          className="nyo-person-cell"
+          title={`Go to ${member.name}'s cell in ${where.path}`}
+          data-path={where.path}
+          data-cell-index={where.cell.index}
+          onClick={event => {
+            event.preventDefault();
+            openPath(where.path, where.cell);
+          }}
+        >
+          {text}
+        </a>
+      ) : (
+        <span className="nyo-person-cell">{text}</span>
+      )}
+    </div>
+  );
+}
+
+/** Who ran which cell, in each notebook one has open; newest first. */
+function Activity(props: {
+  model: RealtimeModel;
+  openPath: OpenPath;
+}): React.ReactElement {
+  const { model, openPath } = props;
+  const documents = model.openDocuments.filter(path => model.executions(path).length);
+  return (
+    <section className="nyo-activity">
+      <h2 className="nyo-panel-title">Notebook activity</h2>
+      {documents.length === 0 && (
+        <div className="nyo-activity-empty">
+          No cells run in your open notebooks yet
         </div>
-        {/* Text, never HTML: chat is what other people typed. */}
-        <div className="nyo-chat-text">{entry.text}</div>
-      </div>
-    </li>
-  );
-}
-
-function Chat(props: { realtime: IRealtime; model: RealtimeModel }): React.ReactElement {
-  const { realtime, model } = props;
-  // The model holds the lobby with its history from the start, so a panel
-  // opened later still shows what was said before.
-  const { messages, send } = useChannel(realtime, realtime.lobby, { history: true });
-  const entries = useMemo(
-    () =>
-      messages
-        .map(chatEntryOf)
-        .filter((entry): entry is ChatEntry => entry !== undefined),
-    [messages]
-  );
-  const [text, setText] = useState('');
-  const [error, setError] = useState('');
-
-  // Follow new lines while the reader is at the bottom; leave them be if not.
-  const log = useRef<HTMLOListElement>(null);
-  const atBottom = useRef(true);
-  useLayoutEffect(() => {
-    const node = log.current;
-    if (node && atBottom.current) {
-      node.scrollTop = node.scrollHeight;
-    }
-  }, [entries]);
-
-  const submit = (event: React.FormEvent) => {
-    event.preventDefault();
-    const trimmed = text.trim().slice(0, MAX_CHAT_LENGTH);
-    if (!trimmed) {
-      return;
-    }
-    setText('');
-    setError('');
-    // While reconnecting the client holds the message and sends it, once,
-    // when the lobby is subscribed again.
-    send(CHAT_EVENT, { text: trimmed }).catch(reason => {
-      setText(current => current || text);
-      setError(`Not sent: ${reason?.message ?? reason}`);
-    });
-  };
-
-  return (
-    <section className="nyo-chat">
-      <h2 className="nyo-panel-title">Chat</h2>
-      <ol
-        className="nyo-chat-log"
-        aria-live="polite"
-        ref={log}
-        onScroll={() => {
-          const node = log.current!;
-          atBottom.current = node.scrollHeight - node.scrollTop - node.clientHeight < 20;
-        }}
-      >
-        {entries.map(entry => (
-          <ChatLine key={entry.id} entry={entry} model={model} />
-        ))}
-      </ol>
-      <form className="nyo-chat-form" onSubmit={submit}>
-        <input
-          className="nyo-chat-input"
-          type="text"
-          maxLength={MAX_CHAT_LENGTH}
-          placeholder="Message everyone here"
-          aria-label="Chat message"
-          value={text}
-          onChange={event => setText(event.target.value)}
-        />
-        <button className="nyo-chat-send jp-mod-styled jp-mod-accept" type="submit">
-          Send
-        </button>
-      </form>
-      <div className="nyo-chat-error">{error}</div>
+      )}
+      {documents.map(path => (
+        <div key={path} className="nyo-activity-document" data-path={path}>
+          <div className="nyo-activity-path">{path}</div>
+          <ol className="nyo-activity-list">
+            {[...model.executions(path)]
+              .reverse()
+              .slice(0, 20)
+              .map(entry => (
+                <li
+                  key={entry.id}
+                  className="nyo-activity-entry"
+                  data-user-id={entry.userId ?? undefined}
+                  data-cell-index={entry.cell.index}
+                >
+                  <a
+                    href="#"
+                    onClick={event => {
+                      event.preventDefault();
+                      openPath(path, entry.cell);
+                    }}
+                  >
+                    <span className="nyo-activity-who">
+                      {model.nameOf(entry.userId)}
+                    </span>
+                    {` ran cell ${entry.cell.index + 1}`}
+                    {entry.cell.line && (
+                      <code className="nyo-activity-line">{entry.cell.line}</code>
+                    )}
+                    {!entry.success && (
+                      <span className="nyo-activity-failed"> (failed)</span>
+                    )}
+                  </a>
+                  <time
+                    className="nyo-activity-time"
+                    dateTime={new Date(entry.ts).toISOString()}
+                  >
+                    {timeOf(entry.ts)}
+                  </time>
+                </li>
+              ))}
+          </ol>
+        </div>
+      ))}
     </section>
   );
 }
 
 /** Everything in the side panel. */
+/** What the panel can do beyond presence, when the page provides it. */
+export interface PanelExtras {
+  /** One's own name and colour: the form is there only with it. */
+  profile?: ProfileApi;
+  /** Chat as Markdown; plain text without. */
+  renderMarkdown?: MarkdownRenderer;
+  /** Whether the chat is shown (the `showChat` setting); by default it is. */
+  showChat?: boolean;
+}
+
 export function RealtimePanelView(props: {
   realtime: IRealtime;
   model: RealtimeModel;
-  openPath: (path: string) => void;
+  openPath: OpenPath;
+  extras?: PanelExtras;
 }): React.ReactElement {
-  const { realtime, model, openPath } = props;
+  const { realtime, model, openPath, extras = {} } = props;
+  const [editing, setEditing] = useState(false);
   useModel(model);
   const { connectionState, user } = useWebSocket(realtime);
   const { members } = usePresence(realtime, realtime.lobby);
+  // `user` too: `sorted` puts `model.me` first, which changes when we authenticate.
+  // eslint-disable-next-line react-hooks/exhaustive-deps
   const people = useMemo(() => model.sorted(members), [model, members, user]);
   return (
     <>
@@ -261,9 +258,31 @@ export function RealtimePanelView(props: {
         </span>
       </div>
       <div className="nyo-me">
-        <span className="nyo-me-name">{user ? `You are ${user.name}` : ''}</span>
+        <span className="nyo-me-name">
+          {/* As others see us: a name chosen since we connected comes with presence. */}
+          {user
+            ? `You are ${members.find(m => m.userId === user.userId)?.name ?? user.name}`
+            : ''}
+        </span>
+        {extras.profile && user && !editing && (
+          <button
+            className="nyo-profile-edit jp-mod-styled"
+            type="button"
+            title="Change your name and colour"
+            onClick={() => setEditing(true)}
+          >
+            Edit
+          </button>
+        )}
         <StatusPicker model={model} />
       </div>
+      {extras.profile && user && editing && (
+        <ProfileForm
+          api={extras.profile}
+          userId={user.userId}
+          onDone={() => setEditing(false)}
+        />
+      )}
       <ul className="nyo-people">
         {people.map(member => (
           <PersonRow
@@ -275,7 +294,15 @@ export function RealtimePanelView(props: {
           />
         ))}
       </ul>
-      <Chat realtime={realtime} model={model} />
+      <Activity model={model} openPath={openPath} />
+      {extras.showChat !== false && (
+        <Chat
+          realtime={realtime}
+          model={model}
+          members={members}
+          renderMarkdown={extras.renderMarkdown}
+        />
+      )}
     </>
   );
 }
@@ -289,13 +316,54 @@ export class RealtimePanel extends ReactWidget {
   constructor(
     private _realtime: IRealtime,
     private _model: RealtimeModel,
-    private _openPath: (path: string) => void
+    private _openPath: OpenPath,
+    private _extras: PanelExtras = {}
   ) {
     super();
     this.id = 'nyo-realtime-panel';
     this.addClass('nyo-panel');
-    this.title.caption = 'Collaborators and chat';
+    this.title.caption = CAPTION;
   }
+
+  /** Whether the chat is shown (the `showChat` setting). */
+  set showChat(show: boolean) {
+    this._extras = { ...this._extras, showChat: show };
+    this.update();
+  }
+
+  /** Chat messages that came while the panel was hidden; shown on its tab. */
+  get unread(): number {
+    return this._unread;
+  }
+
+  set unread(count: number) {
+    this._unread = count;
+    const dataset = { ...this.title.dataset };
+    if (count > 0) {
+      dataset['nyo-unread'] = count > 99 ? '99+' : String(count);
+      this.title.caption = `${CAPTION} (${count} unread)`;
+    } else {
+      delete dataset['nyo-unread'];
+      this.title.caption = CAPTION;
+    }
+    this.title.dataset = dataset;
+  }
+
+  /** Shown again: everything in it is read. */
+  protected onAfterShow(msg: Message): void {
+    super.onAfterShow(msg);
+    this.unread = 0;
+  }
+
+  /** Opened (attached) for the first time in this page. */
+  protected onAfterAttach(msg: Message): void {
+    super.onAfterAttach(msg);
+    if (this.isVisible) {
+      this.unread = 0;
+    }
+  }
+
+  private _unread = 0;
 
   protected render(): React.ReactElement {
     return (
@@ -303,6 +371,7 @@ export class RealtimePanel extends ReactWidget {
         realtime={this._realtime}
         model={this._model}
         openPath={this._openPath}
+        extras={this._extras}
       />
     );
   }

@@ -12,13 +12,7 @@
  * `useSyncExternalStore` needs, so that a component mounted late (a side panel
  * opened after the history arrived) still shows it.
  */
-import {
-  Channel,
-  Emitter,
-  Member,
-  Message,
-  RealtimeClient
-} from './client';
+import { Channel, Emitter, Member, Message, RealtimeClient } from './client';
 
 /** What a channel has received, as values React can compare by identity. */
 export interface ChannelSnapshot {

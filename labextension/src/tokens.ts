@@ -39,12 +39,20 @@ export const IRealtime = new Token<IRealtime>(
 /**
  * An `IRealtime` over a client: what the plugin provides, and what a page
  * outside JupyterLab (or a test) can build around a client of its own.
- * `documentScope` is the server's `Realtime.document_scope` ('' when shared).
+ * `documentScope` is the server's `Realtime.document_scope` ('' when shared);
+ * `lobby` says the lobby's current channel name.
  */
-export function createRealtime(client: RealtimeClient, documentScope = ''): IRealtime {
+export function createRealtime(
+  client: RealtimeClient,
+  documentScope = '',
+  lobby: () => string = () => LOBBY
+): IRealtime {
   return {
     client,
-    lobby: LOBBY,
+    // Read each time: the `lobby` setting may move it while the page is open.
+    get lobby() {
+      return lobby();
+    },
     documentChannel: path => documentChannel(path, documentScope),
     openChannel: (name, options) => openChannel(client, name, options)
   };

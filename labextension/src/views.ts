@@ -40,7 +40,11 @@ function el<K extends keyof HTMLElementTagNameMap>(
 
 /** The mark a person sees when the connection is not live. */
 function connectionMark(state: ConnectionState): HTMLElement {
-  const mark = el('span', `nyo-connection nyo-connection-${state}`, STATE_LABELS[state]);
+  const mark = el(
+    'span',
+    `nyo-connection nyo-connection-${state}`,
+    STATE_LABELS[state]
+  );
   mark.dataset.state = state;
   mark.hidden = state === 'open';
   return mark;
@@ -100,11 +104,7 @@ export class PresenceStatus extends Widget {
       );
     }
     node.appendChild(faces);
-    const count = el(
-      'span',
-      'nyo-count',
-      `${members.length} online`
-    );
+    const count = el('span', 'nyo-count', `${members.length} online`);
     count.dataset.count = String(members.length);
     node.appendChild(count);
 

@@ -35,7 +35,7 @@ describe('documentChannel', () => {
     expect(documentChannel(long)).toBe(name);
   });
 
-  it('keeps two servers\' files of the same path apart, unless they share files', () => {
+  it("keeps two servers' files of the same path apart, unless they share files", () => {
     const ada = documentChannel('Untitled.ipynb', 'ada');
     const bob = documentChannel('Untitled.ipynb', 'bob');
     expect(ada).toBe('presence-doc@ada:Untitled.ipynb');

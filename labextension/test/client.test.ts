@@ -89,7 +89,9 @@ describe('presence', () => {
     await eventually(() => adaRoom.members.has('bob'), 'ada to see bob join');
     expect(adaRoom.members.get('bob')!.name).toBe('Bob');
 
-    await bob.channel(room).setPresence({ status: 'busy', meta: { open: ['a.ipynb'] } });
+    await bob
+      .channel(room)
+      .setPresence({ status: 'busy', meta: { open: ['a.ipynb'] } });
     await eventually(
       () => adaRoom.members.get('bob')?.status === 'busy',
       'bob busy as seen by ada'
@@ -412,7 +414,11 @@ describe('server restart and refusal', () => {
   it('the identity is the token’s: a client cannot name itself', async () => {
     const ada = client('ada', { claims: { name: 'Ada Lovelace', tenant: 'acme' } });
     const user = await ada.connect();
-    expect(user).toMatchObject({ userId: 'ada', name: 'Ada Lovelace', tenantId: 'acme' });
+    expect(user).toMatchObject({
+      userId: 'ada',
+      name: 'Ada Lovelace',
+      tenantId: 'acme'
+    });
     const room = fresh('room');
     const channel = ada.channel(room);
     await eventually(() => channel.isSubscribed, 'subscribed');
@@ -426,7 +432,8 @@ describe('server restart and refusal', () => {
 // client's numbers, attempts counted from 1).
 describe('backoff', () => {
   it('doubles per attempt from 3 s up to the 30 s cap', () => {
-    const top = (attempt: number) => backoffDelay(attempt, undefined, undefined, () => 1);
+    const top = (attempt: number) =>
+      backoffDelay(attempt, undefined, undefined, () => 1);
     expect([1, 2, 3, 4, 5].map(top)).toEqual([3000, 6000, 12000, 24000, 30000]);
     expect(top(10)).toBe(30_000);
     expect(top(10_000)).toBe(30_000);

@@ -60,7 +60,11 @@ export function freePort(): Promise<number> {
   });
 }
 
-function waitForPort(port: number, child: ChildProcess, output: () => string): Promise<void> {
+function waitForPort(
+  port: number,
+  child: ChildProcess,
+  output: () => string
+): Promise<void> {
   const deadline = Date.now() + 30_000;
   return new Promise((resolve, reject) => {
     const attempt = () => {

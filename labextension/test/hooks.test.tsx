@@ -8,12 +8,7 @@ import { act, cleanup, render, renderHook, waitFor } from '@testing-library/reac
 import * as React from 'react';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 
-import {
-  Member,
-  Message,
-  RealtimeClient,
-  WebSocketLike
-} from '../src/client';
+import { Member, Message, RealtimeClient, WebSocketLike } from '../src/client';
 import {
   useChannel,
   usePresence,
@@ -90,11 +85,16 @@ function recorder() {
     return socket;
   };
   const frames = (type: string, channel?: string) =>
-    sent.filter(f => f.type === type && (channel === undefined || f.channel === channel));
+    sent.filter(
+      f => f.type === type && (channel === undefined || f.channel === channel)
+    );
   return { factory, sockets, sent, frames };
 }
 
-function options(user: string, extra: Partial<UseWebSocketOptions> = {}): UseWebSocketOptions {
+function options(
+  user: string,
+  extra: Partial<UseWebSocketOptions> = {}
+): UseWebSocketOptions {
   return { url: server.url, token: makeToken(user), createSocket, ...extra };
 }
 
@@ -446,7 +446,9 @@ describe('client options', () => {
   it('heartbeatInterval: pings at that interval', async () => {
     const rec = recorder();
     const { result } = renderHook(() =>
-      useWebSocket(options('ada', { createSocket: rec.factory, heartbeatInterval: 100 }))
+      useWebSocket(
+        options('ada', { createSocket: rec.factory, heartbeatInterval: 100 })
+      )
     );
     await waitFor(() => expect(result.current.connectionState).toBe('open'));
     await sleep(550);

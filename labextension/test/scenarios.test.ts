@@ -82,7 +82,9 @@ const closeTo = (value: number, expected: number) =>
   Math.abs(value - expected) <= 1e-9 + 1e-6 * Math.abs(expected);
 
 function tokenOf(spec: { user: string; valid?: boolean }): string {
-  return spec.valid === false ? makeToken(spec.user, {}, WRONG_SECRET) : makeToken(spec.user);
+  return spec.valid === false
+    ? makeToken(spec.user, {}, WRONG_SECRET)
+    : makeToken(spec.user);
 }
 
 /** One client of a scenario and everything it did and saw. */
@@ -95,7 +97,10 @@ class Recorded {
   readonly received: any[] = [];
   readonly channels = new Map<string, Channel>();
   readonly messages = new Map<string, Message[]>();
-  readonly subscribed = new Map<string, { recovered: boolean; resubscribed: boolean }[]>();
+  readonly subscribed = new Map<
+    string,
+    { recovered: boolean; resubscribed: boolean }[]
+  >();
   tokenCalls = 0;
 
   constructor(spec: Step, url: string, defaults: Record<string, any>) {
@@ -107,7 +112,12 @@ class Recorded {
       } else if (name === 'maxReconnectAttempts') {
         options.maxReconnectAttempts = value === null ? Infinity : (value as number);
       } else if (
-        ['reconnectDelay', 'maxReconnectDelay', 'heartbeatInterval', 'requestTimeout'].includes(name)
+        [
+          'reconnectDelay',
+          'maxReconnectDelay',
+          'heartbeatInterval',
+          'requestTimeout'
+        ].includes(name)
       ) {
         (options as any)[name] = value;
       } else {
@@ -230,7 +240,9 @@ class Replay {
   }
 
   async do_start(step: Step): Promise<void> {
-    this._get(step).client.connect().catch(() => undefined);
+    this._get(step)
+      .client.connect()
+      .catch(() => undefined);
   }
 
   async do_subscribe(step: Step): Promise<void> {
@@ -244,7 +256,10 @@ class Replay {
     const events: { recovered: boolean; resubscribed: boolean }[] = [];
     recorded.subscribed.set(name, events);
     channel.subscribed.connect(event => events.push(event));
-    await eventually(() => channel.isSubscribed, () => `subscribed to ${name}`);
+    await eventually(
+      () => channel.isSubscribed,
+      () => `subscribed to ${name}`
+    );
   }
 
   async do_publish(step: Step): Promise<void> {
@@ -324,7 +339,11 @@ class Replay {
 
   async expect_closed(step: Step): Promise<void> {
     const client = this._get(step).client;
-    await eventually(() => client.state === 'closed', () => 'closed', this._wait(step));
+    await eventually(
+      () => client.state === 'closed',
+      () => 'closed',
+      this._wait(step)
+    );
     expect(client.closeReason ?? '').toContain(step.reason_contains);
   }
 
@@ -337,7 +356,10 @@ class Replay {
     );
     await sleep(200); // time for a duplicate to show up, if one were let through
     const payloads = messages.map(m => m.payload);
-    expect(matches(payloads, step.payloads, this._names), JSON.stringify(payloads)).toBe(true);
+    expect(
+      matches(payloads, step.payloads, this._names),
+      JSON.stringify(payloads)
+    ).toBe(true);
     const ids = messages.map(m => m.id);
     expect(new Set(ids).size, `an id was delivered twice: ${ids}`).toBe(ids.length);
     if (step.ids) {
@@ -391,7 +413,11 @@ class Replay {
     const channel = this._get(step).channels.get(step.channel)!;
     const member = (): Member | undefined => channel.members.get(step.user);
     if (step.absent) {
-      await eventually(() => !member(), () => `${step.user} gone`, this._wait(step));
+      await eventually(
+        () => !member(),
+        () => `${step.user} gone`,
+        this._wait(step)
+      );
       return;
     }
     const wanted: Step = {};
@@ -402,7 +428,8 @@ class Replay {
     }
     await eventually(
       () => member() && matches(member(), wanted, this._names),
-      () => `${step.user} with ${JSON.stringify(wanted)} (is ${JSON.stringify(member())})`,
+      () =>
+        `${step.user} with ${JSON.stringify(wanted)} (is ${JSON.stringify(member())})`,
       this._wait(step)
     );
   }
@@ -423,7 +450,9 @@ class Replay {
     }
     const base = recorded.reconnectDelay;
     if ('window_x' in step) {
-      expect(closeTo(info.window, step.window_x * base), JSON.stringify(info)).toBe(true);
+      expect(closeTo(info.window, step.window_x * base), JSON.stringify(info)).toBe(
+        true
+      );
     }
     if ('after_mark' in step) {
       const elapsed = at - this._marks.get(step.after_mark)!;
@@ -448,9 +477,10 @@ class Replay {
       expect(infos.length, JSON.stringify(infos)).toBe(step.exactly.length);
       step.exactly.forEach((wanted: Step, i: number) => {
         expect(infos[i].attempt).toBe(wanted.attempt);
-        expect(closeTo(infos[i].window, wanted.window_x * base), JSON.stringify(infos[i])).toBe(
-          true
-        );
+        expect(
+          closeTo(infos[i].window, wanted.window_x * base),
+          JSON.stringify(infos[i])
+        ).toBe(true);
       });
       return;
     }

@@ -1,0 +1,257 @@
+"""Helpers of the browser tests: a real `jupyter lab` (or `jupyter notebook`) in a
+subprocess, Debian's chromium driven by Playwright, and `Person`, one browser
+context (one login, one Jupyter user). Test modules define their own fixtures
+on top of `start_lab` and `launch_browser`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+CHROMIUM = Path("/usr/bin/chromium")
+REPO = Path(__file__).resolve().parent.parent
+SCREENSHOTS = REPO / "test-output" / "e2e"
+TOKEN = "e2e-jupyter-token"
+
+NO_CHROMIUM = (
+    "needs Debian's chromium at /usr/bin/chromium (`apt-get install chromium`, as .ci/run does)"
+)
+
+if CHROMIUM.exists():  # the tests are skipped without it
+    from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
+
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--headless",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
+
+# JupyterLab takes a few seconds to start in a cold browser; presence is fast.
+LOAD_TIMEOUT = 60_000
+SEEN_TIMEOUT = 20_000
+
+NOTEBOOK = {
+    "cells": [
+        {
+            "cell_type": "markdown",
+            "metadata": {},
+            "source": ["# A notebook two people have open"],
+        },
+        {
+            "cell_type": "code",
+            "execution_count": None,
+            "metadata": {},
+            "outputs": [],
+            "source": ["print('hello')"],
+        },
+    ],
+    "metadata": {
+        "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"}
+    },
+    "nbformat": 4,
+    "nbformat_minor": 5,
+}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class LabServer:
+    def __init__(self, root: Path, port: int, process: subprocess.Popen[bytes], log: Path) -> None:
+        self.root = root
+        self.port = port
+        self.process = process
+        self.log = log
+
+    def url(self, path: str, port: int | None = None) -> str:
+        sep = "&" if "?" in path else "?"
+        return f"http://127.0.0.1:{port or self.port}/{path}{sep}token={TOKEN}"
+
+
+def start_lab(
+    base: Path, app: str = "jupyterlab", labextensions: Path | None = None
+) -> Iterator[LabServer]:
+    root, config = base / "root", base / "config"
+    root.mkdir(parents=True)
+    (config / "labconfig").mkdir(parents=True)
+    (root / "shared.ipynb").write_text(json.dumps(NOTEBOOK, indent=1))
+    (root / "notes.md").write_text("# Notes\n\nA file, not a notebook.\n")
+    # The news prompt would cover the status bar in screenshots.
+    (config / "labconfig" / "page_config.json").write_text(
+        json.dumps({"disabledExtensions": {"@jupyterlab/apputils-extension:announcements": True}})
+    )
+    (config / "jupyter_server_config.json").write_text(
+        json.dumps(
+            {
+                "ServerApp": {"jpserver_extensions": {"nyo_realtime_ext": True}},
+                "Realtime": {"db_path": str(base / "realtime.db")},
+                # More lab extensions than the installed ones (`who_is_here`).
+                **(
+                    {"LabApp": {"extra_labextensions_path": [str(labextensions)]}}
+                    if labextensions
+                    else {}
+                ),
+            }
+        )
+    )
+    port = free_port()
+    log = base / "server.log"
+    env = {
+        **os.environ,
+        "JUPYTER_CONFIG_DIR": str(config),
+        "JUPYTER_RUNTIME_DIR": str(base / "runtime"),
+        "JUPYTER_PLATFORM_DIRS": "1",
+        "PYTHONUNBUFFERED": "1",
+    }
+    args = [
+        sys.executable, "-m", app,
+        "--no-browser", f"--port={port}", "--ServerApp.ip=127.0.0.1",
+        f"--ServerApp.token={TOKEN}", f"--ServerApp.root_dir={root}",
+        f"--LabApp.workspaces_dir={base / 'workspaces'}",
+    ]  # fmt: skip
+    if os.geteuid() == 0:
+        args.append("--allow-root")
+    with log.open("wb") as out:
+        process = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=env)
+    server = LabServer(root, port, process, log)
+    deadline = time.monotonic() + 60
+    while True:
+        if process.poll() is not None:
+            raise RuntimeError(f"{app} exited:\n{log.read_text()}")
+        try:
+            with urllib.request.urlopen(server.url("api/status"), timeout=2) as response:
+                if response.status == 200:
+                    break
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{app} did not start:\n{log.read_text()}")
+        time.sleep(0.2)
+    # Without the built front end every browser test would only time out.
+    with urllib.request.urlopen(server.url("lab" if app == "jupyterlab" else "tree")) as page:
+        assert b"nyo-realtime-ext" in page.read(), (
+            "the lab extension is not installed: `pip install -e .` builds and installs it"
+        )
+    try:
+        yield server
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def launch_browser(shots: Path) -> Iterator[Browser]:
+    """Chromium for a module's tests; `shots` (its screenshot folder) starts empty."""
+    if not CHROMIUM.exists():
+        pytest.skip(NO_CHROMIUM)
+    shutil.rmtree(shots, ignore_errors=True)
+    shots.mkdir(parents=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+class Person:
+    """One browser context: one login, one Jupyter user."""
+
+    def __init__(self, browser: Browser, label: str, shots: Path = SCREENSHOTS) -> None:
+        self.label = label
+        self.shots = shots
+        self.context: BrowserContext = browser.new_context(viewport={"width": 1400, "height": 860})
+        self.page: Page = self.context.new_page()
+        self.errors: list[str] = []
+        # Uncaught errors thrown from our bundle; the host application's own
+        # (Notebook 7 logs one at start with or without this extension) are not ours.
+        self.page.on(
+            "pageerror",
+            lambda error: (
+                "nyo-realtime-ext" in (error.stack or "")
+                and self.errors.append(f"{error}\n{error.stack}")
+            ),
+        )
+        self.me: dict[str, Any] = {}
+
+    def open_lab(self, url: str) -> Person:
+        self.page.goto(url)
+        # Our own avatar in the lobby means: loaded, connected, authenticated.
+        self.page.wait_for_selector(".nyo-statusbar .nyo-avatar", timeout=LOAD_TIMEOUT)
+        self.me = self.page.evaluate("fetch('/api/me').then(r => r.json())")["identity"]
+        return self
+
+    @property
+    def user_id(self) -> str:
+        return self.me["username"]
+
+    @property
+    def name(self) -> str:
+        return self.me["display_name"]
+
+    def show_panel(self) -> None:
+        panel = self.page.locator("#nyo-realtime-panel")
+        if not panel.is_visible():
+            self.page.locator('.jp-SideBar [data-id="nyo-realtime-panel"]').click()
+        expect(panel).to_be_visible()
+
+    def show_files(self) -> None:
+        browser = self.page.locator("#filebrowser")
+        if not browser.is_visible():
+            self.page.locator('.jp-SideBar [data-id="filebrowser"]').click()
+        expect(browser).to_be_visible()
+
+    def open_file(self, name: str) -> None:
+        self.show_files()
+        self.page.locator(".jp-DirListing-item", has_text=name).dblclick()
+        self.wait_for_document(name)
+
+    def wait_for_document(self, name: str) -> None:
+        # Attached, not visible: with nobody else there the badge is empty.
+        self.page.wait_for_selector(
+            f'.nyo-doc-presence[data-path="{name}"]', state="attached", timeout=LOAD_TIMEOUT
+        )
+
+    def say(self, text: str) -> None:
+        self.show_panel()
+        box = self.page.locator("#nyo-realtime-panel .nyo-chat-input")
+        box.fill(text)
+        box.press("Enter")
+
+    def shot(self, name: str) -> None:
+        self.page.screenshot(path=str(self.shots / f"{name}.png"))
+
+    def close(self) -> None:
+        self.context.close()
+
+
+def lobby_avatar(person: Person, other: Person) -> Any:
+    return person.page.locator(f'.nyo-statusbar .nyo-avatar[data-user-id="{other.user_id}"]')
+
+
+def panel_entry(person: Person, other: Person) -> Any:
+    return person.page.locator(f'#nyo-realtime-panel li.nyo-person[data-user-id="{other.user_id}"]')
+
+
+def doc_badge(person: Person, path: str) -> Any:
+    return person.page.locator(f'.jp-Toolbar .nyo-doc-presence[data-path="{path}"]')
