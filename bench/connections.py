@@ -101,7 +101,10 @@ class Server:
         if self.source:  # the checkout to measure comes first on the path
             env["PYTHONPATH"] = self.source
         with open(self.log_path, "a") as log:
-            self.process = subprocess.Popen(self.args, stdout=log, stderr=log, env=env)
+            # `-m` puts the working directory first on the path: the source's own.
+            self.process = subprocess.Popen(
+                self.args, stdout=log, stderr=log, env=env, cwd=self.source or tempfile.gettempdir()
+            )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -112,6 +115,16 @@ class Server:
             except OSError:
                 time.sleep(0.05)
         raise RuntimeError("server did not start within 30 s")
+
+    def module_path(self) -> str:
+        """Where the server imported nyo_realtime_ext from (so a baseline is one)."""
+        maps = Path(f"/proc/{self.pid}/cwd").resolve()
+        out = subprocess.run(
+            [sys.executable, "-c", "import nyo_realtime_ext; print(nyo_realtime_ext.__file__)"],
+            cwd=maps, env={**os.environ, "PYTHONPATH": self.source or ""},
+            capture_output=True, text=True,
+        )  # fmt: skip
+        return out.stdout.strip()
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -227,6 +240,7 @@ async def measure(args: argparse.Namespace, source: str | None, label: str) -> d
     with tempfile.TemporaryDirectory() as tmp:
         server = Server(Path(tmp), source, args.connections + WARMUP + 100, args.server_arg)
         server.start()
+        print(f"{label}: server code from {server.module_path()}", flush=True)
         channels = [f"presence-bench-{i}" for i in range(args.channels)]
         warm = [Client(f"w{i}", channels[i % len(channels)]) for i in range(WARMUP)]
         clients = [Client(f"u{i}", channels[i % len(channels)]) for i in range(args.connections)]
