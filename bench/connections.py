@@ -25,6 +25,10 @@ the last id it saw. Reported: seconds from the restart until the last client is
 subscribed again, and whether every one was `recovered`; the restarted server's
 peak RSS (VmHWM).
 
+`--profile PREFIX`: record the server with py-spy (`pip install py-spy`; not a
+dependency) while the N connections are admitted and during the storm, into
+PREFIX-<label>-<phase>.txt (collapsed stacks); `bench/pyspy_top.py FILE` sums them.
+
 `--hold S`: keep the connections S seconds, each sending `ping` every 25 s (the
 client's heartbeat), then publish one message per channel and count deliveries.
 """
@@ -134,6 +138,26 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+
+
+class Profile:
+    """py-spy recording a process until `stop` (nothing when no prefix is given)."""
+
+    def __init__(self, prefix: str | None, label: str, phase: str, pid: int) -> None:
+        self.process: subprocess.Popen[bytes] | None = None
+        if prefix:
+            out = f"{prefix}-{label.replace(' ', '-')}-{phase}.txt"
+            self.process = subprocess.Popen(
+                ["py-spy", "record", "--pid", str(pid), "--format", "raw", "--rate", "200",
+                 "--nonblocking", "--output", out],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )  # fmt: skip
+            time.sleep(0.5)  # attached before the phase starts
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
+            self.process.wait(timeout=60)
 
 
 class Client:
@@ -247,9 +271,11 @@ async def measure(args: argparse.Namespace, source: str | None, label: str) -> d
         try:
             await open_all(warm, server.url)
             before = await settle(server.pid)
+            profile = Profile(args.profile, label, "connect", server.pid)
             started = time.monotonic()
             await open_all(clients, server.url)
             result["connect_s"] = time.monotonic() - started
+            profile.stop()
             after = await settle(server.pid)
             result["rss_before_kb"], result["rss_after_kb"] = before, after
             result["kb_per_conn"] = (after - before) / args.connections
@@ -268,7 +294,7 @@ async def measure(args: argparse.Namespace, source: str | None, label: str) -> d
                 result["fanout_ok"] = got == len(everyone)
                 print(f"{label}: fan-out reached {got} of {len(everyone)}", flush=True)
             if args.storm:
-                result.update(await storm(server, everyone, channels, label))
+                result.update(await storm(server, everyone, channels, label, args.profile))
         finally:
             for client in warm + clients:
                 if client.sock is not None:
@@ -297,7 +323,7 @@ async def hold(clients: list[Client], seconds: float, pid: int) -> None:
 
 
 async def storm(
-    server: Server, clients: list[Client], channels: list[str], label: str
+    server: Server, clients: list[Client], channels: list[str], label: str, prefix: str | None
 ) -> dict[str, Any]:
     server.stop(signal.SIGTERM)
     await asyncio.gather(*(c.sock.closed for c in clients if c.sock is not None))
@@ -305,8 +331,10 @@ async def storm(
         client.sock = None
     server.start()
     restarted = time.monotonic()
+    profile = Profile(prefix, label, "storm", server.pid)
     backs = await asyncio.gather(*(c.reconnect(server.url, restarted + 300) for c in clients))
     last = max(backs) - restarted
+    profile.stop()
     hwm = proc_status(server.pid, "VmHWM")
     recovered = sum(1 for c in clients if c.recovered)
     await publish_each(clients, channels, "after")
@@ -328,6 +356,7 @@ async def main() -> None:
     parser.add_argument("--baseline", help="another checkout to measure first, same run")
     parser.add_argument("--storm", action="store_true")
     parser.add_argument("--hold", type=float, default=0.0)
+    parser.add_argument("--profile", metavar="PREFIX", help="py-spy the server into PREFIX-*")
     parser.add_argument(
         "--server-arg", action="append", default=[], help="one more argument for the server"
     )
