@@ -52,7 +52,8 @@ class WireSocket(asyncio.Protocol):
 
     __slots__ = (
         "service", "session", "transport", "_buffer", "_fragments", "_opcode", "_busy",
-        "_outbox", "_queued", "_closing", "_close_timer", "close_code", "_ready", "__weakref__",
+        "_outbox", "_queued", "_closing", "_close_timer", "close_code", "_ready", "_send_limit",
+        "__weakref__",
     )  # fmt: skip
 
     def __init__(self, service: RealtimeService) -> None:
@@ -69,6 +70,8 @@ class WireSocket(asyncio.Protocol):
         self._close_timer: asyncio.TimerHandle | None = None
         self.close_code: int | None = None  # the client's, when it sent one
         self._ready = False  # the hub knows the connection (frames may be handled)
+        # Checked on every frame sent: a plain number, not a traitlets lookup.
+        self._send_limit = service.config.max_send_buffer
 
     # -- the hub's Connection --------------------------------------------------------
 
@@ -82,7 +85,7 @@ class WireSocket(asyncio.Protocol):
         frame = _framed(data)
         self._outbox.append(frame)
         self._queued += len(frame)
-        if self.backlog() > self.service.config.max_send_buffer:
+        if self.backlog() > self._send_limit:
             self._drop_outbox(CloseCode.TOO_MANY, "too slow to read")
 
     def backlog(self) -> int:
