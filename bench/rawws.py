@@ -144,13 +144,17 @@ class RawSocket(asyncio.Protocol):
             del buffer[: start + length]
             if opcode == 0x1:
                 self.received += 1
-                self._dispatch(orjson.loads(payload))
+                self.on_text(payload)
             elif opcode == 0x8:
                 code = struct.unpack("!H", payload[:2])[0] if len(payload) >= 2 else None
                 self.close_code = code
                 self.abort()
             elif opcode == 0x9:  # ping: pong with the same data
                 self._write(client_frame(payload, 0xA))
+
+    def on_text(self, payload: bytes) -> None:
+        """A text frame; JSON here (a subclass may speak another dialect)."""
+        self._dispatch(orjson.loads(payload))
 
     def _dispatch(self, frame: dict[str, Any]) -> None:
         ref = frame.get("ref")
