@@ -191,8 +191,16 @@ class Peer:
         if self.sio:
             data = {"channel": room, "event": "t", "payload": payload}
             return sock.emit(["broadcast", data], ack=True)  # type: ignore[attr-defined,return-value]
-        frame = {"type": "broadcast", "channel": room, "event": "t", "payload": payload}
-        return asyncio.ensure_future(sock.request({**frame, "echo": False}))
+        # A bare future, as for socket.io: no task or timer per publish in the client.
+        SioSocket.acks += 1
+        ref = f"p{SioSocket.acks}"
+        waiter: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        sock.waiting[ref] = waiter
+        sock.send(
+            {"type": "broadcast", "channel": room, "event": "t", "payload": payload,
+             "echo": False, "ref": ref}
+        )  # fmt: skip
+        return waiter
 
 
 async def open_many(peer: Peer, count: int, prefix: str) -> list[RawSocket]:
