@@ -1,0 +1,152 @@
+"""The standalone server's frame handling after the handshake (`wire.py`), byte by byte.
+
+A raw TCP client sends what well-behaved libraries never do (a frame in the
+handshake's packet, fragments with a ping between them, invalid UTF-8) and reads
+the server's frames as they are on the wire.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import struct
+from typing import Any
+
+import orjson
+
+from .conftest import make_token
+
+TIMEOUT = 10.0
+
+
+def frame(payload: bytes, opcode: int = 0x1, final: bool = True) -> bytes:
+    """A masked client frame."""
+    mask = os.urandom(4)
+    head = bytes([(0x80 if final else 0) | opcode])
+    length = len(payload)
+    if length < 126:
+        head += bytes([0x80 | length])
+    else:
+        head += bytes([0x80 | 126]) + struct.pack("!H", length)
+    return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+
+
+def text(message: dict[str, Any]) -> bytes:
+    return frame(orjson.dumps(message))
+
+
+class Raw:
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+
+    @classmethod
+    async def open(cls, port: int, user: str = "ada", then: bytes = b"") -> Raw:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        key = base64.b64encode(os.urandom(16)).decode()
+        writer.write(
+            (
+                f"GET /ws?token={make_token(user)} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+                "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+            ).encode()
+            + then  # in the same packet as the handshake
+        )
+        status = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), TIMEOUT)
+        assert b" 101 " in status.split(b"\r\n")[0], status
+        return cls(reader, writer)
+
+    async def read(self) -> tuple[int, bytes] | None:
+        """The next frame as (opcode, payload); None at the end of the stream."""
+        try:
+            head = await asyncio.wait_for(self.reader.readexactly(2), TIMEOUT)
+        except asyncio.IncompleteReadError:
+            return None
+        length = head[1] & 0x7F
+        if length == 126:
+            (length,) = struct.unpack("!H", await self.reader.readexactly(2))
+        elif length == 127:
+            (length,) = struct.unpack("!Q", await self.reader.readexactly(8))
+        return head[0] & 0x0F, await self.reader.readexactly(length)
+
+    async def json(self) -> dict[str, Any]:
+        read = await self.read()
+        assert read is not None and read[0] == 0x1, read
+        return orjson.loads(read[1])
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+async def test_a_frame_sent_with_the_handshake_is_answered(server):
+    client = await Raw.open(server.port, then=text({"type": "ping", "ref": "early"}))
+    assert (await client.json())["type"] == "authenticated"
+    pong = await client.json()
+    assert (pong["type"], pong["ref"]) == ("pong", "early")
+    client.close()
+
+
+async def test_requests_in_one_write_are_answered_in_order(server):
+    client = await Raw.open(server.port)
+    assert (await client.json())["type"] == "authenticated"
+    batch = b"".join(
+        text({"type": "subscribe", "channel": f"room-{i}", "ref": f"s{i}"}) for i in range(20)
+    )
+    client.writer.write(batch)
+    refs = [(await client.json())["ref"] for _ in range(20)]
+    assert refs == [f"s{i}" for i in range(20)]
+    client.close()
+
+
+async def test_a_fragmented_message_with_a_ping_between_its_parts(server):
+    client = await Raw.open(server.port)
+    assert (await client.json())["type"] == "authenticated"
+    whole = orjson.dumps({"type": "subscribe", "channel": "room", "ref": "frag"})
+    client.writer.write(
+        frame(whole[:10], 0x1, final=False)
+        + frame(b"are you there", 0x9)  # a ping may come between fragments
+        + frame(whole[10:20], 0x0, final=False)
+        + frame(whole[20:], 0x0)
+    )
+    assert await client.read() == (0xA, b"are you there")
+    reply = await client.json()
+    assert (reply["type"], reply["ref"]) == ("subscribed", "frag")
+    client.close()
+
+
+async def test_the_clients_close_code_is_echoed(server):
+    client = await Raw.open(server.port)
+    assert (await client.json())["type"] == "authenticated"
+    client.writer.write(frame(struct.pack("!H", 4000) + b"bye", 0x8))
+    opcode, payload = await client.read()  # type: ignore[misc]
+    assert (opcode, payload[:2]) == (0x8, struct.pack("!H", 4000))
+    assert await client.read() is None  # and the server closes the TCP connection
+    client.close()
+
+
+async def test_invalid_utf8_drops_only_that_connection(server):
+    bad, good = await Raw.open(server.port, "bad"), await Raw.open(server.port, "good")
+    for client in (bad, good):
+        assert (await client.json())["type"] == "authenticated"
+    bad.writer.write(frame(b'{"type": "ping", "x": "\xff"}'))
+    assert await bad.read() is None
+    good.writer.write(text({"type": "ping", "ref": "still"}))
+    assert (await good.json())["ref"] == "still"
+    good.close()
+
+
+async def test_a_bad_token_gets_its_error_and_4401(server):
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    key = base64.b64encode(os.urandom(16)).decode()
+    writer.write(
+        (
+            f"GET /ws?token=nonsense HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        ).encode()
+    )
+    await reader.readuntil(b"\r\n\r\n")
+    client = Raw(reader, writer)
+    assert (await client.json())["type"] == "error"
+    opcode, payload = await client.read()  # type: ignore[misc]
+    assert (opcode, struct.unpack("!H", payload[:2])[0]) == (0x8, 4401)
+    client.close()
