@@ -24,6 +24,11 @@ def ch(name: str) -> str:
     return quote(name, safe="")
 
 
+def api_of(server: Any, token: str | None) -> Api:
+    """The standalone `server`'s API as the caller with `token`."""
+    return Api(server.http_url + "/api/", token)
+
+
 class Api:
     """The API at `root` (ending in '/') as one caller."""
 

@@ -17,22 +17,12 @@ from nyo_realtime_ext.models import ChannelKey
 from nyo_realtime_ext.service import RealtimeService
 from nyo_realtime_ext.standalone import make_app
 
-from .httpclient import Api, assert_error, ch, held, raw_answer, raw_request
+from .httpclient import Api, api_of, assert_error, ch, held, raw_answer, raw_request
 from .standalone_server import free_port
 from .tokens import SECRET
+from .wsclient import no_frame
 
 # -- helpers --------------------------------------------------------------------------
-
-
-def api_of(server: Any, token: str | None) -> Api:
-    return Api(server.http_url + "/api/", token)
-
-
-async def no_frame(client: Any, timeout: float = 0.5) -> None:
-    """Nothing arrives on `client` for a moment (proof that nothing else changed)."""
-    with pytest.raises(asyncio.TimeoutError):
-        frame = await client.recv(timeout)
-        raise AssertionError(f"unexpected frame {frame}")
 
 
 @pytest.fixture

@@ -21,7 +21,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -33,10 +32,20 @@ from typing import Any
 
 import pytest
 
+from .lab_e2e import (
+    CHROMIUM,
+    LOAD_TIMEOUT,
+    REPO,
+    SEEN_TIMEOUT,
+    Person,
+    doc_badge,
+    free_port,
+    launch_browser,
+    lobby_avatar,
+    panel_entry,
+)
 from .redis_server import RedisServer
 
-CHROMIUM = Path("/usr/bin/chromium")
-REPO = Path(__file__).resolve().parent.parent
 SCREENSHOTS = REPO / "test-output" / "e2e-jupyterhub"
 # The virtualenv's bin: jupyterhub, jupyterhub-singleuser, and the proxy that
 # .ci/run installs there with `npm install -g --prefix .venv`. Not resolved:
@@ -45,32 +54,16 @@ VENV_BIN = Path(sys.executable).parent
 
 pytestmark = pytest.mark.timeout(300)
 
-NO_CHROMIUM = (
-    "needs Debian's chromium at /usr/bin/chromium (`apt-get install chromium`, as .ci/run does)"
-)
 NO_PROXY = (
     "needs configurable-http-proxy, JupyterHub's proxy, from npm "
     "(.ci/run: `npm install -g --prefix .venv configurable-http-proxy`)"
 )
 
 if CHROMIUM.exists():
-    from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
-
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--headless",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
+    from playwright.sync_api import Browser, expect
 
 # Logging in spawns a single-user server, then JupyterLab loads in a cold browser.
 SPAWN_TIMEOUT = 120_000
-LOAD_TIMEOUT = 60_000
-SEEN_TIMEOUT = 20_000
 SAME_PATH = "Untitled.ipynb"
 
 
@@ -85,12 +78,6 @@ def _notebook(title: str) -> dict[str, Any]:
         "nbformat": 4,
         "nbformat_minor": 5,
     }
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _search_path() -> str:
@@ -147,12 +134,7 @@ def jp_server_cleanup() -> None:
 
 @pytest.fixture
 def browser() -> Iterator[Browser]:
-    if not CHROMIUM.exists():
-        pytest.skip(NO_CHROMIUM)
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
+    yield from launch_browser(SCREENSHOTS)
 
 
 @pytest.fixture
@@ -180,13 +162,13 @@ def hub(browser: Browser, redis_server: RedisServer, tmp_path: Path) -> Iterator
             )
         )
 
-    port = _free_port()
+    port = free_port()
     settings: dict[str, Any] = {
         "JupyterHub.authenticator_class": "dummy",
         "JupyterHub.spawner_class": "simple",
         # The hub's own API and the proxy's API: free ports too, not 8081 and 8001.
-        "JupyterHub.hub_bind_url": f"http://127.0.0.1:{_free_port()}",
-        "ConfigurableHTTPProxy.api_url": f"http://127.0.0.1:{_free_port()}",
+        "JupyterHub.hub_bind_url": f"http://127.0.0.1:{free_port()}",
+        "ConfigurableHTTPProxy.api_url": f"http://127.0.0.1:{free_port()}",
         "ConfigurableHTTPProxy.pid_file": str(base / "proxy.pid"),
         "JupyterHub.db_url": f"sqlite:///{base / 'jupyterhub.sqlite'}",
         "JupyterHub.cookie_secret_file": str(base / "cookie_secret"),
@@ -234,24 +216,14 @@ def hub(browser: Browser, redis_server: RedisServer, tmp_path: Path) -> Iterator
         _stop_tree(process)
 
 
-class HubUser:
+class HubUser(Person):
     """One browser context logged in to the hub as one hub user."""
 
     def __init__(self, browser: Browser, hub: Hub, username: str) -> None:
+        super().__init__(browser, username, SCREENSHOTS)
         self.hub = hub
         self.username = username
-        self.context: BrowserContext = browser.new_context(viewport={"width": 1400, "height": 860})
-        self.page: Page = self.context.new_page()
-        self.errors: list[str] = []
-        self.page.on(
-            "pageerror",
-            lambda error: (
-                "nyo-realtime-ext" in (error.stack or "")
-                and self.errors.append(f"{error}\n{error.stack}")
-            ),
-        )
         self.base_url = ""
-        self.me: dict[str, Any] = {}
 
     def log_in(self) -> HubUser:
         """The hub's login form, as a person fills it; the hub spawns the server."""
@@ -292,54 +264,10 @@ class HubUser:
                 return list((member.get("meta") or {}).get("open") or [])
         return []
 
-    def show_panel(self) -> None:
-        panel = self.page.locator("#nyo-realtime-panel")
-        if not panel.is_visible():
-            self.page.locator('.jp-SideBar [data-id="nyo-realtime-panel"]').click()
-        expect(panel).to_be_visible()
-
-    def open_file(self, name: str) -> None:
-        browser = self.page.locator("#filebrowser")
-        if not browser.is_visible():
-            self.page.locator('.jp-SideBar [data-id="filebrowser"]').click()
-        expect(browser).to_be_visible()
-        self.page.locator(".jp-DirListing-item", has_text=name).dblclick()
-        self.page.wait_for_selector(
-            f'.nyo-doc-presence[data-path="{name}"]', state="attached", timeout=LOAD_TIMEOUT
-        )
-
-    def say(self, text: str) -> None:
-        self.show_panel()
-        box = self.page.locator("#nyo-realtime-panel .nyo-chat-input")
-        box.fill(text)
-        box.press("Enter")
-
-    def shot(self, name: str) -> None:
-        self.page.screenshot(path=str(SCREENSHOTS / f"{name}.png"))
-
-    def close(self) -> None:
-        self.context.close()
-
-
-def lobby_avatar(person: HubUser, other: HubUser) -> Any:
-    return person.page.locator(f'.nyo-statusbar .nyo-avatar[data-user-id="{other.username}"]')
-
-
-def panel_entry(person: HubUser, other: HubUser) -> Any:
-    return person.page.locator(
-        f'#nyo-realtime-panel li.nyo-person[data-user-id="{other.username}"]'
-    )
-
-
-def doc_badge(person: HubUser, path: str) -> Any:
-    return person.page.locator(f'.jp-Toolbar .nyo-doc-presence[data-path="{path}"]')
-
 
 def test_two_hub_users_meet_in_the_lobby_and_chat_but_not_on_their_own_files(
     hub: Hub, browser: Browser
 ) -> None:
-    shutil.rmtree(SCREENSHOTS, ignore_errors=True)
-    SCREENSHOTS.mkdir(parents=True)
     ada = HubUser(browser, hub, "ada")
     bob = HubUser(browser, hub, "bob")
     try:

@@ -17,28 +17,8 @@ from hypothesis import strategies as st
 from nyo_realtime_ext.profiles import NAME_PATTERN, check_name
 from nyo_realtime_ext.protocol import ProtocolError
 
-from .httpclient import Api, assert_error, ch
-
-
-def api_of(server: Any, token: str | None) -> Api:
-    return Api(server.http_url + "/api/", token)
-
-
-async def no_frame(client: Any, timeout: float = 0.5) -> None:
-    """Nothing arrives on `client` for a moment (proof that nothing else changed)."""
-    with pytest.raises(asyncio.TimeoutError):
-        frame = await client.recv(timeout)
-        raise AssertionError(f"unexpected frame {frame}")
-
-
-async def drain(client: Any) -> None:
-    """Forget what `client` was sent so far (joins of the set-up)."""
-    client.backlog.clear()
-    try:
-        while True:
-            await client.recv(0.3)
-    except asyncio.TimeoutError:
-        pass
+from .httpclient import api_of, assert_error, ch
+from .wsclient import drain, no_frame
 
 
 def profile(user: str, name: str, color: str | None, chosen: tuple[Any, Any] = (None, None)):

@@ -7,6 +7,7 @@ import itertools
 from typing import Any
 
 import orjson
+import pytest
 from tornado.httpclient import HTTPRequest
 from tornado.websocket import WebSocketClientConnection, websocket_connect
 
@@ -104,3 +105,20 @@ class WSClient:
 
     def close(self) -> None:
         self.ws.close()
+
+
+async def no_frame(client: Any, timeout: float = 0.5) -> None:
+    """Nothing arrives on `client` for a moment (proof that nothing else changed)."""
+    with pytest.raises(asyncio.TimeoutError):
+        frame = await client.recv(timeout)
+        raise AssertionError(f"unexpected frame {frame}")
+
+
+async def drain(client: Any) -> None:
+    """Forget what `client` was sent so far (joins of the set-up)."""
+    client.backlog.clear()
+    try:
+        while True:
+            await client.recv(0.3)
+    except asyncio.TimeoutError:
+        pass
