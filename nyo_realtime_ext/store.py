@@ -40,6 +40,7 @@ class Store:
     def __init__(self, path: str = ":memory:") -> None:
         self.path = path
         self._lock: Any = None
+        self._closed = False
         # Told after each append: the caller books the commit that must follow.
         self.on_append: Callable[[], None] = lambda: None
         if path == ":memory:":
@@ -98,6 +99,10 @@ class Store:
         self._checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
     def close(self) -> None:
+        """Commit and close; closing again does nothing."""
+        if self._closed:
+            return
+        self._closed = True
         self.commit()
         if self._checkpointer is not None:
             self._checkpointer.close()

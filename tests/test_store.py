@@ -196,6 +196,7 @@ def test_durable_across_reopening(db: Path) -> None:
     first.create_channel(Channel(ROOM, "public", None, 1.0), EPOCH)
     first.append_message(ROOM, 1, message(1, payload=[1, "two"]), keep=10)
     first.close()  # closing commits what is pending
+    first.close()  # and closing twice is harmless (shutdown paths may both close)
     again = Store(str(db))
     try:
         assert again.read_messages(ROOM, EPOCH, 0, 0.0, 10)[0][0][1].payload == [1, "two"]
