@@ -5,17 +5,26 @@ headers, an IOStream with its buffers and futures, the protocol object, and a
 chain of seven suspended coroutines in one Task that reads the next frame. For
 a server holding ten thousand idle clients that was ~17 KB each, nearly all of
 it waiting. Here tornado still answers the handshake (origins, limits, the 101);
-then `take_over` moves the socket to one `WireSocket` (a `Protocol` with
-`__slots__`) that parses frames as they arrive: no task and no buffer while a
-client is idle.
+then `take_over` moves the socket to one `WireSocket` (an asyncio `Protocol`
+with `__slots__`): no task and no stream buffer while a client is idle.
+
+RFC 6455 itself is python-websockets' sans-I/O core (`websockets.protocol.Protocol`,
+one per connection, ~1.1 KB): it parses and unmasks frames, answers pings,
+validates close codes and control frames, enforces `max_payload_size` (1009),
+runs the closing handshake and fails the connection on protocol errors (1002).
+This module feeds it the bytes that arrive, writes what it has to send, and does
+what it leaves to its user: it joins the fragments of a message and decodes text
+(invalid UTF-8 fails the connection with 1007), and it hands messages to the hub.
+Data frames we send do not go through it: they are encoded once per fan-out
+(`handlers._framed`) and written as they are (see `WireSocket.send`).
 
 It behaves as tornado's protocol does for what a client can see: frames of one
 client are handled in order, each after the previous one's `Hub.receive`
-finished (reading pauses meanwhile); pings get pongs and count as life; a
-message over `max_payload_size` closes with 1009; a client's close is echoed
-with its code; a server's close waits up to `CLOSE_WAIT` for the client's
-answer; malformed frames (reserved bits, fragmented or long control frames,
-invalid UTF-8) drop the connection.
+finished (reading pauses meanwhile, and frames already parsed wait); pings get
+pongs and count as life; a client's close is echoed with its code; a server's
+close goes out after the frames queued before it and waits up to `CLOSE_WAIT`
+for the client's answer; malformed frames fail the connection (a close frame
+with 1002, 1007 or 1009, then the TCP connection is closed).
 """
 
 from __future__ import annotations
@@ -23,10 +32,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-import struct
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
-from tornado.util import _websocket_mask  # tornado's own unmasking (C when built)
+from websockets.exceptions import ProtocolError
+from websockets.frames import CloseCode as WsCloseCode
+from websockets.frames import Frame, Opcode
+from websockets.protocol import SEND_EOF, Protocol, Side, State
 
 from .handlers import _framed
 from .protocol import CloseCode
@@ -37,22 +48,27 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# One logger for every connection's `websockets.protocol.Protocol`. At WARNING:
+# websockets (17) logs each closed connection at INFO (thousands of lines without an id
+# after a restart) and traces every frame at DEBUG; its errors still come through.
+_protocol_log = logging.getLogger(f"{__name__}.protocol")
+_protocol_log.setLevel(logging.WARNING)
+
 # Seconds a server-side close waits for the client's close frame, as tornado.
 CLOSE_WAIT = 5.0
 
-_TEXT, _BINARY, _CLOSE, _PING, _PONG = 0x1, 0x2, 0x8, 0x9, 0xA
-
-
-def control_frame(opcode: int, payload: bytes = b"") -> bytes:
-    return struct.pack("!BB", 0x80 | opcode, len(payload)) + payload
+_TEXT, _BINARY, _CONT = Opcode.TEXT, Opcode.BINARY, Opcode.CONT
+_CLOSE, _PING = Opcode.CLOSE, Opcode.PING
+_OPEN = State.OPEN
+_NO_STATUS = WsCloseCode.NO_STATUS_RCVD  # the code of a close frame without one
 
 
 class WireSocket(asyncio.Protocol):
     """One client's WebSocket as the hub's `Connection` and the writer's `Outbox`."""
 
     __slots__ = (
-        "service", "session", "transport", "_buffer", "_fragments", "_opcode", "_busy",
-        "_outbox", "_queued", "_closing", "_close_timer", "close_code", "_ready", "_send_limit",
+        "service", "session", "transport", "_ws", "_pending", "_fragments", "_opcode",
+        "_busy", "_outbox", "_queued", "_close_timer", "close_code", "_ready", "_send_limit",
         "__weakref__",
     )  # fmt: skip
 
@@ -60,13 +76,21 @@ class WireSocket(asyncio.Protocol):
         self.service = service
         self.session: Session | None = None
         self.transport: asyncio.Transport | None = None
-        self._buffer: bytes | bytearray = b""  # bytes of an incomplete frame
-        self._fragments: bytearray | None = None  # a fragmented message so far
-        self._opcode = 0  # of the fragmented message
+        # RFC 6455 (the handshake is done: it starts OPEN).
+        self._ws = Protocol(
+            Side.SERVER,
+            state=_OPEN,
+            max_size=service.config.max_payload_size,
+            logger=_protocol_log,
+        )
+        # Frames parsed and not handled yet, the next one last; None when there are none.
+        self._pending: list[Frame] | None = None
+        self._fragments: list[bytes] | None = None  # a fragmented message so far
+        self._opcode = _TEXT  # of the fragmented message
         self._busy = False  # a frame's `Hub.receive` has not finished yet
         self._outbox: list[bytes] | None = None  # frames waiting for the end of this pass
         self._queued = 0
-        self._closing = False  # our close frame is sent
+        # Set once our close frame is out and we wait for the client's.
         self._close_timer: asyncio.TimerHandle | None = None
         self.close_code: int | None = None  # the client's, when it sent one
         self._ready = False  # the hub knows the connection (frames may be handled)
@@ -76,9 +100,16 @@ class WireSocket(asyncio.Protocol):
     # -- the hub's Connection --------------------------------------------------------
 
     def send(self, data: bytes) -> None:
-        """Queue a frame for the end of this loop pass (see `handlers.RealtimeSocket`)."""
+        """Queue a frame for the end of this loop pass (see `handlers.RealtimeSocket`).
+
+        Data frames bypass the websockets `Protocol`: a server's frames are unmasked
+        and, with no extension agreed, carry no reserved bit, so the bytes
+        `_framed` encodes once for every subscriber are exactly what the
+        `Protocol` would serialize. Only control frames (pongs, close) go
+        through it, and no data frame is written after our close frame.
+        """
         if self._outbox is None:
-            if self._closing or self.transport is None or self.transport.is_closing():
+            if self._stopped_sending():
                 return
             self._outbox, self._queued = [], 0
             self.service.writer.schedule(self)
@@ -95,25 +126,30 @@ class WireSocket(asyncio.Protocol):
     def close(self, code: int | None = None, reason: str | None = None) -> None:
         # What the hub sent just before closing (say, `token_expired`) goes out first.
         self.service.writer.write_now(self)
-        if self._closing or self.transport is None or self.transport.is_closing():
+        if self._stopped_sending():
             return
-        self._closing = True
-        payload = b"" if code is None else struct.pack("!H", code) + (reason or "").encode()
-        self.transport.write(control_frame(_CLOSE, payload[:125]))
-        if self.close_code is not None:  # the client's close came first: we are done
-            self.transport.close()
-        else:
+        ws = self._ws
+        if ws.state is _OPEN:
+            try:
+                ws.send_close(code, _close_reason(reason) if code is not None else "")
+            except ProtocolError:  # a code no close frame may carry (1005, 1006, 999...)
+                log.warning("close code %s cannot be sent; closing with none", code)
+                ws.send_close()
+            assert self.transport is not None
             loop = asyncio.get_running_loop()
             self._close_timer = loop.call_later(CLOSE_WAIT, self.transport.abort)
+        # Else the client's close, or a failure, came first and is not handled yet:
+        # its answer (echo or close frame, then the end of the TCP connection) goes now.
+        self._flush()
 
     # -- the writer's Outbox ---------------------------------------------------------
 
     def write_outbox(self) -> None:
         frames, self._outbox, self._queued = self._outbox, None, 0
-        transport = self.transport
-        if not frames or transport is None or transport.is_closing() or self._closing:
+        if not frames or self._stopped_sending():
             return
-        transport.write(frames[0] if len(frames) == 1 else b"".join(frames))
+        assert self.transport is not None
+        self.transport.write(frames[0] if len(frames) == 1 else b"".join(frames))
 
     def abandon_outbox(self) -> None:
         self._drop_outbox(CloseCode.INTERNAL_ERROR, "internal error; reconnect and recover")
@@ -125,33 +161,46 @@ class WireSocket(asyncio.Protocol):
         else:
             self.close(code, reason)
 
+    def _stopped_sending(self) -> bool:
+        """Our close frame is out (or the connection is gone): no data frame may follow."""
+        transport = self.transport
+        return transport is None or transport.is_closing() or self._close_timer is not None
+
     # -- asyncio.Protocol ------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
         if not self._ready:
-            transport.pause_reading()  # until `start`
+            transport.pause_reading()  # until `start`: nothing is read before the leftover
 
     def start(self, session: Session | None, leftover: bytes) -> None:
         """The hub knows the connection: handle what arrived meanwhile, then read on."""
         self.session, self._ready = session, True
+        if self.transport is None or self.transport.is_closing():
+            return
+        self.transport.resume_reading()
         if leftover:
-            self._buffer = leftover + self._buffer
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.resume_reading()
+            self.data_received(leftover)
+        else:
             self._process()
 
     def data_received(self, data: bytes) -> None:
-        self._buffer = self._buffer + data if self._buffer else data
+        ws = self._ws
+        ws.receive_data(data)
+        events = cast("list[Frame]", ws.events_received())  # after the handshake: frames
+        if events:
+            events.reverse()
+            self._pending = events if self._pending is None else events + self._pending
+        # What the Protocol has to send (pongs; the echo of a close or a failure's
+        # close frame, and the end of TCP) goes once the frames before it are handled.
         if self._ready and not self._busy:
             self._process()
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._close_timer is not None:
             self._close_timer.cancel()
-            self._close_timer = None
-        self._outbox, self._buffer, self._fragments = None, b"", None
+        self._outbox, self._pending, self._fragments = None, None, None
         session, self.session = self.session, None
         if session is not None:
             self.service.hub.disconnect(session, self.close_code)
@@ -162,27 +211,70 @@ class WireSocket(asyncio.Protocol):
 
     # -- frames --------------------------------------------------------------------
 
-    def _process(self) -> None:
-        """Handle the complete frames in the buffer until one needs waiting for."""
-        while not self._busy and self.transport is not None and not self.transport.is_closing():
-            message = self._next_frame()
-            if message is None:
-                break
-            opcode, data = message
-            if opcode == _TEXT:
-                try:
-                    text: str | bytes = data.decode("utf-8")
-                except UnicodeDecodeError:
-                    self.abort()
-                    return
+    def _flush(self) -> None:
+        """Write what the websockets `Protocol` has to send: pongs, close frames, and
+        `SEND_EOF` once the closing handshake is done or the connection failed."""
+        for data in self._ws.data_to_send():
+            transport = self.transport
+            if transport is None or transport.is_closing():
+                return
+            if data == SEND_EOF:  # the closing handshake is over, or the connection failed
+                transport.close()  # after what is buffered; a server closes TCP first
             else:
-                text = data
+                transport.write(data)
+
+    def _process(self) -> None:
+        """Handle the parsed frames in order until one needs waiting for."""
+        while not self._busy:
+            transport = self.transport
+            if transport is None or transport.is_closing():
+                return
+            pending = self._pending
+            if not pending:
+                # Everything parsed before a client's close or a failure is handled:
+                # now its answer (a no-op while the connection is open).
+                self._pending = None
+                self._flush()
+                return
+            frame = pending.pop()
+            opcode = frame.opcode
+            if opcode is _PING:
+                if self.session is not None:  # many non-browser clients ping: life too
+                    self.service.hub.touch(self.session)
+                if self._ws.state is _OPEN:  # then pongs are all the Protocol has queued
+                    self._flush()
+                continue
+            if opcode is _CLOSE:
+                self._closed_by_client()
+                continue
+            if opcode is not _TEXT and opcode is not _BINARY and opcode is not _CONT:
+                continue  # a pong
+            data = bytes(frame.data)  # already bytes (unmasked): no copy
+            if not frame.fin:
+                if opcode is _CONT:
+                    assert self._fragments is not None  # the Protocol checked the order
+                    self._fragments.append(data)
+                else:
+                    self._opcode, self._fragments = opcode, [data]
+                continue
+            if opcode is _CONT:
+                assert self._fragments is not None
+                self._fragments.append(data)
+                opcode, data = self._opcode, b"".join(self._fragments)
+                self._fragments = None
+            message: str | bytes = data
+            if opcode is _TEXT:
+                try:
+                    message = data.decode("utf-8")
+                except UnicodeDecodeError:
+                    self._fail(WsCloseCode.INVALID_DATA, "invalid UTF-8")
+                    return
             if self.session is None:
                 continue
-            pending = self.service.hub.receive(self.session, text)
+            pending_receive = self.service.hub.receive(self.session, message)
             self._busy = True
-            self.transport.pause_reading()
-            task = asyncio.ensure_future(pending)
+            transport.pause_reading()
+            task = asyncio.ensure_future(pending_receive)
             task.add_done_callback(self._received)
 
     def _received(self, task: asyncio.Future[None]) -> None:
@@ -193,82 +285,29 @@ class WireSocket(asyncio.Protocol):
             self.transport.resume_reading()
             self._process()
 
-    def _next_frame(self) -> tuple[int, bytes] | None:
-        """The next complete data message, handling control frames on the way."""
-        while True:
-            buffer = self._buffer
-            if len(buffer) < 2:
-                return None
-            first, second = buffer[0], buffer[1]
-            final, opcode, length = first & 0x80, first & 0x0F, second & 0x7F
-            start = 2
-            if first & 0x70 or (opcode & 0x8 and (length > 125 or not final)):
-                self.abort()  # reserved bits (no extension is agreed), bad control frame
-                return None
-            if length == 126:
-                if len(buffer) < 4:
-                    return None
-                (length,) = struct.unpack_from("!H", buffer, 2)
-                start = 4
-            elif length == 127:
-                if len(buffer) < 10:
-                    return None
-                (length,) = struct.unpack_from("!Q", buffer, 2)
-                start = 10
-            total = length + (len(self._fragments) if self._fragments is not None else 0)
-            if total > self.service.config.max_payload_size:
-                self.close(1009, "message too big")
-                self.abort()
-                return None
-            masked = second & 0x80
-            end = start + (4 if masked else 0) + length
-            if len(buffer) < end:
-                return None
-            payload = bytes(buffer[end - length : end])
-            if masked:
-                payload = _websocket_mask(bytes(buffer[start : start + 4]), payload)
-            self._buffer = buffer[end:] if len(buffer) > end else b""
-            if opcode & 0x8:
-                self._control(opcode, payload)
-                continue
-            if opcode == 0:  # continuation
-                if self._fragments is None:
-                    self.abort()
-                    return None
-                self._fragments += payload
-                if not final:
-                    continue
-                opcode, payload, self._fragments = self._opcode, bytes(self._fragments), None
-                return opcode, payload
-            if self._fragments is not None:  # a new message inside a fragmented one
-                self.abort()
-                return None
-            if not final:
-                self._opcode, self._fragments = opcode, bytearray(payload)
-                continue
-            return opcode, payload
+    def _closed_by_client(self) -> None:
+        """The client's close frame (first, or the answer to ours): the hub hears its
+        code; the Protocol queued the echo, if one is due, and the end of TCP."""
+        received = self._ws.close_rcvd
+        code = received.code if received is not None else None
+        self.close_code = None if code == _NO_STATUS else code
+        session, self.session = self.session, None
+        if session is not None:
+            self.service.hub.disconnect(session, self.close_code)
+        self._pending = None  # nothing after a close frame counts (RFC 6455, 1.4)
+        self._flush()
 
-    def _control(self, opcode: int, payload: bytes) -> None:
-        if opcode == _PING:
-            if self.transport is not None and not self._closing:
-                self.transport.write(control_frame(_PONG, payload))
-            if self.session is not None:  # many non-browser clients ping: life too
-                self.service.hub.touch(self.session)
-        elif opcode == _CLOSE:
-            self.close_code = struct.unpack("!H", payload[:2])[0] if len(payload) >= 2 else None
-            if self._closing:  # the answer to ours
-                if self.transport is not None:
-                    self.transport.close()
-                return
-            # Echo the client's code (RFC 6455, section 5.5.1), then the hub hears of it.
-            session, self.session = self.session, None
-            if session is not None:
-                self.service.hub.disconnect(session, self.close_code)
-            echo = b"" if self.close_code is None else struct.pack("!H", self.close_code)
-            self._closing = True
-            if self.transport is not None:
-                self.transport.write(control_frame(_CLOSE, echo))
-                self.transport.close()
+    def _fail(self, code: int, reason: str) -> None:
+        """Fail the connection (RFC 6455, 7.1.7): a close frame, then the end of TCP."""
+        self._pending = self._fragments = None
+        self._ws.fail(code, reason)  # no second close frame if ours is out, EOF once
+        self._flush()
+
+
+def _close_reason(reason: str | None) -> str:
+    """`reason` cut to fit a close frame (125 bytes with the code's 2), at a character."""
+    encoded = (reason or "").encode()
+    return encoded[:123].decode(errors="ignore")
 
 
 async def take_over(stream: Any, service: RealtimeService) -> tuple[WireSocket, bytes] | None:

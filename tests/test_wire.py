@@ -1,8 +1,9 @@
 """The standalone server's frame handling after the handshake (`wire.py`), byte by byte.
 
 A raw TCP client sends what well-behaved libraries never do (a frame in the
-handshake's packet, fragments with a ping between them, invalid UTF-8) and reads
-the server's frames as they are on the wire.
+handshake's packet, fragments with a ping between them, invalid UTF-8, bad close
+frames, reserved bits, an oversize fragmented message) and reads the server's
+frames as they are on the wire; a failed connection never disturbs another one.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import struct
 from typing import Any
 
 import orjson
+import pytest
 
 from .conftest import make_token
 
@@ -124,15 +126,114 @@ async def test_the_clients_close_code_is_echoed(server):
     client.close()
 
 
-async def test_invalid_utf8_drops_only_that_connection(server):
-    bad, good = await Raw.open(server.port, "bad"), await Raw.open(server.port, "good")
+async def failed_with(client: Raw, code: int) -> None:
+    """The server fails the connection: a close frame with `code`, then the end of TCP."""
+    read = await client.read()
+    assert read is not None and read[0] == 0x8, read
+    assert struct.unpack("!H", read[1][:2])[0] == code, read
+    assert await client.read() is None
+    client.close()
+
+
+async def bad_and_good(port: int) -> tuple[Raw, Raw]:
+    bad, good = await Raw.open(port, "bad"), await Raw.open(port, "good")
     for client in (bad, good):
         assert (await client.json())["type"] == "authenticated"
-    bad.writer.write(frame(b'{"type": "ping", "x": "\xff"}'))
-    assert await bad.read() is None
+    return bad, good
+
+
+async def still_served(good: Raw) -> None:
     good.writer.write(text({"type": "ping", "ref": "still"}))
     assert (await good.json())["ref"] == "still"
     good.close()
+
+
+async def test_invalid_utf8_fails_only_that_connection_with_1007(server):
+    bad, good = await bad_and_good(server.port)
+    bad.writer.write(frame(b'{"type": "ping", "x": "\xff"}'))
+    await failed_with(bad, 1007)
+    await still_served(good)
+
+
+async def test_invalid_utf8_across_fragments_fails_with_1007(server):
+    bad, good = await bad_and_good(server.port)
+    euro = "\u20ac".encode()  # split between fragments it is valid; cut short it is not
+    bad.writer.write(frame(b'"' + euro[:2], 0x1, final=False) + frame(euro[2:] + b'"', 0x0))
+    # A valid message split inside a character: answered (a `bad_request`, not JSON object).
+    assert (await bad.json())["type"] == "error"
+    bad.writer.write(frame(b'"' + euro[:2], 0x1, final=False) + frame(b'"', 0x0))
+    await failed_with(bad, 1007)
+    await still_served(good)
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        struct.pack("!H", 1005),  # "no status": never on the wire
+        struct.pack("!H", 1006),  # "abnormal closure": never on the wire
+        struct.pack("!H", 999),
+        b"\x03",  # one byte: no room for a code
+    ],
+    ids=["1005", "1006", "999", "one-byte"],
+)
+async def test_a_bad_close_frame_fails_the_connection_with_1002(server, payload):
+    bad, good = await bad_and_good(server.port)
+    bad.writer.write(frame(payload, 0x8))
+    await failed_with(bad, 1002)
+    await still_served(good)
+
+
+async def test_an_empty_close_frame_is_echoed_empty(server):
+    client = await Raw.open(server.port)
+    assert (await client.json())["type"] == "authenticated"
+    client.writer.write(frame(b"", 0x8))
+    assert await client.read() == (0x8, b"")
+    assert await client.read() is None
+    client.close()
+
+
+async def test_an_oversize_fragmented_message_fails_with_1009(standalone):
+    port = standalone("--Realtime.max_payload_size=1000").port
+    bad, good = await bad_and_good(port)
+    # Each fragment fits; together they do not.
+    bad.writer.write(
+        frame(b"[" + b" " * 400, 0x1, final=False)
+        + frame(b" " * 400, 0x0, final=False)
+        + frame(b" " * 400 + b"]", 0x0)
+    )
+    await failed_with(bad, 1009)
+    await still_served(good)
+
+
+async def test_a_reserved_bit_fails_the_connection_with_1002(server):
+    bad, good = await bad_and_good(server.port)
+    raw = bytearray(text({"type": "ping"}))
+    raw[0] |= 0x40  # RSV1: no extension was agreed
+    bad.writer.write(bytes(raw))
+    await failed_with(bad, 1002)
+    await still_served(good)
+
+
+async def test_requests_before_a_close_are_handled_before_it(server):
+    client, other = await bad_and_good(server.port)
+    other.writer.write(text({"type": "subscribe", "channel": "room", "ref": "s"}))
+    assert (await other.json())["type"] == "subscribed"
+    client.writer.write(
+        text({"type": "subscribe", "channel": "room", "ref": "s"})
+        + frame(struct.pack("!H", 1000), 0x8)
+    )
+    # The subscribe was handled (the other member heard of the join) before the close.
+    joined = await other.json()
+    assert (joined["type"], joined["member"]["userId"]) == ("user:joined", "bad"), joined
+    while True:
+        read = await client.read()
+        assert read is not None
+        if read[0] == 0x8:
+            assert read[1] == struct.pack("!H", 1000)
+            break
+    assert await client.read() is None
+    client.close()
+    other.close()
 
 
 async def test_a_bad_token_gets_its_error_and_4401(server):
