@@ -775,3 +775,87 @@ async def test_a_profile_change_updates_each_channel_of_the_user_once(engine):
             None,
         )
     assert [(m.name, m.color) for m in await e.presence.members(one)][0] == ("Ada", None)
+
+
+# -- the Redis engine only: races between nodes --------------------------------------
+
+
+@pytest.fixture
+def redis_engine(redis_server: Any) -> Iterator[Harness]:
+    harness = Harness("redis", redis_server.url)
+    yield harness
+    if harness.loop is not None and not harness.loop.is_closed():
+        harness.loop.run_until_complete(harness.close())
+
+
+@pytest.mark.parametrize("use", ["publish", "join"])
+async def test_a_channel_used_while_it_is_being_collected_survives(redis_engine, monkeypatch, use):
+    """Another node publishes or joins at the last moment before this node deletes
+    an idle channel: the message (its history) and the member are kept."""
+    engine = redis_engine
+    e = await engine.open()
+    assert isinstance(e, RedisEngine)
+    now = clock()
+    key = ChannelKey("acme", "idle")
+    await e.channels.create(Channel(key, "public", None, now - 10_000, (), "ada"))
+
+    redis = e.redis
+    plain_run, plain_call = redis.run, redis.call
+    raced: list[str] = []
+
+    async def use_it() -> None:
+        # What another node does, through the plain commands.
+        raced.append(use)
+        if use == "publish":
+            await e.broker.publish(key, "e", "late", None, clock())
+        else:
+            await e.presence.join(key, ADA, "c1", clock())
+
+    async def run(script: str, *args: Any) -> Any:
+        if script == "collect" and not raced:
+            await use_it()
+        return await plain_run(script, *args)
+
+    async def call(*command: Any) -> Any:
+        # Whatever deletes the channel's record: the latest moment a racer can land.
+        if command[0] in ("HDEL", "DEL") and not raced:
+            await use_it()
+        return await plain_call(*command)
+
+    monkeypatch.setattr(redis, "run", run)
+    monkeypatch.setattr(redis, "call", call)
+    gone = await e.channels.collect_idle(now - 100, set())
+    monkeypatch.undo()
+
+    assert raced == [use] and gone == 0
+    assert await e.channels.get(key) is not None
+    assert await e.channels.count_created("acme", "ada") == 1
+    if use == "publish":
+        history = await e.broker.history(key, "", 10, clock())
+        assert [m.payload for m in history.messages] == ["late"] and history.recovered
+    else:
+        assert [m.user_id for m in await e.presence.members(key)] == ["ada"]
+
+
+async def test_the_collect_script_refuses_channels_in_use(redis_engine):
+    engine = redis_engine
+    e = await engine.open()
+    assert isinstance(e, RedisEngine)
+    now = clock()
+    long_ago, cutoff = now - 10_000, now - 100
+    names = ("idle", "member", "message", "left", "owned")
+    for name in names:
+        owner = "bob" if name == "owned" else None
+        await e.channels.create(Channel(ChannelKey("acme", name), "public", owner, long_ago))
+    await e.presence.join(ChannelKey("acme", "member"), ADA, "c1", now)
+    await e.broker.publish(ChannelKey("acme", "message"), "e", 1, None, now)
+    await e.presence.join(ChannelKey("acme", "left"), ADA, "c2", now)
+    await e.presence.leave(ChannelKey("acme", "left"), "ada", "c2", now)
+
+    def collect(name: str) -> Any:
+        key = ChannelKey("acme", name)
+        return e.redis.run("collect", f"4:acme:{name}", key.name, cutoff)
+
+    assert [await collect(name) for name in names] == [1, 0, 0, 0, 0]
+    assert await collect("idle") == 0  # gone already
+    assert [c.key.name for c in await e.channels.list("acme")] == sorted(names[1:])

@@ -301,6 +301,51 @@ return 1
 """
 
 
+_COLLECT = """
+-- ARGV: prefix, ck, name, not used since (seconds). Forgets the channel if it is
+-- still idle: ownerless, nobody present, no message nor presence since then. The
+-- check and the deletion are one step, so a publish or join that lands while a node
+-- collects is either seen here (the channel stays) or comes after it (and makes the
+-- channel anew). Returns 1 when the channel went.
+local ck, name, before = ARGV[2], ARGV[3], tonumber(ARGV[4])
+local tp = tenant_part(ck, name)
+local channels = P .. ':channels:' .. tp
+local raw = redis.call('HGET', channels, name)
+if not raw then
+  return 0
+end
+local record = cjson.decode(raw)
+if record.owner ~= cjson.null then
+  return 0
+end
+-- A user's fields stay in `users` while any connection of theirs is on the channel.
+if redis.call('HLEN', key('users', ck)) > 0 then
+  return 0
+end
+local last = redis.call('HGET', key('meta', ck), 't') -- the last message, ms
+if last then
+  last = tonumber(last) / 1000
+else
+  last = record.createdAt
+end
+if last >= before then
+  return 0
+end
+-- Someone who left lately used it too (as the embedded engine counts them).
+for _, member in ipairs(redis.call('HVALS', key('gone', ck))) do
+  if cjson.decode(member).lastSeen / 1000 >= before then
+    return 0
+  end
+end
+redis.call('HDEL', channels, name)
+redis.call('DEL', key('meta', ck), key('hist', ck), key('users', ck), key('conns', ck), key('gone', ck))
+if record.createdBy and record.createdBy ~= cjson.null then
+  redis.call('HINCRBY', P .. ':created:' .. tp, record.createdBy, -1)
+end
+return 1
+"""
+
+
 def _channel_part(key: ChannelKey) -> str:
     """The key part of a channel: unambiguous whatever its tenant contains."""
     return f"{len(key.tenant)}:{key.tenant}:{key.name}"
@@ -331,6 +376,7 @@ class _Redis:
                 ("profile", _PROFILE),
                 ("maintain", _MAINTAIN),
                 ("retire", _RETIRE),
+                ("collect", _COLLECT),
             )
         }
 
@@ -786,32 +832,16 @@ class RedisRegistry:
                 part = hash_key.decode()[len(redis.prefix) + len(":channels:") :]
                 length, _, rest = part.partition(":")
                 tenant = rest[: int(length)]
-                for name, raw in (await redis.call("HGETALL", hash_key)).items():
+                for name in await redis.call("HKEYS", hash_key):
                     key = ChannelKey(tenant, name.decode())
-                    if key not in live and await self._idle(key, raw, not_used_since):
-                        await self._forget(key, orjson.loads(raw).get("createdBy"))
-                        gone += 1
+                    if key in live:
+                        continue
+                    # Checked and forgotten in one script: between a check here and a
+                    # deletion in later commands, a publish or join could be lost.
+                    gone += await redis.run("collect", _channel_part(key), key.name, not_used_since)
         except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
             raise await redis._unavailable() from exc
         return gone
-
-    async def _idle(self, key: ChannelKey, raw: bytes, not_used_since: float) -> bool:
-        record = orjson.loads(raw)
-        if record["owner"] is not None:
-            return False
-        last_used = await self.redis.call("HGET", self.redis.key("meta", key), "t")
-        if (int(last_used) / 1000 if last_used else record["createdAt"]) >= not_used_since:
-            return False
-        return not await self.redis.call("HLEN", self.redis.key("users", key))
-
-    async def _forget(self, key: ChannelKey, created_by: str | None) -> None:
-        redis = self.redis
-        await redis.call("HDEL", self._hash(key.tenant), key.name)
-        await redis.call(
-            "DEL", *(redis.key(kind, key) for kind in ("meta", "hist", "users", "conns", "gone"))
-        )
-        if created_by is not None:
-            await redis.call("HINCRBY", self._created(key.tenant), created_by, -1)
 
     # `builtins.list`: inside this class, `list` names the method above.
     async def set_members(self, key: ChannelKey, user_ids: builtins.list[str]) -> Channel:
