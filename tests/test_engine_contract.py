@@ -20,7 +20,8 @@ import orjson
 import pytest
 
 from nyo_realtime_ext.config import Realtime
-from nyo_realtime_ext.engines import Engine, History, MemoryEngine
+from nyo_realtime_ext.engines import Engine, EngineUnavailable, History, MemoryEngine
+from nyo_realtime_ext.engines import redis as redis_engine_module
 from nyo_realtime_ext.engines.redis import RedisEngine
 from nyo_realtime_ext.models import Channel, ChannelKey, Identity, Message, Profile
 from nyo_realtime_ext.store import Store
@@ -859,3 +860,92 @@ async def test_the_collect_script_refuses_channels_in_use(redis_engine):
     assert [await collect(name) for name in names] == [1, 0, 0, 0, 0]
     assert await collect("idle") == 0  # gone already
     assert [c.key.name for c in await e.channels.list("acme")] == sorted(names[1:])
+
+
+async def two_nodes(redis_server: Any) -> tuple[RedisEngine, RedisEngine, Recorder, Recorder]:
+    """Two Redis engines sharing one prefix: two nodes of one deployment."""
+    config = Realtime(
+        redis_url=redis_server.url,
+        redis_prefix=f"nodes-{secrets.token_hex(3)}",
+        heartbeat_timeout=2.0,
+    )
+    engines, recorders = [], []
+    for _ in range(2):
+        engine, recorder = RedisEngine(config), Recorder()
+        engine.bind(recorder)
+        await engine.start()
+        engines.append(engine)
+        recorders.append(recorder)
+    return engines[0], engines[1], recorders[0], recorders[1]
+
+
+async def eventually(check: Callable[[], Any], what: str) -> None:
+    deadline = time.monotonic() + WAIT
+    while not check():
+        assert time.monotonic() < deadline, f"not within {WAIT} s: {what}"
+        await asyncio.sleep(0.01)
+
+
+async def test_concurrent_listens_while_redis_is_unreachable_all_fail_cleanly(
+    redis_server, monkeypatch
+):
+    """Every caller waiting on the same new channel's subscription is told that the
+    engine is unavailable (what the hub answers `unavailable` on), none is left
+    with a cancellation; once Redis is back, the channel can be listened to."""
+    monkeypatch.setattr(redis_engine_module, "SUBSCRIBE_TIMEOUT", 1.0)
+    a, b, _, got = await two_nodes(redis_server)
+    key = ChannelKey("acme", "fresh")
+    await a.channels.create(Channel(key, "public", None, clock()))
+    redis_server.kill()
+    await eventually(lambda: not b.broker._connected.is_set(), "the listener saw Redis go")
+    try:
+        results = await asyncio.gather(
+            *(b.broker.listen(key) for _ in range(5)), return_exceptions=True
+        )
+        assert [type(r) for r in results] == [EngineUnavailable] * 5, results
+        redis_server.start()
+
+        async def retried(attempt: Callable[[], Any]) -> Any:
+            # As clients do: the first tries may meet connections Redis closed.
+            deadline = time.monotonic() + WAIT
+            while True:
+                try:
+                    return await attempt()
+                except EngineUnavailable:
+                    assert time.monotonic() < deadline, "Redis did not come back"
+                    await asyncio.sleep(0.1)
+
+        await retried(lambda: asyncio.gather(*(b.broker.listen(key) for _ in range(5))))
+        message_id = await retried(lambda: a.broker.publish(key, "e", "after", None, clock()))
+        await eventually(lambda: [d.message_id for d in got.of(key)] == [message_id], "delivery")
+    finally:
+        for engine in (a, b):
+            await engine.close()
+
+
+async def test_a_listen_cancelled_midway_does_not_break_the_channel(redis_server, monkeypatch):
+    a, b, _, got = await two_nodes(redis_server)
+    key = ChannelKey("acme", "fresh")
+    await a.channels.create(Channel(key, "public", None, clock()))
+    try:
+        # The first caller is cancelled while its SUBSCRIBE is on its way.
+        pubsub = b.broker._pubsub
+        plain_subscribe, sent = pubsub.subscribe, asyncio.Event()
+
+        async def slow_subscribe(*names: Any) -> Any:
+            sent.set()
+            await asyncio.sleep(0.2)
+            return await plain_subscribe(*names)
+
+        monkeypatch.setattr(pubsub, "subscribe", slow_subscribe)
+        first = asyncio.ensure_future(b.broker.listen(key))
+        await sent.wait()
+        first.cancel()
+        await asyncio.gather(first, return_exceptions=True)
+        # Every later subscriber of the channel on this node gets its messages.
+        await asyncio.wait_for(asyncio.gather(*(b.broker.listen(key) for _ in range(5))), WAIT)
+        message_id = await a.broker.publish(key, "e", "hello", None, clock())
+        await eventually(lambda: [d.message_id for d in got.of(key)] == [message_id], "delivery")
+    finally:
+        for engine in (a, b):
+            await engine.close()

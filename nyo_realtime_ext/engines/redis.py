@@ -53,6 +53,9 @@ log = logging.getLogger(__name__)
 MIN_NODE_LEASE = 3.0
 # Backoff of the listener between attempts to reach Redis.
 RECONNECT_MIN, RECONNECT_MAX = 0.1, 5.0
+# How long a subscription may wait for the listener's connection, then for Redis
+# to confirm it, before the caller is told the engine is unavailable.
+SUBSCRIBE_TIMEOUT = 5.0
 # Entries reaped per maintenance call: a dead node with more finishes next time.
 REAP_BATCH = 1000
 
@@ -412,6 +415,8 @@ class RedisBroker:
         self._listened: dict[bytes, ChannelKey] = {}
         self._last: dict[ChannelKey, tuple[bytes, int]] = {}
         self._confirmed: dict[bytes, asyncio.Future[None]] = {}
+        # pub/sub channel name -> its subscription under way (see `listen`).
+        self._subscribing: dict[bytes, asyncio.Task[None]] = {}
         self._pubsub: Any = None
         self._connected = asyncio.Event()
         self._reader: asyncio.Task[None] | None = None
@@ -422,44 +427,59 @@ class RedisBroker:
         self._reader = asyncio.ensure_future(self._read_forever())
 
     async def stop(self) -> None:
-        if self._reader is not None:
-            self._reader.cancel()
-            await asyncio.gather(self._reader, return_exceptions=True)
+        # Shielded subscriptions outlive their callers: end those under way too.
+        tasks = [*self._subscribing.values(), *([self._reader] if self._reader else [])]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         if self._pubsub is not None:
             await self._pubsub.aclose()
 
     async def listen(self, key: ChannelKey) -> None:
         name = self.redis.key("ps", key).encode()
-        if name in self._listened:
-            confirmed = self._confirmed.get(name)
-            if confirmed is not None:
-                await asyncio.shield(confirmed)
-            return
-        self._listened[name] = key
+        task = self._subscribing.get(name)
+        if task is None:
+            if name in self._listened:
+                return  # subscribed and confirmed earlier
+            self._listened[name] = key
+            task = self._subscribing[name] = asyncio.ensure_future(self._subscribe(name, key))
+            # Retrieved here, so that it is never "never retrieved" when every caller
+            # was cancelled meanwhile.
+            task.add_done_callback(lambda t: t.cancelled() or t.exception())
+        # One subscription per channel that every concurrent caller awaits, shielded:
+        # a caller cancelled midway neither cancels it for the others nor leaves the
+        # channel half set up, and each caller gets its outcome (EngineUnavailable).
+        await asyncio.shield(task)
+
+    async def _subscribe(self, name: bytes, key: ChannelKey) -> None:
         confirmed = self._confirmed[name] = asyncio.get_running_loop().create_future()
         try:
-            await asyncio.wait_for(self._connected.wait(), 5)
+            await asyncio.wait_for(self._connected.wait(), SUBSCRIBE_TIMEOUT)
             await self._pubsub.subscribe(name)
-            await asyncio.wait_for(asyncio.shield(confirmed), 5)
+            await asyncio.wait_for(asyncio.shield(confirmed), SUBSCRIBE_TIMEOUT)
             # Where this node starts: the gap check of later messages counts from here.
             epoch, seq = await self._position(key)
             self._last.setdefault(key, (epoch, seq))
-        except (asyncio.TimeoutError, RedisError, OSError) as exc:
-            self._listened.pop(name, None)
-            self._confirmed.pop(name, None)
+        except (asyncio.TimeoutError, RedisError, OSError, EngineUnavailable) as exc:
+            if self._listened.get(name) is key:
+                self._listened.pop(name)
             raise EngineUnavailable(
                 "the server cannot reach its engine (Redis); retry later"
             ) from exc
         finally:
+            if self._confirmed.get(name) is confirmed:
+                del self._confirmed[name]
             if not confirmed.done():
                 confirmed.cancel()
+            self._subscribing.pop(name, None)
 
     async def unlisten(self, key: ChannelKey) -> None:
         name = self.redis.key("ps", key).encode()
+        if name in self._subscribing:
+            return  # someone is subscribing to it again: they want it
         if self._listened.pop(name, None) is None:
             return
         self._last.pop(key, None)
-        self._confirmed.pop(name, None)
         if self._connected.is_set():
             try:
                 await self._pubsub.unsubscribe(name)
