@@ -949,3 +949,45 @@ async def test_a_listen_cancelled_midway_does_not_break_the_channel(redis_server
     finally:
         for engine in (a, b):
             await engine.close()
+
+
+async def test_presence_put_back_after_redis_lost_it_keeps_status_and_meta(redis_server):
+    """A user who set `away` and a file comes back as they were after Redis lost its
+    data, whether they changed it through this node or another one."""
+    a, b, _, got = await two_nodes(redis_server)
+    here, there = ChannelKey("acme", "here"), ChannelKey("acme", "there")
+    try:
+        for key in (here, there):
+            await a.channels.create(Channel(key, "presence", None, clock()))
+            for node in (a, b):
+                await node.broker.listen(key)
+        now = clock()
+        await b.presence.join(here, ADA, "c1", now)
+        await b.presence.join(here, ADA, "c2", now)  # a second tab of hers
+        await b.presence.update(here, "ada", now, status="away", meta={"file": "a.ipynb"})
+        await b.presence.join(there, BOB, "c3", now)
+        # Bob has a tab on node a too, and changes his status there.
+        await a.presence.join(there, BOB, "c4", now)
+        await a.presence.update(there, "bob", now, status="busy", meta={"file": "b.ipynb"})
+        await a.presence.leave(there, "bob", "c4", now)
+        await eventually(
+            lambda: any(
+                d.frame["type"] == "presence:updated" and d.frame["member"]["status"] == "busy"
+                for d in got.of(there)
+            ),
+            "node b saw bob's change",
+        )
+        await b.redis.client.flushall()  # a Redis restarted without persistence
+        await b.presence.maintain(time.time())  # b notices and puts its people back
+
+        (ada,) = await b.presence.members(here)
+        assert (ada.status, ada.meta, ada.connections) == (
+            "away",
+            {"file": "a.ipynb"},
+            {"c1", "c2"},
+        )
+        (bob,) = await a.presence.members(there)
+        assert (bob.status, bob.meta, bob.connections) == ("busy", {"file": "b.ipynb"}, {"c3"})
+    finally:
+        for engine in (a, b):
+            await engine.close()

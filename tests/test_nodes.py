@@ -356,3 +356,27 @@ async def test_when_redis_loses_its_data_presence_comes_back_and_recovery_stays_
     )
     got = await watcher.expect("message")
     assert got["id"] == again["id"] != sent["id"] and got["payload"] == 2
+
+
+async def test_presence_put_back_after_redis_lost_its_data_keeps_status_and_meta(
+    nodes, redis_server, connect
+):
+    a, b = nodes(2)
+    watcher = await connect(a.url, make_token("watcher"))
+    await watcher.subscribe("lobby")
+    ada = await connect(b.url, make_token("ada"))
+    await ada.subscribe("lobby")
+    state = await ada.request(
+        {"type": "presence", "channel": "lobby", "status": "away", "meta": {"file": "a.ipynb"}}
+    )
+    assert state["type"] == "presence:state"
+    await watcher.expect("presence:updated")
+
+    redis.Redis.from_url(redis_server.url).flushall()  # a Redis restarted without persistence
+
+    async def ada_as_she_was() -> bool:
+        state = await watcher.request({"type": "presence", "channel": "lobby"})
+        members = {m["userId"]: (m["status"], m["meta"]) for m in state["members"]}
+        return members.get("ada") == ("away", {"file": "a.ipynb"})
+
+    await eventually(ada_as_she_was)  # not `online` with no meta

@@ -33,6 +33,7 @@ import logging
 import random
 import secrets
 import time
+from collections.abc import Callable
 from importlib.resources import files
 from typing import Any
 
@@ -419,6 +420,8 @@ class RedisBroker:
         self._subscribing: dict[bytes, asyncio.Task[None]] = {}
         self._pubsub: Any = None
         self._connected = asyncio.Event()
+        # Told of every presence event of a listened channel (RedisPresence.observe).
+        self.on_presence: Callable[[ChannelKey, bytes], None] | None = None
         self._reader: asyncio.Task[None] | None = None
 
     # -- listening ------------------------------------------------------------
@@ -545,6 +548,8 @@ class RedisBroker:
             message_id = f"{epoch.decode()}-{seq}"
             events.deliver(key, frame, message_id, None if skip == b"-" else skip.decode())
         elif head[0:1] == b"p":
+            if self.on_presence is not None:
+                self.on_presence(key, frame)
             skip = head[2:]
             events.deliver(key, frame, None, None if skip == b"-" else skip.decode())
         elif head[0:1] == b"c":
@@ -675,6 +680,10 @@ class RedisPresence:
         self.lease = max(MIN_NODE_LEASE, heartbeat_timeout / 2)
         # This node's own presence connections, to put back if Redis forgot them.
         self._local: dict[tuple[ChannelKey, str], Identity] = {}
+        # (channel, user) of those connections -> [status, meta, how many]: what the
+        # user last showed there (changed on any node), so that they come back as
+        # they were, not `online` with no meta, when Redis forgets them.
+        self._shown: dict[tuple[ChannelKey, str], list[Any]] = {}
         self._healthy_since: float | None = None
         self._registered = False
 
@@ -711,14 +720,39 @@ class RedisPresence:
             "" if lease is not None else self.redis.node_id,
             _ms(lease or 0),
         )
+        shown = _member(member, connections)
         if lease is None:
-            self._local[(key, connection_id)] = identity
-        return _member(member, connections), bool(joined)
+            if (key, connection_id) not in self._local:  # not a connection put back
+                self._local[(key, connection_id)] = identity
+                entry = self._shown.setdefault((key, identity.user_id), ["online", {}, 0])
+                entry[2] += 1
+            self._remember(key, shown)
+        return shown, bool(joined)
+
+    def _remember(self, key: ChannelKey, member: Member) -> None:
+        entry = self._shown.get((key, member.user_id))
+        if entry is not None:
+            entry[0], entry[1] = member.status, member.meta
+
+    def observe(self, key: ChannelKey, frame: bytes) -> None:
+        """A presence event of a channel this node listens to (from any node)."""
+        # Only while this node has people, and only updates: joins and leaves do not
+        # change what a user shows, and most presence frames are those.
+        if self._shown and frame.startswith(b'{"type":"presence:updated"'):
+            wire = orjson.loads(frame)["member"]
+            entry = self._shown.get((key, wire["userId"]))
+            if entry is not None:
+                entry[0], entry[1] = wire["status"], wire["meta"]
 
     async def leave(
         self, key: ChannelKey, user_id: str, connection_id: str, now: float
     ) -> Member | None:
         local = self._local.pop((key, connection_id), None)
+        if local is not None:
+            entry = self._shown[(key, local.user_id)]
+            entry[2] -= 1
+            if not entry[2]:
+                del self._shown[(key, local.user_id)]
         member = await self.redis.run(
             "leave",
             _channel_part(key),
@@ -748,7 +782,11 @@ class RedisPresence:
             orjson.dumps(meta) if meta is not None else "",
             orjson.dumps(meta, option=orjson.OPT_SORT_KEYS) if meta is not None else "",
         )
-        return _member(*changed) if changed else None
+        if not changed:
+            return None
+        member = _member(*changed)
+        self._remember(key, member)
+        return member
 
     async def members(self, key: ChannelKey) -> list[Member]:
         # redis-py answers HGETALL with a dict.
@@ -796,11 +834,13 @@ class RedisPresence:
             # still here, so they join again (others see them come back).
             log.warning("this node's presence was lost in Redis; restoring %d", len(self._local))
             for (key, connection_id), identity in list(self._local.items()):
-                await self.join(key, identity, connection_id, now)
+                status, meta, _ = self._shown.get((key, identity.user_id), ("online", {}, 0))
+                await self.join(key, identity, connection_id, now, status, meta)
         self._registered = True
 
     async def retire(self, now: float) -> None:
         self._local.clear()
+        self._shown.clear()
         await self.redis.run("retire", self.redis.node_id, _ms(now))
 
 
@@ -950,6 +990,7 @@ class RedisEngine(Engine):
         self.presence = RedisPresence(self.redis, config.heartbeat_timeout)
         self.channels = RedisRegistry(self.redis)
         self.profiles = RedisProfiles(self.redis)
+        self.broker.on_presence = self.presence.observe
 
     def bind(self, events: EngineEvents) -> None:
         self.redis.events = events
