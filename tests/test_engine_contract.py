@@ -513,6 +513,24 @@ async def test_update_with_equal_meta_changes_nothing(engine):
     assert engine.events.of(key, "presence:updated") == []
 
 
+async def test_meta_compares_as_json_values_on_every_engine(engine):
+    """1 and 1.0 (and 0 and -0.0) are one JSON number: no change; 1 and true are not."""
+    e = await engine.open()
+    key = await engine.channel()
+    now = clock()
+    meta = {"zoom": 1, "cells": [2, {"x": 0}], "ratio": 0.5}
+    await e.presence.join(key, ADA, "c1", now, meta=meta)
+    same = {"cells": [2.0, {"x": -0.0}], "ratio": 0.5, "zoom": 1.0}
+    assert await e.presence.update(key, "ada", now + 1, meta=same) is None
+    await engine.settle(key)
+    assert engine.events.of(key, "presence:updated") == []
+    other = {"zoom": True, "cells": [2, {"x": 0}], "ratio": 0.5}
+    member = await e.presence.update(key, "ada", now + 2, meta=other)
+    assert member is not None and member.meta["zoom"] is True
+    (updated,) = await frames_of(engine, key, "presence:updated", 1)
+    assert updated.frame["member"]["meta"]["zoom"] is True
+
+
 async def test_a_lease_that_is_not_renewed_ends(engine):
     e = await engine.open()
     key = await engine.channel()

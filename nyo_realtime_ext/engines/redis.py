@@ -44,6 +44,7 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..models import Channel, ChannelKey, Identity, Member, Message, Profile
+from ..presence import json_key
 from ..protocol import encode
 from ..store import parse_message_id
 from .base import Engine, EngineEvents, EngineUnavailable, History
@@ -123,7 +124,7 @@ return {epoch, last, known, kept, more}
 """
 
 _JOIN = """
--- ARGV: prefix, ck, name, conn, user, profile, status, meta, sorted meta, now,
+-- ARGV: prefix, ck, name, conn, user, profile, status, meta, its json_key, now,
 -- node ('' for a lease), lease ms. Returns the member, whether the user just
 -- joined, and its connection ids.
 local ck, name, conn, user = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
@@ -181,9 +182,9 @@ return leave(ck, name, conn, user, now)
 """
 
 _UPDATE = """
--- ARGV: prefix, ck, name, user, now, status ('' = unchanged), meta and the same with
--- sorted keys ('' = unchanged). Returns the member and its connection ids when
--- something changed: meta compares by content, whatever the order of its keys.
+-- ARGV: prefix, ck, name, user, now, status ('' = unchanged), meta and its json_key
+-- ('' = unchanged). Returns the member and its connection ids when something
+-- changed: meta compares by its json_key, as the memory engine by same_json.
 local ck, name, user, now = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local status, meta, sorted_meta = ARGV[6], ARGV[7], ARGV[8]
 local users = key('users', ck)
@@ -715,7 +716,7 @@ class RedisPresence:
             orjson.dumps(profile)[:-1],
             status,
             orjson.dumps(meta or {}),
-            orjson.dumps(meta or {}, option=orjson.OPT_SORT_KEYS),
+            json_key(meta or {}),
             _ms(now),
             "" if lease is not None else self.redis.node_id,
             _ms(lease or 0),
@@ -780,7 +781,9 @@ class RedisPresence:
             _ms(now),
             status or "",
             orjson.dumps(meta) if meta is not None else "",
-            orjson.dumps(meta, option=orjson.OPT_SORT_KEYS) if meta is not None else "",
+            # Compared as text by the script: the text `same_json` agrees with, as the
+            # memory engine compares (1 and 1.0 are one JSON number; true and 1 are not).
+            json_key(meta) if meta is not None else "",
         )
         if not changed:
             return None
