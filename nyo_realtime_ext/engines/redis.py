@@ -360,6 +360,31 @@ def _ms(seconds: float) -> int:
     return int(seconds * 1000)
 
 
+_UNAVAILABLE = "the server cannot reach its engine (Redis); retry later"
+
+
+class _Reachable:
+    """`async with redis.reachable:` Redis not answering in the block raises
+    EngineUnavailable. One instance, no state: nothing is made per command."""
+
+    __slots__ = ("client",)
+
+    def __init__(self, client: aioredis.Redis) -> None:
+        self.client = client
+
+    async def __aenter__(self) -> None:
+        return None
+
+    async def __aexit__(self, kind: Any, exc: BaseException | None, tb: Any) -> bool:
+        if isinstance(exc, (RedisConnectionError, RedisTimeoutError, OSError)):
+            # One broken connection means the others in the pool are likely broken
+            # too (Redis restarted): drop them all, so that each request after
+            # Redis is back gets a fresh one instead of failing once per stale one.
+            await self.client.connection_pool.disconnect(inuse_connections=False)
+            raise EngineUnavailable(_UNAVAILABLE) from exc
+        return False
+
+
 class _Redis:
     """The connection and scripts the three parts share."""
 
@@ -370,6 +395,7 @@ class _Redis:
         )
         self.events: EngineEvents | None = None
         self.node_id = secrets.token_hex(6)
+        self.reachable = _Reachable(self.client)
         self._scripts = {
             name: self.client.register_script(_PRELUDE + source)
             for name, source in (
@@ -386,23 +412,12 @@ class _Redis:
         }
 
     async def run(self, script: str, *args: Any) -> Any:
-        try:
+        async with self.reachable:
             return await self._scripts[script](args=[self.prefix, *args])
-        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-            raise await self._unavailable() from exc
 
     async def call(self, *command: Any) -> Any:
-        try:
+        async with self.reachable:
             return await self.client.execute_command(*command)
-        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-            raise await self._unavailable() from exc
-
-    async def _unavailable(self) -> EngineUnavailable:
-        # One broken connection means the others in the pool are likely broken
-        # too (Redis restarted): drop them all, so that each request after
-        # Redis is back gets a fresh one instead of failing once per stale one.
-        await self.client.connection_pool.disconnect(inuse_connections=False)
-        return EngineUnavailable("the server cannot reach its engine (Redis); retry later")
 
     def key(self, kind: str, key: ChannelKey) -> str:
         return f"{self.prefix}:{kind}:{_channel_part(key)}"
@@ -467,9 +482,7 @@ class RedisBroker:
         except (asyncio.TimeoutError, RedisError, OSError, EngineUnavailable) as exc:
             if self._listened.get(name) is key:
                 self._listened.pop(name)
-            raise EngineUnavailable(
-                "the server cannot reach its engine (Redis); retry later"
-            ) from exc
+            raise EngineUnavailable(_UNAVAILABLE) from exc
         finally:
             if self._confirmed.get(name) is confirmed:
                 del self._confirmed[name]
@@ -890,7 +903,7 @@ class RedisRegistry:
     async def collect_idle(self, not_used_since: float, live: set[ChannelKey]) -> int:
         redis, gone = self.redis, 0
         pattern = f"{redis.prefix}:channels:*"
-        try:
+        async with redis.reachable:  # the scan's own commands too
             async for hash_key in redis.client.scan_iter(match=pattern, count=100):
                 part = hash_key.decode()[len(redis.prefix) + len(":channels:") :]
                 length, _, rest = part.partition(":")
@@ -902,8 +915,6 @@ class RedisRegistry:
                     # Checked and forgotten in one script: between a check here and a
                     # deletion in later commands, a publish or join could be lost.
                     gone += await redis.run("collect", _channel_part(key), key.name, not_used_since)
-        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-            raise await redis._unavailable() from exc
         return gone
 
     # `builtins.list`: inside this class, `list` names the method above.
