@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
+
 from .models import ChannelKey, Identity, Member
 
 
@@ -119,3 +121,21 @@ def same_json(a: Any, b: Any) -> bool:
     if isinstance(a, (int, float)) and isinstance(b, (int, float)):
         return a == b
     return type(a) is type(b) and a == b
+
+
+def json_key(value: Any) -> bytes:
+    """A text of `value` that two values share exactly when `same_json` holds of them:
+    for a store that compares texts (the Redis engine) to agree with `same_json`."""
+    return orjson.dumps(_canonical(value), option=orjson.OPT_SORT_KEYS)
+
+
+def _canonical(value: Any) -> Any:
+    # 1.0 and -0.0 are the integers 1 and 0 as JSON numbers; orjson would write
+    # "1.0" and "-0.0". (Beyond 64 bits orjson writes no integer: left as floats.)
+    if isinstance(value, float) and value.is_integer() and -(2**63) <= value < 2**63:
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _canonical(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_canonical(v) for v in value]
+    return value

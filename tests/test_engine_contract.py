@@ -20,7 +20,8 @@ import orjson
 import pytest
 
 from nyo_realtime_ext.config import Realtime
-from nyo_realtime_ext.engines import Engine, History, MemoryEngine
+from nyo_realtime_ext.engines import Engine, EngineUnavailable, History, MemoryEngine
+from nyo_realtime_ext.engines import redis as redis_engine_module
 from nyo_realtime_ext.engines.redis import RedisEngine
 from nyo_realtime_ext.models import Channel, ChannelKey, Identity, Message, Profile
 from nyo_realtime_ext.store import Store
@@ -512,6 +513,24 @@ async def test_update_with_equal_meta_changes_nothing(engine):
     assert engine.events.of(key, "presence:updated") == []
 
 
+async def test_meta_compares_as_json_values_on_every_engine(engine):
+    """1 and 1.0 (and 0 and -0.0) are one JSON number: no change; 1 and true are not."""
+    e = await engine.open()
+    key = await engine.channel()
+    now = clock()
+    meta = {"zoom": 1, "cells": [2, {"x": 0}], "ratio": 0.5}
+    await e.presence.join(key, ADA, "c1", now, meta=meta)
+    same = {"cells": [2.0, {"x": -0.0}], "ratio": 0.5, "zoom": 1.0}
+    assert await e.presence.update(key, "ada", now + 1, meta=same) is None
+    await engine.settle(key)
+    assert engine.events.of(key, "presence:updated") == []
+    other = {"zoom": True, "cells": [2, {"x": 0}], "ratio": 0.5}
+    member = await e.presence.update(key, "ada", now + 2, meta=other)
+    assert member is not None and member.meta["zoom"] is True
+    (updated,) = await frames_of(engine, key, "presence:updated", 1)
+    assert updated.frame["member"]["meta"]["zoom"] is True
+
+
 async def test_a_lease_that_is_not_renewed_ends(engine):
     e = await engine.open()
     key = await engine.channel()
@@ -775,3 +794,218 @@ async def test_a_profile_change_updates_each_channel_of_the_user_once(engine):
             None,
         )
     assert [(m.name, m.color) for m in await e.presence.members(one)][0] == ("Ada", None)
+
+
+# -- the Redis engine only: races between nodes --------------------------------------
+
+
+@pytest.fixture
+def redis_engine(redis_server: Any) -> Iterator[Harness]:
+    harness = Harness("redis", redis_server.url)
+    yield harness
+    if harness.loop is not None and not harness.loop.is_closed():
+        harness.loop.run_until_complete(harness.close())
+
+
+@pytest.mark.parametrize("use", ["publish", "join"])
+async def test_a_channel_used_while_it_is_being_collected_survives(redis_engine, monkeypatch, use):
+    """Another node publishes or joins at the last moment before this node deletes
+    an idle channel: the message (its history) and the member are kept."""
+    engine = redis_engine
+    e = await engine.open()
+    assert isinstance(e, RedisEngine)
+    now = clock()
+    key = ChannelKey("acme", "idle")
+    await e.channels.create(Channel(key, "public", None, now - 10_000, (), "ada"))
+
+    redis = e.redis
+    plain_run, plain_call = redis.run, redis.call
+    raced: list[str] = []
+
+    async def use_it() -> None:
+        # What another node does, through the plain commands.
+        raced.append(use)
+        if use == "publish":
+            await e.broker.publish(key, "e", "late", None, clock())
+        else:
+            await e.presence.join(key, ADA, "c1", clock())
+
+    async def run(script: str, *args: Any) -> Any:
+        if script == "collect" and not raced:
+            await use_it()
+        return await plain_run(script, *args)
+
+    async def call(*command: Any) -> Any:
+        # Whatever deletes the channel's record: the latest moment a racer can land.
+        if command[0] in ("HDEL", "DEL") and not raced:
+            await use_it()
+        return await plain_call(*command)
+
+    monkeypatch.setattr(redis, "run", run)
+    monkeypatch.setattr(redis, "call", call)
+    gone = await e.channels.collect_idle(now - 100, set())
+    monkeypatch.undo()
+
+    assert raced == [use] and gone == 0
+    assert await e.channels.get(key) is not None
+    assert await e.channels.count_created("acme", "ada") == 1
+    if use == "publish":
+        history = await e.broker.history(key, "", 10, clock())
+        assert [m.payload for m in history.messages] == ["late"] and history.recovered
+    else:
+        assert [m.user_id for m in await e.presence.members(key)] == ["ada"]
+
+
+async def test_the_collect_script_refuses_channels_in_use(redis_engine):
+    engine = redis_engine
+    e = await engine.open()
+    assert isinstance(e, RedisEngine)
+    now = clock()
+    long_ago, cutoff = now - 10_000, now - 100
+    names = ("idle", "member", "message", "left", "owned")
+    for name in names:
+        owner = "bob" if name == "owned" else None
+        await e.channels.create(Channel(ChannelKey("acme", name), "public", owner, long_ago))
+    await e.presence.join(ChannelKey("acme", "member"), ADA, "c1", now)
+    await e.broker.publish(ChannelKey("acme", "message"), "e", 1, None, now)
+    await e.presence.join(ChannelKey("acme", "left"), ADA, "c2", now)
+    await e.presence.leave(ChannelKey("acme", "left"), "ada", "c2", now)
+
+    def collect(name: str) -> Any:
+        key = ChannelKey("acme", name)
+        return e.redis.run("collect", f"4:acme:{name}", key.name, cutoff)
+
+    assert [await collect(name) for name in names] == [1, 0, 0, 0, 0]
+    assert await collect("idle") == 0  # gone already
+    assert [c.key.name for c in await e.channels.list("acme")] == sorted(names[1:])
+
+
+async def two_nodes(redis_server: Any) -> tuple[RedisEngine, RedisEngine, Recorder, Recorder]:
+    """Two Redis engines sharing one prefix: two nodes of one deployment."""
+    config = Realtime(
+        redis_url=redis_server.url,
+        redis_prefix=f"nodes-{secrets.token_hex(3)}",
+        heartbeat_timeout=2.0,
+    )
+    engines, recorders = [], []
+    for _ in range(2):
+        engine, recorder = RedisEngine(config), Recorder()
+        engine.bind(recorder)
+        await engine.start()
+        engines.append(engine)
+        recorders.append(recorder)
+    return engines[0], engines[1], recorders[0], recorders[1]
+
+
+async def eventually(check: Callable[[], Any], what: str) -> None:
+    deadline = time.monotonic() + WAIT
+    while not check():
+        assert time.monotonic() < deadline, f"not within {WAIT} s: {what}"
+        await asyncio.sleep(0.01)
+
+
+async def test_concurrent_listens_while_redis_is_unreachable_all_fail_cleanly(
+    redis_server, monkeypatch
+):
+    """Every caller waiting on the same new channel's subscription is told that the
+    engine is unavailable (what the hub answers `unavailable` on), none is left
+    with a cancellation; once Redis is back, the channel can be listened to."""
+    monkeypatch.setattr(redis_engine_module, "SUBSCRIBE_TIMEOUT", 1.0)
+    a, b, _, got = await two_nodes(redis_server)
+    key = ChannelKey("acme", "fresh")
+    await a.channels.create(Channel(key, "public", None, clock()))
+    redis_server.kill()
+    await eventually(lambda: not b.broker._connected.is_set(), "the listener saw Redis go")
+    try:
+        results = await asyncio.gather(
+            *(b.broker.listen(key) for _ in range(5)), return_exceptions=True
+        )
+        assert [type(r) for r in results] == [EngineUnavailable] * 5, results
+        redis_server.start()
+
+        async def retried(attempt: Callable[[], Any]) -> Any:
+            # As clients do: the first tries may meet connections Redis closed.
+            deadline = time.monotonic() + WAIT
+            while True:
+                try:
+                    return await attempt()
+                except EngineUnavailable:
+                    assert time.monotonic() < deadline, "Redis did not come back"
+                    await asyncio.sleep(0.1)
+
+        await retried(lambda: asyncio.gather(*(b.broker.listen(key) for _ in range(5))))
+        message_id = await retried(lambda: a.broker.publish(key, "e", "after", None, clock()))
+        await eventually(lambda: [d.message_id for d in got.of(key)] == [message_id], "delivery")
+    finally:
+        for engine in (a, b):
+            await engine.close()
+
+
+async def test_a_listen_cancelled_midway_does_not_break_the_channel(redis_server, monkeypatch):
+    a, b, _, got = await two_nodes(redis_server)
+    key = ChannelKey("acme", "fresh")
+    await a.channels.create(Channel(key, "public", None, clock()))
+    try:
+        # The first caller is cancelled while its SUBSCRIBE is on its way.
+        pubsub = b.broker._pubsub
+        plain_subscribe, sent = pubsub.subscribe, asyncio.Event()
+
+        async def slow_subscribe(*names: Any) -> Any:
+            sent.set()
+            await asyncio.sleep(0.2)
+            return await plain_subscribe(*names)
+
+        monkeypatch.setattr(pubsub, "subscribe", slow_subscribe)
+        first = asyncio.ensure_future(b.broker.listen(key))
+        await sent.wait()
+        first.cancel()
+        await asyncio.gather(first, return_exceptions=True)
+        # Every later subscriber of the channel on this node gets its messages.
+        await asyncio.wait_for(asyncio.gather(*(b.broker.listen(key) for _ in range(5))), WAIT)
+        message_id = await a.broker.publish(key, "e", "hello", None, clock())
+        await eventually(lambda: [d.message_id for d in got.of(key)] == [message_id], "delivery")
+    finally:
+        for engine in (a, b):
+            await engine.close()
+
+
+async def test_presence_put_back_after_redis_lost_it_keeps_status_and_meta(redis_server):
+    """A user who set `away` and a file comes back as they were after Redis lost its
+    data, whether they changed it through this node or another one."""
+    a, b, _, got = await two_nodes(redis_server)
+    here, there = ChannelKey("acme", "here"), ChannelKey("acme", "there")
+    try:
+        for key in (here, there):
+            await a.channels.create(Channel(key, "presence", None, clock()))
+            for node in (a, b):
+                await node.broker.listen(key)
+        now = clock()
+        await b.presence.join(here, ADA, "c1", now)
+        await b.presence.join(here, ADA, "c2", now)  # a second tab of hers
+        await b.presence.update(here, "ada", now, status="away", meta={"file": "a.ipynb"})
+        await b.presence.join(there, BOB, "c3", now)
+        # Bob has a tab on node a too, and changes his status there.
+        await a.presence.join(there, BOB, "c4", now)
+        await a.presence.update(there, "bob", now, status="busy", meta={"file": "b.ipynb"})
+        await a.presence.leave(there, "bob", "c4", now)
+        await eventually(
+            lambda: any(
+                d.frame["type"] == "presence:updated" and d.frame["member"]["status"] == "busy"
+                for d in got.of(there)
+            ),
+            "node b saw bob's change",
+        )
+        await b.redis.client.flushall()  # a Redis restarted without persistence
+        await b.presence.maintain(time.time())  # b notices and puts its people back
+
+        (ada,) = await b.presence.members(here)
+        assert (ada.status, ada.meta, ada.connections) == (
+            "away",
+            {"file": "a.ipynb"},
+            {"c1", "c2"},
+        )
+        (bob,) = await a.presence.members(there)
+        assert (bob.status, bob.meta, bob.connections) == ("busy", {"file": "b.ipynb"}, {"c3"})
+    finally:
+        for engine in (a, b):
+            await engine.close()

@@ -58,6 +58,25 @@ async def test_concurrent_publishes_on_three_nodes_arrive_everywhere_in_one_orde
         assert mine == list(range(30))
 
 
+async def test_many_concurrent_subscribes_to_a_new_channel_all_get_what_another_node_sends(
+    nodes, connect
+):
+    a, b = nodes(2)
+    readers = [await connect(a.url, make_token(f"r{i}")) for i in range(20)]
+    # All at once, on a channel nobody has used: one subscription to Redis for all.
+    replies = await asyncio.gather(*(r.subscribe("fresh") for r in readers))
+    assert all(reply["type"] == "subscribed" for reply in replies)
+    writer = await connect(b.url, make_token("writer"))
+    await writer.subscribe("fresh")
+    sent = await writer.request(
+        {"type": "broadcast", "channel": "fresh", "event": "e", "payload": "hello"}
+    )
+    assert sent["type"] == "ack"
+    for reader in readers:
+        got = await reader.expect("message")
+        assert (got["id"], got["payload"]) == (sent["id"], "hello")
+
+
 async def test_a_user_with_tabs_on_two_nodes_is_one_member(nodes, connect):
     a, b = nodes(2)
     watcher = await connect(a.url, make_token("watcher"))
@@ -337,3 +356,27 @@ async def test_when_redis_loses_its_data_presence_comes_back_and_recovery_stays_
     )
     got = await watcher.expect("message")
     assert got["id"] == again["id"] != sent["id"] and got["payload"] == 2
+
+
+async def test_presence_put_back_after_redis_lost_its_data_keeps_status_and_meta(
+    nodes, redis_server, connect
+):
+    a, b = nodes(2)
+    watcher = await connect(a.url, make_token("watcher"))
+    await watcher.subscribe("lobby")
+    ada = await connect(b.url, make_token("ada"))
+    await ada.subscribe("lobby")
+    state = await ada.request(
+        {"type": "presence", "channel": "lobby", "status": "away", "meta": {"file": "a.ipynb"}}
+    )
+    assert state["type"] == "presence:state"
+    await watcher.expect("presence:updated")
+
+    redis.Redis.from_url(redis_server.url).flushall()  # a Redis restarted without persistence
+
+    async def ada_as_she_was() -> bool:
+        state = await watcher.request({"type": "presence", "channel": "lobby"})
+        members = {m["userId"]: (m["status"], m["meta"]) for m in state["members"]}
+        return members.get("ada") == ("away", {"file": "a.ipynb"})
+
+    await eventually(ada_as_she_was)  # not `online` with no meta

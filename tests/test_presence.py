@@ -5,7 +5,7 @@ changes as JSON sees them."""
 from __future__ import annotations
 
 from nyo_realtime_ext.models import ChannelKey, Identity
-from nyo_realtime_ext.presence import PresenceTracker, same_json
+from nyo_realtime_ext.presence import PresenceTracker, json_key, same_json
 
 ROOM = ChannelKey("acme", "presence-room")
 ADA = Identity("ada", "acme", "Ada Lovelace", color="#123456", avatar_url="https://a/ada.png")
@@ -102,3 +102,14 @@ def test_same_json_compares_as_a_client_would() -> None:
     assert not same_json({"a": 1}, {"a": 1, "b": 2})
     assert not same_json([1, 2], [1, 2, 3])
     assert not same_json("1", 1) and not same_json([], {})
+
+
+def test_json_key_is_equal_exactly_when_same_json_holds() -> None:
+    # The Redis engine compares meta by json_key, the memory engine by same_json.
+    values = [
+        1, 1.0, -0.0, 0, True, False, None, "1", 0.5, 2.0**70, [], {}, [1, 2], [1.0, 2],
+        {"a": 1, "b": [0]}, {"b": [-0.0], "a": 1.0}, {"a": True, "b": [0]}, {"a": 1},
+    ]  # fmt: skip
+    for a in values:
+        for b in values:
+            assert (json_key(a) == json_key(b)) == same_json(a, b), (a, b)

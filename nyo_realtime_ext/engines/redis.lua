@@ -3,8 +3,8 @@
 --
 -- Per channel: meta (hash: epoch, seq), hist (stream, ids 0-<seq>), conns (hash:
 -- connection -> user), users (hash: p:<user> profile JSON without its closing
--- brace, s: status, m: meta JSON as given, k: the same with sorted keys, l: lastSeen ms,
--- c: JSON list of the user's connection ids), gone (hash: user -> offline
+-- brace, s: status, m: meta JSON as given, k: its text for comparing (presence.json_key),
+-- l: lastSeen ms, c: JSON list of the user's connection ids), gone (hash: user -> offline
 -- member JSON), and the pub/sub channel ps. Per tenant ("<len>:<tenant>"): profiles
 -- (hash: user -> JSON of what they chose, {"name"?, "color"?}); per user of a tenant:
 -- uch:<tenant part>:<user> (set of the channel names the user is a member of, so

@@ -33,6 +33,7 @@ import logging
 import random
 import secrets
 import time
+from collections.abc import Callable
 from importlib.resources import files
 from typing import Any
 
@@ -43,6 +44,7 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..models import Channel, ChannelKey, Identity, Member, Message, Profile
+from ..presence import json_key
 from ..protocol import encode
 from ..store import parse_message_id
 from .base import Engine, EngineEvents, EngineUnavailable, History
@@ -53,6 +55,9 @@ log = logging.getLogger(__name__)
 MIN_NODE_LEASE = 3.0
 # Backoff of the listener between attempts to reach Redis.
 RECONNECT_MIN, RECONNECT_MAX = 0.1, 5.0
+# How long a subscription may wait for the listener's connection, then for Redis
+# to confirm it, before the caller is told the engine is unavailable.
+SUBSCRIBE_TIMEOUT = 5.0
 # Entries reaped per maintenance call: a dead node with more finishes next time.
 REAP_BATCH = 1000
 
@@ -119,7 +124,7 @@ return {epoch, last, known, kept, more}
 """
 
 _JOIN = """
--- ARGV: prefix, ck, name, conn, user, profile, status, meta, sorted meta, now,
+-- ARGV: prefix, ck, name, conn, user, profile, status, meta, its json_key, now,
 -- node ('' for a lease), lease ms. Returns the member, whether the user just
 -- joined, and its connection ids.
 local ck, name, conn, user = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
@@ -177,9 +182,9 @@ return leave(ck, name, conn, user, now)
 """
 
 _UPDATE = """
--- ARGV: prefix, ck, name, user, now, status ('' = unchanged), meta and the same with
--- sorted keys ('' = unchanged). Returns the member and its connection ids when
--- something changed: meta compares by content, whatever the order of its keys.
+-- ARGV: prefix, ck, name, user, now, status ('' = unchanged), meta and its json_key
+-- ('' = unchanged). Returns the member and its connection ids when something
+-- changed: meta compares by its json_key, as the memory engine by same_json.
 local ck, name, user, now = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local status, meta, sorted_meta = ARGV[6], ARGV[7], ARGV[8]
 local users = key('users', ck)
@@ -301,6 +306,51 @@ return 1
 """
 
 
+_COLLECT = """
+-- ARGV: prefix, ck, name, not used since (seconds). Forgets the channel if it is
+-- still idle: ownerless, nobody present, no message nor presence since then. The
+-- check and the deletion are one step, so a publish or join that lands while a node
+-- collects is either seen here (the channel stays) or comes after it (and makes the
+-- channel anew). Returns 1 when the channel went.
+local ck, name, before = ARGV[2], ARGV[3], tonumber(ARGV[4])
+local tp = tenant_part(ck, name)
+local channels = P .. ':channels:' .. tp
+local raw = redis.call('HGET', channels, name)
+if not raw then
+  return 0
+end
+local record = cjson.decode(raw)
+if record.owner ~= cjson.null then
+  return 0
+end
+-- A user's fields stay in `users` while any connection of theirs is on the channel.
+if redis.call('HLEN', key('users', ck)) > 0 then
+  return 0
+end
+local last = redis.call('HGET', key('meta', ck), 't') -- the last message, ms
+if last then
+  last = tonumber(last) / 1000
+else
+  last = record.createdAt
+end
+if last >= before then
+  return 0
+end
+-- Someone who left lately used it too (as the embedded engine counts them).
+for _, member in ipairs(redis.call('HVALS', key('gone', ck))) do
+  if cjson.decode(member).lastSeen / 1000 >= before then
+    return 0
+  end
+end
+redis.call('HDEL', channels, name)
+redis.call('DEL', key('meta', ck), key('hist', ck), key('users', ck), key('conns', ck), key('gone', ck))
+if record.createdBy and record.createdBy ~= cjson.null then
+  redis.call('HINCRBY', P .. ':created:' .. tp, record.createdBy, -1)
+end
+return 1
+"""
+
+
 def _channel_part(key: ChannelKey) -> str:
     """The key part of a channel: unambiguous whatever its tenant contains."""
     return f"{len(key.tenant)}:{key.tenant}:{key.name}"
@@ -308,6 +358,31 @@ def _channel_part(key: ChannelKey) -> str:
 
 def _ms(seconds: float) -> int:
     return int(seconds * 1000)
+
+
+_UNAVAILABLE = "the server cannot reach its engine (Redis); retry later"
+
+
+class _Reachable:
+    """`async with redis.reachable:` Redis not answering in the block raises
+    EngineUnavailable. One instance, no state: nothing is made per command."""
+
+    __slots__ = ("client",)
+
+    def __init__(self, client: aioredis.Redis) -> None:
+        self.client = client
+
+    async def __aenter__(self) -> None:
+        return None
+
+    async def __aexit__(self, kind: Any, exc: BaseException | None, tb: Any) -> bool:
+        if isinstance(exc, (RedisConnectionError, RedisTimeoutError, OSError)):
+            # One broken connection means the others in the pool are likely broken
+            # too (Redis restarted): drop them all, so that each request after
+            # Redis is back gets a fresh one instead of failing once per stale one.
+            await self.client.connection_pool.disconnect(inuse_connections=False)
+            raise EngineUnavailable(_UNAVAILABLE) from exc
+        return False
 
 
 class _Redis:
@@ -320,6 +395,7 @@ class _Redis:
         )
         self.events: EngineEvents | None = None
         self.node_id = secrets.token_hex(6)
+        self.reachable = _Reachable(self.client)
         self._scripts = {
             name: self.client.register_script(_PRELUDE + source)
             for name, source in (
@@ -331,27 +407,17 @@ class _Redis:
                 ("profile", _PROFILE),
                 ("maintain", _MAINTAIN),
                 ("retire", _RETIRE),
+                ("collect", _COLLECT),
             )
         }
 
     async def run(self, script: str, *args: Any) -> Any:
-        try:
+        async with self.reachable:
             return await self._scripts[script](args=[self.prefix, *args])
-        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-            raise await self._unavailable() from exc
 
     async def call(self, *command: Any) -> Any:
-        try:
+        async with self.reachable:
             return await self.client.execute_command(*command)
-        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-            raise await self._unavailable() from exc
-
-    async def _unavailable(self) -> EngineUnavailable:
-        # One broken connection means the others in the pool are likely broken
-        # too (Redis restarted): drop them all, so that each request after
-        # Redis is back gets a fresh one instead of failing once per stale one.
-        await self.client.connection_pool.disconnect(inuse_connections=False)
-        return EngineUnavailable("the server cannot reach its engine (Redis); retry later")
 
     def key(self, kind: str, key: ChannelKey) -> str:
         return f"{self.prefix}:{kind}:{_channel_part(key)}"
@@ -366,8 +432,12 @@ class RedisBroker:
         self._listened: dict[bytes, ChannelKey] = {}
         self._last: dict[ChannelKey, tuple[bytes, int]] = {}
         self._confirmed: dict[bytes, asyncio.Future[None]] = {}
+        # pub/sub channel name -> its subscription under way (see `listen`).
+        self._subscribing: dict[bytes, asyncio.Task[None]] = {}
         self._pubsub: Any = None
         self._connected = asyncio.Event()
+        # Told of every presence event of a listened channel (RedisPresence.observe).
+        self.on_presence: Callable[[ChannelKey, bytes], None] | None = None
         self._reader: asyncio.Task[None] | None = None
 
     # -- listening ------------------------------------------------------------
@@ -376,44 +446,57 @@ class RedisBroker:
         self._reader = asyncio.ensure_future(self._read_forever())
 
     async def stop(self) -> None:
-        if self._reader is not None:
-            self._reader.cancel()
-            await asyncio.gather(self._reader, return_exceptions=True)
+        # Shielded subscriptions outlive their callers: end those under way too.
+        tasks = [*self._subscribing.values(), *([self._reader] if self._reader else [])]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         if self._pubsub is not None:
             await self._pubsub.aclose()
 
     async def listen(self, key: ChannelKey) -> None:
         name = self.redis.key("ps", key).encode()
-        if name in self._listened:
-            confirmed = self._confirmed.get(name)
-            if confirmed is not None:
-                await asyncio.shield(confirmed)
-            return
-        self._listened[name] = key
+        task = self._subscribing.get(name)
+        if task is None:
+            if name in self._listened:
+                return  # subscribed and confirmed earlier
+            self._listened[name] = key
+            task = self._subscribing[name] = asyncio.ensure_future(self._subscribe(name, key))
+            # Retrieved here, so that it is never "never retrieved" when every caller
+            # was cancelled meanwhile.
+            task.add_done_callback(lambda t: t.cancelled() or t.exception())
+        # One subscription per channel that every concurrent caller awaits, shielded:
+        # a caller cancelled midway neither cancels it for the others nor leaves the
+        # channel half set up, and each caller gets its outcome (EngineUnavailable).
+        await asyncio.shield(task)
+
+    async def _subscribe(self, name: bytes, key: ChannelKey) -> None:
         confirmed = self._confirmed[name] = asyncio.get_running_loop().create_future()
         try:
-            await asyncio.wait_for(self._connected.wait(), 5)
+            await asyncio.wait_for(self._connected.wait(), SUBSCRIBE_TIMEOUT)
             await self._pubsub.subscribe(name)
-            await asyncio.wait_for(asyncio.shield(confirmed), 5)
+            await asyncio.wait_for(asyncio.shield(confirmed), SUBSCRIBE_TIMEOUT)
             # Where this node starts: the gap check of later messages counts from here.
             epoch, seq = await self._position(key)
             self._last.setdefault(key, (epoch, seq))
-        except (asyncio.TimeoutError, RedisError, OSError) as exc:
-            self._listened.pop(name, None)
-            self._confirmed.pop(name, None)
-            raise EngineUnavailable(
-                "the server cannot reach its engine (Redis); retry later"
-            ) from exc
+        except (asyncio.TimeoutError, RedisError, OSError, EngineUnavailable) as exc:
+            if self._listened.get(name) is key:
+                self._listened.pop(name)
+            raise EngineUnavailable(_UNAVAILABLE) from exc
         finally:
+            if self._confirmed.get(name) is confirmed:
+                del self._confirmed[name]
             if not confirmed.done():
                 confirmed.cancel()
+            self._subscribing.pop(name, None)
 
     async def unlisten(self, key: ChannelKey) -> None:
         name = self.redis.key("ps", key).encode()
+        if name in self._subscribing:
+            return  # someone is subscribing to it again: they want it
         if self._listened.pop(name, None) is None:
             return
         self._last.pop(key, None)
-        self._confirmed.pop(name, None)
         if self._connected.is_set():
             try:
                 await self._pubsub.unsubscribe(name)
@@ -479,6 +562,8 @@ class RedisBroker:
             message_id = f"{epoch.decode()}-{seq}"
             events.deliver(key, frame, message_id, None if skip == b"-" else skip.decode())
         elif head[0:1] == b"p":
+            if self.on_presence is not None:
+                self.on_presence(key, frame)
             skip = head[2:]
             events.deliver(key, frame, None, None if skip == b"-" else skip.decode())
         elif head[0:1] == b"c":
@@ -609,6 +694,10 @@ class RedisPresence:
         self.lease = max(MIN_NODE_LEASE, heartbeat_timeout / 2)
         # This node's own presence connections, to put back if Redis forgot them.
         self._local: dict[tuple[ChannelKey, str], Identity] = {}
+        # (channel, user) of those connections -> [status, meta, how many]: what the
+        # user last showed there (changed on any node), so that they come back as
+        # they were, not `online` with no meta, when Redis forgets them.
+        self._shown: dict[tuple[ChannelKey, str], list[Any]] = {}
         self._healthy_since: float | None = None
         self._registered = False
 
@@ -640,19 +729,44 @@ class RedisPresence:
             orjson.dumps(profile)[:-1],
             status,
             orjson.dumps(meta or {}),
-            orjson.dumps(meta or {}, option=orjson.OPT_SORT_KEYS),
+            json_key(meta or {}),
             _ms(now),
             "" if lease is not None else self.redis.node_id,
             _ms(lease or 0),
         )
+        shown = _member(member, connections)
         if lease is None:
-            self._local[(key, connection_id)] = identity
-        return _member(member, connections), bool(joined)
+            if (key, connection_id) not in self._local:  # not a connection put back
+                self._local[(key, connection_id)] = identity
+                entry = self._shown.setdefault((key, identity.user_id), ["online", {}, 0])
+                entry[2] += 1
+            self._remember(key, shown)
+        return shown, bool(joined)
+
+    def _remember(self, key: ChannelKey, member: Member) -> None:
+        entry = self._shown.get((key, member.user_id))
+        if entry is not None:
+            entry[0], entry[1] = member.status, member.meta
+
+    def observe(self, key: ChannelKey, frame: bytes) -> None:
+        """A presence event of a channel this node listens to (from any node)."""
+        # Only while this node has people, and only updates: joins and leaves do not
+        # change what a user shows, and most presence frames are those.
+        if self._shown and frame.startswith(b'{"type":"presence:updated"'):
+            wire = orjson.loads(frame)["member"]
+            entry = self._shown.get((key, wire["userId"]))
+            if entry is not None:
+                entry[0], entry[1] = wire["status"], wire["meta"]
 
     async def leave(
         self, key: ChannelKey, user_id: str, connection_id: str, now: float
     ) -> Member | None:
         local = self._local.pop((key, connection_id), None)
+        if local is not None:
+            entry = self._shown[(key, local.user_id)]
+            entry[2] -= 1
+            if not entry[2]:
+                del self._shown[(key, local.user_id)]
         member = await self.redis.run(
             "leave",
             _channel_part(key),
@@ -680,9 +794,15 @@ class RedisPresence:
             _ms(now),
             status or "",
             orjson.dumps(meta) if meta is not None else "",
-            orjson.dumps(meta, option=orjson.OPT_SORT_KEYS) if meta is not None else "",
+            # Compared as text by the script: the text `same_json` agrees with, as the
+            # memory engine compares (1 and 1.0 are one JSON number; true and 1 are not).
+            json_key(meta) if meta is not None else "",
         )
-        return _member(*changed) if changed else None
+        if not changed:
+            return None
+        member = _member(*changed)
+        self._remember(key, member)
+        return member
 
     async def members(self, key: ChannelKey) -> list[Member]:
         # redis-py answers HGETALL with a dict.
@@ -730,11 +850,13 @@ class RedisPresence:
             # still here, so they join again (others see them come back).
             log.warning("this node's presence was lost in Redis; restoring %d", len(self._local))
             for (key, connection_id), identity in list(self._local.items()):
-                await self.join(key, identity, connection_id, now)
+                status, meta, _ = self._shown.get((key, identity.user_id), ("online", {}, 0))
+                await self.join(key, identity, connection_id, now, status, meta)
         self._registered = True
 
     async def retire(self, now: float) -> None:
         self._local.clear()
+        self._shown.clear()
         await self.redis.run("retire", self.redis.node_id, _ms(now))
 
 
@@ -781,37 +903,19 @@ class RedisRegistry:
     async def collect_idle(self, not_used_since: float, live: set[ChannelKey]) -> int:
         redis, gone = self.redis, 0
         pattern = f"{redis.prefix}:channels:*"
-        try:
+        async with redis.reachable:  # the scan's own commands too
             async for hash_key in redis.client.scan_iter(match=pattern, count=100):
                 part = hash_key.decode()[len(redis.prefix) + len(":channels:") :]
                 length, _, rest = part.partition(":")
                 tenant = rest[: int(length)]
-                for name, raw in (await redis.call("HGETALL", hash_key)).items():
+                for name in await redis.call("HKEYS", hash_key):
                     key = ChannelKey(tenant, name.decode())
-                    if key not in live and await self._idle(key, raw, not_used_since):
-                        await self._forget(key, orjson.loads(raw).get("createdBy"))
-                        gone += 1
-        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-            raise await redis._unavailable() from exc
+                    if key in live:
+                        continue
+                    # Checked and forgotten in one script: between a check here and a
+                    # deletion in later commands, a publish or join could be lost.
+                    gone += await redis.run("collect", _channel_part(key), key.name, not_used_since)
         return gone
-
-    async def _idle(self, key: ChannelKey, raw: bytes, not_used_since: float) -> bool:
-        record = orjson.loads(raw)
-        if record["owner"] is not None:
-            return False
-        last_used = await self.redis.call("HGET", self.redis.key("meta", key), "t")
-        if (int(last_used) / 1000 if last_used else record["createdAt"]) >= not_used_since:
-            return False
-        return not await self.redis.call("HLEN", self.redis.key("users", key))
-
-    async def _forget(self, key: ChannelKey, created_by: str | None) -> None:
-        redis = self.redis
-        await redis.call("HDEL", self._hash(key.tenant), key.name)
-        await redis.call(
-            "DEL", *(redis.key(kind, key) for kind in ("meta", "hist", "users", "conns", "gone"))
-        )
-        if created_by is not None:
-            await redis.call("HINCRBY", self._created(key.tenant), created_by, -1)
 
     # `builtins.list`: inside this class, `list` names the method above.
     async def set_members(self, key: ChannelKey, user_ids: builtins.list[str]) -> Channel:
@@ -900,6 +1004,7 @@ class RedisEngine(Engine):
         self.presence = RedisPresence(self.redis, config.heartbeat_timeout)
         self.channels = RedisRegistry(self.redis)
         self.profiles = RedisProfiles(self.redis)
+        self.broker.on_presence = self.presence.observe
 
     def bind(self, events: EngineEvents) -> None:
         self.redis.events = events
