@@ -121,6 +121,26 @@ def click_cell(person: Person, index: int) -> None:
     expect(cells(person).nth(index)).to_have_class(_ACTIVE)
 
 
+def run_cell(person: Person, index: int) -> None:
+    """Run a cell as a person does (Shift+Enter in it), and see it start.
+
+    The page may still be settling (a kernel starting, focus moving to a new
+    tab) and swallow the key; a cell that did not start is asked once more.
+    Its prompt shows `[*]` when queued or running and `[n]` when done.
+    """
+    started = re.compile(r"\[[*0-9]+\]")
+    prompt = cells(person).nth(index).locator(".jp-InputArea-prompt")
+    for attempt in range(2):
+        click_cell(person, index)
+        person.page.keyboard.press("Shift+Enter")
+        try:
+            expect(prompt).to_have_text(started, timeout=SEEN_TIMEOUT)
+            return
+        except AssertionError:
+            person.shot(f"run-cell-{index}-not-started-{attempt}")
+    raise AssertionError(f"cell {index} did not start in {person.label}'s notebook")
+
+
 def avatar_on_cell(person: Person, index: int, other: Person) -> Any:
     return (
         cells(person)
@@ -245,8 +265,7 @@ def test_others_see_who_ran_which_cell_also_after_a_reload(
         expect(ran_mark(bob, 1)).to_have_count(0)
 
         # Ada runs cell 2 in her kernel.
-        click_cell(ada, 1)
-        ada.page.keyboard.press("Shift+Enter")
+        run_cell(ada, 1)
         expect(cells(ada).nth(1).locator(".jp-OutputArea-output")).to_have_text(
             "ran by ada", timeout=KERNEL_TIMEOUT
         )
@@ -323,8 +342,7 @@ def test_a_new_name_and_colour_show_everywhere_at_once(lab: LabServer, browser: 
 
         # Bob's kernel shows the lobby with a PresenceWidget of its own.
         bob.open_file("widget.ipynb")
-        click_cell(bob, 0)
-        bob.page.keyboard.press("Shift+Enter")
+        run_cell(bob, 0)
         widget = cells(bob).nth(0).locator(".jp-OutputArea-output")
         expect(widget).to_contain_text(ada.name, timeout=KERNEL_TIMEOUT)
 
@@ -587,8 +605,7 @@ def test_notebook_7_shows_cell_presence_and_who_ran_a_cell(
         expect(avatar_on_cell(bob, 2, ada)).to_be_visible(timeout=SEEN_TIMEOUT)
         expect(all_avatars_of(bob, ada)).to_have_count(1)
 
-        click_cell(ada, 1)
-        ada.page.keyboard.press("Shift+Enter")
+        run_cell(ada, 1)
         expect(cells(ada).nth(1).locator(".jp-OutputArea-output")).to_have_text(
             "ran by ada", timeout=KERNEL_TIMEOUT
         )
