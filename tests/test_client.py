@@ -51,8 +51,12 @@ def record_states(client: RealtimeClient) -> list[tuple[ConnectionState, dict[st
 
 
 async def test_restart_mid_stream_delivers_every_acked_message_once_in_order(
-    server: StandaloneServer,
+    standalone: Callable[..., StandaloneServer],
 ) -> None:
+    # History long enough for any gap: the publisher, back first by the luck of
+    # the jitter, may send hundreds while the subscriber waits (seen under load
+    # with the default 100). What is past retention is test_unrecoverable_gap's.
+    server = standalone("--Realtime.history_size=100000")
     subscriber = RealtimeClient(server.url, make_token("sub"), **FAST)
     publisher = RealtimeClient(server.url, make_token("pub"), **FAST)
     states = record_states(subscriber)
