@@ -29,7 +29,7 @@ from .constants import STANDALONE_API_PATH
 from .handlers import RealtimeSocket, bearer_token
 from .protocol import ErrorCode
 from .service import RealtimeService
-from .wire import take_over
+from .wire import WireSocket, take_over
 
 try:
     import resource
@@ -109,6 +109,15 @@ class StandaloneSocket(RealtimeSocket):
         wire, leftover = taken
         if wire.transport is None or wire.transport.is_closing():
             return  # gone during the move: the hub never knew it
+        try:
+            await self._admit(wire, token, leftover)
+        except BaseException:
+            # tornado would close only its own, already closed stream: without this
+            # the client would wait for `authenticated` on a socket nobody reads.
+            wire.abort()
+            raise
+
+    async def _admit(self, wire: WireSocket, token: str | None, leftover: bytes) -> None:
         hub = self.service.hub
         try:
             identity = self.service.identify_handshake(token, None)
@@ -118,7 +127,7 @@ class StandaloneSocket(RealtimeSocket):
             return
         # `authenticated` shows the name and colour the user chose: read them first.
         profile = await hub.chosen_profile(identity) if identity is not None else None
-        if wire.transport.is_closing():
+        if wire.transport is None or wire.transport.is_closing():
             return  # gone meanwhile: the hub never knew it
         wire.start(hub.connect(wire, identity, profile), leftover)
 

@@ -220,6 +220,11 @@ class WireSocket(asyncio.Protocol):
                 return
             if data == SEND_EOF:  # the closing handshake is over, or the connection failed
                 transport.close()  # after what is buffered; a server closes TCP first
+                # A client that stops reading would keep the socket and its buffer
+                # forever (the hub has let it go): the same bound as our own close.
+                if self._close_timer is None:
+                    loop = asyncio.get_running_loop()
+                    self._close_timer = loop.call_later(CLOSE_WAIT, transport.abort)
             else:
                 transport.write(data)
 
@@ -241,6 +246,10 @@ class WireSocket(asyncio.Protocol):
             if opcode is _PING:
                 if self.session is not None:  # many non-browser clients ping: life too
                     self.service.hub.touch(self.session)
+                if self.backlog() > self._send_limit:
+                    # Pinging without reading our pongs: bounded as any other frame.
+                    self._drop_outbox(CloseCode.TOO_MANY, "too slow to read")
+                    return
                 if self._ws.state is _OPEN:  # then pongs are all the Protocol has queued
                     self._flush()
                 continue
@@ -322,6 +331,8 @@ async def take_over(stream: Any, service: RealtimeService) -> tuple[WireSocket, 
     size = getattr(stream, "_read_buffer_size", None)
     if not isinstance(buffer, bytearray) or not isinstance(size, int):
         return None  # a tornado whose buffers we do not know
+    if getattr(stream, "_read_buffer_pos", 0) or getattr(stream, "_user_read_buffer", False):
+        return None  # older tornados keep an offset into the buffer: not ours to guess
     leftover = bytes(buffer[:size])
     sock = stream.socket
     stream.io_loop.remove_handler(sock.fileno())

@@ -11,11 +11,15 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
+import socket
 import struct
+from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
+
+from nyo_realtime_ext.wire import CLOSE_WAIT
 
 from .conftest import make_token
 
@@ -251,3 +255,62 @@ async def test_a_bad_token_gets_its_error_and_4401(server):
     opcode, payload = await client.read()  # type: ignore[misc]
     assert (opcode, struct.unpack("!H", payload[:2])[0]) == (0x8, 4401)
     client.close()
+
+
+async def test_pinging_without_reading_the_pongs_is_cut(standalone):
+    # Pongs count against the send buffer like any frame: a client that pings and
+    # never reads cannot make the server hold its answers without bound (it is
+    # cut with 4429, then let go CLOSE_WAIT later, which this client sees).
+    port = standalone("--Realtime.max_send_buffer=65536", "--Realtime.rate_limit=0").port
+    bad, good = await bad_and_good(port)
+    bad.writer.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    pings = frame(b"p" * 125, 0x9) * 1000
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + CLOSE_WAIT + 30
+    cut = False
+    while not cut and loop.time() < deadline:
+        try:
+            bad.writer.write(pings)
+            await asyncio.wait_for(bad.writer.drain(), 1.0)
+        except asyncio.TimeoutError:
+            pass  # the server reads slower than we write: go on
+        except ConnectionError:
+            cut = True
+    assert cut, "the server kept answering pings nobody read"
+    bad.close()
+    await still_served(good)
+
+
+async def test_a_client_that_closes_and_stops_reading_is_let_go(standalone):
+    # After a client's close the hub has forgotten it, so no heartbeat would ever
+    # end it: its socket and what it left unread go after CLOSE_WAIT, read or not.
+    server = standalone("--Realtime.max_send_buffer=33554432", "--Realtime.rate_limit=0")
+    bad, good = await bad_and_good(server.port)
+    bad.writer.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    for client in (bad, good):
+        client.writer.write(text({"type": "subscribe", "channel": "feed", "ref": "s"}))
+        assert (await client.json())["type"] == "subscribed"
+    payload = "x" * 50_000
+    for n in range(200):  # 10 MB that `bad` never reads: more than the kernel holds
+        good.writer.write(text({"type": "broadcast", "channel": "feed", "event": "e",
+                                "payload": payload, "ref": n}))  # fmt: skip
+    await good.writer.drain()
+    for _ in range(400):  # each broadcast's ack and its message (echo is on)
+        assert (await good.json())["type"] in ("message", "ack")
+
+    def sockets() -> int:
+        fds = Path(f"/proc/{server.process.pid}/fd")
+        return sum(1 for fd in fds.iterdir() if "socket" in os.readlink(fd))
+
+    before = sockets()
+    bad.writer.write(frame(struct.pack("!H", 1000), 0x8))
+    deadline = asyncio.get_running_loop().time() + CLOSE_WAIT + 10
+    while sockets() >= before and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.2)
+    assert sockets() < before, "the server kept the socket of a client that had closed"
+    bad.close()
+    good.writer.write(text({"type": "ping", "ref": "still"}))
+    while (reply := await good.json())["type"] != "pong":
+        assert reply["type"] == "user:left"  # `feed` is a presence channel: bad left
+    assert reply["ref"] == "still"
+    good.close()
