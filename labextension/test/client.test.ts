@@ -383,8 +383,9 @@ describe('server restart and refusal', () => {
       ada.errors.connect(e => errors.push(e));
       const retries: RetryInfo[] = [];
       ada.retryScheduled.connect(info => retries.push(info));
-      // Far past the burst of 10: the server warns once, then cuts.
-      for (let i = 0; i < 40; i++) {
+      // Far past the burst of 10: the server warns once, then cuts. Far enough
+      // that a server slowed by a busy machine cannot refill its way out of it.
+      for (let i = 0; i < 200; i++) {
         ada.request({ type: 'ping' }).catch(() => undefined);
       }
       await eventually(() => ada.state === 'reconnecting', 'cut for flooding');
