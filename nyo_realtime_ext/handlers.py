@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Awaitable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from tornado.iostream import StreamClosedError
@@ -64,19 +64,72 @@ def _framed(payload: bytes) -> bytes:
     return _last_framed[1]
 
 
-class RealtimeSocket(WebSocketHandler):
+class QueuedFrames:
+    """The sending half both WebSocket transports share (this tornado handler and
+    `wire.WireSocket`): the hub's `send` queues a frame for the end of the loop
+    pass, `service.PassWriter` writes the queue in one `send` syscall, and what is
+    queued plus what the client has not taken never passes `max_send_buffer`:
+    the client is cut with 4429 first. (The hub sizes recoveries to fit, see
+    `Hub._on_subscribe`.)
+
+    A transport calls `_init_queue` first, and provides `service`, `session`,
+    `backlog`, `_stopped_sending`, `write_outbox` and `close`.
+    """
+
+    # Slots, not a dict: WireSocket keeps one per idle connection (see `wire`).
+    __slots__ = ("_outbox", "_queued", "_send_limit")
+
+    service: RealtimeService
+    session: Session | None
+
+    def _init_queue(self, service: RealtimeService) -> None:
+        self._outbox: list[bytes] | None = None  # frames waiting for the end of this pass
+        self._queued = 0  # bytes in _outbox
+        # Checked on every frame sent: a plain number, not a traitlets lookup.
+        self._send_limit = service.config.max_send_buffer
+
+    if TYPE_CHECKING:  # the transport's own; nothing here may shadow tornado's `close`
+
+        def backlog(self) -> int: ...
+        def _stopped_sending(self) -> bool: ...
+        def write_outbox(self) -> None: ...
+        def close(self, code: int | None = None, reason: str | None = None) -> None: ...
+
+    def send(self, data: bytes) -> None:
+        """Queue a frame for the end of this loop pass."""
+        if self._outbox is None:
+            if self._stopped_sending():
+                return
+            self._outbox, self._queued = [], 0
+            self.service.writer.schedule(self)
+        frame = _framed(data)
+        self._outbox.append(frame)
+        self._queued += len(frame)
+        if self.backlog() > self._send_limit:
+            self._drop_outbox(CloseCode.TOO_MANY, "too slow to read")
+
+    def abandon_outbox(self) -> None:
+        """The pass's commit failed: its frames carry ids that do not exist."""
+        self._drop_outbox(CloseCode.INTERNAL_ERROR, "internal error; reconnect and recover")
+
+    def _drop_outbox(self, code: int, reason: str) -> None:
+        self._outbox, self._queued = None, 0
+        if self.session is not None:
+            self.service.hub.close(self.session, code, reason)
+        else:
+            self.close(code, reason)
+
+
+class RealtimeSocket(QueuedFrames, WebSocketHandler):
     """One client's WebSocket. Implements the hub's `Connection`."""
 
     service: RealtimeService
     session: Session | None = None
-    _outbox: list[bytes] | None = None  # frames waiting for the end of this loop pass
-    _queued = 0  # bytes in _outbox
     _unsent = 0  # bytes handed to the stream that the client has not taken yet
 
     def initialize(self, service: RealtimeService) -> None:
         self.service = service
-        # Checked on every frame sent: a plain number, not a traitlets lookup.
-        self._send_limit = service.config.max_send_buffer
+        self._init_queue(service)
 
     async def get(self, *args: Any, **kwargs: Any) -> None:
         # Refused before the upgrade, while an HTTP answer can still say why.
@@ -138,37 +191,11 @@ class RealtimeSocket(WebSocketHandler):
         if self.session is not None:
             self.service.hub.disconnect(self.session, self.close_code)
 
-    def send(self, data: bytes) -> None:
-        """Queue a frame for the end of this loop pass.
-
-        What is queued and what the client has not taken yet together never
-        pass `max_send_buffer`: the client is cut with 4429 first. (The hub
-        sizes recoveries to fit, see `Hub._on_subscribe`.)
-        """
-        if self._outbox is None:
-            if self.ws_connection is None or self.ws_connection.is_closing():
-                return
-            self._outbox, self._queued = [], 0
-            self.service.writer.schedule(self)
-        frame = _framed(data)
-        self._outbox.append(frame)
-        self._queued += len(frame)
-        if self._unsent + self._queued > self._send_limit:
-            self._drop_outbox(CloseCode.TOO_MANY, "too slow to read")
-
     def backlog(self) -> int:
         return self._unsent + self._queued
 
-    def abandon_outbox(self) -> None:
-        """The pass's commit failed: its frames carry ids that do not exist."""
-        self._drop_outbox(CloseCode.INTERNAL_ERROR, "internal error; reconnect and recover")
-
-    def _drop_outbox(self, code: int, reason: str) -> None:
-        self._outbox, self._queued = None, 0
-        if self.session is not None:
-            self.service.hub.close(self.session, code, reason)
-        else:
-            self.close(code, reason)
+    def _stopped_sending(self) -> bool:
+        return self.ws_connection is None or self.ws_connection.is_closing()
 
     def write_outbox(self) -> None:
         """Write what this loop pass queued, in one `send`."""

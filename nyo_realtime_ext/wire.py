@@ -39,7 +39,7 @@ from websockets.frames import CloseCode as WsCloseCode
 from websockets.frames import Frame, Opcode
 from websockets.protocol import SEND_EOF, Protocol, Side, State
 
-from .handlers import _framed
+from .handlers import QueuedFrames
 from .protocol import CloseCode
 
 if TYPE_CHECKING:
@@ -63,13 +63,12 @@ _OPEN = State.OPEN
 _NO_STATUS = WsCloseCode.NO_STATUS_RCVD  # the code of a close frame without one
 
 
-class WireSocket(asyncio.Protocol):
+class WireSocket(QueuedFrames, asyncio.Protocol):
     """One client's WebSocket as the hub's `Connection` and the writer's `Outbox`."""
 
     __slots__ = (
         "service", "session", "transport", "_ws", "_pending", "_fragments", "_opcode",
-        "_busy", "_outbox", "_queued", "_close_timer", "close_code", "_ready", "_send_limit",
-        "__weakref__",
+        "_busy", "_close_timer", "close_code", "_ready", "__weakref__",
     )  # fmt: skip
 
     def __init__(self, service: RealtimeService) -> None:
@@ -88,36 +87,19 @@ class WireSocket(asyncio.Protocol):
         self._fragments: list[bytes] | None = None  # a fragmented message so far
         self._opcode = _TEXT  # of the fragmented message
         self._busy = False  # a frame's `Hub.receive` has not finished yet
-        self._outbox: list[bytes] | None = None  # frames waiting for the end of this pass
-        self._queued = 0
+        self._init_queue(service)
         # Set once our close frame is out and we wait for the client's.
         self._close_timer: asyncio.TimerHandle | None = None
         self.close_code: int | None = None  # the client's, when it sent one
         self._ready = False  # the hub knows the connection (frames may be handled)
-        # Checked on every frame sent: a plain number, not a traitlets lookup.
-        self._send_limit = service.config.max_send_buffer
 
     # -- the hub's Connection --------------------------------------------------------
 
-    def send(self, data: bytes) -> None:
-        """Queue a frame for the end of this loop pass (see `handlers.RealtimeSocket`).
-
-        Data frames bypass the websockets `Protocol`: a server's frames are unmasked
-        and, with no extension agreed, carry no reserved bit, so the bytes
-        `_framed` encodes once for every subscriber are exactly what the
-        `Protocol` would serialize. Only control frames (pongs, close) go
-        through it, and no data frame is written after our close frame.
-        """
-        if self._outbox is None:
-            if self._stopped_sending():
-                return
-            self._outbox, self._queued = [], 0
-            self.service.writer.schedule(self)
-        frame = _framed(data)
-        self._outbox.append(frame)
-        self._queued += len(frame)
-        if self.backlog() > self._send_limit:
-            self._drop_outbox(CloseCode.TOO_MANY, "too slow to read")
+    # `send` (from `QueuedFrames`) writes data frames straight to the transport,
+    # bypassing the websockets `Protocol`: a server's frames are unmasked and, with
+    # no extension agreed, carry no reserved bit, so the bytes `_framed` encodes once
+    # for every subscriber are exactly what the `Protocol` would serialize. Only
+    # control frames (pongs, close) go through it, and no data frame follows our close.
 
     def backlog(self) -> int:
         unsent = self.transport.get_write_buffer_size() if self.transport is not None else 0
@@ -150,16 +132,6 @@ class WireSocket(asyncio.Protocol):
             return
         assert self.transport is not None
         self.transport.write(frames[0] if len(frames) == 1 else b"".join(frames))
-
-    def abandon_outbox(self) -> None:
-        self._drop_outbox(CloseCode.INTERNAL_ERROR, "internal error; reconnect and recover")
-
-    def _drop_outbox(self, code: int, reason: str) -> None:
-        self._outbox, self._queued = None, 0
-        if self.session is not None:
-            self.service.hub.close(self.session, code, reason)
-        else:
-            self.close(code, reason)
 
     def _stopped_sending(self) -> bool:
         """Our close frame is out (or the connection is gone): no data frame may follow."""
