@@ -76,6 +76,25 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def wait_until_up(
+    url: str, process: subprocess.Popen[bytes], name: str, log: Path, seconds: float = 60
+) -> None:
+    """Until `url` answers 200; the log in the error if `process` exits or is too slow."""
+    deadline = time.monotonic() + seconds
+    while True:
+        if process.poll() is not None:
+            raise RuntimeError(f"{name} exited:\n{log.read_text(errors='replace')}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{name} did not start:\n{log.read_text(errors='replace')}")
+        time.sleep(0.2)
+
+
 class LabServer:
     def __init__(self, root: Path, port: int, process: subprocess.Popen[bytes], log: Path) -> None:
         self.root = root
@@ -134,19 +153,7 @@ def start_lab(
     with log.open("wb") as out:
         process = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=env)
     server = LabServer(root, port, process, log)
-    deadline = time.monotonic() + 60
-    while True:
-        if process.poll() is not None:
-            raise RuntimeError(f"{app} exited:\n{log.read_text()}")
-        try:
-            with urllib.request.urlopen(server.url("api/status"), timeout=2) as response:
-                if response.status == 200:
-                    break
-        except OSError:
-            pass
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"{app} did not start:\n{log.read_text()}")
-        time.sleep(0.2)
+    wait_until_up(server.url("api/status"), process, app, log)
     # Without the built front end every browser test would only time out.
     with urllib.request.urlopen(server.url("lab" if app == "jupyterlab" else "tree")) as page:
         assert b"nyo-realtime-ext" in page.read(), (

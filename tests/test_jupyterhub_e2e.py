@@ -24,7 +24,6 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +42,7 @@ from .lab_e2e import (
     launch_browser,
     lobby_avatar,
     panel_entry,
+    wait_until_up,
 )
 from .redis_server import RedisServer
 
@@ -198,19 +198,7 @@ def hub(browser: Browser, redis_server: RedisServer, tmp_path: Path) -> Iterator
     hub = Hub(f"http://127.0.0.1:{port}", homes, log, process)
     try:
         # Through the proxy: up once the proxy routes to the hub.
-        deadline = time.monotonic() + 60
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"jupyterhub exited:\n{hub.output()}")
-            try:
-                with urllib.request.urlopen(f"{hub.url}/hub/api/", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"jupyterhub did not start:\n{hub.output()}")
-            time.sleep(0.2)
+        wait_until_up(f"{hub.url}/hub/api/", process, "jupyterhub", log)
         yield hub
     finally:
         _stop_tree(process)
