@@ -228,10 +228,14 @@ export class Relay {
 export const createSocket = (url: string): WebSocketLike =>
   new WebSocket(url) as unknown as WebSocketLike;
 
-/** Resolve when `predicate` holds, polling; fail with `what` after `timeout` ms. */
+/**
+ * Resolve when `predicate` holds, polling; fail with `what` after `timeout` ms.
+ * Only for what stays once it holds (a count that grows, a final state, a
+ * recorded list): something transient can come and go between two polls.
+ */
 export async function eventually<T>(
   predicate: () => T | undefined | false,
-  what: string,
+  what: string | (() => string),
   timeout = 10_000
 ): Promise<T> {
   const deadline = Date.now() + timeout;
@@ -241,7 +245,9 @@ export async function eventually<T>(
       return value;
     }
     if (Date.now() > deadline) {
-      throw new Error(`timed out waiting for ${what}`);
+      throw new Error(
+        `timed out waiting for ${typeof what === 'string' ? what : what()}`
+      );
     }
     await new Promise(resolve => setTimeout(resolve, 20));
   }

@@ -4,7 +4,14 @@
  * a real `nyo-realtime serve` subprocess: what a component sees as state, and
  * what another client (a plain `RealtimeClient`) sees of it.
  */
-import { act, cleanup, render, renderHook, waitFor } from '@testing-library/react';
+import {
+  act,
+  cleanup,
+  configure,
+  render,
+  renderHook,
+  waitFor
+} from '@testing-library/react';
 import * as React from 'react';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 
@@ -31,6 +38,10 @@ import {
 // Updates here come from a real network, not from anything a test does inside
 // `act`; React's act() bookkeeping would only warn about each of them.
 (globalThis as { IS_REACT_ACT_ENVIRONMENT?: boolean }).IS_REACT_ACT_ENVIRONMENT = false;
+
+// waitFor's 1 s default is short for a real server on a busy machine: the
+// harness's `eventually` bound instead.
+configure({ asyncUtilTimeout: 10_000 });
 
 let server: StandaloneServer;
 const clients: RealtimeClient[] = [];
@@ -377,19 +388,28 @@ describe('client options', () => {
     const relay = await new Relay(server.port).start();
     try {
       const rec = recorder();
-      const { result } = renderHook(() =>
-        useWebSocket({
+      // Every state the component renders, in order: recorded, not polled, as
+      // a state can come and go between two polls on a busy machine.
+      const rendered: string[] = [];
+      const { result } = renderHook(() => {
+        const ws = useWebSocket({
           url: relay.url,
           token: makeToken('ada'),
           createSocket: rec.factory,
           reconnectDelay: 20
-        })
-      );
-      await waitFor(() => expect(result.current.connectionState).toBe('open'));
+        });
+        if (rendered.at(-1) !== ws.connectionState) {
+          rendered.push(ws.connectionState);
+        }
+        return ws;
+      });
+      await waitFor(() => expect(rendered).toContain('open'));
       relay.cut();
-      await waitFor(() => expect(result.current.connectionState).toBe('reconnecting'));
+      await waitFor(() => expect(rendered).toContain('reconnecting'));
+      const cut = rendered.indexOf('reconnecting');
       relay.restore();
-      await waitFor(() => expect(result.current.connectionState).toBe('open'));
+      await waitFor(() => expect(rendered.slice(cut)).toContain('open'));
+      expect(result.current.connectionState).toBe('open');
       expect(rec.sockets.length).toBeGreaterThan(1);
     } finally {
       await relay.close();
