@@ -47,6 +47,38 @@ CHROMIUM_ARGS = [
 LOAD_TIMEOUT = 60_000
 SEEN_TIMEOUT = 20_000
 
+# Every notification (toast) a page shows, recorded from the page's start: a
+# toast closes by itself after a few seconds, so looking for it by polling the
+# page could miss it on a busy machine. Each entry: its text, and whether it
+# was ever wholly on screen (the IntersectionObserver that Playwright's own
+# `to_be_in_viewport` uses).
+RECORD_TOASTS = """
+(() => {
+  const toasts = (window.__nyoToasts = []);
+  const inView = new IntersectionObserver(
+    entries => {
+      for (const entry of entries) {
+        const toast = toasts.find(t => t.node === entry.target);
+        if (toast && entry.intersectionRatio >= 0.999) toast.whollyInView = true;
+      }
+    },
+    { threshold: [0, 0.5, 0.999, 1] }
+  );
+  new MutationObserver(() => {
+    for (const node of document.querySelectorAll('.Toastify__toast')) {
+      if (!toasts.some(t => t.node === node)) {
+        toasts.push({ node, text: '', whollyInView: false });
+        inView.observe(node);
+      }
+    }
+    // Its text as last shown, kept once it has gone.
+    for (const toast of toasts) {
+      if (toast.node.isConnected) toast.text = toast.node.textContent;
+    }
+  }).observe(document, { childList: true, subtree: true, characterData: true });
+})();
+"""
+
 NOTEBOOK = {
     "cells": [
         {
@@ -188,7 +220,14 @@ class Person:
         self.label = label
         self.shots = shots
         self.context: BrowserContext = browser.new_context(viewport={"width": 1400, "height": 860})
+        self.context.add_init_script(RECORD_TOASTS)
         self.page: Page = self.context.new_page()
+        # JupyterLab's dialogs are modal: one that opens on its own (a file
+        # changed on disk, a kernel to pick, a slow server's "connection
+        # error") takes every click until answered. Before each action and
+        # each auto-waiting assertion, Playwright answers any that is open.
+        self.dialogs: list[str] = []
+        self.page.add_locator_handler(self.page.locator(".jp-Dialog"), self._answer_dialog)
         self.errors: list[str] = []
         # Uncaught errors thrown from our bundle; the host application's own
         # (Notebook 7 logs one at start with or without this extension) are not ours.
@@ -200,6 +239,41 @@ class Person:
             ),
         )
         self.me: dict[str, Any] = {}
+
+    def _answer_dialog(self, dialog: Any) -> None:
+        """Answer a JupyterLab dialog as Enter would: its default button (what
+        JupyterLab's own `acceptDialog` does). What it said is kept in
+        `dialogs`, and in a screenshot, for whoever reads a failure."""
+        dialog = dialog.first
+        try:
+            text = " ".join(dialog.inner_text(timeout=5_000).split())
+        except Exception as error:  # gone meanwhile: nothing to answer
+            text = f"(unreadable: {error})"
+        self.dialogs.append(text)
+        print(f"{self.label}: answering a JupyterLab dialog: {text}")
+        self.shot(f"dialog-{len(self.dialogs)}")
+        dialog.dispatch_event("keydown", {"key": "Enter"})
+
+    def notifications(self) -> list[dict[str, Any]]:
+        """Every toast this page showed since it loaded (see RECORD_TOASTS)."""
+        return self.page.evaluate(
+            "(window.__nyoToasts || []).map(t => ({ text: t.text, whollyInView: t.whollyInView }))"
+        )
+
+    def wait_for_notification(
+        self, text: str, wholly_in_view: bool = False, timeout: float = SEEN_TIMEOUT
+    ) -> dict[str, Any]:
+        """The first toast this page showed with `text` in it (and, if asked, once
+        wholly on screen), from the record: it may have closed since."""
+        deadline = time.monotonic() + timeout / 1000
+        while True:
+            shown = self.notifications()
+            for toast in shown:
+                if text in (toast["text"] or "") and (toast["whollyInView"] or not wholly_in_view):
+                    return toast
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{self.label} was shown no notification {text!r}: {shown}")
+            time.sleep(0.1)
 
     def open_lab(self, url: str) -> Person:
         self.page.goto(url)
