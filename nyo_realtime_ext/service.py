@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Protocol
 
 from tornado.ioloop import PeriodicCallback
 
@@ -19,6 +18,7 @@ from .config import Realtime
 from .engines import Engine, MemoryEngine
 from .hub import Hub
 from .models import Identity
+from .outbox import Writer
 from .store import Store
 
 log = logging.getLogger(__name__)
@@ -29,72 +29,6 @@ COLLECT_SECONDS = 3600.0
 # How often the WAL is copied into the database file, in a worker thread (see
 # `Store.checkpoint`): at ~4 KB a message, 1 s of a busy server is a few MB of WAL.
 CHECKPOINT_SECONDS = 1.0
-
-
-class Outbox(Protocol):
-    def write_outbox(self) -> None:
-        """Write the frames queued during this loop pass."""
-
-    def abandon_outbox(self) -> None:
-        """Drop them: the commit they depend on failed."""
-
-
-class PassWriter:
-    """Ends each event-loop pass: one `commit` of what the engine handed out in
-    it, then one write per connection of everything queued for it.
-
-    Batching per pass turns a burst of messages into one SQLite commit and one
-    `send` per client instead of one each, and committing before writing means
-    no client ever sees an id that a crash could take back. The memory engine
-    books the pass's end on every append, so a message nobody is sent is
-    committed all the same.
-    """
-
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-        self._waiting: list[Outbox] = []
-        self._booked = False
-
-    def book(self) -> None:
-        """Make sure this pass ends with a commit and the writes that wait for it."""
-        if not self._booked:
-            self._booked = True
-            asyncio.get_running_loop().call_soon(self._end_pass)
-
-    def schedule(self, outbox: Outbox) -> None:
-        """`outbox` has frames queued for the end of this pass."""
-        self._waiting.append(outbox)
-        self.book()
-
-    def write_now(self, outbox: Outbox) -> None:
-        """For a connection about to close: what it was sent goes out first."""
-        self._deliver(outbox, self._commit())
-
-    def _end_pass(self) -> None:
-        self._booked = False
-        waiting, self._waiting = self._waiting, []
-        committed = self._commit()
-        for outbox in waiting:
-            self._deliver(outbox, committed)
-
-    def _commit(self) -> bool:
-        try:
-            self.engine.commit()
-        except Exception:
-            log.exception("commit failed: the messages of this pass are dropped")
-            self.engine.rollback()
-            return False
-        return True
-
-    @staticmethod
-    def _deliver(outbox: Outbox, committed: bool) -> None:
-        try:
-            if committed:
-                outbox.write_outbox()
-            else:
-                outbox.abandon_outbox()
-        except Exception:  # one connection's trouble must not strand the others
-            log.exception("writing to a client failed")
 
 
 def make_engine(config: Realtime) -> tuple[Engine, Store | None]:
@@ -114,8 +48,8 @@ class RealtimeService:
         self.engine, self.store = make_engine(config)
         self.authenticator = Authenticator(config)
         self.hub = Hub(config, self.engine, self.authenticator)
-        self.writer = PassWriter(self.engine)
-        if self.store is not None:  # every append books the pass's commit
+        self.writer = Writer(self.engine, config.write_delay)
+        if self.store is not None:  # every append books the burst's commit
             self.store.on_append = self.writer.book
         self._timers: list[PeriodicCallback] = []
         self._checkpointing: asyncio.Future[None] | None = None
