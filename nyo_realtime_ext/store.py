@@ -7,8 +7,8 @@ a message, read history) use the same connection with plain parameterised SQL.
 WAL mode lets readers run beside the writer.
 
 Messages are group-committed: `append_message` leaves its transaction open,
-tells `on_append`, and the transport calls `commit` once per event-loop pass,
-before it writes any frame of that pass to a socket, so a client never sees an
+tells `on_append`, and the writer (`outbox.Writer`) calls `commit` once per burst,
+before it writes any frame of that burst to a socket, so a client never sees an
 id (in an `ack` or a `message`) that a crash could take back. Every other
 write first commits what is pending and then runs in a transaction of its
 own, so its failure can only undo itself.

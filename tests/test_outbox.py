@@ -189,9 +189,10 @@ async def embedded(tmp_path: Path, **options: Any) -> AsyncIterator[RealtimeServ
         await asyncio.wait_for(serving, 10)
 
 
-def count_writes(server: RealtimeServer, user: str) -> list[bytes]:
-    """Every write to `user`'s socket from now on."""
-    (session,) = [s for s in server.service.hub.sessions.values() if s.identity.user_id == user]
+def count_writes(server: Any, user: str) -> list[bytes]:
+    """Every write to `user`'s socket from now on (`server`: a RealtimeServer or its service)."""
+    hub = getattr(server, "service", server).hub
+    (session,) = [s for s in hub.sessions.values() if s.identity.user_id == user]
     transport = session.conn.transport
     writes: list[bytes] = []
     original = transport.write
@@ -279,4 +280,26 @@ async def publish_from_another_node(here: Any, redis_server: RedisServer, standa
     publisher.join(30)
     assert await messages(bob, 50) == list(range(50))
     assert len(writes) <= 2  # the read from Redis, in one write (two if Redis split it)
+    bob.close()
+
+
+async def test_under_jupyter_too_publishes_read_in_one_go_reach_a_subscriber_in_one_write(
+    jp_serverapp: Any, jupyter_url: str, jp_http_port: int, jp_base_url: str
+) -> None:
+    service = jp_serverapp.web_app.settings["nyo_realtime_service"]
+    path = f"{jp_base_url}nyo-realtime/ws"
+    ada = await Raw.open(jp_http_port, "ada", path=path)
+    bob = await Raw.open(jp_http_port, "bob", path=path)
+    for client in (ada, bob):
+        assert (await client.json())["type"] == "authenticated"
+        await subscribed(client, "feed")
+    writes = count_writes(service, "bob")  # the socket moved to a WireSocket: see handlers
+    burst = b"".join(
+        text({"type": "broadcast", "channel": "feed", "event": "e", "payload": n, "echo": False})
+        for n in range(100)
+    )
+    ada.writer.write(burst)
+    assert await messages(bob, 100) == list(range(100))
+    assert len(writes) == 1
+    ada.close()
     bob.close()

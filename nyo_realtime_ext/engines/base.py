@@ -203,11 +203,12 @@ class Engine:
         node's liveness); requests made before it are served all the same."""
 
     def commit(self) -> None:
-        """Make what was handed out in this loop pass durable before frames carrying
-        it leave the process (the memory engine's group commit); cheap when nothing is."""
+        """Make what was handed out in this burst durable before frames carrying it
+        leave the process (the memory engine's group commit; see `outbox.Writer`);
+        cheap when nothing is."""
 
     def rollback(self) -> None:
-        """The pass's `commit` failed: forget what it would have made durable."""
+        """The burst's `commit` failed: forget what it would have made durable."""
 
     async def close(self) -> None:
         """This node stops: its connections leave everywhere; release resources."""

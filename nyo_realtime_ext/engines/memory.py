@@ -7,8 +7,8 @@ for ids of the new history.
 
 Nothing here suspends: the coroutines of the engine interface complete at
 once, and delivery happens inside `publish`, before it returns. Messages are
-group-committed (see `store.py`): `commit` runs once per event-loop pass,
-before any frame of that pass leaves the process.
+group-committed (see `store.py`): `commit` runs once per burst of the
+event loop, before any frame of that burst leaves the process.
 """
 
 from __future__ import annotations
