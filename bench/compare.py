@@ -319,7 +319,7 @@ class Meter:
 async def wait_for_count(socks: list[Sub], expected: int, timeout: float) -> int:
     deadline = time.monotonic() + timeout
     while (got := sum(s.count for s in socks)) < expected and time.monotonic() < deadline:
-        await asyncio.sleep(0.005)
+        await asyncio.sleep(0.02)
     return got
 
 
