@@ -51,9 +51,8 @@ from .ratelimit import RateLimiter, TokenBucket
 log = logging.getLogger(__name__)
 
 # Send-buffer room a recovery leaves for the `subscribed` frame before it and
-# the live messages of the same burst: a transport writes a client's frames
-# once they pass 256 KiB (`outbox.FLUSH_BYTES`), so a burst queues at most that.
-RECOVERY_HEADROOM = 512 * 1024
+# the live messages of the same burst.
+RECOVERY_HEADROOM = 64 * 1024
 
 # What a subscriber being set up holds back: (frame, message id or None).
 Held = list[tuple[bytes, str | None]]

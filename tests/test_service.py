@@ -76,7 +76,7 @@ async def test_a_message_nobody_is_sent_is_committed_at_the_end_of_the_pass(tmp_
     assert stored_ids(tmp_path / "db.sqlite") == []  # not yet: the pass has not ended
     await asyncio.sleep(0.01)
     assert stored_ids(tmp_path / "db.sqlite") == [1]
-    service.close_store()
+    service.release()
 
 
 async def test_frames_wait_for_the_commit_and_a_failed_commit_sends_none(tmp_path: Path) -> None:
@@ -111,4 +111,4 @@ async def test_frames_wait_for_the_commit_and_a_failed_commit_sends_none(tmp_pat
     ack = [orjson.loads(f) for f in carl_box.frames if b'"ack"' in f][0]
     assert ack["id"].endswith("-2")  # the lost id is never handed out again
     assert stored_ids(tmp_path / "db.sqlite") == [2]
-    service.close_store()
+    service.release()

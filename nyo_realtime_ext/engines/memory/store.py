@@ -26,8 +26,9 @@ from typing import Any
 import orjson
 import sqlite_utils
 
+from ...models import Channel, ChannelKey, Member, Message, Profile
+from ..ids import message_id
 from . import schema
-from .models import Channel, ChannelKey, Member, Message, Profile
 
 log = logging.getLogger(__name__)
 
@@ -410,15 +411,3 @@ def _lock_exclusively(lock_path: str) -> Any:
             "cannot lock %s (%s): run one nyo-realtime process per database", lock_path, exc
         )
     return handle
-
-
-def message_id(epoch: str, seq: int) -> str:
-    return f"{epoch}-{seq}"
-
-
-def parse_message_id(message_id_: str) -> tuple[str, int] | None:
-    epoch, _, seq = message_id_.rpartition("-")
-    # isdigit() alone admits "²" and numbers int() refuses; ids are short ASCII.
-    if not epoch or not (seq.isascii() and seq.isdigit()) or len(seq) > 18:
-        return None
-    return epoch, int(seq)
