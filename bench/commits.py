@@ -24,8 +24,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from nyo_realtime_ext.engines.ids import message_id
+from nyo_realtime_ext.engines.memory import Store  # noqa: E402
 from nyo_realtime_ext.models import Channel, ChannelKey, Message  # noqa: E402
-from nyo_realtime_ext.store import Store, message_id  # noqa: E402
 
 KEY = ChannelKey("bench", "history")
 

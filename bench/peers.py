@@ -1,25 +1,34 @@
-"""nyo-realtime beside its peers: node `ws`, node socket.io, python-socketio.
+"""nyo-realtime beside its peers: node `ws`, node socket.io, python-socketio,
+Python `websockets` and `picows`.
 
     (cd bench && npm install)             # ws and socket.io, into bench/node_modules
-    .venv/bin/python bench/peers.py       # all four; ~3 minutes on a quiet 2-core box
+    pip install -e '.[bench]'             # python-socketio, aiohttp, picows
+    .venv/bin/python bench/peers.py       # all six; ~5 minutes on a quiet 2-core box
     .venv/bin/python bench/peers.py --only nyo,ws --idle 3000
+    .venv/bin/python bench/peers.py --jupyter --window 0   # + nyo-realtime in jupyter server
 
 Each server runs alone, pinned to core 0 (`taskset -c 0`); this process, the
 load generator, pins itself to core 1. The clients are `rawws.RawSocket`s, one
 asyncio Protocol each, speaking each server's dialect: nyo-realtime's frames
 (token in the URL, `subscribe`, `broadcast` with `echo: false`), the same frames
-for `node_ws_server.js`, and Engine.IO 4 / Socket.IO 5 packets over a
-WebSocket for the two socket.io servers (`node_sio_server.js`, `sio_server.py`).
-The peers do no auth, history or presence; nyo-realtime does all three (its
-subscribers join public channels here, with SQLite history on).
+for `node_ws_server.js`, `websockets_server.py` (`websockets.asyncio.server` and
+its `broadcast()`) and `picows_server.py` (picows, a Cython WebSocket on asyncio),
+and Engine.IO 4 / Socket.IO 5 packets over a WebSocket for the two socket.io
+servers (`node_sio_server.js`, `sio_server.py`). The peers do no auth, history or
+presence; nyo-realtime does all three (its subscribers join public channels
+here, with SQLite history on). `--jupyter` adds one more row: nyo-realtime as
+the server extension of a real `jupyter server` (JWT auth with
+`--Realtime.jwt_secret`, the WebSocket at `{base_url}nyo-realtime/ws`).
 
 Per server:
 
 * **KB per idle connection**: RSS with `--idle` more connections, each in one of
   100 rooms, minus RSS with 100 (warm-up), over `--idle`.
 * **deliveries/s** and **server CPU µs per delivery**: `--subscribers` in one
-  room, a publisher with at most 32 unacknowledged publishes, `--messages`
-  messages; CPU is the server's utime+stime from /proc over the phase.
+  room, a publisher with at most `--window` (32) unacknowledged publishes (0:
+  all written as fast as the socket takes them), `--messages` messages; CPU is
+  the server's utime+stime from /proc over the phase. The table gives it also as
+  a ratio to node socket.io and to node ws, measured in the same run.
 * **p50 / p99** publish->receive at a fixed `--rate` messages/s to the same
   subscribers (100 x 100 = 10k deliveries/s by default).
 * **storm**: the idle connections are still open; SIGTERM, restart, every client
@@ -59,7 +68,7 @@ ROOMS = 100
 WARMUP = 100
 WINDOW = 32
 RECONNECT_DELAY, MAX_RECONNECT_DELAY = 3.0, 30.0
-SERVERS = ("nyo", "ws", "sio-node", "sio-py")
+SERVERS = ("nyo", "ws", "sio-node", "sio-py", "websockets", "picows")
 
 
 def free_port() -> int:
@@ -126,6 +135,8 @@ class Peer:
         self.process: subprocess.Popen[bytes] | None = None
         self.sio = kind.startswith("sio")
         path = "/socket.io/?EIO=4&transport=websocket" if self.sio else "/ws"
+        if kind == "jupyter":
+            path = "/nyo-realtime/ws"
         self.url = f"ws://127.0.0.1:{self.port}{path}"
 
     def command(self) -> list[str]:
@@ -136,8 +147,21 @@ class Peer:
                 "--log-level=WARN", "--Realtime.rate_limit=0",
                 "--Realtime.default_channel_type=public", "--Realtime.max_connections=20000",
             ]  # fmt: skip
+        if self.kind == "jupyter":
+            # The extension is enabled by jupyter-config/ (installed with the package).
+            return [
+                str(Path(sys.executable).with_name("jupyter")), "server", "--no-browser",
+                "--allow-root", f"--port={self.port}", "--ServerApp.ip=127.0.0.1",
+                "--ServerApp.token=bench", f"--ServerApp.root_dir={self.tmp}",
+                "--ServerApp.open_browser=False", "--log-level=WARN",
+                f"--Realtime.jwt_secret={SECRET}", f"--Realtime.db_path={self.tmp / 'jp.db'}",
+                "--Realtime.rate_limit=0", "--Realtime.default_channel_type=public",
+                "--Realtime.max_connections=20000",
+            ]  # fmt: skip
         if self.kind == "sio-py":
             return [sys.executable, str(HERE / "sio_server.py"), str(self.port)]
+        if self.kind in ("websockets", "picows"):
+            return [sys.executable, str(HERE / f"{self.kind}_server.py"), str(self.port)]
         script = "node_ws_server.js" if self.kind == "ws" else "node_sio_server.js"
         return ["node", str(HERE / script), str(self.port)]
 
@@ -262,12 +286,14 @@ async def run_peer(kind: str, args: argparse.Namespace) -> dict[str, Any]:
             gc.freeze()
             gc.disable()
             cpu0, self0, started = process_cpu(peer.pid), process_cpu(os.getpid()), time.monotonic()
-            window = asyncio.Semaphore(WINDOW)
+            window = asyncio.Semaphore(args.window) if args.window else None
             pending = set()
             for _ in range(args.messages):
-                await window.acquire()
+                if window is not None:
+                    await window.acquire()
                 future = peer.publish(publisher, "fan", {"n": 1})
-                future.add_done_callback(lambda _: window.release())
+                if window is not None:
+                    future.add_done_callback(lambda _: window.release())
                 pending.add(future)
             await asyncio.gather(*pending)
             deadline = time.monotonic() + 60
@@ -340,20 +366,39 @@ async def main() -> None:
     parser.add_argument("--messages", type=int, default=2000)
     parser.add_argument("--rate", type=float, default=100.0)
     parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument(
+        "--window", type=int, default=WINDOW, help="unacked publishes at most (0: no limit)"
+    )
+    parser.add_argument(
+        "--jupyter", action="store_true", help="also nyo-realtime inside `jupyter server`"
+    )
     args = parser.parse_args()
     raise_open_file_limit()
     if len(os.sched_getaffinity(0)) > 1:
         os.sched_setaffinity(0, {1})  # the servers have core 0
-    results = [await run_peer(kind, args) for kind in args.only.split(",")]
+    kinds = args.only.split(",")
+    if args.jupyter and "jupyter" not in kinds:
+        kinds.append("jupyter")
+    results = [await run_peer(kind, args) for kind in kinds]
+    cpu = {r["server"]: r["cpu_us"] for r in results}
+
+    def ratio(kind: str, base: str) -> str:
+        return f"{cpu[kind] / cpu[base]:.2f}x" if base in cpu and cpu[base] else "-"
+
     print()
+    how = f"≤ {args.window} unacked" if args.window else "unwindowed"
+    print(f"{args.subscribers} subscribers x {args.messages} messages, publisher {how}")
     print(
-        "| server | KB/idle conn | deliv/s (sat) | server CPU µs/deliv | p50 ms | p99 ms | storm s |"
+        "| server | KB/idle conn | deliv/s (sat) | server CPU µs/deliv | / node socket.io "
+        "| / node ws | p50 ms | p99 ms | storm s |"
     )
-    print("|---|--:|--:|--:|--:|--:|--:|")
+    print("|---|--:|--:|--:|--:|--:|--:|--:|--:|")
     for r in results:
+        kind = r["server"]
         print(
-            f"| {r['server']} | {r['kb_idle']:.1f} | {r['deliv_s'] / 1000:.1f}k | "
-            f"{r['cpu_us']:.2f} | {r['p50']:.2f} | {r['p99']:.2f} | {r['storm_s']:.1f} |"
+            f"| {kind} | {r['kb_idle']:.1f} | {r['deliv_s'] / 1000:.1f}k | "
+            f"{r['cpu_us']:.2f} | {ratio(kind, 'sio-node')} | {ratio(kind, 'ws')} | "
+            f"{r['p50']:.2f} | {r['p99']:.2f} | {r['storm_s']:.1f} |"
         )
 
 

@@ -171,6 +171,16 @@ class Realtime(Configurable):
         8 * 1024 * 1024,
         help="Bytes queued for one client that does not read before it is cut with 4429.",
     ).tag(config=True)
+    write_delay = Float(
+        0.0,
+        help=(
+            "Seconds a burst of outgoing frames waits before it is written, so that a busy "
+            "server writes to each client less often. 0 (the default) writes as soon as the "
+            "event loop has handled what it read: nothing waits at low load. Above 0 every "
+            "frame, acks included, waits up to this long; a client's frames past 256 KiB go "
+            "out at once."
+        ),
+    ).tag(config=True)
     max_connections = Int(
         10000,
         help=(

@@ -99,7 +99,7 @@ class RealtimeServer:
                 await self.service.stop()
                 await asyncio.sleep(SHUTDOWN_GRACE)
         finally:
-            self.service.close_store()
+            self.service.release()
             self._closed.set()
 
     def start(self) -> None:
@@ -153,7 +153,7 @@ def create_server(
     config = Realtime(path=path, **settings, **options)
     server = RealtimeServer(config, host, port)
     if not server.service.authenticator.can_verify:
-        server.service.close_store()
+        server.service.release()
         raise ValueError(
             "no way to verify tokens: give jwt_secret, jwt_public_key (with jwt_algorithms) "
             "or verify_token"

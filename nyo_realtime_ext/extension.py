@@ -38,6 +38,12 @@ class JupyterRealtimeSocket(WebSocketMixin, RealtimeSocket, JupyterHandler):
     def jupyter_user(self) -> Any:
         return self.current_user
 
+    def handed_over(self) -> None:
+        # Jupyter's keep-alive pings went through tornado's stream, now closed; the
+        # hub's heartbeat (`heartbeat_timeout`) and the WireSocket's pongs remain.
+        if self.ping_callback is not None:
+            self.ping_callback.stop()
+
 
 # Jupyter's `prepare` takes a private keyword (`_redirect_to_login`) that tornado never
 # passes; ours, which calls it through `super()`, takes none.

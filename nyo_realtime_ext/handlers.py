@@ -1,19 +1,23 @@
-"""Tornado transports: thin adapters between sockets and the hub.
+"""The WebSocket handshake, and tornado's frame loop where the socket stays tornado's.
 
-Sending bypasses `WebSocketHandler.write_message` on purpose. That method
-frames the payload again for every client and wraps every write in a new
-asyncio Task; profiling a fan-out to 100 subscribers put a quarter of the
-server's time there. A server's frames are unmasked and, with compression
-off, the same bytes for every client, so a message is framed once (see
-`_framed`), and the frames for one client are gathered during one pass of
-the event loop and written with one `send` syscall (`service.PassWriter`).
+After tornado's handshake (origins, limits, the 101) `RealtimeSocket.open`
+moves the socket to a `wire.WireSocket`, under `nyo-realtime serve` and under
+Jupyter alike, and this handler, its request and tornado's frame loop are let
+go (memory, and a burst of frames handled in one pass: see `wire`). Should
+that not be possible, tornado's loop carries on with this handler as the hub's
+`Connection`.
+
+Either way, sending bypasses `WebSocketHandler.write_message` on purpose. That
+method frames the payload again for every client and wraps every write in a
+new asyncio Task; profiling a fan-out to 100 subscribers put a quarter of the
+server's time there. Frames go through an `outbox.Outbox` instead, framed once
+and written once per client per burst.
 """
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Awaitable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 from tornado.iostream import StreamClosedError
@@ -21,8 +25,10 @@ from tornado.websocket import WebSocketHandler
 
 from .auth import AuthError
 from .hub import Session
-from .protocol import CloseCode, ErrorCode
+from .outbox import Outbox
+from .protocol import ErrorCode
 from .service import RealtimeService
+from .wire import take_over
 
 # What a refused handshake tells the client to wait before it tries again.
 RETRY_AFTER_SECONDS = 5
@@ -39,97 +45,22 @@ def bearer_token(handler: Any) -> str | None:
     return None
 
 
-def text_frame(payload: bytes) -> bytes:
-    """A final, unmasked, uncompressed text frame (RFC 6455, section 5.2)."""
-    length = len(payload)
-    if length < 126:
-        header = struct.pack("!BB", 0x81, length)
-    elif length <= 0xFFFF:
-        header = struct.pack("!BBH", 0x81, 126, length)
-    else:
-        header = struct.pack("!BBQ", 0x81, 127, length)
-    return header + payload
-
-
-# The hub hands the same bytes object to every subscriber of a message in a
-# row, so remembering the last one frames each message once. Holding the
-# reference keeps `is` from matching a recycled object.
-_last_framed: tuple[bytes, bytes] = (b"", b"")
-
-
-def _framed(payload: bytes) -> bytes:
-    global _last_framed
-    if _last_framed[0] is not payload:
-        _last_framed = (payload, text_frame(payload))
-    return _last_framed[1]
-
-
-class QueuedFrames:
-    """The sending half both WebSocket transports share (this tornado handler and
-    `wire.WireSocket`): the hub's `send` queues a frame for the end of the loop
-    pass, `service.PassWriter` writes the queue in one `send` syscall, and what is
-    queued plus what the client has not taken never passes `max_send_buffer`:
-    the client is cut with 4429 first. (The hub sizes recoveries to fit, see
-    `Hub._on_subscribe`.)
-
-    A transport calls `_init_queue` first, and provides `service`, `session`,
-    `backlog`, `_stopped_sending`, `write_outbox` and `close`.
-    """
-
-    # Slots, not a dict: WireSocket keeps one per idle connection (see `wire`).
-    __slots__ = ("_outbox", "_queued", "_send_limit")
-
-    service: RealtimeService
-    session: Session | None
-
-    def _init_queue(self, service: RealtimeService) -> None:
-        self._outbox: list[bytes] | None = None  # frames waiting for the end of this pass
-        self._queued = 0  # bytes in _outbox
-        # Checked on every frame sent: a plain number, not a traitlets lookup.
-        self._send_limit = service.config.max_send_buffer
-
-    if TYPE_CHECKING:  # the transport's own; nothing here may shadow tornado's `close`
-
-        def backlog(self) -> int: ...
-        def _stopped_sending(self) -> bool: ...
-        def write_outbox(self) -> None: ...
-        def close(self, code: int | None = None, reason: str | None = None) -> None: ...
-
-    def send(self, data: bytes) -> None:
-        """Queue a frame for the end of this loop pass."""
-        if self._outbox is None:
-            if self._stopped_sending():
-                return
-            self._outbox, self._queued = [], 0
-            self.service.writer.schedule(self)
-        frame = _framed(data)
-        self._outbox.append(frame)
-        self._queued += len(frame)
-        if self.backlog() > self._send_limit:
-            self._drop_outbox(CloseCode.TOO_MANY, "too slow to read")
-
-    def abandon_outbox(self) -> None:
-        """The pass's commit failed: its frames carry ids that do not exist."""
-        self._drop_outbox(CloseCode.INTERNAL_ERROR, "internal error; reconnect and recover")
-
-    def _drop_outbox(self, code: int, reason: str) -> None:
-        self._outbox, self._queued = None, 0
-        if self.session is not None:
-            self.service.hub.close(self.session, code, reason)
-        else:
-            self.close(code, reason)
-
-
-class RealtimeSocket(QueuedFrames, WebSocketHandler):
-    """One client's WebSocket. Implements the hub's `Connection`."""
+class RealtimeSocket(WebSocketHandler):
+    """One client's WebSocket handshake; the hub's `Connection` only where the
+    socket could not be taken over (then its outbox's `Transport` too)."""
 
     service: RealtimeService
     session: Session | None = None
+    outbox: Outbox
     _unsent = 0  # bytes handed to the stream that the client has not taken yet
 
     def initialize(self, service: RealtimeService) -> None:
         self.service = service
-        self._init_queue(service)
+        self.outbox = Outbox(service.writer, self, service.config.max_send_buffer)
+        self.send = self.outbox.send  # the hub's `Connection.send`: a call less each
+
+    def backlog(self) -> int:
+        return self.outbox.backlog()
 
     async def get(self, *args: Any, **kwargs: Any) -> None:
         # Refused before the upgrade, while an HTTP answer can still say why.
@@ -160,20 +91,50 @@ class RealtimeSocket(QueuedFrames, WebSocketHandler):
     def jupyter_user(self) -> Any:
         return None
 
+    def handed_over(self) -> None:
+        """The socket is a `WireSocket`'s now: stop what this handler did with it."""
+
     async def open(self, *args: Any, **kwargs: Any) -> None:
         # A coroutine: tornado reads no frame of the connection before it returns.
-        self.set_nodelay(True)
+        # Everything from the request is read before the move lets it go.
+        token, user = bearer_token(self), self.jupyter_user()
+        ws = self.ws_connection
+        taken = await take_over(ws.stream, self.service) if ws is not None else None
+        if taken is None:
+            self.set_nodelay(True)
+            await self._connect(self, token, user)
+            return
+        assert ws is not None
+        ws.client_terminated = ws.server_terminated = True  # tornado's loop ends here
+        self.handed_over()
+        wire, leftover = taken
+        if wire.transport is None or wire.transport.is_closing():
+            return  # gone during the move: the hub never knew it
+        try:
+            wire.start(await self._connect(wire, token, user), leftover)
+        except BaseException:
+            # tornado would close only its own, already closed stream: without this
+            # the client would wait for `authenticated` on a socket nobody reads.
+            wire.abort()
+            raise
+
+    async def _connect(self, conn: Any, token: str | None, user: Any) -> Session | None:
+        """The hub's session for `conn` (this handler or a `WireSocket`), or None if
+        the credentials were refused or the client went away meanwhile."""
         hub = self.service.hub
         try:
-            identity = self.service.identify_handshake(bearer_token(self), self.jupyter_user())
+            identity = self.service.identify_handshake(token, user)
         except AuthError as exc:
-            hub.reject(self, exc)
-            return
+            hub.reject(conn, exc)
+            return None
         # `authenticated` shows the name and colour the user chose: read them first.
         profile = await hub.chosen_profile(identity) if identity is not None else None
-        if self.ws_connection is None or self.ws_connection.is_closing():
-            return  # gone meanwhile: on_close found no session to end
-        self.session = hub.connect(self, identity, profile)
+        if not conn.sending():
+            return None  # gone meanwhile: nothing to end
+        session = hub.connect(conn, identity, profile)
+        if conn is self:
+            self.session = session
+        return session
 
     def on_message(self, message: str | bytes) -> Awaitable[None] | None:
         # tornado awaits what this returns before it reads the connection's next
@@ -188,24 +149,17 @@ class RealtimeSocket(QueuedFrames, WebSocketHandler):
             self.service.hub.touch(self.session)
 
     def on_close(self) -> None:
+        self.outbox.discard()
         if self.session is not None:
             self.service.hub.disconnect(self.session, self.close_code)
 
-    def backlog(self) -> int:
-        return self._unsent + self._queued
+    # -- the outbox's Transport, while the socket is tornado's ---------------------
 
-    def _stopped_sending(self) -> bool:
-        return self.ws_connection is None or self.ws_connection.is_closing()
-
-    def write_outbox(self) -> None:
-        """Write what this loop pass queued, in one `send`."""
-        frames, self._outbox, self._queued = self._outbox, None, 0
+    def transmit(self, data: bytes) -> None:
         connection = self.ws_connection
-        if not frames or connection is None or connection.is_closing():
-            return
-        data = frames[0] if len(frames) == 1 else b"".join(frames)
+        assert connection is not None and connection.stream is not None  # `sending`
         try:
-            written = connection.stream.write(data)  # type: ignore[union-attr]  # open: it has a stream
+            written = connection.stream.write(data)
         except StreamClosedError:
             return
         if not written.done():  # the kernel took it all at once: nothing is pending
@@ -215,7 +169,19 @@ class RealtimeSocket(QueuedFrames, WebSocketHandler):
     def _taken(self, size: int) -> None:
         self._unsent -= size
 
+    def unsent(self) -> int:
+        return self._unsent
+
+    def sending(self) -> bool:
+        return self.ws_connection is not None and not self.ws_connection.is_closing()
+
+    def cut(self, code: int, reason: str) -> None:
+        if self.session is not None:
+            self.service.hub.close(self.session, code, reason)
+        else:
+            self.close(code, reason)
+
     def close(self, code: int | None = None, reason: str | None = None) -> None:
         # What the hub sent just before closing (say, `token_expired`) goes out first.
-        self.service.writer.write_now(self)
+        self.outbox.flush()
         super().close(code, reason)

@@ -51,7 +51,7 @@ from .ratelimit import RateLimiter, TokenBucket
 log = logging.getLogger(__name__)
 
 # Send-buffer room a recovery leaves for the `subscribed` frame before it and
-# the live messages of the same loop pass.
+# the live messages of the same burst.
 RECOVERY_HEADROOM = 64 * 1024
 
 # What a subscriber being set up holds back: (frame, message id or None).

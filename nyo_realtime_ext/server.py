@@ -14,10 +14,9 @@ import sqlite_utils
 from traitlets import Bool, Int, Unicode
 from traitlets.config import Application
 
-from . import schema
 from .config import Realtime
 from .embed import RealtimeServer
-from .store import Store, StoreInUse
+from .engines.memory import Store, StoreInUse, schema
 
 
 def _log_to(app_log: logging.Logger) -> None:
@@ -66,7 +65,7 @@ class ServeApp(Application):
         except (StoreInUse, schema.SchemaError) as exc:
             self.exit(f"nyo-realtime: {exc}")
         if not server.service.authenticator.can_verify:
-            server.service.close_store()
+            server.service.release()
             self.exit(
                 "nyo-realtime: no way to verify tokens. Give one with --jwt-secret SECRET, "
                 "--jwt-public-key PEM (with --Realtime.jwt_algorithms), or --Realtime.verify_token=module:function."

@@ -7,131 +7,42 @@ tornado handlers, so the two modes cannot drift apart.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
-from typing import Protocol
 
 from tornado.ioloop import PeriodicCallback
 
 from .auth import Authenticator, AuthError
 from .config import Realtime
-from .engines import Engine, MemoryEngine
+from .engines import make_engine
 from .hub import Hub
 from .models import Identity
-from .store import Store
+from .outbox import Writer
 
 log = logging.getLogger(__name__)
 
 TICK_SECONDS = 1.0
-EXPIRE_HISTORY_SECONDS = 60.0
 COLLECT_SECONDS = 3600.0
-# How often the WAL is copied into the database file, in a worker thread (see
-# `Store.checkpoint`): at ~4 KB a message, 1 s of a busy server is a few MB of WAL.
-CHECKPOINT_SECONDS = 1.0
-
-
-class Outbox(Protocol):
-    def write_outbox(self) -> None:
-        """Write the frames queued during this loop pass."""
-
-    def abandon_outbox(self) -> None:
-        """Drop them: the commit they depend on failed."""
-
-
-class PassWriter:
-    """Ends each event-loop pass: one `commit` of what the engine handed out in
-    it, then one write per connection of everything queued for it.
-
-    Batching per pass turns a burst of messages into one SQLite commit and one
-    `send` per client instead of one each, and committing before writing means
-    no client ever sees an id that a crash could take back. The memory engine
-    books the pass's end on every append, so a message nobody is sent is
-    committed all the same.
-    """
-
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-        self._waiting: list[Outbox] = []
-        self._booked = False
-
-    def book(self) -> None:
-        """Make sure this pass ends with a commit and the writes that wait for it."""
-        if not self._booked:
-            self._booked = True
-            asyncio.get_running_loop().call_soon(self._end_pass)
-
-    def schedule(self, outbox: Outbox) -> None:
-        """`outbox` has frames queued for the end of this pass."""
-        self._waiting.append(outbox)
-        self.book()
-
-    def write_now(self, outbox: Outbox) -> None:
-        """For a connection about to close: what it was sent goes out first."""
-        self._deliver(outbox, self._commit())
-
-    def _end_pass(self) -> None:
-        self._booked = False
-        waiting, self._waiting = self._waiting, []
-        committed = self._commit()
-        for outbox in waiting:
-            self._deliver(outbox, committed)
-
-    def _commit(self) -> bool:
-        try:
-            self.engine.commit()
-        except Exception:
-            log.exception("commit failed: the messages of this pass are dropped")
-            self.engine.rollback()
-            return False
-        return True
-
-    @staticmethod
-    def _deliver(outbox: Outbox, committed: bool) -> None:
-        try:
-            if committed:
-                outbox.write_outbox()
-            else:
-                outbox.abandon_outbox()
-        except Exception:  # one connection's trouble must not strand the others
-            log.exception("writing to a client failed")
-
-
-def make_engine(config: Realtime) -> tuple[Engine, Store | None]:
-    """The engine the configuration asks for: Redis when `redis_url` is set."""
-    if config.redis_url:
-        from .engines.redis import RedisEngine  # redis-py is only needed here
-
-        return RedisEngine(config), None
-    store = Store(config.db_path)
-    store.mark_all_offline(time.time())  # nobody is connected to a fresh process
-    return MemoryEngine(store, config.history_size, config.history_ttl), store
 
 
 class RealtimeService:
     def __init__(self, config: Realtime) -> None:
         self.config = config
-        self.engine, self.store = make_engine(config)
+        self.engine = make_engine(config)
         self.authenticator = Authenticator(config)
         self.hub = Hub(config, self.engine, self.authenticator)
-        self.writer = PassWriter(self.engine)
-        if self.store is not None:  # every append books the pass's commit
-            self.store.on_append = self.writer.book
+        self.writer = Writer(self.engine, config.write_delay)
+        self.engine.on_commit_due(self.writer.book)
         self._timers: list[PeriodicCallback] = []
-        self._checkpointing: asyncio.Future[None] | None = None
 
     async def start(self) -> None:
         """Start the periodic work and the engine; call from the event loop's thread."""
-        self._timers = [
-            PeriodicCallback(self.hub.tick, TICK_SECONDS * 1000),
-            PeriodicCallback(self._maintain, TICK_SECONDS * 1000),
+        timers = [
+            (TICK_SECONDS, self.hub.tick),
+            (TICK_SECONDS, self._maintain),
+            (COLLECT_SECONDS, self._collect_idle),
+            *self.engine.timers(),
         ]
-        if self.store is not None:
-            self._timers.append(
-                PeriodicCallback(self._expire_history, EXPIRE_HISTORY_SECONDS * 1000)
-            )
-            self._timers.append(PeriodicCallback(self._checkpoint, CHECKPOINT_SECONDS * 1000))
-        self._timers.append(PeriodicCallback(self._collect_idle, COLLECT_SECONDS * 1000))
+        self._timers = [PeriodicCallback(work, seconds * 1000) for seconds, work in timers]
         for timer in self._timers:
             timer.start()
         await self.hub.start()
@@ -140,13 +51,11 @@ class RealtimeService:
         """Close every connection with 1001; this node's members leave everywhere."""
         for timer in self._timers:
             timer.stop()
-        await self.hub.shutdown()
-        if self._checkpointing is not None:  # the store closes next: let it finish
-            await asyncio.wait([self._checkpointing], timeout=30)
+        await self.hub.shutdown()  # which closes the engine
 
-    def close_store(self) -> None:
-        if self.store is not None:
-            self.store.close()
+    def release(self) -> None:
+        """After `stop` and the last frames: the engine lets its storage go."""
+        self.engine.release()
 
     async def _maintain(self) -> None:
         try:
@@ -162,16 +71,6 @@ class RealtimeService:
             return
         if gone:
             log.info("forgot %d channels idle for over %gs", gone, self.config.channel_idle_ttl)
-
-    def _checkpoint(self) -> None:
-        if self._checkpointing is not None and not self._checkpointing.done():
-            return  # the last one is still copying: no queue of them
-        loop = asyncio.get_running_loop()
-        self._checkpointing = loop.run_in_executor(None, self.store.checkpoint)  # type: ignore[union-attr]
-        self._checkpointing.add_done_callback(_log_checkpoint_failure)
-
-    def _expire_history(self) -> None:
-        self.store.drop_expired(time.time() - self.config.history_ttl)  # type: ignore[union-attr]
 
     def identify_handshake(self, token: str | None, jupyter_user: object | None) -> Identity | None:
         """Identity from handshake credentials; None means "wait for an `auth` frame".
@@ -189,9 +88,3 @@ class RealtimeService:
         if jupyter_user is not None:
             return self.authenticator.identity_from_jupyter(jupyter_user)
         return None
-
-
-def _log_checkpoint_failure(done: asyncio.Future[None]) -> None:
-    if not done.cancelled() and done.exception() is not None:
-        # The WAL keeps everything meanwhile; the next tick tries again.
-        log.warning("SQLite checkpoint failed", exc_info=done.exception())

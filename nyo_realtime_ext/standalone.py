@@ -24,12 +24,10 @@ from tornado.ioloop import IOLoop
 from tornado.netutil import bind_sockets
 
 from .api import ApiError, ApiHandler, api_routes
-from .auth import AuthError
 from .constants import STANDALONE_API_PATH
-from .handlers import RealtimeSocket, bearer_token
+from .handlers import RealtimeSocket
 from .protocol import ErrorCode
 from .service import RealtimeService
-from .wire import WireSocket, take_over
 
 try:
     import resource
@@ -93,43 +91,6 @@ class StandaloneSocket(RealtimeSocket):
         return origin_allowed(origin, self.service.config.allowed_origins) or bool(
             super().check_origin(origin)
         )
-
-    async def open(self, *args: Any, **kwargs: Any) -> None:
-        """After tornado's handshake, the socket moves to a `wire.WireSocket`, and
-        this handler, its request and tornado's frame loop are let go (memory:
-        see `wire`). Should that not be possible, tornado's loop carries on."""
-        ws = self.ws_connection
-        token = bearer_token(self)
-        taken = await take_over(ws.stream, self.service) if ws is not None else None
-        if taken is None:
-            await super().open(*args, **kwargs)
-            return
-        assert ws is not None
-        ws.client_terminated = ws.server_terminated = True  # tornado's loop ends here
-        wire, leftover = taken
-        if wire.transport is None or wire.transport.is_closing():
-            return  # gone during the move: the hub never knew it
-        try:
-            await self._admit(wire, token, leftover)
-        except BaseException:
-            # tornado would close only its own, already closed stream: without this
-            # the client would wait for `authenticated` on a socket nobody reads.
-            wire.abort()
-            raise
-
-    async def _admit(self, wire: WireSocket, token: str | None, leftover: bytes) -> None:
-        hub = self.service.hub
-        try:
-            identity = self.service.identify_handshake(token, None)
-        except AuthError as exc:
-            hub.reject(wire, exc)
-            wire.start(None, b"")
-            return
-        # `authenticated` shows the name and colour the user chose: read them first.
-        profile = await hub.chosen_profile(identity) if identity is not None else None
-        if wire.transport is None or wire.transport.is_closing():
-            return  # gone meanwhile: the hub never knew it
-        wire.start(hub.connect(wire, identity, profile), leftover)
 
 
 class StandaloneApi(ApiHandler):

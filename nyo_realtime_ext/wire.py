@@ -15,12 +15,14 @@ runs the closing handshake and fails the connection on protocol errors (1002).
 This module feeds it the bytes that arrive, writes what it has to send, and does
 what it leaves to its user: it joins the fragments of a message and decodes text
 (invalid UTF-8 fails the connection with 1007), and it hands messages to the hub.
-Data frames we send do not go through it: they are encoded once per fan-out
-(`handlers._framed`) and written as they are (see `WireSocket.send`).
+Data frames we send do not go through it: they are framed once per fan-out and
+written by the connection's `outbox.Outbox`, once per burst (see `outbox`).
 
 It behaves as tornado's protocol does for what a client can see: frames of one
 client are handled in order, each after the previous one's `Hub.receive`
-finished (reading pauses meanwhile, and frames already parsed wait); pings get
+finished (reading pauses meanwhile, and frames already parsed wait). Unlike
+tornado, which starts a task per message, one task handles every frame parsed
+from a read, so that a read of publishes ends in one burst of writes; pings get
 pongs and count as life; a client's close is echoed with its code; a server's
 close goes out after the frames queued before it and waits up to `CLOSE_WAIT`
 for the client's answer; malformed frames fail the connection (a close frame
@@ -39,7 +41,7 @@ from websockets.frames import CloseCode as WsCloseCode
 from websockets.frames import Frame, Opcode
 from websockets.protocol import SEND_EOF, Protocol, Side, State
 
-from .handlers import QueuedFrames
+from .outbox import Outbox
 from .protocol import CloseCode
 
 if TYPE_CHECKING:
@@ -63,12 +65,13 @@ _OPEN = State.OPEN
 _NO_STATUS = WsCloseCode.NO_STATUS_RCVD  # the code of a close frame without one
 
 
-class WireSocket(QueuedFrames, asyncio.Protocol):
-    """One client's WebSocket as the hub's `Connection` and the writer's `Outbox`."""
+class WireSocket(asyncio.Protocol):
+    """One client's WebSocket as the hub's `Connection` and its outbox's `Transport`."""
 
     __slots__ = (
-        "service", "session", "transport", "_ws", "_pending", "_fragments", "_opcode",
-        "_busy", "_close_timer", "close_code", "_ready", "__weakref__",
+        "service", "session", "transport", "outbox", "send", "backlog", "_ws", "_pending",
+        "_fragments", "_opcode", "_busy", "_close_timer", "close_code", "_ready",
+        "__weakref__",
     )  # fmt: skip
 
     def __init__(self, service: RealtimeService) -> None:
@@ -86,8 +89,12 @@ class WireSocket(QueuedFrames, asyncio.Protocol):
         self._pending: list[Frame] | None = None
         self._fragments: list[bytes] | None = None  # a fragmented message so far
         self._opcode = _TEXT  # of the fragmented message
-        self._busy = False  # a frame's `Hub.receive` has not finished yet
-        self._init_queue(service)
+        self._busy = False  # a task is handling the parsed frames
+        self.outbox = Outbox(service.writer, self, service.config.max_send_buffer)
+        # The hub's `Connection.send` and `backlog` are the outbox's own, bound once:
+        # `send` runs once per delivery, and a call less is a tenth of its cost.
+        self.send = self.outbox.send
+        self.backlog = self.outbox.backlog
         # Set once our close frame is out and we wait for the client's.
         self._close_timer: asyncio.TimerHandle | None = None
         self.close_code: int | None = None  # the client's, when it sent one
@@ -95,20 +102,16 @@ class WireSocket(QueuedFrames, asyncio.Protocol):
 
     # -- the hub's Connection --------------------------------------------------------
 
-    # `send` (from `QueuedFrames`) writes data frames straight to the transport,
-    # bypassing the websockets `Protocol`: a server's frames are unmasked and, with
-    # no extension agreed, carry no reserved bit, so the bytes `_framed` encodes once
-    # for every subscriber are exactly what the `Protocol` would serialize. Only
-    # control frames (pongs, close) go through it, and no data frame follows our close.
-
-    def backlog(self) -> int:
-        unsent = self.transport.get_write_buffer_size() if self.transport is not None else 0
-        return unsent + self._queued
+    # Data frames go from the outbox straight to the transport, bypassing the
+    # websockets `Protocol`: a server's frames are unmasked and, with no extension
+    # agreed, carry no reserved bit, so the bytes the writer frames once for every
+    # subscriber are exactly what the `Protocol` would serialize. Only control
+    # frames (pongs, close) go through it, and no data frame follows our close.
 
     def close(self, code: int | None = None, reason: str | None = None) -> None:
         # What the hub sent just before closing (say, `token_expired`) goes out first.
-        self.service.writer.write_now(self)
-        if self._stopped_sending():
+        self.outbox.flush()
+        if not self.sending():
             return
         ws = self._ws
         if ws.state is _OPEN:
@@ -124,19 +127,25 @@ class WireSocket(QueuedFrames, asyncio.Protocol):
         # its answer (echo or close frame, then the end of the TCP connection) goes now.
         self._flush()
 
-    # -- the writer's Outbox ---------------------------------------------------------
+    # -- the outbox's Transport -----------------------------------------------------
 
-    def write_outbox(self) -> None:
-        frames, self._outbox, self._queued = self._outbox, None, 0
-        if not frames or self._stopped_sending():
-            return
-        assert self.transport is not None
-        self.transport.write(frames[0] if len(frames) == 1 else b"".join(frames))
+    def transmit(self, data: bytes) -> None:
+        assert self.transport is not None  # `sending` said so
+        self.transport.write(data)
 
-    def _stopped_sending(self) -> bool:
-        """Our close frame is out (or the connection is gone): no data frame may follow."""
+    def unsent(self) -> int:
+        return self.transport.get_write_buffer_size() if self.transport is not None else 0
+
+    def sending(self) -> bool:
+        """False once our close frame is out (or the connection is gone)."""
         transport = self.transport
-        return transport is None or transport.is_closing() or self._close_timer is not None
+        return transport is not None and not transport.is_closing() and self._close_timer is None
+
+    def cut(self, code: int, reason: str) -> None:
+        if self.session is not None:
+            self.service.hub.close(self.session, code, reason)
+        else:
+            self.close(code, reason)
 
     # -- asyncio.Protocol ------------------------------------------------------------
 
@@ -172,7 +181,8 @@ class WireSocket(QueuedFrames, asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         if self._close_timer is not None:
             self._close_timer.cancel()
-        self._outbox, self._pending, self._fragments = None, None, None
+        self.outbox.discard()
+        self._pending, self._fragments = None, None
         session, self.session = self.session, None
         if session is not None:
             self.service.hub.disconnect(session, self.close_code)
@@ -201,27 +211,64 @@ class WireSocket(QueuedFrames, asyncio.Protocol):
                 transport.write(data)
 
     def _process(self) -> None:
-        """Handle the parsed frames in order until one needs waiting for."""
-        while not self._busy:
+        """Handle the parsed frames in order: control frames here, messages in a task."""
+        if self._busy:
+            return
+        message = self._next_message()
+        if message is None:
+            return
+        assert self.transport is not None  # `_next_message` checked it
+        self._busy = True
+        self.transport.pause_reading()
+        task = asyncio.ensure_future(self._receive(message))
+        task.add_done_callback(self._received)
+
+    async def _receive(self, message: str | bytes | None) -> None:
+        """Hand the hub each message parsed so far, the next after the last is done.
+
+        One task for all of them: a `Hub.receive` that need not wait (the memory
+        engine's never does) returns without a pass of the event loop, so a read
+        of publishes is handled, committed and written as one burst.
+        """
+        receive = self.service.hub.receive
+        while message is not None:
+            session = self.session
+            if session is None:
+                return
+            await receive(session, message)
+            message = self._next_message()
+
+    def _received(self, task: asyncio.Future[None]) -> None:
+        self._busy = False
+        if not task.cancelled() and task.exception() is not None:
+            log.error("handling a frame failed", exc_info=task.exception())
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.resume_reading()
+            self._process()
+
+    def _next_message(self) -> str | bytes | None:
+        """The next whole message for the hub, after the control frames before it;
+        None when no parsed frame is left (or the connection is ending)."""
+        while True:
             transport = self.transport
             if transport is None or transport.is_closing():
-                return
+                return None
             pending = self._pending
             if not pending:
                 # Everything parsed before a client's close or a failure is handled:
                 # now its answer (a no-op while the connection is open).
                 self._pending = None
                 self._flush()
-                return
+                return None
             frame = pending.pop()
             opcode = frame.opcode
             if opcode is _PING:
                 if self.session is not None:  # many non-browser clients ping: life too
                     self.service.hub.touch(self.session)
-                if self.backlog() > self._send_limit:
+                if self.outbox.backlog() > self.service.config.max_send_buffer:
                     # Pinging without reading our pongs: bounded as any other frame.
-                    self._drop_outbox(CloseCode.TOO_MANY, "too slow to read")
-                    return
+                    self.outbox.drop(CloseCode.TOO_MANY, "too slow to read")
+                    return None
                 if self._ws.state is _OPEN:  # then pongs are all the Protocol has queued
                     self._flush()
                 continue
@@ -243,28 +290,16 @@ class WireSocket(QueuedFrames, asyncio.Protocol):
                 self._fragments.append(data)
                 opcode, data = self._opcode, b"".join(self._fragments)
                 self._fragments = None
-            message: str | bytes = data
             if opcode is _TEXT:
                 try:
-                    message = data.decode("utf-8")
+                    text = data.decode("utf-8")
                 except UnicodeDecodeError:
                     self._fail(WsCloseCode.INVALID_DATA, "invalid UTF-8")
-                    return
-            if self.session is None:
-                continue
-            pending_receive = self.service.hub.receive(self.session, message)
-            self._busy = True
-            transport.pause_reading()
-            task = asyncio.ensure_future(pending_receive)
-            task.add_done_callback(self._received)
-
-    def _received(self, task: asyncio.Future[None]) -> None:
-        self._busy = False
-        if not task.cancelled() and task.exception() is not None:
-            log.error("handling a frame failed", exc_info=task.exception())
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.resume_reading()
-            self._process()
+                    return None
+                if self.session is not None:
+                    return text
+            elif self.session is not None:
+                return data
 
     def _closed_by_client(self) -> None:
         """The client's close frame (first, or the answer to ours): the hub hears its

@@ -11,8 +11,8 @@ import orjson
 from nyo_realtime_ext.auth import Authenticator
 from nyo_realtime_ext.config import Realtime
 from nyo_realtime_ext.engines import MemoryEngine
+from nyo_realtime_ext.engines.memory import Store
 from nyo_realtime_ext.hub import Hub
-from nyo_realtime_ext.store import Store
 
 from .tokens import SECRET, make_token
 

@@ -48,7 +48,7 @@ def inprocess(
     for http_server, service in started:
         http_server.stop()
         jp_asyncio_loop.run_until_complete(service.stop())
-        service.close_store()
+        service.release()
 
 
 def watchers(service: RealtimeService, key: ChannelKey) -> list[Any]:

@@ -12,8 +12,9 @@ import asyncio
 import time
 from pathlib import Path
 
+from nyo_realtime_ext.engines.ids import message_id
+from nyo_realtime_ext.engines.memory import Store
 from nyo_realtime_ext.models import Channel, ChannelKey, Message
-from nyo_realtime_ext.store import Store, message_id
 
 KEY = ChannelKey("acme", "busy")
 ROUND = 400  # messages of ~4 KB: ~1.6 MB of WAL a round

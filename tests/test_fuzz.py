@@ -67,9 +67,9 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
+from nyo_realtime_ext.engines.ids import parse_message_id
 from nyo_realtime_ext.models import Channel, ChannelKey
 from nyo_realtime_ext.protocol import ProtocolError, decode, encode
-from nyo_realtime_ext.store import parse_message_id
 
 from .hub_world import Peer, World
 from .tokens import SECRET, make_token

@@ -9,9 +9,9 @@ import pytest
 from nyo_realtime_ext.auth import Authenticator
 from nyo_realtime_ext.config import Realtime
 from nyo_realtime_ext.engines import MemoryEngine
+from nyo_realtime_ext.engines.memory import Store
 from nyo_realtime_ext.hub import Hub
 from nyo_realtime_ext.models import Channel, ChannelKey
-from nyo_realtime_ext.store import Store
 
 from .hub_world import Peer, SlowPeer, World
 from .tokens import SECRET, make_token

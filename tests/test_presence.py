@@ -4,8 +4,9 @@ changes as JSON sees them."""
 
 from __future__ import annotations
 
+from nyo_realtime_ext.engines.memory.tracker import PresenceTracker
+from nyo_realtime_ext.engines.meta import json_key, same_json
 from nyo_realtime_ext.models import ChannelKey, Identity
-from nyo_realtime_ext.presence import PresenceTracker, json_key, same_json
 
 ROOM = ChannelKey("acme", "presence-room")
 ADA = Identity("ada", "acme", "Ada Lovelace", color="#123456", avatar_url="https://a/ada.png")

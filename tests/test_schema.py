@@ -13,9 +13,8 @@ import orjson
 import pytest
 import sqlite_utils
 
-from nyo_realtime_ext import schema
+from nyo_realtime_ext.engines.memory import Store, schema
 from nyo_realtime_ext.models import Channel, ChannelKey, Message
-from nyo_realtime_ext.store import Store
 
 from .tokens import SECRET
 

@@ -1,4 +1,4 @@
-"""The end of each loop pass: group commit first, then one write per connection."""
+"""The end of each burst: group commit first, then one write per connection."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from .tokens import SECRET, make_token
 
 
 class Outbox:
-    """A connection's side of the pass writer, recording what happened to it."""
+    """A connection's side of the writer, recording what happened to it."""
 
     def __init__(self, service: RealtimeService) -> None:
         self.service = service
@@ -26,7 +26,7 @@ class Outbox:
 
     def send(self, data: bytes) -> None:
         if not self.pending:
-            self.service.writer.schedule(self)
+            self.service.writer.wait(self)
         self.pending.append(data)
 
     def close(self, code: int, reason: str) -> None:
@@ -35,12 +35,12 @@ class Outbox:
     def backlog(self) -> int:
         return 0
 
-    def write_outbox(self) -> None:
+    def write(self) -> None:
         self.frames += self.pending
         self.pending = []
         self.outcome = self.outcome or "written"
 
-    def abandon_outbox(self) -> None:
+    def abandon(self) -> None:
         self.pending = []
         self.outcome = "abandoned"
 
@@ -76,7 +76,7 @@ async def test_a_message_nobody_is_sent_is_committed_at_the_end_of_the_pass(tmp_
     assert stored_ids(tmp_path / "db.sqlite") == []  # not yet: the pass has not ended
     await asyncio.sleep(0.01)
     assert stored_ids(tmp_path / "db.sqlite") == [1]
-    service.close_store()
+    service.release()
 
 
 async def test_frames_wait_for_the_commit_and_a_failed_commit_sends_none(tmp_path: Path) -> None:
@@ -111,4 +111,4 @@ async def test_frames_wait_for_the_commit_and_a_failed_commit_sends_none(tmp_pat
     ack = [orjson.loads(f) for f in carl_box.frames if b'"ack"' in f][0]
     assert ack["id"].endswith("-2")  # the lost id is never handed out again
     assert stored_ids(tmp_path / "db.sqlite") == [2]
-    service.close_store()
+    service.release()

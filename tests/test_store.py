@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from nyo_realtime_ext.engines.ids import message_id, parse_message_id
+from nyo_realtime_ext.engines.memory import Store, StoreInUse
 from nyo_realtime_ext.models import Channel, ChannelKey, Member, Message
-from nyo_realtime_ext.store import Store, StoreInUse, message_id, parse_message_id
 
 ROOM = ChannelKey("acme", "room")
 EPOCH = "e1"

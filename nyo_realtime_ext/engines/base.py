@@ -25,6 +25,7 @@ every subscriber on every node.
 from __future__ import annotations
 
 import builtins
+from collections.abc import Callable
 from typing import Any, NamedTuple, Protocol
 
 from ..models import Channel, ChannelKey, Identity, Member, Message, Profile
@@ -186,29 +187,56 @@ class ProfileStore(Protocol):
         the new ones."""
 
 
+# Periodic work an engine needs: every `seconds`, call `work` (which may return an
+# awaitable; a failure is logged and the next round tries again).
+Timer = tuple[float, Callable[[], Any]]
+
+
 class Engine:
-    """One engine: the four parts, sharing whatever connection they need."""
+    """One engine: the four parts, sharing whatever connection they need.
+
+    An engine is made from the configuration by `from_config`, and
+    `engines.make_engine` picks the class by the URL's scheme.
+    """
 
     broker: Broker
     presence: PresenceManager
     channels: ChannelRegistry
     profiles: ProfileStore
 
+    @classmethod
+    def from_config(cls, config: Any) -> Engine:
+        """The engine the `Realtime` configuration describes."""
+        raise NotImplementedError
+
     def bind(self, events: EngineEvents) -> None:
         """Deliver to `events` (the hub) from now on."""
         raise NotImplementedError
+
+    def on_commit_due(self, book: Callable[[], None]) -> None:
+        """Call `book` whenever something was handed out that `commit` must make
+        durable (the writer then commits before the burst's frames leave)."""
+
+    def timers(self) -> list[Timer]:
+        """The engine's own periodic work, which the service runs."""
+        return []
 
     async def start(self) -> None:
         """Start what runs in the background (the Redis engine's listener, its
         node's liveness); requests made before it are served all the same."""
 
     def commit(self) -> None:
-        """Make what was handed out in this loop pass durable before frames carrying
-        it leave the process (the memory engine's group commit); cheap when nothing is."""
+        """Make what was handed out in this burst durable before frames carrying it
+        leave the process (the memory engine's group commit; see `outbox.Writer`);
+        cheap when nothing is."""
 
     def rollback(self) -> None:
-        """The pass's `commit` failed: forget what it would have made durable."""
+        """The burst's `commit` failed: forget what it would have made durable."""
 
     async def close(self) -> None:
         """This node stops: its connections leave everywhere; release resources."""
         raise NotImplementedError
+
+    def release(self) -> None:
+        """After `close` and the last frames: free what the engine holds open to the
+        end (the memory engine's database file). Twice does nothing."""

@@ -44,10 +44,10 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..models import Channel, ChannelKey, Identity, Member, Message, Profile
-from ..presence import json_key
 from ..protocol import encode
-from ..store import parse_message_id
 from .base import Engine, EngineEvents, EngineUnavailable, History
+from .ids import is_complete, parse_message_id
+from .meta import json_key
 
 log = logging.getLogger(__name__)
 
@@ -664,10 +664,7 @@ class RedisBroker:
         if not known:
             return History(messages, False, bool(more))
         seqs = [int(m.id.rpartition("-")[2]) for m in messages]
-        complete = after == last_seq or bool(
-            seqs and seqs[0] == after + 1 and (more or seqs[-1] == last_seq)
-        )
-        return History(messages, complete, bool(more))
+        return History(messages, is_complete(after, last_seq, seqs, bool(more)), bool(more))
 
     def _messages(self, key: ChannelKey, entries: list[Any]) -> list[Message]:
         messages = []
@@ -1005,6 +1002,10 @@ class RedisEngine(Engine):
         self.channels = RedisRegistry(self.redis)
         self.profiles = RedisProfiles(self.redis)
         self.broker.on_presence = self.presence.observe
+
+    @classmethod
+    def from_config(cls, config: Any) -> RedisEngine:
+        return cls(config)
 
     def bind(self, events: EngineEvents) -> None:
         self.redis.events = events

@@ -7,8 +7,8 @@ a message, read history) use the same connection with plain parameterised SQL.
 WAL mode lets readers run beside the writer.
 
 Messages are group-committed: `append_message` leaves its transaction open,
-tells `on_append`, and the transport calls `commit` once per event-loop pass,
-before it writes any frame of that pass to a socket, so a client never sees an
+tells `on_append`, and the writer (`outbox.Writer`) calls `commit` once per burst,
+before it writes any frame of that burst to a socket, so a client never sees an
 id (in an `ack` or a `message`) that a crash could take back. Every other
 write first commits what is pending and then runs in a transaction of its
 own, so its failure can only undo itself.
@@ -26,8 +26,9 @@ from typing import Any
 import orjson
 import sqlite_utils
 
+from ...models import Channel, ChannelKey, Member, Message, Profile
+from ..ids import message_id
 from . import schema
-from .models import Channel, ChannelKey, Member, Message, Profile
 
 log = logging.getLogger(__name__)
 
@@ -410,15 +411,3 @@ def _lock_exclusively(lock_path: str) -> Any:
             "cannot lock %s (%s): run one nyo-realtime process per database", lock_path, exc
         )
     return handle
-
-
-def message_id(epoch: str, seq: int) -> str:
-    return f"{epoch}-{seq}"
-
-
-def parse_message_id(message_id_: str) -> tuple[str, int] | None:
-    epoch, _, seq = message_id_.rpartition("-")
-    # isdigit() alone admits "²" and numbers int() refuses; ids are short ASCII.
-    if not epoch or not (seq.isascii() and seq.isdigit()) or len(seq) > 18:
-        return None
-    return epoch, int(seq)

@@ -7,23 +7,34 @@ for ids of the new history.
 
 Nothing here suspends: the coroutines of the engine interface complete at
 once, and delivery happens inside `publish`, before it returns. Messages are
-group-committed (see `store.py`): `commit` runs once per event-loop pass,
-before any frame of that pass leaves the process.
+group-committed (see `store.py`): `commit` runs once per burst of the
+event loop, before any frame of that burst leaves the process.
 """
 
 from __future__ import annotations
 
+import asyncio
 import builtins
+import logging
 import secrets
 import time
+from collections.abc import Callable
 from typing import Any
 
-from ..models import Channel, ChannelKey, Identity, Member, Message, Profile
-from ..presence import PresenceTracker
-from ..profiles import changed, effective
-from ..protocol import encode
-from ..store import Store, message_id, parse_message_id
-from .base import Engine, EngineEvents, History
+from ...models import Channel, ChannelKey, Identity, Member, Message, Profile
+from ...profiles import changed, effective
+from ...protocol import encode
+from ..base import Engine, EngineEvents, History, Timer
+from ..ids import is_complete, message_id, parse_message_id
+from .store import Store
+from .tracker import PresenceTracker
+
+log = logging.getLogger(__name__)
+
+# How often the WAL is copied into the database file, in a worker thread (see
+# `Store.checkpoint`): at ~4 KB a message, 1 s of a busy server is a few MB of WAL.
+CHECKPOINT_SECONDS = 1.0
+EXPIRE_HISTORY_SECONDS = 60.0
 
 
 class _NoEvents:
@@ -104,11 +115,7 @@ class MemoryBroker:
             return History([m for _, m in messages], False, more)
         after = parsed[1]
         messages, more = self.store.read_messages(key, epoch, after, not_before, limit, max_bytes)
-        # Complete when nothing is missing before the first (dropped) nor after the
-        # last (history_size lowered); a cut answer is complete as far as it goes.
-        complete = after == last_seq or bool(
-            messages and messages[0][0] == after + 1 and (more or messages[-1][0] == last_seq)
-        )
+        complete = is_complete(after, last_seq, [seq for seq, _ in messages], more)
         return History([m for _, m in messages], complete, more)
 
 
@@ -244,13 +251,31 @@ class MemoryEngine(Engine):
 
     def __init__(self, store: Store, history_size: int, history_ttl: float) -> None:
         self.store = store
+        self.history_ttl = history_ttl
         self.broker = MemoryBroker(store, history_size, history_ttl)
         self.presence = MemoryPresence(store)
         self.channels = MemoryRegistry(store)
         self.profiles = MemoryProfiles(store, self.presence)
 
+        self._checkpointing: asyncio.Future[None] | None = None
+
+    @classmethod
+    def from_config(cls, config: Any) -> MemoryEngine:
+        store = Store(config.db_path)
+        store.mark_all_offline(time.time())  # nobody is connected to a fresh process
+        return cls(store, config.history_size, config.history_ttl)
+
     def bind(self, events: EngineEvents) -> None:
         self.broker.events = self.presence.events = self.channels.events = events
+
+    def on_commit_due(self, book: Callable[[], None]) -> None:
+        self.store.on_append = book
+
+    def timers(self) -> list[Timer]:
+        return [
+            (CHECKPOINT_SECONDS, self._checkpoint),
+            (EXPIRE_HISTORY_SECONDS, self._expire_history),
+        ]
 
     def commit(self) -> None:
         self.store.commit()
@@ -261,3 +286,24 @@ class MemoryEngine(Engine):
     async def close(self) -> None:
         # Nobody is connected to this process any more; nobody else shares it.
         self.store.mark_all_offline(time.time())
+        if self._checkpointing is not None:  # the store closes next: let it finish
+            await asyncio.wait([self._checkpointing], timeout=30)
+
+    def release(self) -> None:
+        self.store.close()
+
+    def _checkpoint(self) -> None:
+        if self._checkpointing is not None and not self._checkpointing.done():
+            return  # the last one is still copying: no queue of them
+        loop = asyncio.get_running_loop()
+        self._checkpointing = loop.run_in_executor(None, self.store.checkpoint)
+        self._checkpointing.add_done_callback(_log_checkpoint_failure)
+
+    def _expire_history(self) -> None:
+        self.store.drop_expired(time.time() - self.history_ttl)
+
+
+def _log_checkpoint_failure(done: asyncio.Future[None]) -> None:
+    if not done.cancelled() and done.exception() is not None:
+        # The WAL keeps everything meanwhile; the next round tries again.
+        log.warning("SQLite checkpoint failed", exc_info=done.exception())

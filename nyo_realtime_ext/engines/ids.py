@@ -1,0 +1,31 @@
+"""Message ids, and when a history answer is complete: one rule for every engine.
+
+An id is `epoch-seq`: the channel's epoch (random, made when its history
+begins) and its sequence number. An id of another epoch, say after the history
+was lost, is recognised as unknown instead of being taken for an id of the new
+history, and the subscriber who brings it is told `recovered: false`.
+"""
+
+from __future__ import annotations
+
+
+def message_id(epoch: str, seq: int) -> str:
+    return f"{epoch}-{seq}"
+
+
+def parse_message_id(message_id_: str) -> tuple[str, int] | None:
+    epoch, _, seq = message_id_.rpartition("-")
+    # isdigit() alone admits "²" and numbers int() refuses; ids are short ASCII.
+    if not epoch or not (seq.isascii() and seq.isdigit()) or len(seq) > 18:
+        return None
+    return epoch, int(seq)
+
+
+def is_complete(after: int, last_seq: int, seqs: list[int], more: bool) -> bool:
+    """Whether messages `seqs` (in order), read after seq `after` of a channel whose
+    last is `last_seq`, leave nothing out: nothing missing before the first (dropped
+    from history) nor after the last (history_size lowered). An answer cut short
+    (`more`) is complete as far as it goes."""
+    return after == last_seq or bool(
+        seqs and seqs[0] == after + 1 and (more or seqs[-1] == last_seq)
+    )
