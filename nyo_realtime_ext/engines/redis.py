@@ -878,12 +878,9 @@ class RedisPresence:
     async def leave(
         self, key: ChannelKey, user_id: str, connection_id: str, now: float
     ) -> Member | None:
-        local = self._local.pop((key, connection_id), None)
-        if local is not None:
-            entry = self._shown[(key, local.user_id)]
-            entry[2] -= 1
-            if not entry[2]:
-                del self._shown[(key, local.user_id)]
+        # Forgotten here only once Redis has it: a leave that fails is retried (the
+        # hub does) as this node's, and until then the node's lease covers it.
+        local = self._local.get((key, connection_id))
         member = await self.redis.run(
             "leave",
             _channel_part(key),
@@ -893,6 +890,11 @@ class RedisPresence:
             _ms(now),
             self.redis.node_id if local is not None else "",
         )
+        if self._local.pop((key, connection_id), None) is not None:
+            entry = self._shown[(key, user_id)]
+            entry[2] -= 1
+            if not entry[2]:
+                del self._shown[(key, user_id)]
         return _member(member) if member else None
 
     async def update(
