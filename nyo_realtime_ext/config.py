@@ -157,6 +157,16 @@ class Realtime(Configurable):
         "nyo-realtime",
         help="Prefix of every Redis key and pub/sub channel, so deployments can share one Redis.",
     ).tag(config=True)
+    redis_max_connections = Int(
+        200,
+        help=(
+            "Redis connections one process uses for its commands (it opens two more: the "
+            "pub/sub listener and the scan of idle channels). When all are busy a command "
+            "waits its turn, up to 10 s, then its client is answered `unavailable` (busy). "
+            "Redis is single-threaded, so a few hundred serve `max_connections` clients "
+            "reconnecting at once; keep (this + 2) x processes below Redis's `maxclients`."
+        ),
+    ).tag(config=True)
     max_subscriptions = Int(1000, help="Channels one connection may be subscribed to at once.").tag(
         config=True
     )

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import random
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Coroutine
@@ -53,6 +54,33 @@ log = logging.getLogger(__name__)
 # Send-buffer room a recovery leaves for the `subscribed` frame before it and
 # the live messages of the same burst.
 RECOVERY_HEADROOM = 64 * 1024
+# A leave the engine could not take is tried again after this long, doubled (and
+# jittered) per failure up to the most; and the failures are logged at most once
+# per LEAVE_LOG_EVERY seconds, with their count.
+LEAVE_RETRY_MIN, LEAVE_RETRY_MAX = 0.2, 5.0
+LEAVE_LOG_EVERY = 30.0
+
+
+class _Retries:
+    """Leaves retried since the last report: logged once in a while, not each."""
+
+    __slots__ = ("count", "logged_at")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.logged_at: float | None = None
+
+    def note(self, exc: BaseException) -> None:
+        self.count += 1
+        now = time.monotonic()
+        if self.logged_at is None or now - self.logged_at >= LEAVE_LOG_EVERY:
+            log.warning(
+                "%d presence leave(s) could not reach the engine (%s); retrying with backoff",
+                self.count,
+                exc,
+            )
+            self.logged_at, self.count = now, 0
+
 
 # What a subscriber being set up holds back: (frame, message id or None).
 Held = list[tuple[bytes, str | None]]
@@ -127,6 +155,7 @@ class Hub:
         self._id_prefix = secrets.token_hex(3)
         self._next_sweep = clock() + config.heartbeat_interval
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._leave_retries = _Retries()
         engine.bind(self)
 
     async def start(self) -> None:
@@ -194,11 +223,24 @@ class Hub:
             self.spawn(self.hooks.notify("on_disconnect", client, code))
 
     async def _leave_all(self, keys: list[ChannelKey], user_id: str, connection_id: str) -> None:
+        now = self.clock()  # when they left, however long the engine takes to hear it
         for key in keys:
-            try:
-                await self.engine.presence.leave(key, user_id, connection_id, self.clock())
-            except Exception:  # one failure must not strand the rest
-                log.exception("leaving %s on disconnect", key)
+            delay = LEAVE_RETRY_MIN
+            while True:
+                try:
+                    await self.engine.presence.leave(key, user_id, connection_id, now)
+                    break
+                except EngineUnavailable as exc:
+                    # Never lost: tried again until the engine takes it. A node that
+                    # stops meanwhile ends its connections (and a dead one's lease does).
+                    if self.stopped:
+                        return
+                    self._leave_retries.note(exc)
+                    await asyncio.sleep(delay * (0.5 + random.random()))
+                    delay = min(LEAVE_RETRY_MAX, delay * 2)
+                except Exception:  # a bug: one failure must not strand the rest
+                    log.exception("leaving %s on disconnect", key)
+                    break
 
     def close(self, session: Session, code: int, reason: str) -> None:
         if session.closed:
@@ -275,7 +317,11 @@ class Hub:
             )
             session.send(error_frame)
         except EngineUnavailable as exc:
-            session.send(error(ErrorCode.UNAVAILABLE, str(exc), frame.get("ref")))
+            # With its channel, so that a client that subscribed without a ref (the
+            # TypeScript client's resubscriptions) knows which to try again.
+            session.send(
+                error(ErrorCode.UNAVAILABLE, str(exc), frame.get("ref"), frame.get("channel"))
+            )
         except HookFailed:  # logged where it failed
             session.send(error(ErrorCode.INTERNAL, "internal server error", frame.get("ref")))
         except Exception:  # a bug or a failing hook costs one error frame, never the connection

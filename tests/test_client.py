@@ -432,3 +432,77 @@ async def test_a_server_that_goes_silent_is_left_and_found_again(
     first = next(info for state, info in states if state is ConnectionState.RECONNECTING)
     assert first["code"] == 4408  # closed by our own heartbeat check
     await client.close()
+
+
+async def test_a_resubscription_answered_unavailable_is_tried_again_with_backoff(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Issue 23: after a reconnect, a resubscription the server answers `unavailable`
+    (its engine busy, or away for a moment) is not the end of the channel: the
+    client tries it again, after a jittered delay that grows, until it is subscribed."""
+    import orjson
+    from tornado.httpserver import HTTPServer
+    from tornado.web import Application
+    from tornado.websocket import WebSocketHandler
+
+    from nyo_realtime_ext.client import aio
+
+    base = 0.2
+    monkeypatch.setattr(aio, "RESUBSCRIBE_DELAY", base, raising=False)
+    asked: list[tuple[int, float]] = []  # (connection, when) of each subscribe
+    refusals = 2  # of the resubscription, on the second connection
+    left = {"refusals": refusals}
+    handlers: list[WebSocketHandler] = []
+
+    class Server(WebSocketHandler):
+        def open(self, *args: Any) -> None:
+            handlers.append(self)
+            self.number = len(handlers)
+            # The token came in the handshake's Authorization header.
+            self.write_message(
+                {"type": "authenticated", "user": {"userId": "ada"}, "connectionId": "c"}
+            )
+
+        def on_message(self, message: str | bytes) -> None:
+            frame = orjson.loads(message)
+            ref = frame.get("ref")
+            if frame["type"] == "ping":
+                self.write_message({"type": "pong", "ref": ref})
+            elif frame["type"] == "subscribe":
+                asked.append((self.number, time.monotonic()))
+                if self.number == 1:
+                    self.write_message({"type": "subscribed", "ref": ref, "channel": "room"})
+                elif left["refusals"] > 0:
+                    left["refusals"] -= 1
+                    self.write_message(
+                        {"type": "error", "code": "unavailable", "message": "busy", "ref": ref}
+                    )
+                else:
+                    self.write_message(
+                        {"type": "subscribed", "ref": ref, "channel": "room", "recovered": True}
+                    )
+
+    port = free_port()
+    http = HTTPServer(Application([("/ws", Server)]))
+    http.listen(port, "127.0.0.1")
+    # The jitter at its widest, so that the growing windows show whole.
+    client = RealtimeClient(
+        f"ws://127.0.0.1:{port}/ws", "token", reconnect_delay=0.05, random=lambda: 1.0
+    )
+    errors: list[dict[str, Any]] = []
+    try:
+        channel = await client.channel("room", history=False)
+        channel.on("error", errors.append)
+        handlers[0].close(1001, "going away")  # the client comes back, and resubscribes
+        await eventually(lambda: len(asked) == 1 + refusals + 1 and channel.subscribed.is_set())
+        assert [number for number, _ in asked] == [1, 2, 2, 2]
+        assert [e["code"] for e in errors] == ["unavailable"] * refusals
+        gaps = [
+            later - earlier for (_, earlier), (_, later) in zip(asked[1:], asked[2:], strict=False)
+        ]
+        assert gaps[0] >= 0.9 * base and gaps[1] >= 1.9 * base, gaps  # doubled
+        assert client.state is ConnectionState.OPEN
+        assert client._channels["room"] is channel  # still followed
+    finally:
+        await client.close()
+        http.stop()

@@ -1009,3 +1009,53 @@ async def test_presence_put_back_after_redis_lost_it_keeps_status_and_meta(redis
     finally:
         for engine in (a, b):
             await engine.close()
+
+
+async def test_five_hundred_concurrent_subscribes_on_one_node_are_all_answered(redis_server):
+    """Issue 23: with Redis healthy, a crowd of subscribes in flight at once on one
+    node queue for the node's Redis connections instead of being told `unavailable`."""
+    from nyo_realtime_ext.auth import Authenticator
+    from nyo_realtime_ext.hub import Hub
+
+    from .hub_world import Peer
+    from .tokens import SECRET, make_token
+
+    config = Realtime(
+        jwt_secret=SECRET,
+        redis_url=redis_server.url,
+        redis_prefix=f"crowd-{secrets.token_hex(3)}",
+        max_connections_per_user=0,
+        rate_limit=0,
+    )
+    engine = RedisEngine(config)
+    hub = Hub(config, engine, Authenticator(config), time.time)
+    await engine.start()
+    try:
+        peers = []
+        for i in range(500):
+            peer = Peer()
+            session = hub.connect(peer)
+            auth = {"type": "auth", "token": make_token(f"u{i}")}
+            await hub.receive(session, orjson.dumps(auth).decode())
+            first = peer.take()[0]
+            assert first["type"] == "authenticated", first
+            peers.append((session, peer))
+        # Four presence channels, each new to this node; every subscribe at once.
+        await asyncio.gather(
+            *(
+                hub.receive(
+                    s,
+                    orjson.dumps(
+                        {"type": "subscribe", "channel": f"crowd-{i % 4}", "ref": 1}
+                    ).decode(),
+                )
+                for i, (s, _) in enumerate(peers)
+            )
+        )
+        answers = [next(f for f in p.frames() if f.get("ref") == 1) for _, p in peers]
+        refused = [a for a in answers if a["type"] != "subscribed"]
+        assert not refused, f"{len(refused)} of 500 refused, e.g. {refused[0]}"
+        members = await engine.presence.members(ChannelKey("default", "crowd-0"))
+        assert len(members) == 125
+    finally:
+        await hub.shutdown()

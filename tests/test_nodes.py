@@ -4,11 +4,13 @@ real redis-server, with real sockets, as a deployment behind a load balancer run
 from __future__ import annotations
 
 import asyncio
+import resource
 import signal
 import time
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 import redis
 
 from .httpclient import Api, ch
@@ -380,3 +382,112 @@ async def test_presence_put_back_after_redis_lost_its_data_keeps_status_and_meta
         return members.get("ada") == ("away", {"file": "a.ipynb"})
 
     await eventually(ada_as_she_was)  # not `online` with no meta
+
+
+# -- crowds (issue 23): many engine operations in flight on one node -------------------
+
+CROWD_CHANNELS = 4
+
+
+@pytest.fixture
+def enough_file_descriptors() -> None:
+    """This process holds a socket per client (two while a crowd moves)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    needed = 2 * 2000 + 500
+    if soft < needed:
+        if hard != resource.RLIM_INFINITY and hard < needed:
+            pytest.skip(f"the open-file hard limit ({hard}) is below {needed}")
+        resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
+
+
+async def crowd(connect: Any, node: Any, users: list[str], **subscribe: Any) -> list[Any]:
+    """Each user connected to `node` and subscribed to its crowd channel, 40 at a time
+    (it trickles in: what is under test is what follows)."""
+    admission = asyncio.Semaphore(40)
+
+    async def one(i: int, user: str) -> Any:
+        async with admission:
+            client = await connect(node.url, make_token(user))
+            reply = await client.subscribe(f"presence-crowd-{i % CROWD_CHANNELS}", **subscribe)
+            return client, reply
+
+    return await asyncio.gather(*(one(i, user) for i, user in enumerate(users)))
+
+
+async def member_ids(node: Any, channel: str) -> set[str]:
+    body = (await api(node, "x").get(f"channels/{ch(channel)}/members")).body
+    return {m["userId"] for m in body["members"]}
+
+
+@pytest.mark.usefixtures("enough_file_descriptors")
+async def test_two_thousand_clients_of_a_killed_node_all_recover_on_a_survivor(nodes, connect):
+    """Issue 23: the clients of a node that dies come back on another all at once;
+    every resubscription is answered (none `unavailable`), recovers what it missed,
+    and every channel lists all of its members again."""
+    a, b = nodes(2)
+    users = [f"u{i}" for i in range(2000)]
+    names = [f"presence-crowd-{c}" for c in range(CROWD_CHANNELS)]
+    writer = await connect(b.url, make_token("writer"))
+    for name in names:
+        await writer.subscribe(name)
+    seen = {}
+    for name in names:
+        sent = await writer.request({"type": "broadcast", "channel": name, "event": "e"})
+        seen[name] = sent["id"]
+    t0 = time.monotonic()
+    on_a = await crowd(connect, a, users)
+    assert all(reply["type"] == "subscribed" for _, reply in on_a)
+    print(f"{time.monotonic() - t0:.1f} s: the crowd is on node a")
+
+    a.kill()
+    for client, _ in on_a:
+        client.close()
+    missed = {}
+    for name in names:  # published while they are away
+        sent = await writer.request({"type": "broadcast", "channel": name, "event": "e"})
+        missed[name] = sent["id"]
+
+    async def move(i: int, user: str) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        client = await connect(b.url, make_token(user))
+        name = names[i % CROWD_CHANNELS]
+        reply = await client.request({"type": "subscribe", "channel": name, "since": seen[name]})
+        if reply["type"] != "subscribed":
+            return reply, None
+        return reply, await client.expect("message", timeout=30)  # the replay follows
+
+    t0 = time.monotonic()
+    moved = await asyncio.gather(*(move(i, user) for i, user in enumerate(users)))
+    took = time.monotonic() - t0
+    print(f"{took:.1f} s: the crowd is back on node b")
+    refused = [reply for reply, _ in moved if reply["type"] != "subscribed"]
+    assert not refused, f"{len(refused)} of {len(users)} refused, e.g. {refused[0]}"
+    assert all(reply["recovered"] is True for reply, _ in moved)
+    for i, (_, message) in enumerate(moved):
+        assert message is not None and message["id"] == missed[names[i % CROWD_CHANNELS]]
+    for c, name in enumerate(names):
+        assert await member_ids(b, name) == {*users[c::CROWD_CHANNELS], "writer"}, name
+    assert took < 45, f"the crowd took {took:.0f} s to come back"
+
+
+@pytest.mark.usefixtures("enough_file_descriptors")
+async def test_a_thousand_clients_that_close_at_once_leave_no_ghost(nodes, connect):
+    """Issue 23: a thousand leaves in flight at once on one node all reach Redis;
+    the other node is told of each, and nobody stays listed."""
+    a, b = nodes(2)
+    users = [f"u{i}" for i in range(1000)]
+    names = [f"presence-crowd-{c}" for c in range(CROWD_CHANNELS)]
+    watcher = await connect(b.url, make_token("watcher"))
+    for name in names:
+        await watcher.subscribe(name)
+    on_a = await crowd(connect, a, users)
+    joined = [await watcher.expect("user:joined", timeout=30) for _ in users]
+    assert {f["member"]["userId"] for f in joined} == set(users)
+
+    for client, _ in on_a:
+        client.close()
+    left = [await watcher.expect("user:left", timeout=40) for _ in users]
+    assert sorted(f["member"]["userId"] for f in left) == sorted(users)
+    for node in (a, b):
+        for name in names:
+            assert await member_ids(node, name) == {"watcher"}
+    assert "Traceback" not in a.output()

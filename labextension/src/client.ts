@@ -98,7 +98,14 @@ export const DEFAULTS = {
   /** How long a request waits for its reply. */
   requestTimeout: 10_000,
   /** How long an attempt may take from opening the socket to `authenticated`. */
-  connectTimeout: 20_000
+  connectTimeout: 20_000,
+  /**
+   * The window of the first retry of a subscription the server answered
+   * `unavailable` (its engine busy or away) on a live connection; it doubles per
+   * failed retry up to `maxResubscribeDelay`. Full jitter, as for reconnects.
+   */
+  resubscribeDelay: 1_000,
+  maxResubscribeDelay: 30_000
 } as const;
 
 /**
@@ -161,6 +168,10 @@ export interface ClientOptions {
   dedupWindow?: number;
   /** Replaces `Math.random` for the jitter (tests pin it). */
   random?: () => number;
+  /** The window of the first retry of a subscription answered `unavailable`, ms. */
+  resubscribeDelay?: number;
+  /** No retry window of such a subscription is wider, ms. */
+  maxResubscribeDelay?: number;
 }
 
 /** Why and when the next attempt comes: sent on `retryScheduled`. */
@@ -715,6 +726,9 @@ export class RealtimeClient {
         this._onAuthenticated(frame);
         break;
       case 'subscribed':
+        if (channel) {
+          this._resubscribeAttempts.delete(channel);
+        }
         channel?.onSubscribed(frame);
         if (channel) {
           this._restorePresence(channel);
@@ -751,6 +765,11 @@ export class RealtimeClient {
           if (frame.code === 'token_expired' || frame.code === 'unauthorized') {
             this._closeError = new RealtimeError(frame.code, frame.message);
           }
+          if (frame.code === 'unavailable' && channel && !channel.isSubscribed) {
+            // A (re)subscription the server could not serve just now: nothing is
+            // wrong with it, so it is sent again, later.
+            this._retrySubscribe(channel);
+          }
           this.errors.emit(new RealtimeError(frame.code, frame.message, frame.channel));
         }
         break;
@@ -782,6 +801,32 @@ export class RealtimeClient {
     if (this._socket && this.isOpen) {
       this._socket.send(JSON.stringify(channel.subscribeFrame()));
     }
+  }
+
+  /**
+   * Subscribe to `channel` again after a jittered delay that doubles with each
+   * `unavailable` answer in a row (`resubscribeDelay` up to `maxResubscribeDelay`),
+   * so that the clients a busy server refused together do not come back together.
+   */
+  private _retrySubscribe(channel: Channel): void {
+    if (this._resubscribeTimers.has(channel)) {
+      return;
+    }
+    const attempt = (this._resubscribeAttempts.get(channel) ?? 0) + 1;
+    this._resubscribeAttempts.set(channel, attempt);
+    const delay = backoffDelay(
+      attempt,
+      this._options.resubscribeDelay ?? DEFAULTS.resubscribeDelay,
+      this._options.maxResubscribeDelay ?? DEFAULTS.maxResubscribeDelay,
+      this._random
+    );
+    const timer = setTimeout(() => {
+      this._resubscribeTimers.delete(channel);
+      if (this._channels.get(channel.name) === channel && !channel.isSubscribed) {
+        this._subscribe(channel);
+      }
+    }, delay);
+    this._resubscribeTimers.set(channel, timer);
   }
 
   /** After (re)subscribing, put back the status and meta we had set. */
@@ -918,6 +963,12 @@ export class RealtimeClient {
     for (const channel of this._channels.values()) {
       channel.onDisconnected();
     }
+    // The next connection subscribes to everything anew.
+    for (const timer of this._resubscribeTimers.values()) {
+      clearTimeout(timer);
+    }
+    this._resubscribeTimers.clear();
+    this._resubscribeAttempts.clear();
     for (const pending of this._pending.values()) {
       clearTimeout(pending.timer);
       pending.reject(new RealtimeError('disconnected', 'connection lost'));
@@ -1017,6 +1068,9 @@ export class RealtimeClient {
   private _heartbeatMs: number = DEFAULTS.heartbeatInterval;
   private _silenceMs: number = DEFAULTS.heartbeatTimeout;
   private _lastFrameAt = 0;
+  /** Subscriptions answered `unavailable`: the retry scheduled, and how many in a row. */
+  private _resubscribeTimers = new Map<Channel, ReturnType<typeof setTimeout>>();
+  private _resubscribeAttempts = new Map<Channel, number>();
 }
 
 /** A positive number of ms from the server, or undefined. */

@@ -27,8 +27,11 @@ from tornado.websocket import WebSocketClientConnection, WebSocketClosedError, w
 from .backoff import (
     MAX_RECONNECT_ATTEMPTS,
     MAX_RECONNECT_DELAY,
+    MAX_RESUBSCRIBE_DELAY,
     RATE_LIMITED_ATTEMPT,
     RECONNECT_DELAY,
+    RESUBSCRIBE_DELAY,
+    backoff_delay,
     backoff_window,
 )
 from .channel import Channel
@@ -204,7 +207,9 @@ class RealtimeClient(Emitter):
 
     subscribe = channel
 
-    async def _subscribe(self, channel: Channel, timeout: float | None) -> None:
+    async def _subscribe(
+        self, channel: Channel, timeout: float | None, retrying: bool = False
+    ) -> None:
         frame = channel._subscribe_frame()
         channel._asked_since = bool(frame.get("since"))
         # The server sends `subscribed` and then the whole replay in one go, and
@@ -216,10 +221,11 @@ class RealtimeClient(Emitter):
         try:
             await self._finish_request(subscribing, timeout)
         except RequestError as exc:
-            self._channels.pop(channel.name, None)
-            channel.active = False
-            channel.failure = exc
-            channel._failed.set()
+            if not (retrying and exc.code == "unavailable"):  # else kept, and tried again
+                self._channels.pop(channel.name, None)
+                channel.active = False
+                channel.failure = exc
+                channel._failed.set()
             channel.emit("error", {"code": exc.code, "message": exc.message})
             raise
         finally:
@@ -519,13 +525,30 @@ class RealtimeClient(Emitter):
         self._set_state(ConnectionState.OPEN, user=self.user)
 
     async def _resubscribe_all(self) -> None:
-        for channel in list(self._channels.values()):
-            try:
-                await self._subscribe(channel, self.connect_timeout)
-            except RequestError:
-                pass  # reported on the channel's "error" event
-            except (ConnectionLost, ClientClosed, asyncio.TimeoutError):
-                return  # the connection went; the next one resubscribes
+        """Every channel again, on a new connection. Those answered `unavailable`
+        (the server's engine busy or away: nothing wrong with the request) are
+        tried again after a jittered, growing delay until they get through."""
+        waiting, attempt = list(self._channels.values()), 0
+        while waiting:
+            again = []
+            for channel in waiting:
+                if self._channels.get(channel.name) is not channel:
+                    continue  # left meanwhile
+                try:
+                    await self._subscribe(channel, self.connect_timeout, retrying=True)
+                except RequestError as exc:
+                    if exc.code == "unavailable":
+                        again.append(channel)
+                    # anything else is reported on the channel's "error" event
+                except (ConnectionLost, ClientClosed, asyncio.TimeoutError):
+                    return  # the connection went; the next one resubscribes
+            if not again:
+                return
+            attempt += 1
+            await asyncio.sleep(
+                backoff_delay(attempt, RESUBSCRIBE_DELAY, MAX_RESUBSCRIBE_DELAY, self._random)
+            )
+            waiting = again
 
     async def _heartbeat(
         self, ws: WebSocketClientConnection, frame: dict[str, Any], reader: asyncio.Future[None]

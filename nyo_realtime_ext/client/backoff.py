@@ -16,6 +16,11 @@ MAX_RECONNECT_DELAY = 30.0
 MAX_RECONNECT_ATTEMPTS: int | None = 10
 #: After a 4429 the next attempt waits in the window of this attempt (8 x the first).
 RATE_LIMITED_ATTEMPT = 4
+#: Seconds: the window of the first retry of a resubscription the server answered
+#: `unavailable` (its engine busy or away) on a live connection; it doubles per
+#: failed retry up to MAX_RESUBSCRIBE_DELAY. Full jitter, as for reconnects.
+RESUBSCRIBE_DELAY = 1.0
+MAX_RESUBSCRIBE_DELAY = 30.0
 
 
 def backoff_delay(

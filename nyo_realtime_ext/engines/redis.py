@@ -18,6 +18,11 @@ protocol:
   pub/sub, in order with its messages. A node renews its lease every second;
   the connections of a node whose lease ran out are removed by whichever node
   sees it first (one script, so once). HTTP members have leases of their own.
+- **A bounded pool.** A node holds at most `redis_max_connections` connections for
+  its commands (and two more: the pub/sub listener, the collection of idle
+  channels). A command that finds them all busy queues for one, up to
+  `POOL_WAIT`; past that it is refused as `unavailable` with "busy", logged once
+  in a while, and nothing about Redis being gone: the pool stays as it is.
 - **Outages.** A command Redis does not answer raises `EngineUnavailable`
   (`unavailable` to the client, nothing published). The listener reconnects
   with backoff, subscribes again, and fills each channel's gap from its stream;
@@ -40,7 +45,7 @@ from typing import Any
 import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
+from redis.exceptions import MaxConnectionsError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..models import Channel, ChannelKey, Identity, Member, Message, Profile
@@ -60,6 +65,15 @@ RECONNECT_MIN, RECONNECT_MAX = 0.1, 5.0
 SUBSCRIBE_TIMEOUT = 5.0
 # Entries reaped per maintenance call: a dead node with more finishes next time.
 REAP_BATCH = 1000
+# How long a command may queue for one of the node's Redis connections when they
+# are all in use, then it is refused as `unavailable` (busy). A storm of
+# reconnections (thousands of clients, a few commands each) drains well within it.
+POOL_WAIT = 10.0
+# Connections beyond `redis_max_connections`: the pub/sub listener's, the scan of
+# idle channels'.
+POOL_RESERVE = 2
+# At most one log line per this many seconds about commands refused for a busy pool.
+BUSY_LOG_EVERY = 30.0
 
 _PRELUDE = files(__package__).joinpath("redis.lua").read_text()
 
@@ -306,6 +320,21 @@ return 1
 """
 
 
+_CREATE = """
+-- ARGV: prefix, tenant part, name, record, creator ('' = none). Returns 1 and the
+-- record when it was stored, else 0 and the record that was there.
+local tp, name, record, creator = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local channels = P .. ':channels:' .. tp
+if redis.call('HSETNX', channels, name, record) == 0 then
+  return {0, redis.call('HGET', channels, name)}
+end
+if creator ~= '' then
+  redis.call('HINCRBY', P .. ':created:' .. tp, creator, 1)
+end
+return {1, record}
+"""
+
+
 _COLLECT = """
 -- ARGV: prefix, ck, name, not used since (seconds). Forgets the channel if it is
 -- still idle: ownerless, nobody present, no message nor presence since then. The
@@ -361,27 +390,100 @@ def _ms(seconds: float) -> int:
 
 
 _UNAVAILABLE = "the server cannot reach its engine (Redis); retry later"
+_BUSY = "the server is busy (all its Redis connections are in use); retry later"
+
+
+def _exhausted(exc: BaseException | None) -> bool:
+    """The pool had no connection to give: not that Redis is gone. (`_Slot` keeps
+    commands within the pool; this is for whatever took one outside it.)"""
+    return isinstance(exc, MaxConnectionsError)
 
 
 class _Reachable:
     """`async with redis.reachable:` Redis not answering in the block raises
     EngineUnavailable. One instance, no state: nothing is made per command."""
 
-    __slots__ = ("client",)
+    __slots__ = ("client", "busy")
 
-    def __init__(self, client: aioredis.Redis) -> None:
+    def __init__(self, client: aioredis.Redis, busy: _Busy) -> None:
         self.client = client
+        self.busy = busy
 
     async def __aenter__(self) -> None:
         return None
 
     async def __aexit__(self, kind: Any, exc: BaseException | None, tb: Any) -> bool:
-        if isinstance(exc, (RedisConnectionError, RedisTimeoutError, OSError)):
-            # One broken connection means the others in the pool are likely broken
-            # too (Redis restarted): drop them all, so that each request after
-            # Redis is back gets a fresh one instead of failing once per stale one.
-            await self.client.connection_pool.disconnect(inuse_connections=False)
-            raise EngineUnavailable(_UNAVAILABLE) from exc
+        await _translate(self.client, self.busy, exc)
+        return False
+
+
+async def _translate(client: aioredis.Redis, busy: _Busy, exc: BaseException | None) -> None:
+    """Raise what the hub understands for a Redis failure `exc`, if it is one."""
+    if exc is None:
+        return
+    if _exhausted(exc):
+        # Every connection is busy with other commands: Redis is fine, so nothing
+        # is dropped and nobody is told that Redis went.
+        busy.refused()
+        raise EngineUnavailable(_BUSY) from exc
+    if isinstance(exc, (RedisConnectionError, RedisTimeoutError, OSError)):
+        # One broken connection means the others in the pool are likely broken
+        # too (Redis restarted): drop them all, so that each request after
+        # Redis is back gets a fresh one instead of failing once per stale one.
+        await client.connection_pool.disconnect(inuse_connections=False)
+        raise EngineUnavailable(_UNAVAILABLE) from exc
+
+
+class _Busy:
+    """Counts commands refused for want of a connection; says so once in a while."""
+
+    __slots__ = ("size", "count", "logged_at")
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.count = 0
+        self.logged_at: float | None = None
+
+    def refused(self) -> None:
+        self.count += 1
+        now = time.monotonic()
+        if self.logged_at is None or now - self.logged_at >= BUSY_LOG_EVERY:
+            log.warning(
+                "Redis is reachable but all %d connections of this node were busy for %g s: "
+                "%d request(s) answered `unavailable` since the last report; raise "
+                "Realtime.redis_max_connections if Redis has room",
+                self.size,
+                POOL_WAIT,
+                self.count,
+            )
+            self.logged_at, self.count = now, 0
+
+
+class _Slot:
+    """`async with redis.slot:` one of the node's `redis_max_connections` for the
+    block, waited for in order (up to POOL_WAIT); errors translated as by
+    `_Reachable`. One instance: nothing is made per command while one is free."""
+
+    __slots__ = ("client", "busy", "free")
+
+    def __init__(self, client: aioredis.Redis, busy: _Busy, size: int) -> None:
+        self.client = client
+        self.busy = busy
+        self.free = asyncio.Semaphore(size)
+
+    async def __aenter__(self) -> None:
+        if not self.free.locked():
+            await self.free.acquire()  # returns at once
+            return
+        try:
+            await asyncio.wait_for(self.free.acquire(), POOL_WAIT)
+        except asyncio.TimeoutError:
+            self.busy.refused()
+            raise EngineUnavailable(_BUSY) from None
+
+    async def __aexit__(self, kind: Any, exc: BaseException | None, tb: Any) -> bool:
+        self.free.release()
+        await _translate(self.client, self.busy, exc)
         return False
 
 
@@ -390,12 +492,23 @@ class _Redis:
 
     def __init__(self, config: Any) -> None:
         self.prefix = config.redis_prefix
-        self.client = aioredis.Redis.from_url(
-            config.redis_url, socket_connect_timeout=2, socket_timeout=5, health_check_interval=10
+        size = max(1, config.redis_max_connections)
+        # Commands queue for one of `size` connections at `slot` (redis-py's pool
+        # would refuse at once); the pool has room beyond them for the listener and
+        # the scan, which take theirs outside `slot`.
+        pool = aioredis.ConnectionPool.from_url(
+            config.redis_url,
+            max_connections=size + POOL_RESERVE,
+            socket_connect_timeout=2,
+            socket_timeout=5,
+            health_check_interval=10,
         )
+        self.client = aioredis.Redis.from_pool(pool)
         self.events: EngineEvents | None = None
         self.node_id = secrets.token_hex(6)
-        self.reachable = _Reachable(self.client)
+        self.busy = _Busy(size)
+        self.reachable = _Reachable(self.client, self.busy)
+        self.slot = _Slot(self.client, self.busy, size)
         self._scripts = {
             name: self.client.register_script(_PRELUDE + source)
             for name, source in (
@@ -408,15 +521,16 @@ class _Redis:
                 ("maintain", _MAINTAIN),
                 ("retire", _RETIRE),
                 ("collect", _COLLECT),
+                ("create", _CREATE),
             )
         }
 
     async def run(self, script: str, *args: Any) -> Any:
-        async with self.reachable:
+        async with self.slot:
             return await self._scripts[script](args=[self.prefix, *args])
 
     async def call(self, *command: Any) -> Any:
-        async with self.reachable:
+        async with self.slot:
             return await self.client.execute_command(*command)
 
     def key(self, kind: str, key: ChannelKey) -> str:
@@ -697,6 +811,9 @@ class RedisPresence:
         self._shown: dict[tuple[ChannelKey, str], list[Any]] = {}
         self._healthy_since: float | None = None
         self._registered = False
+        # The members read of a channel under way, and the one that follows it.
+        self._reading: dict[ChannelKey, asyncio.Future[list[Member]]] = {}
+        self._next_read: dict[ChannelKey, asyncio.Future[list[Member]]] = {}
 
     async def join(
         self,
@@ -758,12 +875,9 @@ class RedisPresence:
     async def leave(
         self, key: ChannelKey, user_id: str, connection_id: str, now: float
     ) -> Member | None:
-        local = self._local.pop((key, connection_id), None)
-        if local is not None:
-            entry = self._shown[(key, local.user_id)]
-            entry[2] -= 1
-            if not entry[2]:
-                del self._shown[(key, local.user_id)]
+        # Forgotten here only once Redis has it: a leave that fails is retried (the
+        # hub does) as this node's, and until then the node's lease covers it.
+        local = self._local.get((key, connection_id))
         member = await self.redis.run(
             "leave",
             _channel_part(key),
@@ -773,6 +887,11 @@ class RedisPresence:
             _ms(now),
             self.redis.node_id if local is not None else "",
         )
+        if self._local.pop((key, connection_id), None) is not None:
+            entry = self._shown[(key, user_id)]
+            entry[2] -= 1
+            if not entry[2]:
+                del self._shown[(key, user_id)]
         return _member(member) if member else None
 
     async def update(
@@ -802,6 +921,32 @@ class RedisPresence:
         return member
 
     async def members(self, key: ChannelKey) -> list[Member]:
+        # Callers that ask while a read of the channel is under way share the next
+        # one, which starts after it: each gets a list read after it asked, and a
+        # crowd subscribing to one channel costs a few reads, not one each (N
+        # members read N times).
+        read = self._next_read.get(key)
+        if read is None:
+            read = self._next_read[key] = asyncio.ensure_future(
+                self._read_members(key, self._reading.get(key))
+            )
+            read.add_done_callback(lambda t: t.cancelled() or t.exception())
+        return list(await asyncio.shield(read))
+
+    async def _read_members(
+        self, key: ChannelKey, previous: asyncio.Future[list[Member]] | None
+    ) -> list[Member]:
+        if previous is not None:
+            await asyncio.wait([previous])
+        me = self._next_read.pop(key)  # later callers wait for the read after this one
+        self._reading[key] = me
+        try:
+            return await self._members(key)
+        finally:
+            if self._reading.get(key) is me:
+                del self._reading[key]
+
+    async def _members(self, key: ChannelKey) -> list[Member]:
         # redis-py answers HGETALL with a dict.
         fields = await self.redis.call("HGETALL", self.redis.key("users", key))
         by_user: dict[bytes, dict[bytes, bytes]] = {}
@@ -882,12 +1027,15 @@ class RedisRegistry:
             }
         )
         tenant = channel.key.tenant
-        created = await self.redis.call("HSETNX", self._hash(tenant), channel.key.name, record)
-        if not created:
-            return await self.get(channel.key), False  # type: ignore[return-value]
-        if channel.created_by is not None:
-            await self.redis.call("HINCRBY", self._created(tenant), channel.created_by, 1)
-        return _channel(channel.key, record), True
+        # One round trip: stored and counted, or the record that was there.
+        created, stored = await self.redis.run(
+            "create",
+            _tenant_part(tenant),
+            channel.key.name,
+            record,
+            channel.created_by if channel.created_by is not None else "",
+        )
+        return _channel(channel.key, stored), bool(created)
 
     async def list(self, tenant: str, after: str = "", limit: int | None = None) -> list[Channel]:
         raw = await self.redis.call("HGETALL", self._hash(tenant))
