@@ -23,7 +23,8 @@ load generator is the limit and it hides regressions. `other` is the CPU the
 rest of the machine took during the phase (% of one core): rounds where it is
 high shared the box and are less trustworthy; the summary is the median of the
 rounds of each side, and the ratio work tree / REF of the medians (below 1.00:
-the work tree is cheaper).
+the work tree is cheaper); the ratio of each side's quietest round (least
+`other`) is printed as a cross-check.
 
 Modes:
 
@@ -540,6 +541,12 @@ def main() -> None:
     print(
         f"ratio work tree / {args.ref}: {med['work'] / med['ref']:.3f}x server CPU per delivery "
         f"(median of {args.rounds}; {time.monotonic() - began:.0f} s)"
+    )
+    quiet = {side: min(rs, key=lambda r: r["other_pct"]) for side, rs in results.items()}
+    print(
+        f"quietest round of each: REF {quiet['ref']['us']:.2f} (other "
+        f"{quiet['ref']['other_pct']:.0f} %), work {quiet['work']['us']:.2f} (other "
+        f"{quiet['work']['other_pct']:.0f} %): {quiet['work']['us'] / quiet['ref']['us']:.3f}x"
     )
     noisy = [r["other_pct"] for rs in results.values() for r in rs if r["other_pct"] > 10]
     if noisy:

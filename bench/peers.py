@@ -318,6 +318,8 @@ async def run_peer(kind: str, args: argparse.Namespace) -> dict[str, Any]:
             ms = sorted(x * 1000 for x in got)
             result["p50"] = statistics.median(ms)
             result["p99"] = ms[min(len(ms) - 1, int(0.99 * len(ms)))]
+            for waiter in publisher.waiting.values():
+                waiter.cancel()  # acks still on the way: not an error, and not to be logged
             for sock in [*subs, publisher]:
                 sock.abort()
 
