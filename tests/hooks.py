@@ -18,3 +18,13 @@ def authorize(identity: Any, channel: str, action: str) -> bool:
 
 def refuse_everything(client: Any, channel: str, event: str, payload: Any) -> bool:
     return False
+
+
+def keep_mallory_out(client: Any, channel: str) -> bool:
+    """Issue 23's application: Mallory may read no channel with "admin" in its name."""
+    return not (client.user_id == "mallory" and "admin" in channel)
+
+
+def keep_mallory_quiet(client: Any, channel: str, event: str, payload: Any) -> bool:
+    """The same decision for publishing."""
+    return keep_mallory_out(client, channel)
