@@ -20,8 +20,13 @@ def refuse_everything(client: Any, channel: str, event: str, payload: Any) -> bo
     return False
 
 
-def keep_mallory_out(client: Any, channel: str) -> bool:
-    """Issue 23's application: Mallory may read no channel with "admin" in its name."""
+def keep_mallory_out(client: Any, channel: str) -> Any:
+    """Issue 23's application: Mallory may read no channel with "admin" in its name.
+
+    On `wrong:` channels it answers "no", which is no answer: the request fails closed.
+    """
+    if channel.startswith("wrong:"):
+        return "no"
     return not (client.user_id == "mallory" and "admin" in channel)
 
 
