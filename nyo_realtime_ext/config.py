@@ -79,14 +79,16 @@ class Realtime(Configurable):
         [Unicode(), Any()],
         default_value=None,
         allow_none=True,
-        help="Hook on_subscribe(client, channel); returning False refuses with `forbidden`.",
+        help="Hook on_subscribe(client, channel), asked for every way to read a channel or "
+        "be present on it (WebSocket and HTTP); True or None allows, False refuses with "
+        "`forbidden`, anything else fails closed (`internal`).",
     ).tag(config=True)
     on_publish = Union(
         [Unicode(), Any()],
         default_value=None,
         allow_none=True,
-        help="Hook on_publish(client, channel, event, payload); returning False refuses "
-        "with `forbidden`.",
+        help="Hook on_publish(client, channel, event, payload); True or None allows, False "
+        "refuses with `forbidden`, anything else fails closed (`internal`).",
     ).tag(config=True)
     hook_timeout = Float(
         5.0, help="Seconds an async hook may take before it counts as failed (`internal`)."

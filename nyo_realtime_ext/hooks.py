@@ -3,10 +3,13 @@ subscribe and publish.
 
 Each hook is a callable or an import string (`package.module:function`), sync or
 async, set as `Realtime.on_connect` etc. (so it works under Jupyter too) or given
-to `create_server`. `on_subscribe` and `on_publish` may refuse: returning False
-(or raising `Refused`) answers `forbidden`. A hook that raises anything else, or
-does not finish within `Realtime.hook_timeout`, is logged and costs the request
-one `internal` error; never the connection, never another client. An async hook
+to `create_server`. `on_subscribe` and `on_publish` decide: True, or None
+(nothing returned), allows; False (or raising `Refused`) answers `forbidden`. Any
+other answer ("no", 0, an object) is the hook's bug and refuses: like a hook that
+raises anything else, or does not finish within `Realtime.hook_timeout`, it is
+logged and costs the request one `internal` error (HTTP 500); never the
+connection, never another client. `on_subscribe` is asked for every way to read a
+channel or be present on it, over HTTP too (see `Hub._reader_refusal`). An async hook
 is awaited while the event loop serves everyone else; a sync hook runs inline,
 so keep sync hooks quick.
 """
@@ -79,8 +82,23 @@ class Hooks:
             raise HookFailed(name) from exc
 
     async def allows(self, name: str, *args: Any) -> bool:
-        """For hooks that may refuse: anything but False (or `Refused`) allows."""
-        return await self.call(name, *args) is not False
+        """For hooks that may refuse: True or None allows, False (or `Refused`) refuses.
+
+        Any other answer fails closed: logged once, then HookFailed (`internal`).
+        Answers are compared by identity, never tested for truth, which the
+        application's object could get wrong or raise from.
+        """
+        answer = await self.call(name, *args)
+        if answer is True or answer is None:
+            return True
+        if answer is False:
+            return False
+        log.error(
+            "hook %s answered %s; only True, None (allow) or False (refuse) are answers: refused",
+            name,
+            _describe(answer),
+        )
+        raise HookFailed(name)
 
     async def notify(self, name: str, *args: Any) -> None:
         """For hooks that are only told: a failure is logged and goes no further."""
@@ -88,3 +106,14 @@ class Hooks:
             await self.call(name, *args)
         except HookFailed:
             pass
+
+
+def _describe(answer: Any) -> str:
+    """A short text for a log line, whatever the object (its repr may raise)."""
+    try:
+        text = repr(answer)
+    except Exception:
+        text = "?"
+    if len(text) > 80:
+        text = text[:77] + "..."
+    return f"{text} (a {type(answer).__qualname__})"

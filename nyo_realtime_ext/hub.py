@@ -450,17 +450,12 @@ class Hub:
                 key.name,
             )
 
-        async def ask_the_application(_: Channel) -> None:
-            client = Client.of(identity, session.id)
-            if not await self.hooks.allows("on_subscribe", client, key.name):
-                raise ProtocolError(
-                    ErrorCode.FORBIDDEN, "refused by the application", ref, key.name
-                )
+        async def as_a_reader(channel: Channel) -> None:
+            await self._require_reader(identity, channel, session.id, ref)
 
-        hook = self.hooks.has("on_subscribe") and key not in session.subscriptions
-        state = await self.open_channel(
-            identity, key, "subscribe", ref, ask_the_application if hook else None
-        )
+        # A repeated subscribe asks nothing new: the connection already is a reader.
+        admit = None if key in session.subscriptions else as_a_reader
+        state = await self.open_channel(identity, key, "subscribe", ref, admit)
         channel = state.channel
         fields: dict[str, Any] = {"channel": key.name, "channelType": channel.type}
         if key in session.subscriptions:
@@ -689,6 +684,40 @@ class Hub:
                 f"max_channel_members: a member list holds at most {quota} users",
             )
 
+    async def _reader_refusal(
+        self, identity: Identity, channel: Channel, connection_id: str | None, ref: Any = None
+    ) -> ProtocolError | None:
+        """THE rule for reading a channel or being present on it, for both transports:
+        None if `identity` may, else the refusal to raise.
+
+        A WebSocket subscribe asks it, and so does every HTTP way to read a channel or
+        be on it: its record, its place in the channel list, its members, its history
+        and long-polls, an HTTP presence (each heartbeat too), and the creation of a
+        `private-` name. First the right to subscribe (private channels: member list,
+        owner, `channels` claim, `authorize`), then the application's `on_subscribe`
+        (`connection_id` None over HTTP). A hook that fails, or answers anything but
+        True, None or False, raises HookFailed: the request fails closed with `internal`.
+        """
+        if not self.auth.may_access(identity, channel, "subscribe"):
+            return ProtocolError(
+                ErrorCode.FORBIDDEN, "you may not subscribe on this channel", ref, channel.key.name
+            )
+        if self.hooks.has("on_subscribe"):
+            client = Client.of(identity, connection_id)
+            if not await self.hooks.allows("on_subscribe", client, channel.key.name):
+                return ProtocolError(
+                    ErrorCode.FORBIDDEN, "refused by the application", ref, channel.key.name
+                )
+        return None
+
+    async def _require_reader(
+        self, identity: Identity, channel: Channel, connection_id: str | None, ref: Any = None
+    ) -> None:
+        """`_reader_refusal`, raised: forbidden unless `identity` may read `channel`."""
+        refusal = await self._reader_refusal(identity, channel, connection_id, ref)
+        if refusal is not None:
+            raise refusal
+
     def _require_access(
         self, identity: Identity, channel: Channel, action: str, ref: Any = None
     ) -> None:
@@ -763,7 +792,8 @@ class Hub:
     #
     # The REST transport (api/) calls these with an identity it has already
     # authenticated. They apply the rules the frames above apply (the tenant is
-    # in the key, private channels go through `may_access`) and raise
+    # in the key; whoever reads a channel or is present on it passes
+    # `_reader_refusal`, as a WebSocket subscribe does) and raise
     # ProtocolError with the same codes, which the transport maps to statuses,
     # so the two transports cannot disagree about who may do what.
 
@@ -772,24 +802,27 @@ class Hub:
         state = self._channels.get(key)
         return state.channel if state is not None else await self.engine.channels.get(key)
 
-    async def accessible_channel(
-        self, identity: Identity, key: ChannelKey, action: str = "subscribe"
-    ) -> Channel:
-        """An existing channel `identity` may `action` on: else not_found or forbidden."""
+    async def accessible_channel(self, identity: Identity, key: ChannelKey) -> Channel:
+        """An existing channel `identity` may read (`_reader_refusal`, as a WebSocket
+        subscribe would be asked): else not_found or forbidden."""
         channel = await self.find_channel(key)
         if channel is None:
             raise ProtocolError(ErrorCode.NOT_FOUND, f"no channel named {key.name!r}")
-        self._require_access(identity, channel, action)
+        await self._require_reader(identity, channel, None)
         return channel
 
     async def visible_channels(
         self, identity: Identity, after: str = "", limit: int | None = None
     ) -> tuple[list[Channel], str | None]:
         """One page of the channels of the caller's tenant it may subscribe to, by
-        name, and the name to page on from (None on the last page)."""
+        name, and the name to page on from (None on the last page).
+
+        Each is decided by the one rule (`_reader_refusal`), one after the other, so
+        that a failing hook fails the request once, with one logged error."""
         page = await self.engine.channels.list(identity.tenant_id, after, limit)
         next_after = page[-1].key.name if limit is not None and len(page) == limit else None
-        return [c for c in page if self.auth.may_access(identity, c, "subscribe")], next_after
+        visible = [c for c in page if await self._reader_refusal(identity, c, None) is None]
+        return visible, next_after
 
     async def collect_idle(self) -> int:
         """Forget channels nobody has used for `channel_idle_ttl` (but not those
@@ -814,7 +847,7 @@ class Hub:
                 ErrorCode.BAD_REQUEST, f"a channel named {prefixed}-... is {prefixed}"
             )
         if prefixed == "private":
-            self._require_access(identity, self._new_channel(key), "subscribe")
+            await self._require_reader(identity, self._new_channel(key), None)
         self._require_member_quota(members)
         if await self.find_channel(key) is None:
             await self._require_creation_quota(identity)
@@ -885,7 +918,10 @@ class Hub:
         self, key: ChannelKey, wake: Callable[[str | None], None]
     ) -> Callable[[], None]:
         """Call `wake` once with the id of the channel's next message, published on
-        any node (None at shutdown); returns a cancel."""
+        any node (None at shutdown); returns a cancel.
+
+        It decides nothing: a long-poll reads the history first and after
+        (`read_history`), each read asking the one rule, and shows only those."""
         state = await self._state(key)
         if state is None:
             raise ProtocolError(ErrorCode.NOT_FOUND, f"no channel named {key.name!r}")
@@ -920,6 +956,7 @@ class Hub:
         """
 
         async def presence_only(channel: Channel) -> None:
+            await self._require_reader(identity, channel, None)  # before the type: 403, not 409
             if channel.type != "presence":
                 # A well-formed request that the channel's type refuses: HTTP's 409.
                 raise ProtocolError(ErrorCode.CONFLICT, "not a presence channel")

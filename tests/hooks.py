@@ -18,3 +18,18 @@ def authorize(identity: Any, channel: str, action: str) -> bool:
 
 def refuse_everything(client: Any, channel: str, event: str, payload: Any) -> bool:
     return False
+
+
+def keep_mallory_out(client: Any, channel: str) -> Any:
+    """Issue 23's application: Mallory may read no channel with "admin" in its name.
+
+    On `wrong:` channels it answers "no", which is no answer: the request fails closed.
+    """
+    if channel.startswith("wrong:"):
+        return "no"
+    return not (client.user_id == "mallory" and "admin" in channel)
+
+
+def keep_mallory_quiet(client: Any, channel: str, event: str, payload: Any) -> bool:
+    """The same decision for publishing."""
+    return keep_mallory_out(client, channel)

@@ -573,3 +573,97 @@ async def test_quotas_answer_limit_exceeded_over_http(standalone, token):
         await ada.post(f"channels/{ch('c')}/messages", {"event": "e"}), 403, "limit_exceeded"
     )
     assert (await ada.get(f"channels/{ch('b')}")).status == 404  # nothing was created
+
+
+# -- on_subscribe guards every HTTP way in (issue 23) -----------------------------------
+
+HOOKED = ("--Realtime.on_subscribe=tests.hooks:keep_mallory_out",
+          "--Realtime.on_publish=tests.hooks:keep_mallory_quiet")  # fmt: skip
+
+
+@pytest.fixture(params=["memory", "redis"])
+def hooked_server(request, standalone):
+    """A server whose application keeps Mallory out of `admin` channels, on each engine."""
+    if request.param == "redis":
+        return standalone("--redis", request.getfixturevalue("redis_server").url, *HOOKED)
+    return standalone(*HOOKED)
+
+
+async def test_a_refusing_on_subscribe_guards_every_http_route(hooked_server, connect, token):
+    server, name = hooked_server, "admin:payroll"
+    path = f"channels/{ch(name)}"
+    admin_api = api_of(server, token("admin"))
+    admin = await connect(server.url, token("admin"))
+    await admin.subscribe(name)  # a presence channel (default_channel_type)
+    secret = await admin.request(
+        {"type": "broadcast", "channel": name, "event": "pay", "payload": "salaries"}
+    )
+    await admin.expect("message", id=secret["id"])  # its own echo
+    await admin_api.post(f"channels/{ch('lobby')}/messages", {"event": "hi"})
+    mallory = api_of(server, token("mallory", channels=["private-*"]))
+
+    refused = [
+        await mallory.get(path),
+        await mallory.patch(path, {"members": ["mallory"]}),
+        await mallory.get(f"{path}/members"),
+        await mallory.get(f"{path}/members?include=offline"),
+        await mallory.get(f"{path}/messages"),
+        await mallory.get(f"{path}/messages?since={secret['id']}&wait=30"),  # not held
+        await mallory.post(f"{path}/presence"),
+        await mallory.post(f"{path}/presence", {"status": "busy", "meta": {"x": 1}}),
+        await mallory.post(f"{path}/messages", {"event": "forged"}),  # on_publish
+        await mallory.post(f"channels/{ch('admin:new')}/presence"),
+        await mallory.post("channels", {"name": "private-admin", "type": "private"}),
+    ]
+    for answer in refused:
+        assert_error(answer, 403, "forbidden")
+        assert answer.body["error"]["message"] == "refused by the application"
+    listed = (await mallory.get("channels")).body["channels"]
+    assert [c["name"] for c in listed] == ["lobby"]
+    # Leaving needs no right; she was never there, so nobody hears of it.
+    assert (await mallory.delete(f"{path}/presence")).status == 204
+    # The same decision over the WebSocket.
+    mallory_ws = await connect(server.url, token("mallory"))
+    answer = await mallory_ws.request({"type": "subscribe", "channel": name, "since": ""})
+    assert answer["type"] == "error" and answer["code"] == "forbidden"
+
+    # Nothing changed: no join, no message, no member, no new channel; no secret out.
+    await no_frame(admin)
+    members = (await admin_api.get(f"{path}/members?include=offline")).body["members"]
+    assert [m["userId"] for m in members] == ["admin"]
+    history = (await admin_api.get(f"{path}/messages")).body["messages"]
+    assert [m["id"] for m in history] == [secret["id"]]
+    for other in ("admin:new", "private-admin"):
+        assert_error(await admin_api.get(f"channels/{ch(other)}"), 404, "not_found")
+    assert (await admin_api.get(path)).body["channel"]["owner"] is None
+    # Whom the application lets in reads as before.
+    assert (await mallory.get(f"channels/{ch('lobby')}/messages")).status == 200
+    assert (await api_of(server, token("bob")).get(f"{path}/messages")).body["messages"] == history
+
+
+async def test_a_hook_answer_that_is_no_answer_is_a_500_and_changes_nothing(
+    hooked_server, connect, token
+):
+    server, name = hooked_server, "wrong:room"  # the hook answers "no" here
+    ada = api_of(server, token("ada"))
+    path = f"channels/{ch(name)}"
+    assert_error(await ada.post(f"{path}/presence"), 500, "internal")
+    assert_error(await ada.get(path), 404, "not_found")  # nothing was created
+    # An unprefixed name's explicit creation asks no hook; every read then fails closed.
+    assert (await ada.post("channels", {"name": name, "type": "presence"})).status == 201
+    failed = [
+        await ada.get(path),
+        await ada.get(f"{path}/messages"),
+        await ada.get(f"{path}/messages?wait=30"),  # not held
+        await ada.get(f"{path}/members"),
+        await ada.post(f"{path}/presence"),
+        await ada.get("channels"),
+    ]
+    for answer in failed:
+        assert_error(answer, 500, "internal")
+    client = await connect(server.url, token("ada"))
+    frame = await client.request({"type": "subscribe", "channel": name})
+    assert frame["type"] == "error" and frame["code"] == "internal"
+    # One logged error per failed request: the first presence, the six above, the subscribe.
+    assert server.output().count("hook on_subscribe answered 'no' (a str)") == 1 + 6 + 1
+    assert "Traceback" not in server.output()

@@ -9,6 +9,14 @@ from typing import Any
 import pytest
 
 from .httpclient import Api, assert_error, ch, held
+from .wsclient import no_frame
+
+
+@pytest.fixture
+def jp_server_config(jp_server_config: dict[str, Any]) -> dict[str, Any]:
+    """conftest's, with issue 23's application: Mallory may read no `admin` channel."""
+    realtime = {**jp_server_config["Realtime"], "on_subscribe": "tests.hooks:keep_mallory_out"}
+    return {**jp_server_config, "Realtime": realtime}
 
 
 @pytest.fixture
@@ -91,6 +99,35 @@ async def test_http_presence_under_jupyter(jupyter_api, jupyter_ws_url, connect,
         "ada": "online",
         "bob": "offline",
     }
+
+
+async def test_on_subscribe_guards_http_reads_and_presence_under_jupyter(
+    jupyter_api, jupyter_ws_url, connect, token
+):
+    name = "admin:payroll"
+    path = f"channels/{ch(name)}"
+    admin = await connect(jupyter_ws_url, token("admin"))
+    await admin.subscribe(name)
+    secret = await admin.request(
+        {"type": "broadcast", "channel": name, "event": "pay", "payload": "salaries", "echo": False}
+    )
+    mallory = jupyter_api(token("mallory"))
+    for answer in [
+        await mallory.get(f"{path}/messages"),
+        await mallory.get(f"{path}/messages?since={secret['id']}&wait=30"),
+        await mallory.post(f"{path}/presence", {"status": "online"}),
+        await mallory.get(f"{path}/members"),
+        await mallory.get(path),
+    ]:
+        assert_error(answer, 403, "forbidden")
+    assert name not in [c["name"] for c in (await mallory.get("channels")).body["channels"]]
+    refused = await (await connect(jupyter_ws_url, token("mallory"))).request(
+        {"type": "subscribe", "channel": name}
+    )
+    assert refused["type"] == "error" and refused["code"] == "forbidden"
+    await no_frame(admin)  # no `user:joined mallory`
+    members = (await jupyter_api(token("admin")).get(f"{path}/members")).body["members"]
+    assert [m["userId"] for m in members] == ["admin"]
 
 
 async def test_openapi_document_points_at_the_jupyter_mount(jupyter_api, jp_base_url):
