@@ -61,9 +61,11 @@ class RealtimeServer:
     ) -> str:
         """Publish as the server (`from: null`) to `channel` of `tenant` (default:
         `default_tenant`); returns the message id. Raises ValueError for a bad name."""
-        return await self.service.hub.publish_from_server(
+        message_id = await self.service.hub.publish_from_server(
             self._key(channel, tenant), event, payload
         )
+        self.service.writer.commit_now()  # the caller may show it at once
+        return message_id
 
     async def members(self, channel: str, tenant: str | None = None) -> list[dict[str, Any]]:
         """Who is on `channel` now, on every node, as the wire's member objects."""

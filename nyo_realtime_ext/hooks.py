@@ -9,7 +9,7 @@ other answer ("no", 0, an object) is the hook's bug and refuses: like a hook tha
 raises anything else, or does not finish within `Realtime.hook_timeout`, it is
 logged and costs the request one `internal` error (HTTP 500); never the
 connection, never another client. `on_subscribe` is asked for every way to read a
-channel or be present on it, over HTTP too (see `Hub._reader_refusal`). An async hook
+channel or be present on it, over HTTP too (see `Rules.reader_refusal`). An async hook
 is awaited while the event loop serves everyone else; a sync hook runs inline,
 so keep sync hooks quick.
 """

@@ -26,7 +26,7 @@ The rules that hold whatever the transport:
   called, and an early write (`FLUSH_BYTES`, a close) writes what came before.
 * **Bounded.** What is queued plus what the client has not taken never passes
   `max_send_buffer`: the client is cut with 4429 first, and the others are not
-  held back (the hub sizes recoveries to fit, see `Hub._on_subscribe`).
+  held back (the hub sizes recoveries to fit, see `hub.frames.Frames._missed`).
 
 A transport gives its `Outbox` a `Transport`: four methods that move bytes and
 say how far behind the client is. It gives the hub a `Connection` whose `send`
@@ -115,6 +115,13 @@ class Writer:
         """`outbox` has its first frame of this burst."""
         self._waiting.append(outbox)
         self.book()
+
+    def commit_now(self) -> None:
+        """For an answer that leaves at once rather than through an outbox (HTTP, the
+        application's own code): make what the engine handed out so far durable
+        first, so that no id is shown that a crash could take back. Raises if the
+        commit fails (then nothing of it is shown: the caller answers an error)."""
+        self.engine.commit()
 
     def write_now(self, outbox: Outbox) -> None:
         """Before the burst ends (the outbox is full, or its connection closes):

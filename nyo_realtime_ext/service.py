@@ -65,7 +65,7 @@ class RealtimeService:
 
     async def _collect_idle(self) -> None:
         try:
-            gone = await self.hub.collect_idle()
+            gone = await self.hub.channels.collect_idle()
         except Exception:
             log.warning("collecting idle channels failed", exc_info=True)
             return

@@ -53,8 +53,8 @@ def inprocess(
 
 def watchers(service: RealtimeService, key: ChannelKey) -> list[Any]:
     """The long-polls waiting on `key` in this process (none while nobody watches it)."""
-    state = service.hub._channels.get(key)
-    return state.watchers if state is not None else []
+    state = service.hub.channels.states.get(key)
+    return state.observers if state is not None else []
 
 
 # -- publish and history ---------------------------------------------------------------

@@ -172,7 +172,7 @@ async def test_channels_nobody_uses_are_collected_after_the_idle_time() -> None:
     world.hub.tick()
     await world.settle()
 
-    assert await world.hub.collect_idle() == 1
+    assert await world.hub.channels.collect_idle() == 1
     assert world.store.get_channel(ChannelKey("acme", "old")) is None
     for name in ("held", "fresh", "owned"):  # subscribed, used lately, owned
         assert world.store.get_channel(ChannelKey("acme", name)) is not None

@@ -176,7 +176,7 @@ async def test_on_subscribe_decides_every_way_to_read_a_channel_or_be_on_it() ->
         (hub.read_history, (mallory, key, "", 10)),
         (hub.http_members, (mallory, key)),
         (hub.http_members, (mallory, key, True)),
-        (hub.accessible_channel, (mallory, key)),
+        (hub.readable_channel, (mallory, key)),
         (hub.change_members, (mallory, key, ["mallory"])),
         (hub.http_presence, (mallory, key, None, None)),
         (hub.http_presence, (mallory, key, "online", {"k": 1})),

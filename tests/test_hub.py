@@ -449,7 +449,7 @@ async def test_idle_channels_leave_memory_and_come_back_from_the_store(world: Wo
     world.clock.now += 31
     await world.send(ada, {"type": "ping"})
     world.hub.tick()
-    assert ChannelKey("acme", "room") not in world.hub._channels
+    assert ChannelKey("acme", "room") not in world.hub.channels.states
     await world.settle()  # the engine stops listening to it
     await world.send(ada, {"type": "subscribe", "channel": "room", "since": first})
     await world.send(ada, {"type": "broadcast", "channel": "room", "event": "e", "payload": 2})

@@ -98,7 +98,7 @@ async def test_reads_of_an_unknown_channel_never_create_it() -> None:
     key = ChannelKey("acme", "ghost")
     await expect_error(ErrorCode.NOT_FOUND, world.hub.read_history, ada, key, None, 10)
     await expect_error(ErrorCode.NOT_FOUND, world.hub.http_members, ada, key)
-    await expect_error(ErrorCode.NOT_FOUND, world.hub.accessible_channel, ada, key)
+    await expect_error(ErrorCode.NOT_FOUND, world.hub.readable_channel, ada, key)
     await expect_error(ErrorCode.NOT_FOUND, world.hub.change_members, ada, key, ["bob"])
     assert await world.hub.find_channel(key) is None
     assert world.store.get_channel(key) is None
@@ -132,7 +132,7 @@ async def test_http_publish_reaches_subscribers_and_wakes_watchers_naming_no_con
     peer.take()
     woken: list[Any] = []
     key = ChannelKey("acme", "room")
-    cancel = await world.hub.watch(key, woken.append)
+    cancel = await world.hub.channels.observe(key, woken.append)
     message_id = await world.hub.publish_http(identity(world, "bob"), key, "chat", {"t": 1})
     (frame,) = peer.take()
     # Over HTTP the publisher is named, without a connection (PROTOCOL.md's clarification).

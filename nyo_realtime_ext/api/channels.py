@@ -47,7 +47,7 @@ class ChannelHandler(ApiHandler):
     """`channels/<name>`: one channel, and changes to its member list."""
 
     async def get(self, name: str) -> None:
-        channel = await self.hub.accessible_channel(self.identity, self.channel_key(name))
+        channel = await self.hub.readable_channel(self.identity, self.channel_key(name))
         self.reply(200, {"channel": channel.to_wire()})
 
     async def patch(self, name: str) -> None:

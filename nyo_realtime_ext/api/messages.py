@@ -45,6 +45,7 @@ class MessagesHandler(ApiHandler):
         answer: dict[str, Any] = {"messages": [m.to_wire() for m in history.messages]}
         if history.more:
             answer["more"] = True  # cut by `limit` or size: ask again from the last id
+        self.service.writer.commit_now()  # an id shown over HTTP must already be durable
         self.reply(200, answer)
 
     async def post(self, name: str) -> None:
@@ -54,6 +55,9 @@ class MessagesHandler(ApiHandler):
         message_id = await self.hub.publish_http(
             self.identity, key, body["event"], body.get("payload")
         )
+        # The answer leaves now, not at the end of the burst where WebSocket frames
+        # wait for the group commit: the id must be durable first.
+        self.service.writer.commit_now()
         self.reply(201, {"id": message_id})
 
     async def _wait_for_message(self, key: ChannelKey, since: str | None, wait: float) -> None:
@@ -69,7 +73,7 @@ class MessagesHandler(ApiHandler):
             if not woken.done():
                 woken.set_result(None)
 
-        cancel = await self.hub.watch(key, wake)
+        cancel = await self.hub.channels.observe(key, wake)
         timer = loop.call_later(wait, wake, None)
         self._wake = wake
         try:

@@ -1,0 +1,220 @@
+"""The channels this node listens to: their local subscribers, delivery, rights kept true."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ..models import Channel, ChannelKey, Identity
+from ..protocol import CloseCode, ErrorCode, ProtocolError, channel_type_for
+from .session import Session
+
+if TYPE_CHECKING:
+    from .hub import Hub
+
+
+@dataclass(eq=False)
+class ChannelState:
+    """A channel this node listens to, with its local subscribers."""
+
+    channel: Channel
+    subscribers: dict[str, Session] = field(default_factory=dict)
+    # Told each message id, None at shutdown (the HTTP API's long-polls: see `observe`).
+    observers: list[Callable[[str | None], None]] = field(default_factory=list)
+
+
+class Channels:
+    """The channels this node listens to, and what the engine tells of them (`EngineEvents`)."""
+
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+        self.config, self.engine, self.clock = hub.config, hub.engine, hub.clock
+        self.auth = hub.auth
+        self.states: dict[ChannelKey, ChannelState] = {}
+
+    def require_subscribed(self, session: Session, key: ChannelKey, ref: Any) -> ChannelState:
+        state = self.states.get(key)
+        if key not in session.subscriptions or state is None:
+            raise ProtocolError(
+                ErrorCode.NOT_SUBSCRIBED, "subscribe to the channel first", ref, key.name
+            )
+        return state
+
+    def unsubscribe(self, session: Session, key: ChannelKey) -> bool:
+        """Stop delivering `key` to the session; True when its presence must end."""
+        if key not in session.subscriptions:
+            return False
+        session.subscriptions.discard(key)
+        state = self.states.get(key)
+        if state is None:
+            return False
+        state.subscribers.pop(session.id, None)
+        return state.channel.type == "presence" and session.identity is not None
+
+    async def listened(self, key: ChannelKey, create: Channel | None = None) -> ChannelState | None:
+        """The channel as this node listens to it; created as `create` if it does not exist."""
+        state = self.states.get(key)
+        if state is not None:
+            return state
+        channel = await self.engine.channels.get(key)
+        if channel is None:
+            if create is None:
+                return None
+            channel, _ = await self.engine.channels.create(create)
+        await self.engine.broker.listen(key)
+        # Another request may have loaded it while the engine answered.
+        return self.states.setdefault(key, ChannelState(channel))
+
+    async def open(
+        self,
+        identity: Identity,
+        key: ChannelKey,
+        action: str,
+        ref: Any = None,
+        admit: Callable[[Channel], Awaitable[None]] | None = None,
+    ) -> ChannelState:
+        """The channel `identity` may `action` on, created on first use if it may.
+
+        Access, the request's own checks (`admit`, given the channel as it is or
+        would be: a hook, a type) and quotas are decided before anything is
+        stored, so a refused request leaves no trace: nobody can block a name by
+        being refused on it. A channel created this way has no owner; only an
+        explicit creation (HTTP API) makes one.
+        """
+        state = self.states.get(key)
+        channel = state.channel if state is not None else await self.engine.channels.get(key)
+        new = channel is None
+        if channel is None:
+            channel = self.new(key, created_by=identity)
+        self.hub.rules.require_access(identity, channel, action, ref)
+        if admit is not None:
+            await admit(channel)
+        if new:
+            await self.hub.rules.require_creation_quota(identity, ref, key.name)
+        if state is None:
+            state = await self.listened(key, create=channel)
+            assert state is not None  # given `create`, `_state` always has one
+            self.hub.rules.require_access(
+                identity, state.channel, action, ref
+            )  # if another made it
+        return state
+
+    def new(
+        self,
+        key: ChannelKey,
+        owner: Identity | None = None,
+        type_: str | None = None,
+        members: tuple[str, ...] = (),
+        created_by: Identity | None = None,
+    ) -> Channel:
+        creator = owner or created_by
+        return Channel(
+            key,
+            type_ or channel_type_for(key.name, self.config.default_channel_type),
+            owner.user_id if owner else None,
+            self.clock(),
+            members,
+            creator.user_id if creator else None,
+        )
+
+    def recheck_rights(self, session: Session) -> None:
+        """A subscriber who lost its right to a channel is put out at once."""
+        identity = session.identity
+        for key in list(session.subscriptions):
+            state = self.states.get(key)
+            if identity is None or state is None:
+                continue
+            if not self.auth.may_access(identity, state.channel, "subscribe"):
+                if self.unsubscribe(session, key):
+                    self.hub.spawn(self.hub.leave_all([key], identity.user_id, session.id))
+                session.send({"type": "unsubscribed", "channel": key.name, "reason": "forbidden"})
+                self.hub.record(
+                    "unsubscribed", identity, session.id, channel=key.name, reason="forbidden"
+                )
+
+    def deliver(
+        self, key: ChannelKey, frame: bytes, message_id: str | None, skip: str | None
+    ) -> None:
+        """Fan a frame out to this node's subscribers: the same bytes for all."""
+        state = self.states.get(key)
+        if state is None:
+            return
+        for session_id, session in list(state.subscribers.items()):
+            if session_id == skip:
+                continue
+            held = session.held
+            if held is not None and key in held:
+                held[key].append((frame, message_id))
+            else:
+                session.conn.send(frame)
+        if message_id is not None and state.observers:
+            for observer in list(state.observers):  # one may cancel itself
+                observer(message_id)
+
+    def channel_changed(self, key: ChannelKey) -> None:
+        if key in self.states:
+            self.hub.spawn(self._reload(key))
+
+    async def _reload(self, key: ChannelKey) -> None:
+        channel = await self.engine.channels.get(key)
+        state = self.states.get(key)
+        if channel is None or state is None:
+            return
+        state.channel = channel
+        for session in list(state.subscribers.values()):
+            self.recheck_rights(session)
+
+    def resync_failed(self, key: ChannelKey) -> None:
+        state = self.states.get(key)
+        for session in list(state.subscribers.values()) if state else []:
+            self.hub.close(
+                session, CloseCode.INTERNAL_ERROR, "messages were lost; reconnect and recover"
+            )
+
+    async def members_wire(self, key: ChannelKey) -> list[dict[str, Any]]:
+        return [m.to_wire() for m in await self.engine.presence.members(key)]
+
+    async def collect_idle(self) -> int:
+        """Forget channels nobody has used for `channel_idle_ttl` (but not those
+        listened to here); returns how many went."""
+        ttl = self.config.channel_idle_ttl
+        if ttl <= 0 or self.hub.stopped:
+            return 0
+        return await self.engine.channels.collect_idle(self.clock() - ttl, set(self.states))
+
+    async def observe(
+        self, key: ChannelKey, observer: Callable[[str | None], None]
+    ) -> Callable[[], None]:
+        """Tell `observer` the id of each message of the channel from now on, published
+        on any node (None at shutdown), until the returned cancel is called.
+
+        It decides nothing: who may see what is the observer's business (a long-poll
+        reads the history after each wake, each read asking the one rule)."""
+        state = await self.listened(key)
+        if state is None:
+            raise ProtocolError(ErrorCode.NOT_FOUND, f"no channel named {key.name!r}")
+        observers = state.observers
+        observers.append(observer)
+
+        def cancel() -> None:
+            if observer in observers:
+                observers.remove(observer)
+
+        return cancel
+
+    def evict_idle(self) -> None:
+        """Stop listening to channels nobody here listens to; they come back on next
+        use, so memory follows the live channels, not every channel ever used."""
+        idle = [
+            key
+            for key, state in self.states.items()
+            if not state.subscribers and not state.observers
+        ]
+        for key in idle:
+            del self.states[key]
+            self.hub.spawn(self._unlisten(key))
+
+    async def _unlisten(self, key: ChannelKey) -> None:
+        if key not in self.states:  # unless a request brought it back meanwhile
+            await self.engine.broker.unlisten(key)

@@ -1,0 +1,274 @@
+"""Frames from clients: decoded, rate-limited, and answered, one at a time per connection."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from ..auth import AuthError, TokenExpired
+from ..engines.base import EngineUnavailable
+from ..hooks import HookFailed
+from ..models import Channel, ChannelKey, Identity, Message
+from ..protocol import CloseCode, ErrorCode, ProtocolError, decode, error, reply
+from .session import Held, Session
+
+if TYPE_CHECKING:
+    from .hub import Hub
+
+log = logging.getLogger(__name__)
+
+# Send-buffer room a recovery leaves for the `subscribed` frame before it and
+# the live messages of the same burst.
+RECOVERY_HEADROOM = 64 * 1024
+
+
+class Frames:
+    """Decode each frame, check it against the rate budget, and do what it asks."""
+
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+        self.config, self.engine, self.clock = hub.config, hub.engine, hub.clock
+        self.auth = hub.auth
+
+    async def receive(self, session: Session, data: str | bytes) -> None:
+        """One frame from a client. Transports await it before reading the next
+        frame of the same connection, so a client's requests keep their order."""
+        if session.closed:
+            return
+        now = self.clock()
+        session.last_seen = now
+        if not self._within_rate(session, now):
+            return
+        frame: dict[str, Any] = {}
+        try:
+            frame = decode(data, authenticated=session.identity is not None)
+            await self._dispatch(session, frame, now, len(data))
+        except ProtocolError as exc:
+            session.send(exc.to_wire())
+        except orjson.JSONEncodeError:
+            # orjson decodes nesting its encoder refuses; brokers encode before they
+            # store or number anything, so nothing happened.
+            error_frame = error(
+                ErrorCode.BAD_REQUEST,
+                "`payload` is nested too deep",
+                frame.get("ref"),
+                frame.get("channel"),
+            )
+            session.send(error_frame)
+        except EngineUnavailable as exc:
+            # With its channel, so that a client that subscribed without a ref (the
+            # TypeScript client's resubscriptions) knows which to try again.
+            session.send(
+                error(ErrorCode.UNAVAILABLE, str(exc), frame.get("ref"), frame.get("channel"))
+            )
+        except HookFailed:  # logged where it failed
+            session.send(error(ErrorCode.INTERNAL, "internal server error", frame.get("ref")))
+        except Exception:  # a bug or a failing hook costs one error frame, never the connection
+            log.exception("internal error handling a frame")
+            session.send(error(ErrorCode.INTERNAL, "internal server error", frame.get("ref")))
+
+    async def _dispatch(
+        self, session: Session, frame: dict[str, Any], now: float, size: int
+    ) -> None:
+        type_, ref = frame["type"], frame.get("ref")
+        if type_ == "ping":
+            session.send(reply("pong", ref, ts=int(now * 1000)))
+            return
+        if type_ == "auth":
+            await self._on_auth(session, frame["token"], ref)
+            return
+        identity = session.identity
+        if identity is None:
+            raise ProtocolError(ErrorCode.UNAUTHORIZED, "authenticate first", ref)
+        name = frame["channel"]
+        key = ChannelKey(identity.tenant_id, name)
+        if type_ == "subscribe":
+            await self._on_subscribe(session, identity, key, frame.get("since"), ref)
+        elif type_ == "unsubscribe":
+            subscribed = key in session.subscriptions
+            if self.hub.channels.unsubscribe(session, key):
+                await self.engine.presence.leave(key, identity.user_id, session.id, self.clock())
+            session.send(reply("unsubscribed", ref, channel=name))
+            if subscribed:
+                self.hub.record("unsubscribed", identity, session.id, channel=name)
+        elif type_ == "broadcast":
+            state = self.hub.channels.require_subscribed(session, key, ref)
+            self.hub.rules.require_access(identity, state.channel, "publish", ref)
+            await self.hub.rules.require_publish_allowed(
+                identity, session.id, key, frame["event"], frame.get("payload"), ref
+            )
+            sender = {"userId": identity.user_id, "connectionId": session.id}
+            skip = None if frame.get("echo", True) else session.id
+            message_id = await self.engine.broker.publish(
+                key, frame["event"], frame.get("payload"), sender, now, skip
+            )
+            if ref is not None:
+                session.send(reply("ack", ref, id=message_id))
+            self.hub.record(
+                "published", identity, session.id, channel=name, event=frame["event"], size=size
+            )
+        elif type_ == "presence":
+            await self._on_presence(session, identity, key, frame, ref, now)
+
+    async def _on_auth(self, session: Session, token: str, ref: Any) -> None:
+        try:
+            identity = self.auth.identify(token)
+        except AuthError as exc:
+            session.send(error(auth_error_code(exc), str(exc), ref))
+            self.hub.close(session, CloseCode.UNAUTHORIZED, "unauthorized")
+            return
+        current = session.identity
+        if current is not None and not current.same_principal(identity):
+            raise ProtocolError(
+                ErrorCode.UNAUTHORIZED,
+                "a refreshed token must be for the same user and tenant",
+                ref,
+            )
+        profile = await self.hub.chosen_profile(identity)
+        if session.closed:
+            return
+        if self.hub.authenticate(session, identity, ref, profile) and current is not None:
+            self.hub.channels.recheck_rights(session)
+
+    async def _on_subscribe(
+        self, session: Session, identity: Identity, key: ChannelKey, since: str | None, ref: Any
+    ) -> None:
+        if (
+            key not in session.subscriptions
+            and len(session.subscriptions) >= self.config.max_subscriptions
+        ):  # checked first: a refused subscribe creates no channel
+            raise ProtocolError(
+                ErrorCode.LIMIT_EXCEEDED,
+                f"max_subscriptions: at most {self.config.max_subscriptions} channels per connection",
+                ref,
+                key.name,
+            )
+
+        async def as_a_reader(channel: Channel) -> None:
+            await self.hub.rules.require_reader(identity, channel, session.id, ref)
+
+        # A repeated subscribe asks nothing new: the connection already is a reader.
+        admit = None if key in session.subscriptions else as_a_reader
+        state = await self.hub.channels.open(identity, key, "subscribe", ref, admit)
+        channel = state.channel
+        fields: dict[str, Any] = {"channel": key.name, "channelType": channel.type}
+        if key in session.subscriptions:
+            # A repeated subscribe gets no replay: the connection has had every
+            # message since its first one, and replays are what a flood would ask for.
+            if channel.type == "presence":
+                fields["members"] = await self.hub.channels.members_wire(key)
+            session.send(reply("subscribed", ref, **fields))
+            return
+        if session.closed:
+            return  # gone while the engine answered
+        # From here the session gets every frame of the channel, held back
+        # until `subscribed` and its recovery are out.
+        session.subscriptions.add(key)
+        state.subscribers[session.id] = session
+        held: Held = []
+        if session.held is None:
+            session.held = {}
+        session.held[key] = held
+        try:
+            missed: list[Message] = []
+            if since is not None:
+                missed, fields["recovered"] = await self._missed(session, key, since)
+            if channel.type == "presence":
+                await self.engine.presence.join(key, identity, session.id, self.clock())
+                fields["members"] = await self.hub.channels.members_wire(key)
+        except BaseException:
+            if self.hub.channels.unsubscribe(session, key):  # True only for a presence channel
+                self.hub.spawn(self.hub.leave_all([key], identity.user_id, session.id))
+            raise
+        finally:
+            if session.held is not None:
+                session.held.pop(key, None)
+                if not session.held:
+                    session.held = None
+        if session.closed:
+            return
+        session.send(reply("subscribed", ref, **fields))
+        self.hub.record("subscribed", identity, session.id, channel=key.name)
+        sent = set()
+        for message in missed:
+            session.conn.send(message.encoded())
+            sent.add(message.id)
+        for frame, message_id in held:
+            if message_id is None or message_id not in sent:
+                session.conn.send(frame)
+
+    async def _missed(
+        self, session: Session, key: ChannelKey, since: str
+    ) -> tuple[list[Message], bool]:
+        """The messages after `since` and whether that is all of them.
+
+        A recovery is cut to what fits in the connection's send buffer (the
+        newest messages, then): the client learns `recovered: false` and
+        reloads history, instead of being cut off for asking. The engine reads
+        no more than that room, so a replay costs what it sends.
+        """
+        room = self.config.max_send_buffer - session.conn.backlog() - RECOVERY_HEADROOM
+        limit, now = self.config.history_size, self.clock()
+        history = await self.engine.broker.history(key, since, limit, now, max(room, 0))
+        recovered = history.recovered and not history.more
+        messages = history.messages
+        if history.more:  # the newest that fit join up with what comes live
+            messages = (
+                await self.engine.broker.history(key, None, limit, now, max(room, 0))
+            ).messages
+        kept: list[Message] = []
+        for message in reversed(messages):  # sizes above were estimates; these are exact
+            room -= len(message.encoded())
+            if room < 0:
+                return kept[::-1], False
+            kept.append(message)
+        return kept[::-1], recovered
+
+    async def _on_presence(
+        self,
+        session: Session,
+        identity: Identity,
+        key: ChannelKey,
+        frame: dict[str, Any],
+        ref: Any,
+        now: float,
+    ) -> None:
+        state = self.hub.channels.require_subscribed(session, key, ref)
+        if state.channel.type != "presence":
+            raise ProtocolError(ErrorCode.BAD_REQUEST, "not a presence channel", ref, key.name)
+        status, meta = frame.get("status"), frame.get("meta")
+        if status is not None or meta is not None:
+            await self.engine.presence.update(key, identity.user_id, now, status, meta)
+        members = await self.hub.channels.members_wire(key)
+        session.send(reply("presence:state", ref, channel=key.name, members=members))
+
+    def _within_rate(self, session: Session, now: float) -> bool:
+        """Token bucket per connection: `rate_limit`/s, bursts to twice that.
+
+        The first frame over the limit gets one `rate_limited` error; the others
+        are dropped. A client that keeps going for another full burst before its
+        bucket has refilled is closed with 4429.
+        """
+        limiter = self.hub.limiter
+        if limiter.take(session.bucket, now):
+            if session.limited and session.bucket.tokens >= limiter.burst - 1:
+                session.limited, session.rejected = False, 0
+            return True
+        if not session.limited:
+            session.limited = True
+            session.send(
+                error(
+                    ErrorCode.RATE_LIMITED,
+                    f"more than {limiter.rate:g} frames per second; slow down",
+                )
+            )
+        session.rejected += 1
+        if session.rejected > limiter.burst:
+            self.hub.close(session, CloseCode.TOO_MANY, "rate limit exceeded")
+        return False
+
+
+def auth_error_code(exc: AuthError) -> str:
+    return ErrorCode.TOKEN_EXPIRED if isinstance(exc, TokenExpired) else ErrorCode.UNAUTHORIZED

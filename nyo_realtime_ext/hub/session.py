@@ -1,0 +1,52 @@
+"""One client connection as the hub sees it, and what a transport gives the hub for it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from ..models import ChannelKey, Identity
+from ..protocol import encode
+from ..ratelimit import TokenBucket
+
+# What a subscriber being set up holds back: (frame, message id or None).
+Held = list[tuple[bytes, str | None]]
+
+
+class Connection(Protocol):
+    """What a transport gives the hub for one client."""
+
+    def send(self, data: bytes) -> None:
+        """Queue one text frame; the transport enforces `max_send_buffer`."""
+
+    def close(self, code: int, reason: str) -> None:
+        """Close the connection; the transport calls `Hub.disconnect` when it is gone."""
+
+    def backlog(self) -> int:
+        """Bytes queued for this client and not yet taken by it."""
+
+
+@dataclass(eq=False)
+class Session:
+    """One client connection as the hub sees it."""
+
+    id: str
+    conn: Connection
+    last_seen: float
+    bucket: TokenBucket
+    identity: Identity | None = None
+    auth_deadline: float = 0.0
+    subscriptions: set[ChannelKey] = field(default_factory=set)
+    # Channels whose `subscribed` has not been sent yet, with what arrived meanwhile.
+    held: dict[ChannelKey, Held] | None = None
+    limited: bool = False
+    rejected: int = 0
+    closed: bool = False
+
+    def send(self, frame: dict[str, Any]) -> None:
+        self.conn.send(encode(frame))
+
+
+def who(session: Session) -> str:
+    identity = session.identity
+    return f"{identity.tenant_id}/{identity.user_id}" if identity else "unauthenticated"
