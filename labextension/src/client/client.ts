@@ -1,21 +1,13 @@
 /**
- * A client for the nyo-realtime wire protocol (docs/protocol.md, version 1).
- *
- * It behaves like the Python client (docs/protocol.md, "Client behaviour"; both
- * replay tests/scenarios/client.json): one WebSocket, reconnection with jittered
- * exponential backoff, resubscription with `since` so that nothing is missed,
- * de-duplication so that nothing is seen twice, and one's own status put back
- * after a reconnect. It has no JupyterLab dependency, so it runs in the browser
- * and, with `ws`, in Node for its tests.
- *
- * The identity is never the client's to choose: the server takes it from the
- * Jupyter login (cookie or `?token=`), or from a JWT given as `token`.
+ * `RealtimeClient`: one WebSocket and its connection loop (authentication,
+ * reconnection, heartbeat, resubscription) and the requests sent over it.
  */
 
-/** The statuses the protocol knows (docs/protocol.md, `presence`): the one list. */
-export const STATUSES = ['online', 'away', 'busy', 'offline'] as const;
-
-export type Status = (typeof STATUSES)[number];
+import { backoffDelay, backoffWindow, DEFAULTS } from './backoff';
+import { Channel } from './channel';
+import { RealtimeError } from './errors';
+import { Emitter } from './events';
+import type { Member, Message, User } from './types';
 
 /** Where the connection is, as a person should see it; the Python client's states too. */
 export type ConnectionState =
@@ -23,47 +15,6 @@ export type ConnectionState =
   | 'open' // authenticated; subscriptions are live
   | 'reconnecting' // waiting for the next attempt, after a lost connection or a failed attempt
   | 'closed'; // for good: `close()`, refused credentials, or gave up (see `closeReason`)
-
-export interface User {
-  userId: string;
-  tenantId: string;
-  name: string;
-  color?: string;
-  avatar_url?: string;
-}
-
-export interface Member {
-  userId: string;
-  name: string;
-  status: Status;
-  meta: Record<string, unknown>;
-  joinedAt: number;
-  lastSeen: number;
-  connections: number;
-  color?: string;
-  avatar_url?: string;
-}
-
-export interface Message {
-  channel: string;
-  id: string;
-  event: string;
-  payload: unknown;
-  from: { userId: string; connectionId: string } | null;
-  ts: number;
-}
-
-/** An `error` frame from the server, as an exception. */
-export class RealtimeError extends Error {
-  constructor(
-    readonly code: string,
-    message: string,
-    readonly channel?: string
-  ) {
-    super(message);
-    this.name = 'RealtimeError';
-  }
-}
 
 /** The minimum of the WebSocket API the client needs; browsers' and `ws`'s both fit. */
 export interface WebSocketLike {
@@ -77,66 +28,6 @@ export interface WebSocketLike {
 }
 
 export type WebSocketFactory = (url: string) => WebSocketLike;
-
-/**
- * The client policy of docs/protocol.md ("Client behaviour"), in ms; the Python
- * client's defaults are the same, in seconds.
- */
-export const DEFAULTS = {
-  /** The window of the first reconnect attempt; it doubles per failed attempt. */
-  reconnectDelay: 3_000,
-  /** No window is wider. */
-  maxReconnectDelay: 30_000,
-  /** Failed attempts in a row before giving up (state `closed`); Infinity: never. */
-  maxReconnectAttempts: 10,
-  /** After a 4429 the next attempt waits in the window of this attempt (8 × the first). */
-  rateLimitedAttempt: 4,
-  /** Between pings, unless the server advertises a shorter `heartbeatInterval`. */
-  heartbeatInterval: 25_000,
-  /** Silence that means a dead connection when the server advertises no `heartbeatTimeout`. */
-  heartbeatTimeout: 60_000,
-  /** How long a request waits for its reply. */
-  requestTimeout: 10_000,
-  /** How long an attempt may take from opening the socket to `authenticated`. */
-  connectTimeout: 20_000,
-  /**
-   * The window of the first retry of a subscription the server answered
-   * `unavailable` (its engine busy or away) on a live connection; it doubles per
-   * failed retry up to `maxResubscribeDelay`. Full jitter, as for reconnects.
-   */
-  resubscribeDelay: 1_000,
-  maxResubscribeDelay: 30_000
-} as const;
-
-/**
- * The widest delay before reconnect attempt `attempt` (1 for the first):
- * `reconnectDelay` doubled per attempt, at most `maxReconnectDelay`.
- */
-export function backoffWindow(
-  attempt: number,
-  reconnectDelay: number = DEFAULTS.reconnectDelay,
-  maxReconnectDelay: number = DEFAULTS.maxReconnectDelay
-): number {
-  return Math.min(
-    maxReconnectDelay,
-    reconnectDelay * Math.pow(2, Math.max(0, attempt - 1))
-  );
-}
-
-/**
- * The delay before reconnect attempt `attempt` (1 for the first): "full
- * jitter", anywhere in its window. Exponential so that a server that is down is
- * not hammered; jittered so that the many clients a restart disconnects at the
- * same instant do not all come back at the same instant too.
- */
-export function backoffDelay(
-  attempt: number,
-  reconnectDelay: number = DEFAULTS.reconnectDelay,
-  maxReconnectDelay: number = DEFAULTS.maxReconnectDelay,
-  random: () => number = Math.random
-): number {
-  return random() * backoffWindow(attempt, reconnectDelay, maxReconnectDelay);
-}
 
 export interface ClientOptions {
   /** The WebSocket URL; a function is called again on every attempt. */
@@ -187,33 +78,6 @@ export interface RetryInfo {
   reason: string;
 }
 
-type Listener<T> = (value: T) => void;
-
-/** A tiny typed event source; a client must not depend on Lumino. */
-export class Emitter<T> {
-  private _listeners = new Set<Listener<T>>();
-
-  connect(listener: Listener<T>): () => void {
-    this._listeners.add(listener);
-    return () => this._listeners.delete(listener);
-  }
-
-  emit(value: T): void {
-    for (const listener of [...this._listeners]) {
-      try {
-        listener(value);
-      } catch (error) {
-        // One broken listener must not starve the others of events.
-        console.error('nyo-realtime: listener failed', error);
-      }
-    }
-  }
-
-  clear(): void {
-    this._listeners.clear();
-  }
-}
-
 interface Pending {
   resolve: (frame: any) => void;
   reject: (error: Error) => void;
@@ -221,9 +85,6 @@ interface Pending {
 }
 
 const OPEN = 1;
-
-/** A `since` no server knows; see `Channel.subscribeFrame`. */
-export const FROM_START = '';
 
 /** Close codes of docs/protocol.md that matter to reconnection. */
 export const CloseCode = {
@@ -233,212 +94,6 @@ export const CloseCode = {
   HEARTBEAT: 4408,
   TOO_MANY: 4429
 } as const;
-
-/** One channel as this client sees it: members (presence channels) and messages. */
-export class Channel {
-  /** Members by user id; kept whole across reconnections by `subscribed`. */
-  readonly members = new Map<string, Member>();
-  /** Every message, once, in the server's order. */
-  readonly messages = new Emitter<Message>();
-  /** The members changed (join, leave, status or meta, or a fresh list). */
-  readonly membersChanged = new Emitter<Map<string, Member>>();
-  /** The channel was left (`leave`, `unsubscribe`); it will not come back. */
-  readonly disposed = new Emitter<void>();
-  /**
-   * A `subscribed` frame arrived. `recovered` false means some messages were
-   * lost for good while away (history moved on): reload what you show.
-   */
-  readonly subscribed = new Emitter<{
-    recovered: boolean;
-    resubscribed: boolean;
-  }>();
-
-  /** Last message id seen, for `since` on resubscription. */
-  lastId: string | undefined;
-  channelType: string | undefined;
-  /** Whether the server has confirmed the current subscription. */
-  isSubscribed = false;
-
-  private _seen = new Set<string>();
-  private _seenOrder: string[] = [];
-  private _status: Status | undefined;
-  private _meta: Record<string, unknown> | undefined;
-  private _wantsHistory: boolean;
-  private _firstSubscribe = true;
-  private _isDisposed = false;
-  private _askedSince = false;
-
-  constructor(
-    readonly name: string,
-    private _client: RealtimeClient,
-    options: { history?: boolean }
-  ) {
-    this._wantsHistory = !!options.history;
-  }
-
-  /** Our own status and meta, re-sent after every reconnection. */
-  get status(): Status | undefined {
-    return this._status;
-  }
-
-  get meta(): Record<string, unknown> | undefined {
-    return this._meta;
-  }
-
-  /** Send a message; resolves with its id once the server accepted it. */
-  async publish(
-    event: string,
-    payload: unknown,
-    options: { echo?: boolean } = {}
-  ): Promise<string> {
-    const frame: Record<string, unknown> = {
-      type: 'broadcast',
-      channel: this.name,
-      event,
-      payload
-    };
-    if (options.echo === false) {
-      frame.echo = false;
-    }
-    const reply = await this._client.request(frame, { afterSubscribe: this });
-    return reply.id as string;
-  }
-
-  /**
-   * Set our status and/or meta on this presence channel. Remembered, so that
-   * a reconnection restores it rather than falling back to "online".
-   */
-  async setPresence(update: {
-    status?: Status;
-    meta?: Record<string, unknown>;
-  }): Promise<Member[]> {
-    const before = { status: this._status, meta: this._meta };
-    if (update.status !== undefined) {
-      this._status = update.status;
-    }
-    if (update.meta !== undefined) {
-      this._meta = update.meta;
-    }
-    if (!this._client.isOpen || !this.isSubscribed) {
-      // Sent by `_restorePresence` once the subscription is live.
-      return [...this.members.values()];
-    }
-    try {
-      const reply = await this._client.request({
-        type: 'presence',
-        channel: this.name,
-        ...update
-      });
-      return reply.members as Member[];
-    } catch (error) {
-      if (
-        error instanceof RealtimeError &&
-        error.code !== 'disconnected' &&
-        error.code !== 'timeout'
-      ) {
-        // Refused by the server: nothing to put back after a reconnect.
-        this._status = before.status;
-        this._meta = before.meta;
-      }
-      throw error;
-    }
-  }
-
-  /** Stop following the channel; members and history are forgotten. */
-  async leave(): Promise<void> {
-    await this._client.unsubscribe(this.name);
-  }
-
-  // -- called by the client -------------------------------------------------
-
-  /** The `subscribe` frame for the current state: `since` once anything was seen. */
-  subscribeFrame(): Record<string, unknown> {
-    const frame: Record<string, unknown> = {
-      type: 'subscribe',
-      channel: this.name
-    };
-    this._askedSince = this.lastId !== undefined;
-    if (this.lastId !== undefined) {
-      frame.since = this.lastId;
-    } else if (this._wantsHistory || !this._firstSubscribe) {
-      // docs/protocol.md: an unknown `since` gets "what it still has", oldest first;
-      // an empty id is never a real one, so this asks for the retained history.
-      // After a reconnect with nothing seen yet, it is the only way not to
-      // miss what was said meanwhile (at the cost of older messages, as the
-      // Python client does).
-      frame.since = FROM_START;
-    }
-    return frame;
-  }
-
-  onSubscribed(frame: any): void {
-    this.isSubscribed = true;
-    this.channelType = frame.channelType;
-    if (Array.isArray(frame.members)) {
-      // The list is the truth after a gap: joins and leaves we missed are in it.
-      this.members.clear();
-      for (const member of frame.members as Member[]) {
-        this.members.set(member.userId, member);
-      }
-      this.membersChanged.emit(this.members);
-    }
-    const resubscribed = !this._firstSubscribe;
-    this._firstSubscribe = false;
-    // Only a resubscription from a real id can tell that something was lost:
-    // FROM_START is always "not recovered" to the server, yet loses nothing.
-    const recovered = this._askedSince ? frame.recovered !== false : true;
-    this.subscribed.emit({ recovered, resubscribed });
-  }
-
-  onMessage(message: Message): void {
-    if (this._seen.has(message.id)) {
-      return;
-    }
-    this._seen.add(message.id);
-    this._seenOrder.push(message.id);
-    if (this._seenOrder.length > this._client.dedupWindow) {
-      this._seen.delete(this._seenOrder.shift()!);
-    }
-    this.lastId = message.id;
-    this.messages.emit(message);
-  }
-
-  onMember(type: string, member: Member): void {
-    if (type === 'user:left') {
-      this.members.delete(member.userId);
-    } else {
-      this.members.set(member.userId, member);
-    }
-    this.membersChanged.emit(this.members);
-  }
-
-  onMembers(members: Member[]): void {
-    this.members.clear();
-    for (const member of members) {
-      this.members.set(member.userId, member);
-    }
-    this.membersChanged.emit(this.members);
-  }
-
-  onDisconnected(): void {
-    this.isSubscribed = false;
-  }
-
-  get isDisposed(): boolean {
-    return this._isDisposed;
-  }
-
-  dispose(): void {
-    this._isDisposed = true;
-    this.isSubscribed = false;
-    this.disposed.emit();
-    this.disposed.clear();
-    this.members.clear();
-    this.messages.clear();
-    this.membersChanged.clear();
-    this.subscribed.clear();
-  }
-}
 
 export class RealtimeClient {
   /** Connection state changes, for the "reconnecting…" mark. */
