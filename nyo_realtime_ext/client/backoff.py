@@ -6,7 +6,7 @@ import random as _random
 from collections.abc import Callable
 
 # The reconnection policy of docs/protocol.md ("Client behaviour"), the same in
-# the TypeScript client (labextension/src/client.ts); tests/scenarios/client.json
+# the TypeScript client (labextension/src/client/); tests/scenarios/client.json
 # is replayed against both.
 #: Seconds: the window of the first reconnect attempt; it doubles per failed attempt.
 RECONNECT_DELAY = 3.0
