@@ -28,6 +28,11 @@ protocol:
   with backoff, subscribes again, and fills each channel's gap from its stream;
   where the stream no longer covers it, the channel's subscribers on this node
   are closed so that they reconnect and learn `recovered: false`.
+- **Redis that comes back older.** Each node remembers the newest id it has seen
+  of each channel and gives it to every publish: where Redis's sequence is behind
+  it (a restart from an older snapshot, a failover to a lagging replica), the
+  script starts a new epoch instead of giving out used ids again. A listener that
+  sees a channel's sequence go back closes that channel's subscribers (1011).
 """
 
 from __future__ import annotations
@@ -74,15 +79,24 @@ POOL_WAIT = 10.0
 POOL_RESERVE = 2
 # At most one log line per this many seconds about commands refused for a busy pool.
 BUSY_LOG_EVERY = 30.0
+# Channels whose newest id a node remembers (for publishes to notice a Redis that
+# came back older); past that many, the least recently seen are forgotten.
+SEEN_MAX = 100_000
 
 _PRELUDE = files(__package__).joinpath("redis.lua").read_text()
 
 _PUBLISH = """
+-- ARGV: prefix, ck, a fresh epoch, history size, ttl, head, skip, now, and the
+-- newest (epoch, seq) of the channel the publishing node has seen.
 local ck, fresh, keep, ttl, head, skip, ts = ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5], ARGV[6], ARGV[7], ARGV[8]
+local seen_epoch, seen_seq = ARGV[9], tonumber(ARGV[10])
 local meta, hist = key('meta', ck), key('hist', ck)
-local epoch = redis.call('HGET', meta, 'epoch')
-if not epoch then
-  -- The sequence is new or was lost: a new epoch, and no stream of the old one.
+local m = redis.call('HMGET', meta, 'epoch', 'seq')
+local epoch = m[1]
+if not epoch or (epoch == seen_epoch and tonumber(m[2]) < seen_seq) then
+  -- The sequence is new or was lost, or it is behind ids a node has seen (Redis came
+  -- back older than its last writes): a new epoch, so that no id is given twice, and
+  -- no stream of the old one.
   epoch = fresh
   redis.call('HSET', meta, 'epoch', epoch, 'seq', 0)
   redis.call('DEL', hist)
@@ -545,6 +559,14 @@ class RedisBroker:
         # pub/sub channel name -> channel; and the last (epoch, seq) delivered here.
         self._listened: dict[bytes, ChannelKey] = {}
         self._last: dict[ChannelKey, tuple[bytes, int]] = {}
+        # The last (epoch, seq) pub/sub brought on the listener's current connection,
+        # which brings each channel's messages in order: a lower seq of the same
+        # epoch means the channel's sequence went back.
+        self._live: dict[ChannelKey, tuple[bytes, int]] = {}
+        # The newest (epoch, seq) this node has seen of a channel, from any source
+        # (acks, pub/sub, positions, history); given to every publish, whose script
+        # starts a new epoch rather than give out again ids this node has seen.
+        self._seen: dict[ChannelKey, tuple[bytes, int]] = {}
         self._confirmed: dict[bytes, asyncio.Future[None]] = {}
         # pub/sub channel name -> its subscription under way (see `listen`).
         self._subscribing: dict[bytes, asyncio.Task[None]] = {}
@@ -611,6 +633,7 @@ class RedisBroker:
         if self._listened.pop(name, None) is None:
             return
         self._last.pop(key, None)
+        self._live.pop(key, None)
         if self._connected.is_set():
             try:
                 await self._pubsub.unsubscribe(name)
@@ -619,7 +642,34 @@ class RedisBroker:
 
     async def _position(self, key: ChannelKey) -> tuple[bytes, int]:
         epoch, seq = await self.redis.call("HMGET", self.redis.key("meta", key), "epoch", "seq")
+        self._see(key, epoch or b"", int(seq or 0))
         return epoch or b"", int(seq or 0)
+
+    def _see(self, key: ChannelKey, epoch: bytes, seq: int) -> None:
+        """Remember (epoch, seq) of `key` if it is newer than what this node has seen:
+        a lower seq of the same epoch never replaces a higher one."""
+        seen = self._seen.pop(key, None)  # back in at the end: the oldest go first
+        if seen is not None and seen[0] == epoch and seen[1] > seq:
+            self._seen[key] = seen
+            return
+        self._seen[key] = (epoch, seq)
+        if len(self._seen) > SEEN_MAX:
+            del self._seen[next(iter(self._seen))]
+
+    def _rewound(self, key: ChannelKey, epoch: bytes, seq: int, was: int) -> None:
+        """The sequence of `key` went back from `was` to `seq` (Redis came back older
+        than what this node delivered): the ids this node's subscribers hold may name
+        other messages now, so they are closed (1011) to recover, and are told
+        `recovered: false`. This node's next publish starts a new epoch."""
+        log.warning(
+            "Redis is behind what this node saw of a channel (seq %d, had %d): "
+            "it lost writes; the channel's subscribers here must recover",
+            seq,
+            was,
+        )
+        self._last[key] = (epoch, seq)
+        if self.redis.events is not None:
+            self.redis.events.resync_failed(key)
 
     async def _read_forever(self) -> None:
         delay = RECONNECT_MIN
@@ -629,6 +679,7 @@ class RedisBroker:
                 await self._pubsub.ping()  # connect now, so a failure is seen here
                 if self._listened:
                     await self._pubsub.subscribe(*self._listened)
+                self._live.clear()
                 self._connected.set()
                 delay = RECONNECT_MIN
                 await self._resync()
@@ -666,8 +717,18 @@ class RedisBroker:
         if head[0:1] == b"m":
             _, epoch, seq_text, skip = head.split(b" ")
             seq = int(seq_text)
+            self._see(key, epoch, seq)
+            live = self._live.get(key)
+            self._live[key] = (epoch, seq)
+            if live is not None and live[0] == epoch and seq <= live[1]:
+                self._rewound(key, epoch, seq, live[1])
+                return
             last = self._last.get(key)
-            if last is not None and last[0] == epoch:
+            if last is not None:
+                if last[0] != epoch:
+                    # A new epoch (the old sequence was lost, or went back): its
+                    # messages count from the first.
+                    last = self._last[key] = (epoch, 0)
                 if seq <= last[1]:
                     return  # already delivered (by a resync)
                 if seq > last[1] + 1 and not await self._fill(key, last[1], seq):
@@ -717,6 +778,9 @@ class RedisBroker:
                 if events is not None and epoch:
                     events.resync_failed(key)  # history was lost: ids start over
                 continue
+            if now_seq < seq:
+                self._rewound(key, now_epoch, now_seq, seq)
+                continue
             await self._fill(key, seq, now_seq + 1)
 
     # -- publishing and history -------------------------------------------------
@@ -741,6 +805,7 @@ class RedisBroker:
                 "ts": _ms(now),
             }
         )[:-1]
+        seen_epoch, seen_seq = self._seen.get(key, (b"", 0))
         message_id = await self.redis.run(
             "publish",
             _channel_part(key),
@@ -750,7 +815,11 @@ class RedisBroker:
             head,
             skip or "-",
             _ms(now),
+            seen_epoch,
+            seen_seq,
         )
+        epoch, _, seq = message_id.rpartition(b"-")
+        self._see(key, epoch, int(seq))
         return message_id.decode()
 
     async def history(
@@ -765,15 +834,17 @@ class RedisBroker:
         budget = -1 if max_bytes is None else max_bytes
         bounds = (limit, budget, _ms(now - self.history_ttl))
         if since is None:
-            _, _, _, entries, more = await self.redis.run(
+            epoch, last_seq, _, entries, more = await self.redis.run(
                 "history", _channel_part(key), "latest", "", 0, *bounds
             )
+            self._see(key, epoch, last_seq)
             return History(self._messages(key, entries[::-1]), True, bool(more))
         parsed = ("", 0) if since == "" else parse_message_id(since)
         since_epoch, after = parsed if parsed is not None else ("?", 0)
-        _, last_seq, known, entries, more = await self.redis.run(
+        epoch, last_seq, known, entries, more = await self.redis.run(
             "history", _channel_part(key), "after", since_epoch, after, *bounds
         )
+        self._see(key, epoch, last_seq)
         messages = self._messages(key, entries)
         if not known:
             return History(messages, False, bool(more))
