@@ -21,9 +21,9 @@ import pytest
 
 from nyo_realtime_ext.config import Realtime
 from nyo_realtime_ext.engines import Engine, EngineUnavailable, History, MemoryEngine
-from nyo_realtime_ext.engines import redis as redis_engine_module
 from nyo_realtime_ext.engines.memory import Store
 from nyo_realtime_ext.engines.redis import RedisEngine
+from nyo_realtime_ext.engines.redis import engine as redis_engine_module
 from nyo_realtime_ext.models import Channel, ChannelKey, Identity, Message, Profile
 
 WAIT = 10.0  # seconds anything asynchronous (Redis pub/sub) may take

@@ -44,7 +44,6 @@ import random
 import secrets
 import time
 from collections.abc import Callable
-from importlib.resources import files
 from typing import Any
 
 import orjson
@@ -53,11 +52,12 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import MaxConnectionsError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from ..models import Channel, ChannelKey, Identity, Member, Message, Profile
-from ..protocol import encode
-from .base import Engine, EngineEvents, EngineUnavailable, History
-from .ids import is_complete, parse_message_id
-from .meta import json_key
+from ...models import Channel, ChannelKey, Identity, Member, Message, Profile
+from ...protocol import encode
+from ..base import Engine, EngineEvents, EngineUnavailable, History
+from ..ids import is_complete, parse_message_id
+from ..meta import json_key
+from .scripts import SCRIPTS
 
 log = logging.getLogger(__name__)
 
@@ -82,316 +82,6 @@ BUSY_LOG_EVERY = 30.0
 # Channels whose newest id a node remembers (for publishes to notice a Redis that
 # came back older); past that many, the least recently seen are forgotten.
 SEEN_MAX = 100_000
-
-_PRELUDE = files(__package__).joinpath("redis.lua").read_text()
-
-_PUBLISH = """
--- ARGV: prefix, ck, a fresh epoch, history size, ttl, head, skip, now, and the
--- newest (epoch, seq) of the channel the publishing node has seen.
-local ck, fresh, keep, ttl, head, skip, ts = ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5], ARGV[6], ARGV[7], ARGV[8]
-local seen_epoch, seen_seq = ARGV[9], tonumber(ARGV[10])
-local meta, hist = key('meta', ck), key('hist', ck)
-local m = redis.call('HMGET', meta, 'epoch', 'seq')
-local epoch = m[1]
-if not epoch or (epoch == seen_epoch and tonumber(m[2]) < seen_seq) then
-  -- The sequence is new or was lost, or it is behind ids a node has seen (Redis came
-  -- back older than its last writes): a new epoch, so that no id is given twice, and
-  -- no stream of the old one.
-  epoch = fresh
-  redis.call('HSET', meta, 'epoch', epoch, 'seq', 0)
-  redis.call('DEL', hist)
-end
-local seq = redis.call('HINCRBY', meta, 'seq', 1)
-redis.call('HSET', meta, 't', ts) -- last use, for the collection of idle channels
-local id = epoch .. '-' .. seq
-local frame = head .. ',"id":"' .. id .. '"}'
-if keep > 0 then
-  redis.call('XADD', hist, 'MAXLEN', keep, '0-' .. seq, 'f', frame, 't', ts)
-  redis.call('EXPIRE', hist, ttl)
-end
-redis.call('PUBLISH', key('ps', ck), 'm ' .. epoch .. ' ' .. seq .. ' ' .. skip .. '\\n' .. frame)
-return id
-"""
-
-_HISTORY = """
--- ARGV: prefix, ck, mode ('latest' or 'after'), since epoch ('' = current), since seq,
--- limit, max bytes (-1 = no bound), not before (ms). The stream holds at most
--- history_size entries; only what is returned leaves Redis.
-local ck, mode, since_epoch, since_seq = ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
-local limit, budget, not_before = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
-local m = redis.call('HMGET', key('meta', ck), 'epoch', 'seq')
-local epoch, last = m[1] or '', tonumber(m[2] or '0')
-local hist = key('hist', ck)
--- Entries in the order given, up to `limit` and `budget` (the first always);
--- and 1 when some that qualify were left out.
-local function take(entries)
-  local kept, used = {}, 0
-  for _, entry in ipairs(entries) do
-    local fields = entry[2] -- 'f', frame, 't', ts
-    if tonumber(fields[4]) >= not_before then
-      if #kept >= limit or (#kept > 0 and budget >= 0 and used + #fields[2] > budget) then
-        return kept, 1
-      end
-      used = used + #fields[2]
-      table.insert(kept, entry)
-    end
-  end
-  return kept, 0
-end
-if mode == 'latest' then
-  local kept, more = take(redis.call('XREVRANGE', hist, '+', '-'))
-  return {epoch, last, 1, kept, more}
-end
-local known = 0
-local after = 0
-if (since_epoch == '' or since_epoch == epoch) and since_seq <= last then
-  known, after = 1, since_seq
-end
-local kept, more = take(redis.call('XRANGE', hist, '(0-' .. after, '+'))
-return {epoch, last, known, kept, more}
-"""
-
-_JOIN = """
--- ARGV: prefix, ck, name, conn, user, profile, status, meta, its json_key, now,
--- node ('' for a lease), lease ms. Returns the member, whether the user just
--- joined, and its connection ids.
-local ck, name, conn, user = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
-local profile, status, meta, sorted_meta = ARGV[6], ARGV[7], ARGV[8], ARGV[9]
-local now, node, lease = ARGV[10], ARGV[11], ARGV[12]
-local users = key('users', ck)
-local entry = cjson.encode({ck, name, conn, user})
-if node == '' then
-  redis.call('ZADD', P .. ':leases', now_ms() + tonumber(lease), entry)
-else
-  redis.call('SADD', P .. ':node:' .. node, entry)
-end
-local joined = 0
-local conns = conns_of(users, user)
-if redis.call('HSETNX', key('conns', ck), conn, user) == 1 then
-  table.insert(conns, conn)
-  redis.call('HSET', users, 'c:' .. user, cjson.encode(conns))
-  if #conns == 1 then
-    joined = 1
-    -- Shown with what the user chose over the identity's values, read in this same
-    -- step, so that a concurrent profile change either finds the member or is seen here.
-    local tp = tenant_part(ck, name)
-    local chosen = redis.call('HGET', P .. ':profiles:' .. tp, user)
-    if chosen then
-      chosen = cjson.decode(chosen)
-      local shown = cjson.decode(profile .. '}')
-      shown.name = chosen.name or shown.name
-      shown.color = chosen.color or shown.color
-      profile = string.sub(cjson.encode(shown), 1, -2)
-    end
-    redis.call('HSET', users, 'p:' .. user, profile, 's:' .. user, status, 'm:' .. user, meta,
-      'k:' .. user, sorted_meta)
-    redis.call('HDEL', key('gone', ck), user)
-    redis.call('SADD', user_channels(tp, user), name)
-  end
-end
-redis.call('HSET', users, 'l:' .. user, now)
-local member = member_json(users, user, #conns)
-if joined == 1 then
-  event(ck, name, 'user:joined', member, conn)
-end
-return {member, joined, conns}
-"""
-
-_LEAVE = """
--- ARGV: prefix, ck, name, conn, user, now, node ('' for a lease)
-local ck, name, conn, user, now, node = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
-local entry = cjson.encode({ck, name, conn, user})
-if node == '' then
-  redis.call('ZREM', P .. ':leases', entry)
-else
-  redis.call('SREM', P .. ':node:' .. node, entry)
-end
-return leave(ck, name, conn, user, now)
-"""
-
-_UPDATE = """
--- ARGV: prefix, ck, name, user, now, status ('' = unchanged), meta and its json_key
--- ('' = unchanged). Returns the member and its connection ids when something
--- changed: meta compares by its json_key, as the memory engine by same_json.
-local ck, name, user, now = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
-local status, meta, sorted_meta = ARGV[6], ARGV[7], ARGV[8]
-local users = key('users', ck)
-local old = redis.call('HMGET', users, 'p:' .. user, 's:' .. user, 'k:' .. user)
-if not old[1] then
-  return nil
-end
-local changed = false
-if status ~= '' and status ~= old[2] then
-  redis.call('HSET', users, 's:' .. user, status)
-  changed = true
-end
-if meta ~= '' and sorted_meta ~= old[3] then
-  redis.call('HSET', users, 'm:' .. user, meta, 'k:' .. user, sorted_meta)
-  changed = true
-end
-redis.call('HSET', users, 'l:' .. user, now)
-if not changed then
-  return nil
-end
-local conns = conns_of(users, user)
-local member = member_json(users, user, #conns)
-event(ck, name, 'presence:updated', member, '-')
-return {member, conns}
-"""
-
-_PROFILE = """
--- ARGV: prefix, tenant part ("<len>:<tenant>"), user, changes JSON ({"name"?, "color"?},
--- null clears), the identity's name, the identity's colour ('' = none). Stores the
--- profile, then shows the effective values on every channel the user is a member of,
--- with one `presence:updated` where they changed. Returns what is chosen now (JSON).
-local tp, user, changes = ARGV[2], ARGV[3], cjson.decode(ARGV[4])
-local own_name, own_color = ARGV[5], ARGV[6]
-local profiles = P .. ':profiles:' .. tp
-local raw = redis.call('HGET', profiles, user)
-local chosen = raw and cjson.decode(raw) or {}
-for _, field in ipairs({'name', 'color'}) do
-  local value = changes[field]
-  if value == cjson.null then
-    chosen[field] = nil
-  elseif value ~= nil then
-    chosen[field] = value
-  end
-end
-local answer = '{}'
-if chosen.name or chosen.color then
-  answer = cjson.encode(chosen)
-  redis.call('HSET', profiles, user, answer)
-else
-  redis.call('HDEL', profiles, user)
-end
-local name = chosen.name or own_name
-local color = chosen.color
-if not color and own_color ~= '' then
-  color = own_color
-end
-local uch = user_channels(tp, user)
-for _, channel in ipairs(redis.call('SMEMBERS', uch)) do
-  local ck = tp .. ':' .. channel
-  local users = key('users', ck)
-  local raw_shown = redis.call('HGET', users, 'p:' .. user)
-  if not raw_shown then
-    redis.call('SREM', uch, channel) -- left meanwhile without telling: forget it
-  else
-    local shown = cjson.decode(raw_shown .. '}')
-    if shown.name ~= name or shown.color ~= color then
-      shown.name, shown.color = name, color
-      redis.call('HSET', users, 'p:' .. user, string.sub(cjson.encode(shown), 1, -2))
-      local member = member_json(users, user, #conns_of(users, user))
-      event(ck, channel, 'presence:updated', member, '-')
-    end
-  end
-end
-return answer
-"""
-
-_MAINTAIN = (
-    """
--- ARGV: prefix, node, lease ms, reap (1 or 0), lastSeen for the reaped. Returns
--- whether this node's lease was still there (0 after it was reaped or Redis lost it).
-local node, lease, reap, lastseen = ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5]
-local nodes = P .. ':nodes'
-local now = now_ms()
-local had = redis.call('ZSCORE', nodes, node) and 1 or 0
-redis.call('ZADD', nodes, now + lease, node)
-if reap == '1' then
-  local budget = """
-    + str(REAP_BATCH)
-    + """
-  for _, dead in ipairs(redis.call('ZRANGEBYSCORE', nodes, '-inf', now, 'LIMIT', 0, 10)) do
-    local set = P .. ':node:' .. dead
-    for _, entry in ipairs(redis.call('SPOP', set, budget)) do
-      leave_entry(entry, lastseen)
-      budget = budget - 1
-    end
-    if redis.call('SCARD', set) == 0 then
-      redis.call('ZREM', nodes, dead)
-    end
-  end
-  for _, entry in ipairs(redis.call('ZRANGEBYSCORE', P .. ':leases', '-inf', now, 'LIMIT', 0, budget)) do
-    redis.call('ZREM', P .. ':leases', entry)
-    leave_entry(entry, lastseen)
-  end
-end
-return had
-"""
-)
-
-_RETIRE = """
--- ARGV: prefix, node, lastSeen. This node stops: all its connections leave.
-local node, lastseen = ARGV[2], ARGV[3]
-local set = P .. ':node:' .. node
-for _, entry in ipairs(redis.call('SMEMBERS', set)) do
-  leave_entry(entry, lastseen)
-end
-redis.call('DEL', set)
-redis.call('ZREM', P .. ':nodes', node)
-return 1
-"""
-
-
-_CREATE = """
--- ARGV: prefix, tenant part, name, record, creator ('' = none). Returns 1 and the
--- record when it was stored, else 0 and the record that was there.
-local tp, name, record, creator = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
-local channels = P .. ':channels:' .. tp
-if redis.call('HSETNX', channels, name, record) == 0 then
-  return {0, redis.call('HGET', channels, name)}
-end
-if creator ~= '' then
-  redis.call('HINCRBY', P .. ':created:' .. tp, creator, 1)
-end
-return {1, record}
-"""
-
-
-_COLLECT = """
--- ARGV: prefix, ck, name, not used since (seconds). Forgets the channel if it is
--- still idle: ownerless, nobody present, no message nor presence since then. The
--- check and the deletion are one step, so a publish or join that lands while a node
--- collects is either seen here (the channel stays) or comes after it (and makes the
--- channel anew). Returns 1 when the channel went.
-local ck, name, before = ARGV[2], ARGV[3], tonumber(ARGV[4])
-local tp = tenant_part(ck, name)
-local channels = P .. ':channels:' .. tp
-local raw = redis.call('HGET', channels, name)
-if not raw then
-  return 0
-end
-local record = cjson.decode(raw)
-if record.owner ~= cjson.null then
-  return 0
-end
--- A user's fields stay in `users` while any connection of theirs is on the channel.
-if redis.call('HLEN', key('users', ck)) > 0 then
-  return 0
-end
-local last = redis.call('HGET', key('meta', ck), 't') -- the last message, ms
-if last then
-  last = tonumber(last) / 1000
-else
-  last = record.createdAt
-end
-if last >= before then
-  return 0
-end
--- Someone who left lately used it too (as the embedded engine counts them).
-for _, member in ipairs(redis.call('HVALS', key('gone', ck))) do
-  if cjson.decode(member).lastSeen / 1000 >= before then
-    return 0
-  end
-end
-redis.call('HDEL', channels, name)
-redis.call('DEL', key('meta', ck), key('hist', ck), key('users', ck), key('conns', ck), key('gone', ck))
-if record.createdBy and record.createdBy ~= cjson.null then
-  redis.call('HINCRBY', P .. ':created:' .. tp, record.createdBy, -1)
-end
-return 1
-"""
 
 
 def _channel_part(key: ChannelKey) -> str:
@@ -524,19 +214,7 @@ class _Redis:
         self.reachable = _Reachable(self.client, self.busy)
         self.slot = _Slot(self.client, self.busy, size)
         self._scripts = {
-            name: self.client.register_script(_PRELUDE + source)
-            for name, source in (
-                ("publish", _PUBLISH),
-                ("history", _HISTORY),
-                ("join", _JOIN),
-                ("leave", _LEAVE),
-                ("update", _UPDATE),
-                ("profile", _PROFILE),
-                ("maintain", _MAINTAIN),
-                ("retire", _RETIRE),
-                ("collect", _COLLECT),
-                ("create", _CREATE),
-            )
+            name: self.client.register_script(source) for name, source in SCRIPTS.items()
         }
 
     async def run(self, script: str, *args: Any) -> Any:
@@ -1051,7 +729,7 @@ class RedisPresence:
         reap = self._healthy_since is not None and monotonic - self._healthy_since >= self.lease
         try:
             had = await self.redis.run(
-                "maintain", self.redis.node_id, _ms(self.lease), int(reap), _ms(now)
+                "maintain", self.redis.node_id, _ms(self.lease), int(reap), _ms(now), REAP_BATCH
             )
         except EngineUnavailable:
             self._healthy_since = None
