@@ -21,9 +21,9 @@ import pytest
 
 from nyo_realtime_ext.config import Realtime
 from nyo_realtime_ext.engines import Engine, EngineUnavailable, History, MemoryEngine
-from nyo_realtime_ext.engines import redis as redis_engine_module
 from nyo_realtime_ext.engines.memory import Store
 from nyo_realtime_ext.engines.redis import RedisEngine
+from nyo_realtime_ext.engines.redis import engine as redis_engine_module
 from nyo_realtime_ext.models import Channel, ChannelKey, Identity, Message, Profile
 
 WAIT = 10.0  # seconds anything asynchronous (Redis pub/sub) may take
@@ -966,6 +966,58 @@ async def test_a_listen_cancelled_midway_does_not_break_the_channel(redis_server
         await eventually(lambda: [d.message_id for d in got.of(key)] == [message_id], "delivery")
     finally:
         for engine in (a, b):
+            await engine.close()
+
+
+async def test_a_sequence_that_goes_back_gives_no_id_twice_and_tells_the_listeners(
+    redis_server,
+):
+    """Issue 23, 1b: Redis came back older than its last writes (here its sequence is
+    put back by hand, the connections stay). A node that never saw the newer ids (one
+    started after) hands one out again, which is the documented limit; the nodes that
+    delivered it before deliver nothing under it and tell the channel's subscribers
+    (resync_failed). A node that saw them starts a new epoch when it publishes."""
+    a, b, got_a, got_b = await two_nodes(redis_server)
+    late = RedisEngine(
+        Realtime(redis_url=redis_server.url, redis_prefix=a.redis.prefix, heartbeat_timeout=2.0)
+    )
+    late.bind(Recorder())
+    key = ChannelKey("acme", "room")
+    await a.channels.create(Channel(key, "public", None, clock()))
+    try:
+        for node in (a, b):
+            await node.broker.listen(key)
+        before = [await a.broker.publish(key, "e", i, None, clock()) for i in range(5)]
+        for got in (got_a, got_b):
+            await eventually(lambda got=got: [d.message_id for d in got.of(key)] == before, "all")
+        # Redis loses the last three writes: its sequence and stream are as after two.
+        r, hist = a.redis.client, a.redis.key("hist", key)
+        kept = await r.xrange(hist, "-", "0-2")
+        await r.delete(hist)
+        for entry_id, fields in kept:
+            await r.xadd(hist, fields, id=entry_id)
+        await r.hset(a.redis.key("meta", key), "seq", 2)
+
+        await late.start()
+        reused = await late.broker.publish(key, "e", "late", None, clock())
+        assert reused == before[2]  # the limit: this node had seen nothing of the channel
+        for got in (got_a, got_b):
+            await eventually(lambda got=got: got.resyncs == [key], "the subscribers told")
+            assert [d.message_id for d in got.of(key)] == before  # nothing under a used id
+
+        fresh = await b.broker.publish(key, "e", "fresh", None, clock())
+        assert fresh not in before and epoch_of(fresh) != epoch_of(before[0])
+        for got in (got_a, got_b):
+            await eventually(
+                lambda got=got: [d.message_id for d in got.of(key)] == [*before, fresh],
+                "the new epoch delivered",
+            )
+        history = await a.broker.history(key, before[-1], 100, clock())
+        assert not history.recovered
+        assert [m.id for m in history.messages] == [fresh]
+        assert (await a.broker.publish(key, "e", "next", None, clock())) not in before
+    finally:
+        for engine in (a, b, late):
             await engine.close()
 
 

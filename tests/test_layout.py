@@ -122,3 +122,15 @@ def test_no_test_module_imports_another():
         if found:
             offenders[path.name] = sorted(found)
     assert offenders == {}
+
+
+def test_the_redis_engine_runs_every_lua_file_it_ships():
+    # One .lua file per script plus the shared prelude, and no Lua left in Python.
+    from nyo_realtime_ext.engines.redis import scripts
+
+    package = PACKAGE / "engines" / "redis"
+    assert {p.stem for p in package.glob("*.lua")} == {*scripts.NAMES, "prelude"}
+    for name, source in scripts.SCRIPTS.items():
+        assert source.startswith(scripts.PRELUDE), name
+    engine = (package / "engine.py").read_text()
+    assert "ARGV[" not in engine and "redis.call('" not in engine

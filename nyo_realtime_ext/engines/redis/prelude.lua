@@ -1,4 +1,4 @@
--- Shared by every script of the Redis engine (engines/redis.py prepends it).
+-- Shared by every script of the Redis engine (scripts.py puts it before each).
 -- ARGV[1] is always the key prefix, ARGV[2] a channel's key part ("<len>:<tenant>:<name>").
 --
 -- Per channel: meta (hash: epoch, seq), hist (stream, ids 0-<seq>), conns (hash:

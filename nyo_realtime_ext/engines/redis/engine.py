@@ -28,6 +28,11 @@ protocol:
   with backoff, subscribes again, and fills each channel's gap from its stream;
   where the stream no longer covers it, the channel's subscribers on this node
   are closed so that they reconnect and learn `recovered: false`.
+- **Redis that comes back older.** Each node remembers the newest id it has seen
+  of each channel and gives it to every publish: where Redis's sequence is behind
+  it (a restart from an older snapshot, a failover to a lagging replica), the
+  script starts a new epoch instead of giving out used ids again. A listener that
+  sees a channel's sequence go back closes that channel's subscribers (1011).
 """
 
 from __future__ import annotations
@@ -39,7 +44,6 @@ import random
 import secrets
 import time
 from collections.abc import Callable
-from importlib.resources import files
 from typing import Any
 
 import orjson
@@ -48,11 +52,12 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import MaxConnectionsError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from ..models import Channel, ChannelKey, Identity, Member, Message, Profile
-from ..protocol import encode
-from .base import Engine, EngineEvents, EngineUnavailable, History
-from .ids import is_complete, parse_message_id
-from .meta import json_key
+from ...models import Channel, ChannelKey, Identity, Member, Message, Profile
+from ...protocol import encode
+from ..base import Engine, EngineEvents, EngineUnavailable, History
+from ..ids import is_complete, parse_message_id
+from ..meta import json_key
+from .scripts import SCRIPTS
 
 log = logging.getLogger(__name__)
 
@@ -74,310 +79,9 @@ POOL_WAIT = 10.0
 POOL_RESERVE = 2
 # At most one log line per this many seconds about commands refused for a busy pool.
 BUSY_LOG_EVERY = 30.0
-
-_PRELUDE = files(__package__).joinpath("redis.lua").read_text()
-
-_PUBLISH = """
-local ck, fresh, keep, ttl, head, skip, ts = ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5], ARGV[6], ARGV[7], ARGV[8]
-local meta, hist = key('meta', ck), key('hist', ck)
-local epoch = redis.call('HGET', meta, 'epoch')
-if not epoch then
-  -- The sequence is new or was lost: a new epoch, and no stream of the old one.
-  epoch = fresh
-  redis.call('HSET', meta, 'epoch', epoch, 'seq', 0)
-  redis.call('DEL', hist)
-end
-local seq = redis.call('HINCRBY', meta, 'seq', 1)
-redis.call('HSET', meta, 't', ts) -- last use, for the collection of idle channels
-local id = epoch .. '-' .. seq
-local frame = head .. ',"id":"' .. id .. '"}'
-if keep > 0 then
-  redis.call('XADD', hist, 'MAXLEN', keep, '0-' .. seq, 'f', frame, 't', ts)
-  redis.call('EXPIRE', hist, ttl)
-end
-redis.call('PUBLISH', key('ps', ck), 'm ' .. epoch .. ' ' .. seq .. ' ' .. skip .. '\\n' .. frame)
-return id
-"""
-
-_HISTORY = """
--- ARGV: prefix, ck, mode ('latest' or 'after'), since epoch ('' = current), since seq,
--- limit, max bytes (-1 = no bound), not before (ms). The stream holds at most
--- history_size entries; only what is returned leaves Redis.
-local ck, mode, since_epoch, since_seq = ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
-local limit, budget, not_before = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
-local m = redis.call('HMGET', key('meta', ck), 'epoch', 'seq')
-local epoch, last = m[1] or '', tonumber(m[2] or '0')
-local hist = key('hist', ck)
--- Entries in the order given, up to `limit` and `budget` (the first always);
--- and 1 when some that qualify were left out.
-local function take(entries)
-  local kept, used = {}, 0
-  for _, entry in ipairs(entries) do
-    local fields = entry[2] -- 'f', frame, 't', ts
-    if tonumber(fields[4]) >= not_before then
-      if #kept >= limit or (#kept > 0 and budget >= 0 and used + #fields[2] > budget) then
-        return kept, 1
-      end
-      used = used + #fields[2]
-      table.insert(kept, entry)
-    end
-  end
-  return kept, 0
-end
-if mode == 'latest' then
-  local kept, more = take(redis.call('XREVRANGE', hist, '+', '-'))
-  return {epoch, last, 1, kept, more}
-end
-local known = 0
-local after = 0
-if (since_epoch == '' or since_epoch == epoch) and since_seq <= last then
-  known, after = 1, since_seq
-end
-local kept, more = take(redis.call('XRANGE', hist, '(0-' .. after, '+'))
-return {epoch, last, known, kept, more}
-"""
-
-_JOIN = """
--- ARGV: prefix, ck, name, conn, user, profile, status, meta, its json_key, now,
--- node ('' for a lease), lease ms. Returns the member, whether the user just
--- joined, and its connection ids.
-local ck, name, conn, user = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
-local profile, status, meta, sorted_meta = ARGV[6], ARGV[7], ARGV[8], ARGV[9]
-local now, node, lease = ARGV[10], ARGV[11], ARGV[12]
-local users = key('users', ck)
-local entry = cjson.encode({ck, name, conn, user})
-if node == '' then
-  redis.call('ZADD', P .. ':leases', now_ms() + tonumber(lease), entry)
-else
-  redis.call('SADD', P .. ':node:' .. node, entry)
-end
-local joined = 0
-local conns = conns_of(users, user)
-if redis.call('HSETNX', key('conns', ck), conn, user) == 1 then
-  table.insert(conns, conn)
-  redis.call('HSET', users, 'c:' .. user, cjson.encode(conns))
-  if #conns == 1 then
-    joined = 1
-    -- Shown with what the user chose over the identity's values, read in this same
-    -- step, so that a concurrent profile change either finds the member or is seen here.
-    local tp = tenant_part(ck, name)
-    local chosen = redis.call('HGET', P .. ':profiles:' .. tp, user)
-    if chosen then
-      chosen = cjson.decode(chosen)
-      local shown = cjson.decode(profile .. '}')
-      shown.name = chosen.name or shown.name
-      shown.color = chosen.color or shown.color
-      profile = string.sub(cjson.encode(shown), 1, -2)
-    end
-    redis.call('HSET', users, 'p:' .. user, profile, 's:' .. user, status, 'm:' .. user, meta,
-      'k:' .. user, sorted_meta)
-    redis.call('HDEL', key('gone', ck), user)
-    redis.call('SADD', user_channels(tp, user), name)
-  end
-end
-redis.call('HSET', users, 'l:' .. user, now)
-local member = member_json(users, user, #conns)
-if joined == 1 then
-  event(ck, name, 'user:joined', member, conn)
-end
-return {member, joined, conns}
-"""
-
-_LEAVE = """
--- ARGV: prefix, ck, name, conn, user, now, node ('' for a lease)
-local ck, name, conn, user, now, node = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
-local entry = cjson.encode({ck, name, conn, user})
-if node == '' then
-  redis.call('ZREM', P .. ':leases', entry)
-else
-  redis.call('SREM', P .. ':node:' .. node, entry)
-end
-return leave(ck, name, conn, user, now)
-"""
-
-_UPDATE = """
--- ARGV: prefix, ck, name, user, now, status ('' = unchanged), meta and its json_key
--- ('' = unchanged). Returns the member and its connection ids when something
--- changed: meta compares by its json_key, as the memory engine by same_json.
-local ck, name, user, now = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
-local status, meta, sorted_meta = ARGV[6], ARGV[7], ARGV[8]
-local users = key('users', ck)
-local old = redis.call('HMGET', users, 'p:' .. user, 's:' .. user, 'k:' .. user)
-if not old[1] then
-  return nil
-end
-local changed = false
-if status ~= '' and status ~= old[2] then
-  redis.call('HSET', users, 's:' .. user, status)
-  changed = true
-end
-if meta ~= '' and sorted_meta ~= old[3] then
-  redis.call('HSET', users, 'm:' .. user, meta, 'k:' .. user, sorted_meta)
-  changed = true
-end
-redis.call('HSET', users, 'l:' .. user, now)
-if not changed then
-  return nil
-end
-local conns = conns_of(users, user)
-local member = member_json(users, user, #conns)
-event(ck, name, 'presence:updated', member, '-')
-return {member, conns}
-"""
-
-_PROFILE = """
--- ARGV: prefix, tenant part ("<len>:<tenant>"), user, changes JSON ({"name"?, "color"?},
--- null clears), the identity's name, the identity's colour ('' = none). Stores the
--- profile, then shows the effective values on every channel the user is a member of,
--- with one `presence:updated` where they changed. Returns what is chosen now (JSON).
-local tp, user, changes = ARGV[2], ARGV[3], cjson.decode(ARGV[4])
-local own_name, own_color = ARGV[5], ARGV[6]
-local profiles = P .. ':profiles:' .. tp
-local raw = redis.call('HGET', profiles, user)
-local chosen = raw and cjson.decode(raw) or {}
-for _, field in ipairs({'name', 'color'}) do
-  local value = changes[field]
-  if value == cjson.null then
-    chosen[field] = nil
-  elseif value ~= nil then
-    chosen[field] = value
-  end
-end
-local answer = '{}'
-if chosen.name or chosen.color then
-  answer = cjson.encode(chosen)
-  redis.call('HSET', profiles, user, answer)
-else
-  redis.call('HDEL', profiles, user)
-end
-local name = chosen.name or own_name
-local color = chosen.color
-if not color and own_color ~= '' then
-  color = own_color
-end
-local uch = user_channels(tp, user)
-for _, channel in ipairs(redis.call('SMEMBERS', uch)) do
-  local ck = tp .. ':' .. channel
-  local users = key('users', ck)
-  local raw_shown = redis.call('HGET', users, 'p:' .. user)
-  if not raw_shown then
-    redis.call('SREM', uch, channel) -- left meanwhile without telling: forget it
-  else
-    local shown = cjson.decode(raw_shown .. '}')
-    if shown.name ~= name or shown.color ~= color then
-      shown.name, shown.color = name, color
-      redis.call('HSET', users, 'p:' .. user, string.sub(cjson.encode(shown), 1, -2))
-      local member = member_json(users, user, #conns_of(users, user))
-      event(ck, channel, 'presence:updated', member, '-')
-    end
-  end
-end
-return answer
-"""
-
-_MAINTAIN = (
-    """
--- ARGV: prefix, node, lease ms, reap (1 or 0), lastSeen for the reaped. Returns
--- whether this node's lease was still there (0 after it was reaped or Redis lost it).
-local node, lease, reap, lastseen = ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5]
-local nodes = P .. ':nodes'
-local now = now_ms()
-local had = redis.call('ZSCORE', nodes, node) and 1 or 0
-redis.call('ZADD', nodes, now + lease, node)
-if reap == '1' then
-  local budget = """
-    + str(REAP_BATCH)
-    + """
-  for _, dead in ipairs(redis.call('ZRANGEBYSCORE', nodes, '-inf', now, 'LIMIT', 0, 10)) do
-    local set = P .. ':node:' .. dead
-    for _, entry in ipairs(redis.call('SPOP', set, budget)) do
-      leave_entry(entry, lastseen)
-      budget = budget - 1
-    end
-    if redis.call('SCARD', set) == 0 then
-      redis.call('ZREM', nodes, dead)
-    end
-  end
-  for _, entry in ipairs(redis.call('ZRANGEBYSCORE', P .. ':leases', '-inf', now, 'LIMIT', 0, budget)) do
-    redis.call('ZREM', P .. ':leases', entry)
-    leave_entry(entry, lastseen)
-  end
-end
-return had
-"""
-)
-
-_RETIRE = """
--- ARGV: prefix, node, lastSeen. This node stops: all its connections leave.
-local node, lastseen = ARGV[2], ARGV[3]
-local set = P .. ':node:' .. node
-for _, entry in ipairs(redis.call('SMEMBERS', set)) do
-  leave_entry(entry, lastseen)
-end
-redis.call('DEL', set)
-redis.call('ZREM', P .. ':nodes', node)
-return 1
-"""
-
-
-_CREATE = """
--- ARGV: prefix, tenant part, name, record, creator ('' = none). Returns 1 and the
--- record when it was stored, else 0 and the record that was there.
-local tp, name, record, creator = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
-local channels = P .. ':channels:' .. tp
-if redis.call('HSETNX', channels, name, record) == 0 then
-  return {0, redis.call('HGET', channels, name)}
-end
-if creator ~= '' then
-  redis.call('HINCRBY', P .. ':created:' .. tp, creator, 1)
-end
-return {1, record}
-"""
-
-
-_COLLECT = """
--- ARGV: prefix, ck, name, not used since (seconds). Forgets the channel if it is
--- still idle: ownerless, nobody present, no message nor presence since then. The
--- check and the deletion are one step, so a publish or join that lands while a node
--- collects is either seen here (the channel stays) or comes after it (and makes the
--- channel anew). Returns 1 when the channel went.
-local ck, name, before = ARGV[2], ARGV[3], tonumber(ARGV[4])
-local tp = tenant_part(ck, name)
-local channels = P .. ':channels:' .. tp
-local raw = redis.call('HGET', channels, name)
-if not raw then
-  return 0
-end
-local record = cjson.decode(raw)
-if record.owner ~= cjson.null then
-  return 0
-end
--- A user's fields stay in `users` while any connection of theirs is on the channel.
-if redis.call('HLEN', key('users', ck)) > 0 then
-  return 0
-end
-local last = redis.call('HGET', key('meta', ck), 't') -- the last message, ms
-if last then
-  last = tonumber(last) / 1000
-else
-  last = record.createdAt
-end
-if last >= before then
-  return 0
-end
--- Someone who left lately used it too (as the embedded engine counts them).
-for _, member in ipairs(redis.call('HVALS', key('gone', ck))) do
-  if cjson.decode(member).lastSeen / 1000 >= before then
-    return 0
-  end
-end
-redis.call('HDEL', channels, name)
-redis.call('DEL', key('meta', ck), key('hist', ck), key('users', ck), key('conns', ck), key('gone', ck))
-if record.createdBy and record.createdBy ~= cjson.null then
-  redis.call('HINCRBY', P .. ':created:' .. tp, record.createdBy, -1)
-end
-return 1
-"""
+# Channels whose newest id a node remembers (for publishes to notice a Redis that
+# came back older); past that many, the least recently seen are forgotten.
+SEEN_MAX = 100_000
 
 
 def _channel_part(key: ChannelKey) -> str:
@@ -510,19 +214,7 @@ class _Redis:
         self.reachable = _Reachable(self.client, self.busy)
         self.slot = _Slot(self.client, self.busy, size)
         self._scripts = {
-            name: self.client.register_script(_PRELUDE + source)
-            for name, source in (
-                ("publish", _PUBLISH),
-                ("history", _HISTORY),
-                ("join", _JOIN),
-                ("leave", _LEAVE),
-                ("update", _UPDATE),
-                ("profile", _PROFILE),
-                ("maintain", _MAINTAIN),
-                ("retire", _RETIRE),
-                ("collect", _COLLECT),
-                ("create", _CREATE),
-            )
+            name: self.client.register_script(source) for name, source in SCRIPTS.items()
         }
 
     async def run(self, script: str, *args: Any) -> Any:
@@ -545,6 +237,14 @@ class RedisBroker:
         # pub/sub channel name -> channel; and the last (epoch, seq) delivered here.
         self._listened: dict[bytes, ChannelKey] = {}
         self._last: dict[ChannelKey, tuple[bytes, int]] = {}
+        # The last (epoch, seq) pub/sub brought on the listener's current connection,
+        # which brings each channel's messages in order: a lower seq of the same
+        # epoch means the channel's sequence went back.
+        self._live: dict[ChannelKey, tuple[bytes, int]] = {}
+        # The newest (epoch, seq) this node has seen of a channel, from any source
+        # (acks, pub/sub, positions, history); given to every publish, whose script
+        # starts a new epoch rather than give out again ids this node has seen.
+        self._seen: dict[ChannelKey, tuple[bytes, int]] = {}
         self._confirmed: dict[bytes, asyncio.Future[None]] = {}
         # pub/sub channel name -> its subscription under way (see `listen`).
         self._subscribing: dict[bytes, asyncio.Task[None]] = {}
@@ -611,6 +311,7 @@ class RedisBroker:
         if self._listened.pop(name, None) is None:
             return
         self._last.pop(key, None)
+        self._live.pop(key, None)
         if self._connected.is_set():
             try:
                 await self._pubsub.unsubscribe(name)
@@ -619,7 +320,34 @@ class RedisBroker:
 
     async def _position(self, key: ChannelKey) -> tuple[bytes, int]:
         epoch, seq = await self.redis.call("HMGET", self.redis.key("meta", key), "epoch", "seq")
+        self._see(key, epoch or b"", int(seq or 0))
         return epoch or b"", int(seq or 0)
+
+    def _see(self, key: ChannelKey, epoch: bytes, seq: int) -> None:
+        """Remember (epoch, seq) of `key` if it is newer than what this node has seen:
+        a lower seq of the same epoch never replaces a higher one."""
+        seen = self._seen.pop(key, None)  # back in at the end: the oldest go first
+        if seen is not None and seen[0] == epoch and seen[1] > seq:
+            self._seen[key] = seen
+            return
+        self._seen[key] = (epoch, seq)
+        if len(self._seen) > SEEN_MAX:
+            del self._seen[next(iter(self._seen))]
+
+    def _rewound(self, key: ChannelKey, epoch: bytes, seq: int, was: int) -> None:
+        """The sequence of `key` went back from `was` to `seq` (Redis came back older
+        than what this node delivered): the ids this node's subscribers hold may name
+        other messages now, so they are closed (1011) to recover, and are told
+        `recovered: false`. This node's next publish starts a new epoch."""
+        log.warning(
+            "Redis is behind what this node saw of a channel (seq %d, had %d): "
+            "it lost writes; the channel's subscribers here must recover",
+            seq,
+            was,
+        )
+        self._last[key] = (epoch, seq)
+        if self.redis.events is not None:
+            self.redis.events.resync_failed(key)
 
     async def _read_forever(self) -> None:
         delay = RECONNECT_MIN
@@ -629,6 +357,7 @@ class RedisBroker:
                 await self._pubsub.ping()  # connect now, so a failure is seen here
                 if self._listened:
                     await self._pubsub.subscribe(*self._listened)
+                self._live.clear()
                 self._connected.set()
                 delay = RECONNECT_MIN
                 await self._resync()
@@ -666,8 +395,18 @@ class RedisBroker:
         if head[0:1] == b"m":
             _, epoch, seq_text, skip = head.split(b" ")
             seq = int(seq_text)
+            self._see(key, epoch, seq)
+            live = self._live.get(key)
+            self._live[key] = (epoch, seq)
+            if live is not None and live[0] == epoch and seq <= live[1]:
+                self._rewound(key, epoch, seq, live[1])
+                return
             last = self._last.get(key)
-            if last is not None and last[0] == epoch:
+            if last is not None:
+                if last[0] != epoch:
+                    # A new epoch (the old sequence was lost, or went back): its
+                    # messages count from the first.
+                    last = self._last[key] = (epoch, 0)
                 if seq <= last[1]:
                     return  # already delivered (by a resync)
                 if seq > last[1] + 1 and not await self._fill(key, last[1], seq):
@@ -717,6 +456,9 @@ class RedisBroker:
                 if events is not None and epoch:
                     events.resync_failed(key)  # history was lost: ids start over
                 continue
+            if now_seq < seq:
+                self._rewound(key, now_epoch, now_seq, seq)
+                continue
             await self._fill(key, seq, now_seq + 1)
 
     # -- publishing and history -------------------------------------------------
@@ -741,6 +483,7 @@ class RedisBroker:
                 "ts": _ms(now),
             }
         )[:-1]
+        seen_epoch, seen_seq = self._seen.get(key, (b"", 0))
         message_id = await self.redis.run(
             "publish",
             _channel_part(key),
@@ -750,7 +493,11 @@ class RedisBroker:
             head,
             skip or "-",
             _ms(now),
+            seen_epoch,
+            seen_seq,
         )
+        epoch, _, seq = message_id.rpartition(b"-")
+        self._see(key, epoch, int(seq))
         return message_id.decode()
 
     async def history(
@@ -765,15 +512,17 @@ class RedisBroker:
         budget = -1 if max_bytes is None else max_bytes
         bounds = (limit, budget, _ms(now - self.history_ttl))
         if since is None:
-            _, _, _, entries, more = await self.redis.run(
+            epoch, last_seq, _, entries, more = await self.redis.run(
                 "history", _channel_part(key), "latest", "", 0, *bounds
             )
+            self._see(key, epoch, last_seq)
             return History(self._messages(key, entries[::-1]), True, bool(more))
         parsed = ("", 0) if since == "" else parse_message_id(since)
         since_epoch, after = parsed if parsed is not None else ("?", 0)
-        _, last_seq, known, entries, more = await self.redis.run(
+        epoch, last_seq, known, entries, more = await self.redis.run(
             "history", _channel_part(key), "after", since_epoch, after, *bounds
         )
+        self._see(key, epoch, last_seq)
         messages = self._messages(key, entries)
         if not known:
             return History(messages, False, bool(more))
@@ -980,7 +729,7 @@ class RedisPresence:
         reap = self._healthy_since is not None and monotonic - self._healthy_since >= self.lease
         try:
             had = await self.redis.run(
-                "maintain", self.redis.node_id, _ms(self.lease), int(reap), _ms(now)
+                "maintain", self.redis.node_id, _ms(self.lease), int(reap), _ms(now), REAP_BATCH
             )
         except EngineUnavailable:
             self._healthy_since = None

@@ -1,0 +1,10 @@
+"""The shared engine, whole: many processes or machines (nodes), one Redis.
+
+The engine (`engine`: broker, presence, registry, profiles, and the connection
+they share) and its Lua scripts, one `.lua` file each with a shared `prelude.lua`,
+loaded by `scripts`.
+"""
+
+from .engine import RedisBroker, RedisEngine, RedisPresence, RedisProfiles, RedisRegistry
+
+__all__ = ["RedisBroker", "RedisEngine", "RedisPresence", "RedisProfiles", "RedisRegistry"]

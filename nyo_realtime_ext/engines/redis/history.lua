@@ -1,0 +1,35 @@
+-- ARGV: prefix, ck, mode ('latest' or 'after'), since epoch ('' = current), since seq,
+-- limit, max bytes (-1 = no bound), not before (ms). The stream holds at most
+-- history_size entries; only what is returned leaves Redis.
+local ck, mode, since_epoch, since_seq = ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
+local limit, budget, not_before = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
+local m = redis.call('HMGET', key('meta', ck), 'epoch', 'seq')
+local epoch, last = m[1] or '', tonumber(m[2] or '0')
+local hist = key('hist', ck)
+-- Entries in the order given, up to `limit` and `budget` (the first always);
+-- and 1 when some that qualify were left out.
+local function take(entries)
+  local kept, used = {}, 0
+  for _, entry in ipairs(entries) do
+    local fields = entry[2] -- 'f', frame, 't', ts
+    if tonumber(fields[4]) >= not_before then
+      if #kept >= limit or (#kept > 0 and budget >= 0 and used + #fields[2] > budget) then
+        return kept, 1
+      end
+      used = used + #fields[2]
+      table.insert(kept, entry)
+    end
+  end
+  return kept, 0
+end
+if mode == 'latest' then
+  local kept, more = take(redis.call('XREVRANGE', hist, '+', '-'))
+  return {epoch, last, 1, kept, more}
+end
+local known = 0
+local after = 0
+if (since_epoch == '' or since_epoch == epoch) and since_seq <= last then
+  known, after = 1, since_seq
+end
+local kept, more = take(redis.call('XRANGE', hist, '(0-' .. after, '+'))
+return {epoch, last, known, kept, more}

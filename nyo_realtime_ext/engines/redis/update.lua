@@ -1,0 +1,27 @@
+-- ARGV: prefix, ck, name, user, now, status ('' = unchanged), meta and its json_key
+-- ('' = unchanged). Returns the member and its connection ids when something
+-- changed: meta compares by its json_key, as the memory engine by same_json.
+local ck, name, user, now = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local status, meta, sorted_meta = ARGV[6], ARGV[7], ARGV[8]
+local users = key('users', ck)
+local old = redis.call('HMGET', users, 'p:' .. user, 's:' .. user, 'k:' .. user)
+if not old[1] then
+  return nil
+end
+local changed = false
+if status ~= '' and status ~= old[2] then
+  redis.call('HSET', users, 's:' .. user, status)
+  changed = true
+end
+if meta ~= '' and sorted_meta ~= old[3] then
+  redis.call('HSET', users, 'm:' .. user, meta, 'k:' .. user, sorted_meta)
+  changed = true
+end
+redis.call('HSET', users, 'l:' .. user, now)
+if not changed then
+  return nil
+end
+local conns = conns_of(users, user)
+local member = member_json(users, user, #conns)
+event(ck, name, 'presence:updated', member, '-')
+return {member, conns}
