@@ -144,9 +144,14 @@ class RealtimeSocket(WebSocketHandler):
         return None
 
     def on_ping(self, data: bytes) -> None:
-        # Protocol-level pings (many non-browser clients send them) count as life too.
+        # Protocol-level pings (many non-browser clients send them) count as life,
+        # and against the rate budget as any frame does.
         if self.session is not None:
-            self.service.hub.touch(self.session)
+            self.service.hub.charge(self.session)
+
+    def on_pong(self, data: bytes) -> None:
+        if self.session is not None:
+            self.service.hub.charge(self.session)
 
     def on_close(self) -> None:
         self.outbox.discard()

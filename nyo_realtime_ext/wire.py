@@ -58,9 +58,13 @@ _protocol_log.setLevel(logging.WARNING)
 
 # Seconds a server-side close waits for the client's close frame, as tornado.
 CLOSE_WAIT = 5.0
+# Fragments one message may come in; more fail the connection with 1009. Clients
+# that fragment do so in pieces of kilobytes (a 1 MiB message in a few hundred);
+# one-byte pieces would cost the server far more than the bytes sent.
+MAX_FRAGMENTS = 1024
 
 _TEXT, _BINARY, _CONT = Opcode.TEXT, Opcode.BINARY, Opcode.CONT
-_CLOSE, _PING = Opcode.CLOSE, Opcode.PING
+_CLOSE, _PING, _PONG = Opcode.CLOSE, Opcode.PING, Opcode.PONG
 _OPEN = State.OPEN
 _NO_STATUS = WsCloseCode.NO_STATUS_RCVD  # the code of a close frame without one
 
@@ -70,8 +74,8 @@ class WireSocket(asyncio.Protocol):
 
     __slots__ = (
         "service", "session", "transport", "outbox", "send", "backlog", "_ws", "_pending",
-        "_fragments", "_opcode", "_busy", "_close_timer", "close_code", "_ready",
-        "__weakref__",
+        "_fragments", "_opcode", "_count", "_busy", "_close_timer",
+        "close_code", "_ready", "__weakref__",
     )  # fmt: skip
 
     def __init__(self, service: RealtimeService) -> None:
@@ -87,8 +91,9 @@ class WireSocket(asyncio.Protocol):
         )
         # Frames parsed and not handled yet, the next one last; None when there are none.
         self._pending: list[Frame] | None = None
-        self._fragments: list[bytes] | None = None  # a fragmented message so far
+        self._fragments: bytearray | None = None  # a fragmented message so far
         self._opcode = _TEXT  # of the fragmented message
+        self._count = 0  # its fragments so far
         self._busy = False  # a task is handling the parsed frames
         self.outbox = Outbox(service.writer, self, service.config.max_send_buffer)
         # The hub's `Connection.send` and `backlog` are the outbox's own, bound once:
@@ -262,9 +267,15 @@ class WireSocket(asyncio.Protocol):
                 return None
             frame = pending.pop()
             opcode = frame.opcode
-            if opcode is _PING:
-                if self.session is not None:  # many non-browser clients ping: life too
-                    self.service.hub.touch(self.session)
+            if opcode is _CLOSE:
+                self._closed_by_client()
+                continue
+            session = self.session
+            if opcode is _PING or opcode is _PONG:
+                if session is not None:  # life, and its cost: see `Hub.charge`
+                    self.service.hub.charge(session)
+                if opcode is _PONG:
+                    continue
                 if self.outbox.backlog() > self.service.config.max_send_buffer:
                     # Pinging without reading our pongs: bounded as any other frame.
                     self.outbox.drop(CloseCode.TOO_MANY, "too slow to read")
@@ -272,33 +283,37 @@ class WireSocket(asyncio.Protocol):
                 if self._ws.state is _OPEN:  # then pongs are all the Protocol has queued
                     self._flush()
                 continue
-            if opcode is _CLOSE:
-                self._closed_by_client()
-                continue
-            if opcode is not _TEXT and opcode is not _BINARY and opcode is not _CONT:
-                continue  # a pong
             data = bytes(frame.data)  # already bytes (unmasked): no copy
             if not frame.fin:
-                if opcode is _CONT:
-                    assert self._fragments is not None  # the Protocol checked the order
-                    self._fragments.append(data)
-                else:
-                    self._opcode, self._fragments = opcode, [data]
+                # A fragment: the hub sees its message once, whole, so each one is
+                # charged here; past the budget the whole message is dropped.
+                if session is not None and not self.service.hub.charge(session):
+                    self._fragments = None  # None: the rest of it is dropped too
+                    continue
+                if opcode is not _CONT:
+                    self._opcode, self._fragments, self._count = opcode, bytearray(data), 1
+                elif self._fragments is not None:
+                    self._count += 1
+                    if self._count >= MAX_FRAGMENTS:  # and the final one still to come
+                        self._fail(WsCloseCode.MESSAGE_TOO_BIG, "too many fragments")
+                        return None
+                    self._fragments += data
                 continue
             if opcode is _CONT:
-                assert self._fragments is not None
-                self._fragments.append(data)
-                opcode, data = self._opcode, b"".join(self._fragments)
-                self._fragments = None
+                whole, self._fragments = self._fragments, None
+                if whole is None:  # the end of a message dropped over the budget
+                    continue
+                whole += data
+                opcode, data = self._opcode, bytes(whole)
             if opcode is _TEXT:
                 try:
                     text = data.decode("utf-8")
                 except UnicodeDecodeError:
                     self._fail(WsCloseCode.INVALID_DATA, "invalid UTF-8")
                     return None
-                if self.session is not None:
+                if session is not None:
                     return text
-            elif self.session is not None:
+            elif session is not None:
                 return data
 
     def _closed_by_client(self) -> None:

@@ -255,3 +255,64 @@ async def test_a_client_that_closes_and_stops_reading_is_let_go(standalone):
         assert reply["type"] == "user:left"  # `feed` is a presence channel: bad left
     assert reply["ref"] == "still"
     good.close()
+
+
+async def close_code_after_frames(client: Raw) -> tuple[list[str], int | None]:
+    """The types (errors: codes) of the text frames a client gets, then the close code."""
+    types: list[str] = []
+    while (read := await client.read()) is not None:
+        opcode, payload = read
+        if opcode == 0x8:
+            return types, struct.unpack("!H", payload[:2])[0] if len(payload) >= 2 else None
+        if opcode == 0x1:
+            sent = orjson.loads(payload)
+            types.append(sent.get("code", sent["type"]))  # an error by its code
+    return types, None
+
+
+async def test_a_flood_of_websocket_pings_is_cut_as_a_flood_of_frames_is(server):
+    # Each ping, answered by a pong, costs the rate budget as a JSON ping does:
+    # 802,000 pings in 8 s were once free.
+    bad, good = await bad_and_good(server.port)
+    bad.writer.write(frame(b"", 0x9) * 2000)  # ten times the burst of 400
+    types, code = await close_code_after_frames(bad)
+    assert "rate_limited" in types
+    assert code == 4429
+    await still_served(good)
+
+
+async def test_a_flood_of_fragments_is_cut_as_a_flood_of_frames_is(server):
+    # Empty continuation frames, forever: each fragment costs the budget, so the
+    # flooder is cut while nobody else notices.
+    bad, good = await bad_and_good(server.port)
+    flood = frame(b'"', 0x1, final=False) + frame(b"", 0x0, final=False) * 5000
+    bad.writer.write(flood)
+    types, code = await close_code_after_frames(bad)
+    assert "rate_limited" in types
+    assert code == 4429
+    await still_served(good)
+
+
+async def test_a_message_in_too_many_fragments_fails_with_1009(standalone):
+    server = standalone("--Realtime.rate_limit=0")  # no budget: the count alone bounds it
+    bad, good = await bad_and_good(server.port)
+    ping = orjson.dumps({"type": "ping", "ref": "pieces"})
+    pieces = [ping[:1]] + [b""] * 1022 + [ping[1:]]  # 1024 fragments: the most allowed
+    bad.writer.write(
+        b"".join(
+            frame(piece, 0x1 if n == 0 else 0x0, final=n == len(pieces) - 1)
+            for n, piece in enumerate(pieces)
+        )
+    )
+    pong = await bad.json()
+    assert (pong["type"], pong["ref"]) == ("pong", "pieces")
+    pieces.insert(1, b"")  # one more
+    bad.writer.write(
+        b"".join(
+            frame(piece, 0x1 if n == 0 else 0x0, final=n == len(pieces) - 1)
+            for n, piece in enumerate(pieces)
+        )
+    )
+    types, code = await close_code_after_frames(bad)
+    assert types == [] and code == 1009
+    await still_served(good)

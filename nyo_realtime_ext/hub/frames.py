@@ -244,6 +244,17 @@ class Frames:
         members = await self.hub.channels.members_wire(key)
         session.send(reply("presence:state", ref, channel=key.name, members=members))
 
+    def charge(self, session: Session) -> bool:
+        """A frame the hub never sees whole (a WebSocket ping or pong, one fragment
+        of a message): it shows the client is alive, and it costs the same budget as
+        a frame that does, or a flood of them would cost the server, never the
+        flooder. False when the budget is spent (the client has been told)."""
+        if session.closed:
+            return False
+        now = self.clock()
+        session.last_seen = now
+        return self._within_rate(session, now)
+
     def _within_rate(self, session: Session, now: float) -> bool:
         """Token bucket per connection: `rate_limit`/s, bursts to twice that.
 

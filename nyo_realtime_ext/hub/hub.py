@@ -91,8 +91,10 @@ class Hub(Facade):
         self.rules = Rules(self)
         self.channels = Channels(self)
         self.frames = Frames(self)
-        # What transports call for each frame, bound once: no call in between.
+        # What transports call for each frame (`charge`: for a ping, a pong or a
+        # fragment), bound once: no call in between.
         self.receive = self.frames.receive
+        self.charge = self.frames.charge
         engine.bind(self.channels)  # the engine tells the channels what happens to them
 
     async def start(self) -> None:
@@ -221,10 +223,6 @@ class Hub(Facade):
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             log.error("background engine work failed", exc_info=task.exception())
-
-    def touch(self, session: Session) -> None:
-        """The client showed it is alive without a frame (a WebSocket ping)."""
-        session.last_seen = self.clock()
 
     def authenticate(
         self, session: Session, identity: Identity, ref: Any, profile: Profile | None = None
