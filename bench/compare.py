@@ -49,7 +49,6 @@ import argparse
 import asyncio
 import gc
 import os
-import shutil
 import signal
 import socket
 import statistics
@@ -64,6 +63,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 from connections import SECRET, make_token  # noqa: E402
+from nodes import RedisServer  # noqa: E402
 from rawws import RawSocket, raise_open_file_limit  # noqa: E402
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -124,49 +124,6 @@ def imported_from(source: Path) -> str:
     if not Path(path).resolve().is_relative_to(source.resolve()):
         raise SystemExit(f"compare.py: {source} imports nyo_realtime_ext from {path}, not itself")
     return path
-
-
-class RedisServer:
-    def __init__(self, tmp: Path) -> None:
-        if not shutil.which("redis-server"):
-            raise SystemExit(
-                "compare.py: redis-server is not on PATH (apt-get install redis-server)"
-            )
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.log = open(tmp / f"redis-{self.port}.log", "w")  # noqa: SIM115 - closed in stop()
-        self.process = subprocess.Popen(
-            ["taskset", "-c", "0", "redis-server", "--port", str(self.port), "--bind",
-             "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(tmp)],
-            stdout=self.log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"redis-server exited: {Path(self.log.name).read_text()}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as s:
-                    s.sendall(b"PING\r\n")
-                    if s.recv(16).startswith(b"+PONG"):
-                        return
-            except OSError:
-                time.sleep(0.05)
-        self.stop()
-        raise RuntimeError("redis-server did not start")
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self.log.close()
 
 
 class Server:
@@ -424,7 +381,7 @@ def run_round(source: Path, args: argparse.Namespace, label: str) -> dict[str, A
     waited = wait_quiet(args.wait_quiet)
     with tempfile.TemporaryDirectory(prefix="nyo-compare-") as tmp_name:
         tmp = Path(tmp_name)
-        redis = RedisServer(tmp) if args.redis else None
+        redis = RedisServer(tmp, pinned="0") if args.redis else None
         servers: list[Server] = []
         try:
             for i in range(3 if redis else 1):

@@ -90,15 +90,19 @@ class Tap:
 
 
 class RedisServer:
-    def __init__(self, tmp: Path) -> None:
+    """A redis-server without persistence in `tmp`; with `pinned`, the `taskset -c`
+    cores it runs on (compare.py keeps it on the servers' core)."""
+
+    def __init__(self, tmp: Path, pinned: str | None = None) -> None:
         if not shutil.which("redis-server"):
-            raise SystemExit("nodes.py: redis-server is not on PATH (apt-get install redis-server)")
+            raise SystemExit("bench: redis-server is not on PATH (apt-get install redis-server)")
         self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.log = open(tmp / f"redis-{self.port}.log", "w")  # noqa: SIM115 - closed in stop()
+        taskset = ["taskset", "-c", pinned] if pinned else []
         self.process = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(tmp)],
+            [*taskset, "redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
+             "--save", "", "--appendonly", "no", "--dir", str(tmp)],
             stdout=self.log, stderr=subprocess.STDOUT,
         )  # fmt: skip
         deadline = time.monotonic() + 15
