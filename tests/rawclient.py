@@ -23,8 +23,10 @@ def frame(payload: bytes, opcode: int = 0x1, final: bool = True) -> bytes:
     length = len(payload)
     if length < 126:
         head += bytes([0x80 | length])
-    else:
+    elif length <= 0xFFFF:
         head += bytes([0x80 | 126]) + struct.pack("!H", length)
+    else:
+        head += bytes([0x80 | 127]) + struct.pack("!Q", length)
     return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
 
 
