@@ -236,10 +236,18 @@ class ChatLog(anywidget.AnyWidget):
         const content = document.createElement('div');
         el.appendChild(content);
         let atBottom = true;
+        let lastTop = 0;
         el.addEventListener('scroll', () => {
-          if (el.clientHeight > 0) {
-            atBottom = el.scrollHeight - el.scrollTop - el.clientHeight < 20;
+          if (el.clientHeight === 0) {
+            return;
           }
+          // Only scrolling up leaves the bottom; a message that grew does not.
+          if (el.scrollHeight - el.scrollTop - el.clientHeight < 20) {
+            atBottom = true;
+          } else if (el.scrollTop < lastTop) {
+            atBottom = false;
+          }
+          lastTop = el.scrollTop;
         });
         const follow = () => {
           if (atBottom && el.clientHeight > 0) {

@@ -284,14 +284,19 @@ describe('the hooks on a shared connection (IRealtime)', () => {
     await client.connect();
     const bob = await other('bob');
     bob.channel(second);
-    await eventually(() => bob.channel(second).isSubscribed, 'bob is in the second lobby');
+    await eventually(
+      () => bob.channel(second).isSubscribed,
+      'bob is in the second lobby'
+    );
 
     // As docs/react.md writes it: nothing re-renders this component but the hooks.
     const { result } = renderHook(() => ({
       lobby: useLobby(realtime),
       members: usePresence(realtime, realtime.lobby).members
     }));
-    await waitFor(() => expect(result.current.members.map(m => m.userId)).toEqual(['ada']));
+    await waitFor(() =>
+      expect(result.current.members.map(m => m.userId)).toEqual(['ada'])
+    );
     expect(result.current.lobby).toBe(first);
 
     lobby = second;
@@ -302,7 +307,10 @@ describe('the hooks on a shared connection (IRealtime)', () => {
     );
     expect(result.current.lobby).toBe(second);
     // The old lobby is let go.
-    await eventually(() => peekChannel(client, first) === undefined, 'first lobby released');
+    await eventually(
+      () => peekChannel(client, first) === undefined,
+      'first lobby released'
+    );
   });
 
   it('a component mounted late gets what the channel already received', async () => {
