@@ -1,8 +1,12 @@
-"""Presence and chat in a notebook, from standard ipywidgets only.
+"""Presence and chat in a notebook, from standard ipywidgets and one anywidget.
 
-No custom JavaScript: the widgets are boxes of `HTML`, `Dropdown`, `Text`,
-`Textarea` and `Button`, so they render wherever ipywidgets do (JupyterLab,
-Notebook 7, VS Code, Voilà) without installing a front-end extension.
+The widgets are boxes of `HTML`, `Dropdown`, `Text`, `Textarea` and `Button`,
+and the chat's log is an anywidget (a few lines of JavaScript shipped in this
+module): it shows times in the browser's locale, as the JupyterLab panel does,
+and follows the newest message unless the reader scrolled up. Both render
+wherever ipywidgets do (JupyterLab, Notebook 7, VS Code, Voilà) without a
+front-end extension of ours. Messages are Markdown, sanitised, as in the panel
+(`chat_render`).
 
 People look the same here as in the JupyterLab extension: the name is the one the
 server shows (what they chose, else their identity's), the colour the member's own,
@@ -24,9 +28,11 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
+import anywidget
 import ipywidgets as widgets
 from traitlets import Bool, Dict, Enum, List, Unicode
 
+from .chat_render import render_chat_text
 from .client import SyncChannel, ThreadedClient, shared_client
 from .colors import user_color
 from .constants import STATUSES
@@ -49,7 +55,7 @@ def initials(name: str) -> str:
     return (parts[0][0] + parts[-1][0]).upper()
 
 
-__all__ = ["ChatWidget", "PresenceWidget", "avatar_html", "initials", "user_color"]
+__all__ = ["ChatLog", "ChatWidget", "PresenceWidget", "avatar_html", "initials", "user_color"]
 
 
 def avatar_html(member: dict[str, Any], size: int = 28) -> str:
@@ -215,6 +221,67 @@ class PresenceWidget(_ChannelWidget):
             self._channel.update_status_nowait(status)
 
 
+class ChatLog(anywidget.AnyWidget):
+    """The chat's log: `value` is its HTML (already sanitised). In the browser,
+    each `<time data-ts>` shows in the browser's locale, and the log follows the
+    newest line while the reader is at the bottom, also once a message has
+    grown (an image loaded) or the log is shown again."""
+
+    _esm = """
+    const TIME = { hour: 'numeric', minute: '2-digit' };
+    export default {
+      render({ model, el }) {
+        el.classList.add('nyo-chat-widget-log');
+        el.style.overflowY = 'auto';
+        const content = document.createElement('div');
+        el.appendChild(content);
+        let atBottom = true;
+        let lastTop = 0;
+        el.addEventListener('scroll', () => {
+          if (el.clientHeight === 0) {
+            return;
+          }
+          // Only scrolling up leaves the bottom; a message that grew does not.
+          if (el.scrollHeight - el.scrollTop - el.clientHeight < 20) {
+            atBottom = true;
+          } else if (el.scrollTop < lastTop) {
+            atBottom = false;
+          }
+          lastTop = el.scrollTop;
+        });
+        const follow = () => {
+          if (atBottom && el.clientHeight > 0) {
+            el.scrollTop = el.scrollHeight;
+          }
+        };
+        const draw = () => {
+          el.style.height = model.get('height');
+          content.innerHTML = model.get('value');
+          for (const time of content.querySelectorAll('time[data-ts]')) {
+            time.textContent = new Date(Number(time.dataset.ts)).toLocaleTimeString(
+              undefined, TIME
+            );
+          }
+          follow();
+        };
+        const observer = new ResizeObserver(follow);
+        observer.observe(el);
+        observer.observe(content);
+        model.on('change:value', draw);
+        model.on('change:height', draw);
+        draw();
+        return () => {
+          observer.disconnect();
+          model.off('change:value', draw);
+          model.off('change:height', draw);
+        };
+      }
+    };
+    """
+    value = Unicode("").tag(sync=True)
+    height = Unicode("240px").tag(sync=True)
+
+
 class ChatWidget(_ChannelWidget):
     """A channel's chat: its history on open, then live messages with author and
     time, a text box and a send button.
@@ -233,7 +300,10 @@ class ChatWidget(_ChannelWidget):
       **only the Send button sends** (a textarea sends no key event at all).
       Turning it off again joins the lines with spaces.
 
-    Lines show as lines in the log. Authors show with the name and colour others
+    The log shows each message as the JupyterLab panel does: Markdown, sanitised
+    (nothing that runs; an image from another site shows as a link), each newline
+    a line break, plain text past 16 KiB; times in the browser's locale. It
+    follows the newest message unless one has scrolled up. Authors show with the name and colour others
     see on the channel (renames show live); one who is not on it, by user id.
     """
 
@@ -252,7 +322,9 @@ class ChatWidget(_ChannelWidget):
         super().__init__(channel, client, **kwargs)
         # Every message re-renders the log: keep it to what a person scrolls through.
         self._max_messages = max_messages
-        self._log = widgets.HTML(layout={"height": height, "overflow_y": "auto"})
+        self._log = ChatLog(height=height)
+        # Each message's text as HTML, rendered once: a log of many re-renders often.
+        self._rendered: dict[str, str] = {}
         self._text = widgets.Text(placeholder="Say something (Enter sends)", layout={"flex": "1"})
         self._area = widgets.Textarea(
             placeholder="Say something (Enter adds a line; Send sends)",
@@ -338,6 +410,14 @@ class ChatWidget(_ChannelWidget):
         if frame.get("recovered") is False:
             self._notice.value = "<i>Reconnected; some earlier messages could not be recovered.</i>"
 
+    def _text_html(self, message: dict[str, Any]) -> str:
+        key = str(message.get("id"))
+        if key not in self._rendered:
+            payload = message.get("payload")
+            text = payload.get("text", "") if isinstance(payload, dict) else payload
+            self._rendered[key] = render_chat_text(str(text if text is not None else ""))
+        return self._rendered[key]
+
     def _render(self) -> None:
         people = {m["userId"]: m for m in self._channel.members}
         rows = []
@@ -346,14 +426,27 @@ class ChatWidget(_ChannelWidget):
             user_id = str(sender.get("userId", "server"))
             person = people.get(user_id, {})
             author = str(person.get("name") or user_id)
-            when = dt.datetime.fromtimestamp(message.get("ts", 0) / 1000).strftime("%H:%M")
-            payload = message.get("payload")
-            text = payload.get("text", "") if isinstance(payload, dict) else payload
+            ts = message.get("ts", 0)
+            when = dt.datetime.fromtimestamp(ts / 1000, dt.timezone.utc)
             rows.append(
-                '<div style="display:flex;gap:8px;margin:4px 0;align-items:flex-start">'
+                '<div class="nyo-chat-entry" style="display:flex;gap:8px;margin:4px 0;'
+                'align-items:flex-start">'
                 f"{avatar_html({'userId': user_id, 'name': author, 'color': person.get('color')}, 22)}"
-                f'<div><b title="{html.escape(user_id)}">{html.escape(author)}</b> '
-                f'<span style="color:#757575;font-size:80%">{when}</span><br>'
-                f"{html.escape(str(text)).replace(chr(10), '<br>')}</div></div>"
+                f'<div style="min-width:0;overflow-wrap:anywhere">'
+                f'<b title="{html.escape(user_id)}">{html.escape(author)}</b> '
+                # The browser writes the time in its locale (ChatLog); until then, UTC.
+                f'<time class="nyo-chat-time" data-ts="{int(ts)}" datetime="{when.isoformat()}"'
+                f' style="color:#757575;font-size:80%">{when.strftime("%H:%M")} UTC</time>'
+                f'<div class="nyo-chat-text">{self._text_html(message)}</div></div></div>'
             )
-        self._log.value = "".join(rows) or "<i>no messages yet</i>"
+        kept = {str(m.get("id")) for m in self.messages}
+        for key in [k for k in self._rendered if k not in kept]:
+            del self._rendered[key]
+        self._log.value = (
+            "<style>.nyo-chat-widget-log .nyo-chat-text p{margin:0 0 4px}"
+            ".nyo-chat-widget-log .nyo-chat-text pre{overflow-x:auto;"
+            "margin:2px 0;padding:4px;background:rgba(127,127,127,.12)}"
+            ".nyo-chat-widget-log .nyo-chat-text img{max-width:100%}</style>" + "".join(rows)
+            if rows
+            else "<i>no messages yet</i>"
+        )

@@ -270,7 +270,7 @@ def test_two_hub_users_meet_in_the_lobby_and_chat_but_not_on_their_own_files(
         expect(lobby_avatar(ada, bob)).to_be_visible(timeout=SEEN_TIMEOUT)
         expect(lobby_avatar(bob, ada)).to_be_visible(timeout=SEEN_TIMEOUT)
         for person in (ada, bob):
-            expect(person.page.locator(".nyo-statusbar .nyo-count")).to_have_text("2 online")
+            expect(person.page.locator(".nyo-statusbar .nyo-count")).to_have_text("2 here")
             person.show_panel()
             expect(person.page.locator("#nyo-realtime-panel .nyo-me-name")).to_have_text(
                 f"You are {person.username}"

@@ -555,8 +555,8 @@ def test_settings_hide_the_chat_and_move_the_lobby_live(lab: LabServer, browser:
         lobby = form.locator('input[id$="_lobby"]')
         lobby.fill("team-a")
         lobby.press("Tab")
-        expect(lobby_count(ada)).to_have_text("1 online", timeout=SEEN_TIMEOUT)
-        expect(lobby_count(bob)).to_have_text(f"{everyone - 1} online", timeout=SEEN_TIMEOUT)
+        expect(lobby_count(ada)).to_have_text("1 here", timeout=SEEN_TIMEOUT)
+        expect(lobby_count(bob)).to_have_text(f"{everyone - 1} here", timeout=SEEN_TIMEOUT)
         expect(lobby_avatar(bob, ada)).to_have_count(0)
         expect(panel_entry(ada, bob)).to_have_count(0)
         ada.shot("16-ada-in-another-lobby-without-chat")
@@ -564,8 +564,8 @@ def test_settings_hide_the_chat_and_move_the_lobby_live(lab: LabServer, browser:
         # Back to the shared lobby: they see each other again.
         lobby.fill("lobby")
         lobby.press("Tab")
-        expect(lobby_count(ada)).to_have_text(f"{everyone} online", timeout=SEEN_TIMEOUT)
-        expect(lobby_count(bob)).to_have_text(f"{everyone} online", timeout=SEEN_TIMEOUT)
+        expect(lobby_count(ada)).to_have_text(f"{everyone} here", timeout=SEEN_TIMEOUT)
+        expect(lobby_count(bob)).to_have_text(f"{everyone} here", timeout=SEEN_TIMEOUT)
         form.get_by_label("Show the chat").check()
         expect(ada.page.locator("#nyo-realtime-panel .nyo-chat")).to_be_visible(
             timeout=SEEN_TIMEOUT

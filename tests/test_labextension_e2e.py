@@ -163,8 +163,8 @@ def test_two_people_see_each_other_share_a_notebook_chat_and_leave(
         # Each sees the other appear: avatar and count in the status bar, a row in the panel.
         expect(lobby_avatar(ada, bob)).to_be_visible(timeout=SEEN_TIMEOUT)
         expect(lobby_avatar(bob, ada)).to_be_visible(timeout=SEEN_TIMEOUT)
-        expect(ada.page.locator(".nyo-statusbar .nyo-count")).to_have_text("2 online")
-        expect(bob.page.locator(".nyo-statusbar .nyo-count")).to_have_text("2 online")
+        expect(ada.page.locator(".nyo-statusbar .nyo-count")).to_have_text("2 here")
+        expect(bob.page.locator(".nyo-statusbar .nyo-count")).to_have_text("2 here")
         expect(panel_entry(ada, bob).locator(".nyo-person-name")).to_have_text(bob.name)
         expect(panel_entry(ada, ada).locator(".nyo-person-name")).to_have_text(f"{ada.name} (you)")
         ada.shot("01-ada-sees-bob-arrive")
@@ -221,7 +221,7 @@ def test_two_people_see_each_other_share_a_notebook_chat_and_leave(
         # Bob leaves: he disappears from Ada's lobby, panel and notebook.
         bob.close()
         expect(lobby_avatar(ada, bob)).to_have_count(0, timeout=SEEN_TIMEOUT)
-        expect(ada.page.locator(".nyo-statusbar .nyo-count")).to_have_text("1 online")
+        expect(ada.page.locator(".nyo-statusbar .nyo-count")).to_have_text("1 here")
         expect(panel_entry(ada, bob)).to_have_count(0)
         expect(doc_badge(ada, "shared.ipynb")).to_have_attribute("data-count", "0")
         expect(ada.page.locator(".lm-TabBar-tab[data-nyo-others]")).to_have_count(0)
@@ -519,7 +519,7 @@ def test_another_extension_uses_the_pages_connection_through_irealtime(
         widget = ada.page.locator("#who-is-here")
         expect(widget).to_be_visible()
         row = widget.locator(f'li[data-user-id="{bob.user_id}"]')
-        expect(row).to_have_text(f"{bob.name}: online", timeout=SEEN_TIMEOUT)
+        expect(row).to_have_text(f"{bob.name}: here", timeout=SEEN_TIMEOUT)
         expect(widget.locator(f'li[data-user-id="{ada.user_id}"]')).to_have_text(
             f"{ada.name}: online"
         )

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import getpass
 import json
+import re
 import time
 from typing import Any
 
@@ -89,6 +90,48 @@ async def test_presence_and_chat_widgets_with_an_outside_user(
         await kernel.run("chat.close(); presence.close()")
         left = await grace.expect("user:left")
         assert left["member"]["userId"] == me["userId"]
+
+
+async def test_the_chat_widget_renders_markdown_as_the_panel_does_and_safely(
+    jp_fetch: Any, jp_serverapp: Any, jupyter_ws_url: str, connect: Any, token: Any
+) -> None:
+    async with running_kernel(jp_fetch, jp_serverapp) as kernel:
+        await kernel.run(
+            "from nyo_realtime_ext import ChatWidget\n"
+            "chat = ChatWidget('lab:markdown')\n"
+            "display(chat)"
+        )
+        grace = await connect(jupyter_ws_url, token("grace", name="Grace Hopper"))
+        await grace.subscribe("lab:markdown")
+        said = [
+            "This is **bold**\n\n```python\ndef f():\n    return 1\n```",
+            "multi line 0\nline 1\nline 2",
+            '<img src=x onerror="alert(1)"><script>alert(2)</script>[me](javascript:alert(3))',
+            "![tracker](https://third-party.example/pixel.png) ![dot](data:image/png;base64,AAAA)",
+            "*a" * 65536,  # a Markdown parser's worst case: 128 KiB
+        ]
+        for text in said:
+            await grace.request(
+                {"type": "broadcast", "channel": "lab:markdown", "event": "chat:message",
+                 "payload": {"text": text}}
+            )  # fmt: skip
+        await comm_update_containing(kernel, "Long message (128 KiB)")
+        log = await kernel.value("chat._log.value")
+        # Markdown, with the code block's indentation kept.
+        assert "<strong>bold</strong>" in log and "**bold**" not in log
+        assert "<pre><code" in log and "    return 1" in log and "```" not in log
+        # Each newline a line break.
+        assert re.search(r"multi line 0<br>\s*line 1<br>\s*line 2", log)
+        # Nothing that could act.
+        assert "onerror" not in log and "<script" not in log and "javascript:" not in log
+        # No image from another site: a link to it; a data: image shows.
+        assert '<img src="https://third-party.example' not in log
+        assert 'href="https://third-party.example/pixel.png"' in log
+        assert '<img src="data:image/png;base64,AAAA"' in log
+        # Past 16 KiB: plain text, collapsed, no Markdown parser involved.
+        assert '<details class="nyo-chat-long">' in log and "<em>" not in log
+        # Times carry the instant; the browser writes it in its locale.
+        assert log.count("<time ") == len(said) and 'data-ts="' in log
 
 
 async def test_a_renamed_user_shows_live_in_the_presence_widget(
@@ -235,7 +278,7 @@ def test_chat_widget_keeps_the_last_messages_and_closing_unsubscribes(server: An
         bobs.wait_for(lambda c: len(c.messages) == 3)
         chat.channel.wait_for(lambda c: len(c.messages) == 3)
         assert [m["payload"]["text"] for m in chat.messages] == ["two", "three"]
-        assert "<br>three<" in chat._log.value and "<br>one<" not in chat._log.value
+        assert "<p>three</p>" in chat._log.value and "<p>one</p>" not in chat._log.value
         chat.close()  # the presence widget still uses the channel
         assert [m["userId"] for m in bobs.wait_for(lambda c: len(c.members) == 2).members]
         presence.close()  # the last one: ada leaves
@@ -264,7 +307,7 @@ def test_people_with_one_name_stay_apart_and_chat_uses_their_profile(server: Any
             lambda c: any(m.get("event") == "chat:message" for c in [c] for m in c.messages)
         )
         log = chat._log.value
-        assert "first line<br>second line" in log
+        assert re.search(r"first line<br>\s*second line", log)
         assert "background:#0000aa" in log  # bob's own colour, as on the panel
         assert '<b title="bob">Sam</b>' in log
         chat.close()

@@ -16,6 +16,7 @@ import {
   resolveCell
 } from './activity';
 import { personOf, renderAvatar } from './avatars';
+import { chatTime } from './chatText';
 import { effectiveColor } from './colors';
 import type { Member } from './client';
 import type { RealtimeModel } from './model';
@@ -33,7 +34,7 @@ export function cellRefOf(notebook: Notebook, cell: Cell): CellRef {
 }
 
 export function timeOf(ts: number): string {
-  return new Date(ts).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
+  return chatTime(ts);
 }
 
 export class NotebookMarks implements IDisposable {

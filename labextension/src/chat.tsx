@@ -8,6 +8,7 @@ import * as React from 'react';
 import { useEffect, useLayoutEffect, useMemo, useRef, useState } from 'react';
 
 import { Avatar } from './avatar';
+import { chatMarkdown, chatTime, MAX_MARKDOWN_LENGTH } from './chatText';
 import { Member } from './client';
 import { useChannel } from './hooks';
 import {
@@ -41,16 +42,45 @@ function ChatText(props: {
 }): React.ReactElement {
   const { text, renderMarkdown } = props;
   const host = useRef<HTMLDivElement>(null);
+  // Too long for a Markdown parser to be safe with (one hostile message could
+  // freeze every reader's page): plain text, collapsed.
+  const markdown = renderMarkdown && text.length <= MAX_MARKDOWN_LENGTH;
+  const [expanded, setExpanded] = useState(false);
   useEffect(() => {
-    if (!renderMarkdown || !host.current) {
+    if (!markdown || !renderMarkdown || !host.current) {
       return;
     }
-    const rendered = renderMarkdown(text, host.current);
+    const rendered = renderMarkdown(chatMarkdown(text), host.current);
     return () => rendered.dispose();
-  }, [text, renderMarkdown]);
-  // Without a renderer: text, never HTML, since chat is what other people typed.
+  }, [text, markdown, renderMarkdown]);
+  if (markdown) {
+    return (
+      <div className="nyo-chat-text">
+        <div ref={host} />
+      </div>
+    );
+  }
+  // Text, never HTML, since chat is what other people typed.
+  if (text.length <= MAX_MARKDOWN_LENGTH) {
+    return <div className="nyo-chat-text nyo-chat-plain">{text}</div>;
+  }
   return (
-    <div className="nyo-chat-text">{renderMarkdown ? <div ref={host} /> : text}</div>
+    <div
+      className={`nyo-chat-text nyo-chat-plain nyo-chat-long${
+        expanded ? '' : ' nyo-mod-collapsed'
+      }`}
+    >
+      <div className="nyo-chat-long-text">{text}</div>
+      <button
+        type="button"
+        className="nyo-chat-expand jp-mod-styled"
+        onClick={() => setExpanded(!expanded)}
+      >
+        {expanded
+          ? 'Show less'
+          : `Show all (${Math.round(text.length / 1024)} KiB, as plain text)`}
+      </button>
+    </div>
   );
 }
 
@@ -73,7 +103,7 @@ function ChatLine(props: {
         <div className="nyo-chat-head">
           <span className="nyo-chat-author">{model.nameOf(entry.userId)}</span>
           <time className="nyo-chat-time" dateTime={when.toISOString()}>
-            {when.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' })}
+            {chatTime(entry.ts)}
           </time>
         </div>
         <ChatText text={entry.text} renderMarkdown={renderMarkdown} />
@@ -238,14 +268,34 @@ export function Chat(props: {
   const me = model.me;
   const myself = me && { userId: me.userId, name: model.nameOf(me.userId) };
 
-  // Follow new lines while the reader is at the bottom; leave them be if not.
+  // Follow the newest line while the reader is at the bottom; leave the log be
+  // if they scrolled up. Not on new entries alone: a message grows after React
+  // has rendered it (the Markdown renderer is asynchronous), and a hidden log
+  // has no height to scroll. Whenever the log or what is in it changes size
+  // (a message filled in, the panel shown again), it goes back to the bottom.
   const log = useRef<HTMLOListElement>(null);
   const atBottom = useRef(true);
+  const lastTop = useRef(0);
   useLayoutEffect(() => {
     const node = log.current;
-    if (node && atBottom.current) {
-      node.scrollTop = node.scrollHeight;
+    if (!node) {
+      return;
     }
+    const follow = () => {
+      if (atBottom.current && node.clientHeight > 0) {
+        node.scrollTop = node.scrollHeight;
+      }
+    };
+    follow();
+    if (typeof ResizeObserver === 'undefined') {
+      return;
+    }
+    const observer = new ResizeObserver(follow);
+    observer.observe(node);
+    for (const child of Array.from(node.children)) {
+      observer.observe(child);
+    }
+    return () => observer.disconnect();
   }, [entries]);
 
   return (
@@ -257,8 +307,18 @@ export function Chat(props: {
         ref={log}
         onScroll={() => {
           const node = log.current!;
-          atBottom.current =
-            node.scrollHeight - node.scrollTop - node.clientHeight < 20;
+          // Hidden (no height): nobody scrolled.
+          if (node.clientHeight === 0) {
+            return;
+          }
+          // Only scrolling up leaves the bottom: a message that grew after we
+          // scrolled down moves the bottom away without anyone scrolling.
+          if (node.scrollHeight - node.scrollTop - node.clientHeight < 20) {
+            atBottom.current = true;
+          } else if (node.scrollTop < lastTop.current) {
+            atBottom.current = false;
+          }
+          lastTop.current = node.scrollTop;
         }}
       >
         {entries.map(entry => (

@@ -7,6 +7,7 @@
  * - `useChannel(ws, channel, {onMessage})`: `{messages, send, isSubscribed}`.
  * - `usePresence(ws, channel)`: `{members, updateStatus}`.
  * - `useRealtimeChannel(options, channel)`: all of it in one call.
+ * - `useLobby(realtime)`: `realtime.lobby`, re-rendering when the setting moves it.
  *
  * `ws` is what `useWebSocket` returned, an `IRealtime`, or a `RealtimeClient`.
  * Channels are shared with the rest of the page (see `openChannel`): a
@@ -37,6 +38,7 @@ import {
   WebSocketFactory,
   WebSocketLike
 } from './client';
+import type { ISignal } from '@lumino/signaling';
 import { ChannelSnapshot, EMPTY_SNAPSHOT, openChannel, peekChannel } from './store';
 
 /** The client options of `useWebSocket`, with their defaults. */
@@ -113,6 +115,42 @@ export interface UsePresenceResult {
 
 export interface UseRealtimeChannelResult extends UseChannelResult, UsePresenceResult {
   readonly connectionState: ConnectionState;
+}
+
+/** A source that says when its lobby moves: an `IRealtime`. */
+interface LobbySource {
+  readonly lobby: string;
+  readonly lobbyChanged: ISignal<unknown, string>;
+}
+
+function lobbySourceOf(source: RealtimeSource): LobbySource | undefined {
+  const candidate = source as Partial<LobbySource> | null | undefined;
+  return candidate && typeof candidate === 'object' && candidate.lobbyChanged
+    ? (candidate as LobbySource)
+    : undefined;
+}
+
+/**
+ * `realtime.lobby` as React state: the component re-renders when the `lobby`
+ * setting moves it. `useChannel` and `usePresence` do this themselves when
+ * given an `IRealtime`, so `usePresence(realtime, realtime.lobby)` follows it.
+ */
+export function useLobby(realtime: RealtimeSource): string | undefined {
+  const source = lobbySourceOf(realtime);
+  const subscribe = useCallback(
+    (notify: () => void) => {
+      if (!source) {
+        return () => undefined;
+      }
+      const slot = () => notify();
+      source.lobbyChanged.connect(slot);
+      return () => {
+        source.lobbyChanged.disconnect(slot);
+      };
+    },
+    [source]
+  );
+  return useSyncExternalStore(subscribe, () => source?.lobby);
 }
 
 /** The client behind a source. */
@@ -271,6 +309,8 @@ export function useChannel(
   options: UseChannelOptions = {}
 ): UseChannelResult {
   const client = clientOf(ws);
+  // Re-render when an IRealtime's lobby moves: the caller's `realtime.lobby` is new.
+  useLobby(ws);
   const { messages, isSubscribed } = useChannelSnapshot(client, channelId, options);
   const send = useCallback(
     (event: string, payload: unknown = null, sendOptions?: { echo?: boolean }) => {
@@ -293,6 +333,7 @@ export function useChannel(
 /** Members of a presence channel as state, and our own status. */
 export function usePresence(ws: RealtimeSource, channelId: string): UsePresenceResult {
   const client = clientOf(ws);
+  useLobby(ws);
   const { members } = useChannelSnapshot(client, channelId);
   const updateStatus = useCallback(
     (status: Status, meta?: Record<string, unknown>) => {

@@ -15,7 +15,7 @@ import { Notification } from '@jupyterlab/apputils';
 import { IDocumentWidgetOpener } from '@jupyterlab/docmanager';
 import { IDocumentWidget } from '@jupyterlab/docregistry';
 import { Notebook, NotebookActions } from '@jupyterlab/notebook';
-import { IRenderMimeRegistry, MimeModel } from '@jupyterlab/rendermime';
+import { IRenderMime, IRenderMimeRegistry, MimeModel } from '@jupyterlab/rendermime';
 import { ServerConnection } from '@jupyterlab/services';
 import { ISettingRegistry } from '@jupyterlab/settingregistry';
 import { IStatusBar } from '@jupyterlab/statusbar';
@@ -26,6 +26,7 @@ import { Widget } from '@lumino/widgets';
 import { CellRef, resolveCell } from './activity';
 import { cellRefOf, NotebookMarks } from './cells';
 import { MarkdownRenderer } from './chat';
+import { withoutRemoteImages } from './chatText';
 import { Member, RealtimeClient } from './client';
 import { LOBBY } from './channels';
 import { RealtimeModel } from './model';
@@ -112,11 +113,21 @@ async function knownPeople(
 /**
  * Chat as Markdown through JupyterLab's own renderer: untrusted, so its
  * sanitizer strips scripts, event handlers and anything else that could act;
- * code blocks come out highlighted like a notebook's Markdown cells.
+ * code blocks come out highlighted like a notebook's Markdown cells. Images
+ * from another site become links before the HTML reaches the page, so that
+ * no third party learns who reads the chat, or when.
  */
 function markdownRenderer(rendermime: IRenderMimeRegistry): MarkdownRenderer {
+  const base = rendermime.sanitizer;
+  const sanitizer: IRenderMime.ISanitizer = {
+    sanitize: (dirty, options) =>
+      withoutRemoteImages(base.sanitize(dirty, options), document.baseURI),
+    getAutolink: () => base.getAutolink?.() ?? true,
+    allowNamedProperties: base.allowNamedProperties
+  };
+  const chat = rendermime.clone({ sanitizer });
   return (text, host) => {
-    const renderer = rendermime.createRenderer('text/markdown');
+    const renderer = chat.createRenderer('text/markdown');
     const model = new MimeModel({ data: { 'text/markdown': text }, trusted: false });
     // The node only, not `Widget.attach`: React removes the host before its
     // effects clean up, and disposing an attached widget whose node is already
@@ -301,7 +312,12 @@ const plugin: JupyterFrontEndPlugin<IRealtime> = {
       documentScope: scope,
       lobby: options.lobby
     });
-    const realtime = createRealtime(client, scope, () => model.lobbyName);
+    const realtime = createRealtime(
+      client,
+      scope,
+      () => model.lobbyName,
+      model.lobbyChanged
+    );
     client.errors.connect(error => {
       console.warn(`nyo-realtime: ${error.code}: ${error.message}`);
     });

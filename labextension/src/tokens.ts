@@ -7,6 +7,7 @@
  * See docs/react.md.
  */
 import { Token } from '@lumino/coreutils';
+import { ISignal, Signal } from '@lumino/signaling';
 
 import { documentChannel, LOBBY } from './channels';
 import type { RealtimeClient } from './client';
@@ -20,8 +21,14 @@ export interface IRealtime {
    * share channels with the rest of the page.
    */
   readonly client: RealtimeClient;
-  /** The channel everyone on this Jupyter server is in: presence and chat. */
+  /**
+   * The channel everyone on this Jupyter server is in: presence and chat. The
+   * `lobby` setting may move it while the page is open: read it each time,
+   * and follow `lobbyChanged` (the hooks do, for React components).
+   */
   readonly lobby: string;
+  /** Emits the new `lobby` when it moves (the setting changed in the Settings Editor). */
+  readonly lobbyChanged: ISignal<IRealtime, string>;
   /** The presence channel of a document path on this server (scoped on JupyterHub). */
   documentChannel(path: string): string;
   /**
@@ -40,20 +47,35 @@ export const IRealtime = new Token<IRealtime>(
  * An `IRealtime` over a client: what the plugin provides, and what a page
  * outside JupyterLab (or a test) can build around a client of its own.
  * `documentScope` is the server's `Realtime.document_scope` ('' when shared);
- * `lobby` says the lobby's current channel name.
+ * `lobby` says the lobby's current channel name, and `lobbyChanged`, when
+ * given, says when that changed (`IRealtime.lobbyChanged` then emits the new name).
  */
 export function createRealtime(
   client: RealtimeClient,
   documentScope = '',
-  lobby: () => string = () => LOBBY
+  lobby: () => string = () => LOBBY,
+  lobbyChanged?: ISignal<unknown, unknown>
 ): IRealtime {
-  return {
+  const realtime: IRealtime = {
     client,
     // Read each time: the `lobby` setting may move it while the page is open.
     get lobby() {
       return lobby();
     },
+    get lobbyChanged() {
+      return changed;
+    },
     documentChannel: path => documentChannel(path, documentScope),
     openChannel: (name, options) => openChannel(client, name, options)
   };
+  const changed = new Signal<IRealtime, string>(realtime);
+  let last = lobby();
+  lobbyChanged?.connect(() => {
+    const now = lobby();
+    if (now !== last) {
+      last = now;
+      changed.emit(now);
+    }
+  });
+  return realtime;
 }

@@ -68,6 +68,17 @@ function statusPicker(model: RealtimeModel): HTMLSelectElement {
   return select;
 }
 
+/** "2 online, 1 away": how many of `members` have each status. */
+export function statusCounts(members: readonly Member[]): string {
+  const counts = new Map<Status, number>();
+  for (const member of members) {
+    counts.set(member.status, (counts.get(member.status) ?? 0) + 1);
+  }
+  return [...counts]
+    .map(([status, n]) => `${n} ${STATUS_LABELS[status]?.toLowerCase() ?? status}`)
+    .join(', ');
+}
+
 /**
  * The status bar item: avatars of who is online in the lobby, how many, and
  * one's own status. Clicking the avatars opens the side panel.
@@ -104,8 +115,11 @@ export class PresenceStatus extends Widget {
       );
     }
     node.appendChild(faces);
-    const count = el('span', 'nyo-count', `${members.length} online`);
+    // Everyone connected is here, whatever their status; the statuses are
+    // counted apart ("2 online, 1 away"), not all called online.
+    const count = el('span', 'nyo-count', `${members.length} here`);
     count.dataset.count = String(members.length);
+    count.title = statusCounts(members);
     node.appendChild(count);
 
     if (this._picker && focused) {

@@ -12,12 +12,14 @@ import {
   renderHook,
   waitFor
 } from '@testing-library/react';
+import { Signal } from '@lumino/signaling';
 import * as React from 'react';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 
 import { Member, Message, RealtimeClient, WebSocketLike } from '../src/client';
 import {
   useChannel,
+  useLobby,
   usePresence,
   useRealtimeChannel,
   useWebSocket,
@@ -259,6 +261,56 @@ describe('the hooks on a shared connection (IRealtime)', () => {
     expect(rec.frames('unsubscribe', room)).toHaveLength(1);
     expect(realtime.client.state).toBe('open');
     expect(peekChannel(realtime.client, room)).toBeUndefined();
+  });
+
+  it('usePresence(realtime, realtime.lobby) follows the lobby when it moves', async () => {
+    const client = new RealtimeClient({
+      url: server.url,
+      token: makeToken('ada'),
+      createSocket,
+      reconnectDelay: 50,
+      maxReconnectDelay: 400
+    });
+    clients.push(client);
+    const first = fresh('presence-lobby-a');
+    const second = fresh('presence-lobby-b');
+    // What the plugin does: the lobby's name from the settings, and a signal
+    // when the Settings Editor changes it.
+    let lobby = first;
+    const moved = new Signal<unknown, void>({});
+    const realtime = createRealtime(client, '', () => lobby, moved);
+    const announced: string[] = [];
+    realtime.lobbyChanged.connect((_, name) => announced.push(name));
+    await client.connect();
+    const bob = await other('bob');
+    bob.channel(second);
+    await eventually(
+      () => bob.channel(second).isSubscribed,
+      'bob is in the second lobby'
+    );
+
+    // As docs/react.md writes it: nothing re-renders this component but the hooks.
+    const { result } = renderHook(() => ({
+      lobby: useLobby(realtime),
+      members: usePresence(realtime, realtime.lobby).members
+    }));
+    await waitFor(() =>
+      expect(result.current.members.map(m => m.userId)).toEqual(['ada'])
+    );
+    expect(result.current.lobby).toBe(first);
+
+    lobby = second;
+    moved.emit();
+    expect(announced).toEqual([second]);
+    await waitFor(() =>
+      expect(result.current.members.map(m => m.userId).sort()).toEqual(['ada', 'bob'])
+    );
+    expect(result.current.lobby).toBe(second);
+    // The old lobby is let go.
+    await eventually(
+      () => peekChannel(client, first) === undefined,
+      'first lobby released'
+    );
   });
 
   it('a component mounted late gets what the channel already received', async () => {
