@@ -15,7 +15,7 @@ import pytest
 from .redis_server import RedisServer
 from .standalone_server import StandaloneServer, free_port  # noqa: F401
 from .tokens import SECRET, make_token
-from .wsclient import WSClient
+from .wsclient import TIMEOUT, WSClient
 
 pytest_plugins = ["pytest_jupyter.jupyter_server"]
 
@@ -78,7 +78,7 @@ def connect() -> Iterator[Any]:
         client = await WSClient.open(url, token, **kw)
         clients.append(client)
         if token is not None and authenticate:
-            frame = await client.expect("authenticated")
+            frame = await client.expect("authenticated", kw.get("timeout", TIMEOUT))
             client.connection_id = frame["connectionId"]
         return client
 

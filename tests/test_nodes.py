@@ -524,7 +524,9 @@ async def test_two_thousand_clients_of_a_killed_node_all_recover_on_a_survivor(n
         missed[name] = sent["id"]
 
     async def move(i: int, user: str) -> tuple[dict[str, Any], dict[str, Any] | None]:
-        client = await connect(b.url, make_token(user))
+        # All at once: 2,000 handshakes on one test process of a busy 2-core box
+        # take longer than one usually does.
+        client = await connect(b.url, make_token(user), timeout=120)
         name = names[i % CROWD_CHANNELS]
         reply = await client.request({"type": "subscribe", "channel": name, "since": seen[name]})
         if reply["type"] != "subscribed":

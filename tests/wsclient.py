@@ -27,12 +27,13 @@ class WSClient:
     async def open(
         cls, url: str, token: str | None = None, *, headers: dict[str, str] | None = None,
         query_token: bool = True, max_message_size: int = 64 * 1024 * 1024,
+        timeout: float = TIMEOUT,
     ) -> WSClient:  # fmt: skip
         if token is not None and query_token:
             url = f"{url}{'&' if '?' in url else '?'}token={token}"
         request = HTTPRequest(url, headers=headers or {})
         ws = await asyncio.wait_for(
-            websocket_connect(request, max_message_size=max_message_size), TIMEOUT
+            websocket_connect(request, max_message_size=max_message_size), timeout
         )
         return cls(ws)
 
