@@ -9,9 +9,9 @@ protocol:
   the same ids. An id is `epoch-seq`; the epoch is made when the channel's
   sequence is (re)created, so if Redis loses it, an old `since` is unknown and
   its client gets `recovered: false`.
-- **Encode once.** The publishing node encodes the frame without its id; the
-  script appends the id; every node writes the bytes it receives to its
-  subscribers as they are.
+- **Encode once.** The publishing node encodes the frame with frames.py, as the
+  bytes before the id and after it; the script puts the id between them; every
+  node writes the bytes it receives to its subscribers as they are.
 - **Presence across nodes.** A member is one user per channel, however many
   connections on however many nodes; joins and leaves are scripts too, so
   exactly one `user:joined` and one `user:left` go out, on the channel's
