@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-import orjson
+from . import frames
 
 
 class ChannelKey(NamedTuple):
@@ -28,16 +28,7 @@ class Identity:
     channels: frozenset[str] | None = None  # private channels granted by the token
 
     def to_wire(self) -> dict[str, Any]:
-        user: dict[str, Any] = {
-            "userId": self.user_id,
-            "tenantId": self.tenant_id,
-            "name": self.name or self.user_id,
-        }
-        if self.color:
-            user["color"] = self.color
-        if self.avatar_url:
-            user["avatar_url"] = self.avatar_url
-        return user
+        return frames.identity_wire(self)
 
     def same_principal(self, other: Identity) -> bool:
         return self.user_id == other.user_id and self.tenant_id == other.tenant_id
@@ -68,13 +59,7 @@ class Channel:
     created_by: str | None = field(default=None, compare=False)
 
     def to_wire(self) -> dict[str, Any]:
-        return {
-            "name": self.key.name,
-            "type": self.type,
-            "owner": self.owner,
-            "members": list(self.members),
-            "createdAt": int(self.created_at * 1000),
-        }
+        return frames.channel_wire(self)
 
 
 @dataclass(frozen=True)
@@ -89,18 +74,12 @@ class Message:
     wire: bytes | None = field(default=None, compare=False, repr=False)
 
     def encoded(self) -> bytes:
-        return self.wire if self.wire is not None else orjson.dumps(self.to_wire())
+        return self.wire if self.wire is not None else frames.message_of(self)
 
     def to_wire(self) -> dict[str, Any]:
-        return {
-            "type": "message",
-            "channel": self.channel,
-            "id": self.id,
-            "event": self.event,
-            "payload": self.payload,
-            "from": self.sender,
-            "ts": int(self.ts * 1000),
-        }
+        return frames.message_wire(
+            self.channel, self.id, self.event, self.payload, self.sender, int(self.ts * 1000)
+        )
 
 
 @dataclass
@@ -118,17 +97,4 @@ class Member:
     avatar_url: str | None = None
 
     def to_wire(self) -> dict[str, Any]:
-        member: dict[str, Any] = {
-            "userId": self.user_id,
-            "name": self.name,
-            "status": self.status,
-            "meta": self.meta,
-            "joinedAt": int(self.joined_at * 1000),
-            "lastSeen": int(self.last_seen * 1000),
-            "connections": len(self.connections),
-        }
-        if self.color:
-            member["color"] = self.color
-        if self.avatar_url:
-            member["avatar_url"] = self.avatar_url
-        return member
+        return frames.member_wire(self)

@@ -17,6 +17,7 @@ import dataclasses
 import re
 from typing import Any
 
+from .frames import profile_answer
 from .models import Identity, Profile
 from .protocol import ErrorCode, ProtocolError
 
@@ -101,9 +102,6 @@ def effective(identity: Identity, profile: Profile | None) -> Identity:
 def profile_wire(identity: Identity, profile: Profile) -> dict[str, Any]:
     """The answer of `GET`/`PUT profile`: effective values, and what was chosen."""
     shown = effective(identity, profile)
-    return {
-        "userId": identity.user_id,
-        "name": shown.name or shown.user_id,
-        "color": shown.color,
-        "chosen": profile.to_wire(),
-    }
+    return profile_answer(
+        identity.user_id, shown.name or shown.user_id, shown.color, profile.to_wire()
+    )

@@ -1,4 +1,7 @@
-"""Frames of docs/protocol.md: parse and validate what clients send, build what we send.
+"""Frames of docs/protocol.md: parse and validate what clients send; codes and limits.
+
+What the server sends is written by `frames.py` (`encode`, `reply` and `error` are
+re-exported here for the code that has always found them here).
 
 Parsing never trusts the client: every field is checked here, so the hub only
 ever sees well-formed requests, and every bad frame becomes a `ProtocolError`
@@ -13,6 +16,9 @@ from typing import Any
 import orjson
 
 from .constants import STATUSES as STATUSES  # re-exported: the frames check statuses
+from .frames import encode as encode
+from .frames import error as error
+from .frames import reply as reply
 
 PROTOCOL_VERSION = 1
 
@@ -70,10 +76,6 @@ class ProtocolError(Exception):
         return error(self.code, self.message, self.ref, self.channel)
 
 
-def encode(frame: dict[str, Any]) -> bytes:
-    return orjson.dumps(frame)
-
-
 def encode_value(value: Any, field: str, ref: Any = None, channel: str | None = None) -> bytes:
     """`value` as JSON, or `bad_request`: the decoder accepts nesting up to 1024 levels,
     the encoder only up to 254, and what cannot be sent must be refused on input."""
@@ -83,22 +85,6 @@ def encode_value(value: Any, field: str, ref: Any = None, channel: str | None = 
         raise ProtocolError(
             ErrorCode.BAD_REQUEST, f"`{field}` is nested too deep", ref, channel
         ) from None
-
-
-def error(code: str, message: str, ref: Any = None, channel: str | None = None) -> dict[str, Any]:
-    frame: dict[str, Any] = {"type": "error", "code": code, "message": message}
-    if ref is not None:
-        frame["ref"] = ref
-    if channel is not None:
-        frame["channel"] = channel
-    return frame
-
-
-def reply(type_: str, ref: Any, **fields: Any) -> dict[str, Any]:
-    frame = {"type": type_, **fields}
-    if ref is not None:
-        frame["ref"] = ref
-    return frame
 
 
 def is_valid_channel(name: Any) -> bool:

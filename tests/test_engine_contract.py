@@ -19,6 +19,7 @@ from typing import Any, NamedTuple
 import orjson
 import pytest
 
+from nyo_realtime_ext import frames
 from nyo_realtime_ext.config import Realtime
 from nyo_realtime_ext.engines import Engine, EngineUnavailable, History, MemoryEngine
 from nyo_realtime_ext.engines.memory import Store
@@ -70,6 +71,7 @@ class Recorder:
 
     def __init__(self) -> None:
         self.deliveries: list[Delivery] = []
+        self.raw: list[tuple[ChannelKey, bytes, str | None]] = []  # the frames as delivered
         self.changed: list[ChannelKey] = []
         self.resyncs: list[ChannelKey] = []
 
@@ -77,6 +79,7 @@ class Recorder:
         self, key: ChannelKey, frame: bytes, message_id: str | None, skip: str | None
     ) -> None:
         self.deliveries.append(Delivery(key, orjson.loads(frame), message_id, skip))
+        self.raw.append((key, frame, skip))
 
     def channel_changed(self, key: ChannelKey) -> None:
         self.changed.append(key)
@@ -797,6 +800,79 @@ async def test_a_profile_change_updates_each_channel_of_the_user_once(engine):
 
 
 # -- the Redis engine only: races between nodes --------------------------------------
+
+
+# -- one wire format: both engines send the same bytes ----------------------------------
+
+DEE = Identity("dee", "acme", name='Dee/Ä "D"', color="#0a0b0c", avatar_url="https://x.org/d.png")
+EVE = Identity("eve", "acme", name="Eve")
+
+
+async def _wire_of(engine: Harness) -> tuple[list[tuple[bytes, str | None]], list[bytes]]:
+    """The same events on `engine`: every frame it delivered (ids without their random
+    epoch, the marker messages of `settle` left out) and the member lists it answered."""
+    e = await engine.open()
+    key = await engine.channel()
+    now, lists = 1795676700.0, []
+    sender = {"userId": "ada", "connectionId": "c-1"}
+    payload = {"text": "hi / there", "n": 1.5, "big": 2**60, "u": "é\u2028", "l": [None, True]}
+    await e.broker.publish(key, "chat:message", payload, sender, now)
+    await e.broker.publish(key, "tick", None, None, now + 0.0015)
+    await e.profiles.update(EVE, {"name": "Evelyn/E", "color": "#abcdef"}, now)
+    await e.presence.join(key, ADA, "c-1", now)
+    await e.presence.join(key, BOB, "c-2", now + 1)
+    await e.presence.join(key, BOB, "c-3", now + 2)  # a second tab: no event
+    await e.presence.join(key, DEE, "c-4", now + 3, "busy", {"file": "a/b.ipynb"})
+    await e.presence.join(key, EVE, "c-5", now + 4)  # shown as she chose
+    await e.presence.join(key, CY, "c-6", now + 5, lease=30.0)  # an HTTP member
+    lists.append(frames.encode(frames.members_wire(await e.presence.members(key))))
+    await e.presence.update(key, "ada", now + 6, "away", {"z": [1, 2.5], "a": {"b": "/"}})
+    await e.presence.update(key, "ada", now + 7, "away")  # no change: no event
+    await e.profiles.update(BOB, {"name": "Robert/R", "color": "#123456"}, now + 8)
+    await e.profiles.update(DEE, {"name": "Dee2"}, now + 9)
+    await e.profiles.update(DEE, {"color": None}, now + 10)  # hers again: no change
+    await e.profiles.update(EVE, {"name": None}, now + 11)
+    lists.append(frames.encode(frames.members_wire(await e.presence.members(key))))
+    await e.presence.leave(key, "bob", "c-3", now + 12)  # not his last: no event
+    await e.presence.leave(key, "bob", "c-2", now + 13)
+    await e.presence.leave(key, "dee", "c-4", now + 14)
+    lists.append(frames.encode(frames.members_wire(await e.presence.members(key))))
+    lists.append(frames.encode(frames.members_wire(await e.presence.offline(key))))
+    history = await e.broker.history(key, "", 2, now)
+    lists.append(
+        re.sub(
+            rb'"id":"[0-9A-Za-z]+-', b'"id":"E-', b"\n".join(m.encoded() for m in history.messages)
+        )
+    )
+    await engine.settle(key)
+    delivered = [
+        (re.sub(rb'"id":"[0-9A-Za-z]+-', b'"id":"E-', frame), skip)
+        for k, frame, skip in engine.events.raw
+        if k == key and SETTLE_EVENT.encode() not in frame
+    ]
+    await engine.close()
+    return delivered, lists
+
+
+async def test_both_engines_send_byte_identical_frames(redis_server):
+    memory, redis = Harness("memory", None), Harness("redis", redis_server.url)
+    memory_frames, memory_lists = await _wire_of(memory)
+    redis_frames, redis_lists = await _wire_of(redis)
+    types = [orjson.loads(frame)["type"] for frame, _ in memory_frames]
+    assert (
+        types
+        == ["message"] * 2 + ["user:joined"] * 5 + ["presence:updated"] * 4 + ["user:left"] * 2
+    )
+    assert redis_frames == memory_frames
+    assert redis_lists == memory_lists
+    # A message read back from history is the frame that was delivered.
+    assert redis_lists[-1].split(b"\n") == [frame for frame, _ in memory_frames[:2]]
+    message = orjson.loads(memory_frames[0][0])
+    assert list(message) == ["type", "channel", "id", "event", "payload", "from", "ts"]
+    member = orjson.loads(memory_lists[0])[1]  # bob
+    assert list(member) == [
+        "userId", "name", "color", "joinedAt", "status", "meta", "lastSeen", "connections"
+    ]  # fmt: skip
 
 
 @pytest.fixture

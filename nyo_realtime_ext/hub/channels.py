@@ -6,6 +6,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from .. import frames
 from ..models import Channel, ChannelKey, Identity
 from ..protocol import CloseCode, ErrorCode, ProtocolError, channel_type_for
 from .session import Session
@@ -173,7 +174,7 @@ class Channels:
             )
 
     async def members_wire(self, key: ChannelKey) -> list[dict[str, Any]]:
-        return [m.to_wire() for m in await self.engine.presence.members(key)]
+        return frames.members_wire(await self.engine.presence.members(key))
 
     async def collect_idle(self) -> int:
         """Forget channels nobody has used for `channel_idle_ttl` (but not those

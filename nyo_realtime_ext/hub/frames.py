@@ -9,9 +9,10 @@ import orjson
 
 from ..auth import AuthError, TokenExpired
 from ..engines.base import EngineUnavailable
+from ..frames import error, reply
 from ..hooks import HookFailed
 from ..models import Channel, ChannelKey, Identity, Message
-from ..protocol import CloseCode, ErrorCode, ProtocolError, decode, error, reply
+from ..protocol import CloseCode, ErrorCode, ProtocolError, decode
 from .session import Held, Session
 
 if TYPE_CHECKING:

@@ -20,10 +20,11 @@ from typing import Any
 from ..audit import Audit, log_audit
 from ..auth import Authenticator, AuthError
 from ..engines.base import Engine, EngineUnavailable
+from ..frames import encode, error, reply
 from ..hooks import Client, Hooks
 from ..models import ChannelKey, Identity, Profile
 from ..profiles import effective
-from ..protocol import PROTOCOL_VERSION, CloseCode, ErrorCode, encode, error, reply
+from ..protocol import PROTOCOL_VERSION, CloseCode, ErrorCode
 from ..ratelimit import RateLimiter
 from .channels import Channels
 from .facade import Facade

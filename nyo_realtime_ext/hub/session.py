@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from ..frames import encode
 from ..models import ChannelKey, Identity
-from ..protocol import encode
 from ..ratelimit import TokenBucket
 
 # What a subscriber being set up holds back: (frame, message id or None).

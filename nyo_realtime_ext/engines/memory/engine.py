@@ -21,9 +21,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from ... import frames
 from ...models import Channel, ChannelKey, Identity, Member, Message, Profile
 from ...profiles import changed, effective
-from ...protocol import encode
 from ..base import Engine, EngineEvents, History, Timer
 from ..ids import is_complete, message_id, parse_message_id
 from .store import Store
@@ -129,7 +129,7 @@ class MemoryPresence:
         self._leases: dict[tuple[ChannelKey, str, str], float] = {}  # -> expiry
 
     def emit(self, key: ChannelKey, type_: str, member: Member, skip: str | None = None) -> None:
-        frame = encode({"type": type_, "channel": key.name, "member": member.to_wire()})
+        frame = frames.presence_event(type_, key.name, member)
         self.events.deliver(key, frame, None, skip)
 
     async def join(

@@ -9,9 +9,9 @@ protocol:
   the same ids. An id is `epoch-seq`; the epoch is made when the channel's
   sequence is (re)created, so if Redis loses it, an old `since` is unknown and
   its client gets `recovered: false`.
-- **Encode once.** The publishing node encodes the frame without its id; the
-  script appends the id; every node writes the bytes it receives to its
-  subscribers as they are.
+- **Encode once.** The publishing node encodes the frame with frames.py, as the
+  bytes before the id and after it; the script puts the id between them; every
+  node writes the bytes it receives to its subscribers as they are.
 - **Presence across nodes.** A member is one user per channel, however many
   connections on however many nodes; joins and leaves are scripts too, so
   exactly one `user:joined` and one `user:left` go out, on the channel's
@@ -52,8 +52,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import MaxConnectionsError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from ... import frames
 from ...models import Channel, ChannelKey, Identity, Member, Message, Profile
-from ...protocol import encode
 from ..base import Engine, EngineEvents, EngineUnavailable, History
 from ..ids import is_complete, parse_message_id
 from ..meta import json_key
@@ -472,17 +472,8 @@ class RedisBroker:
         now: float,
         skip: str | None = None,
     ) -> str:
-        # Encoded once, here; the script closes the object with the id.
-        head = encode(
-            {
-                "type": "message",
-                "channel": key.name,
-                "event": event,
-                "payload": payload,
-                "from": sender,
-                "ts": _ms(now),
-            }
-        )[:-1]
+        # Encoded once, here; the script puts the id between head and tail.
+        head, tail = frames.message_pieces(key.name, event, payload, sender, _ms(now))
         seen_epoch, seen_seq = self._seen.get(key, (b"", 0))
         message_id = await self.redis.run(
             "publish",
@@ -495,6 +486,7 @@ class RedisBroker:
             _ms(now),
             seen_epoch,
             seen_seq,
+            tail,
         )
         epoch, _, seq = message_id.rpartition(b"-")
         self._see(key, epoch, int(seq))
@@ -574,28 +566,26 @@ class RedisPresence:
         meta: dict[str, Any] | None = None,
         lease: float | None = None,
     ) -> tuple[Member, bool]:
-        profile: dict[str, Any] = {
-            "userId": identity.user_id,
-            "name": identity.name or identity.user_id,
-            "joinedAt": _ms(now),
-        }
-        if identity.color:
-            profile["color"] = identity.color
-        if identity.avatar_url:
-            profile["avatar_url"] = identity.avatar_url
+        name = identity.name or identity.user_id
+        head = frames.member_head(
+            identity.user_id, name, identity.color, identity.avatar_url, _ms(now)
+        )
         member, joined, connections = await self.redis.run(
             "join",
             _channel_part(key),
             key.name,
             connection_id,
             identity.user_id,
-            orjson.dumps(profile)[:-1],
+            head,
             status,
-            orjson.dumps(meta or {}),
+            frames.encode(meta or {}),
             json_key(meta or {}),
             _ms(now),
             "" if lease is not None else self.redis.node_id,
             _ms(lease or 0),
+            frames.encode(name),
+            frames.encode(identity.color) if identity.color else "",
+            frames.LUA_PIECES,
         )
         shown = _member(member, connections)
         if lease is None:
@@ -615,7 +605,7 @@ class RedisPresence:
         """A presence event of a channel this node listens to (from any node)."""
         # Only while this node has people, and only updates: joins and leaves do not
         # change what a user shows, and most presence frames are those.
-        if self._shown and frame.startswith(b'{"type":"presence:updated"'):
+        if self._shown and frame.startswith(frames.PRESENCE_UPDATED_START):
             wire = orjson.loads(frame)["member"]
             entry = self._shown.get((key, wire["userId"]))
             if entry is not None:
@@ -635,6 +625,7 @@ class RedisPresence:
             user_id,
             _ms(now),
             self.redis.node_id if local is not None else "",
+            frames.LUA_PIECES,
         )
         if self._local.pop((key, connection_id), None) is not None:
             entry = self._shown[(key, user_id)]
@@ -658,10 +649,11 @@ class RedisPresence:
             user_id,
             _ms(now),
             status or "",
-            orjson.dumps(meta) if meta is not None else "",
+            frames.encode(meta) if meta is not None else "",
             # Compared as text by the script: the text `same_json` agrees with, as the
             # memory engine compares (1 and 1.0 are one JSON number; true and 1 are not).
             json_key(meta) if meta is not None else "",
+            frames.LUA_PIECES,
         )
         if not changed:
             return None
@@ -705,16 +697,14 @@ class RedisPresence:
         for _, parts in sorted(by_user.items()):
             if b"p" not in parts:
                 continue
-            members.append(
-                _member(
-                    parts[b"p"]
-                    + b',"status":"' + parts.get(b"s", b"online")
-                    + b'","meta":' + parts.get(b"m", b"{}")
-                    + b',"lastSeen":' + parts.get(b"l", b"0")
-                    + b',"connections":0}',
-                    orjson.loads(parts.get(b"c", b"[]")),
-                )
-            )  # fmt: skip
+            wire = frames.stored_member(
+                parts[b"p"],
+                parts.get(b"s", b"online"),
+                parts.get(b"m", b"{}"),
+                parts.get(b"l", b"0"),
+                0,
+            )
+            members.append(_member(wire, orjson.loads(parts.get(b"c", b"[]"))))
         return members
 
     async def offline(self, key: ChannelKey) -> list[Member]:
@@ -729,7 +719,13 @@ class RedisPresence:
         reap = self._healthy_since is not None and monotonic - self._healthy_since >= self.lease
         try:
             had = await self.redis.run(
-                "maintain", self.redis.node_id, _ms(self.lease), int(reap), _ms(now), REAP_BATCH
+                "maintain",
+                self.redis.node_id,
+                _ms(self.lease),
+                int(reap),
+                _ms(now),
+                REAP_BATCH,
+                frames.LUA_PIECES,
             )
         except EngineUnavailable:
             self._healthy_since = None
@@ -748,7 +744,7 @@ class RedisPresence:
     async def retire(self, now: float) -> None:
         self._local.clear()
         self._shown.clear()
-        await self.redis.run("retire", self.redis.node_id, _ms(now))
+        await self.redis.run("retire", self.redis.node_id, _ms(now), frames.LUA_PIECES)
 
 
 class RedisRegistry:
@@ -843,8 +839,12 @@ class RedisProfiles:
             _tenant_part(identity.tenant_id),
             identity.user_id,
             orjson.dumps(changes),
-            identity.name or identity.user_id,
-            identity.color or "",
+            frames.encode(identity.name or identity.user_id),
+            frames.encode(identity.color) if identity.color else "",
+            # What is set, as it goes in members; '' where not set.
+            frames.encode(changes["name"]) if changes.get("name") is not None else "",
+            frames.encode(changes["color"]) if changes.get("color") is not None else "",
+            frames.LUA_PIECES,
         )
         return _profile(raw)
 

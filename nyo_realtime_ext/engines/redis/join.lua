@@ -1,9 +1,11 @@
--- ARGV: prefix, ck, name, conn, user, profile, status, meta, its json_key, now,
--- node ('' for a lease), lease ms. Returns the member, whether the user just
--- joined, and its connection ids.
+-- ARGV: prefix, ck, name, conn, user, head (frames.member_head, with the identity's
+-- name and colour), status, meta, its json_key, now, node ('' for a lease), lease ms,
+-- the identity's name (JSON) and colour (JSON or ''), frames.LUA_PIECES. Returns the
+-- member, whether the user just joined, and its connection ids.
 local ck, name, conn, user = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local profile, status, meta, sorted_meta = ARGV[6], ARGV[7], ARGV[8], ARGV[9]
 local now, node, lease = ARGV[10], ARGV[11], ARGV[12]
+local own_name, own_color = ARGV[13], ARGV[14]
 local users = key('users', ck)
 local entry = cjson.encode({ck, name, conn, user})
 if node == '' then
@@ -23,11 +25,12 @@ if redis.call('HSETNX', key('conns', ck), conn, user) == 1 then
     local tp = tenant_part(ck, name)
     local chosen = redis.call('HGET', P .. ':profiles:' .. tp, user)
     if chosen then
+      local wire = chosen_wire(tp, user)
       chosen = cjson.decode(chosen)
-      local shown = cjson.decode(profile .. '}')
-      shown.name = chosen.name or shown.name
-      shown.color = chosen.color or shown.color
-      profile = string.sub(cjson.encode(shown), 1, -2)
+      -- Chosen before pwire was kept: encoded here, once (cjson escapes `/`).
+      local name_json = wire[1] or (chosen.name and cjson.encode(chosen.name)) or own_name
+      local color_json = wire[2] or (chosen.color and cjson.encode(chosen.color)) or own_color
+      profile = with_shown(profile, shown_piece(name_json, color_json))
     end
     redis.call('HSET', users, 'p:' .. user, profile, 's:' .. user, status, 'm:' .. user, meta,
       'k:' .. user, sorted_meta)

@@ -1,5 +1,6 @@
 -- ARGV: prefix, node, lease ms, reap (1 or 0), lastSeen for the reaped, at most how
--- many entries to reap (REAP_BATCH; a dead node with more finishes next time). Returns
+-- many entries to reap (REAP_BATCH; a dead node with more finishes next time),
+-- frames.LUA_PIECES. Returns
 -- whether this node's lease was still there (0 after it was reaped or Redis lost it).
 local node, lease, reap, lastseen = ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5]
 local nodes = P .. ':nodes'

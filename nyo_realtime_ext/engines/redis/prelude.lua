@@ -2,15 +2,19 @@
 -- ARGV[1] is always the key prefix, ARGV[2] a channel's key part ("<len>:<tenant>:<name>").
 --
 -- Per channel: meta (hash: epoch, seq), hist (stream, ids 0-<seq>), conns (hash:
--- connection -> user), users (hash: p:<user> profile JSON without its closing
--- brace, s: status, m: meta JSON as given, k: its text for comparing (presence.json_key),
+-- connection -> user), users (hash: p:<user> the member's head, frames.member_head,
+-- s: status, m: meta JSON as given, k: its text for comparing (presence.json_key),
 -- l: lastSeen ms, c: JSON list of the user's connection ids), gone (hash: user -> offline
 -- member JSON), and the pub/sub channel ps. Per tenant ("<len>:<tenant>"): profiles
--- (hash: user -> JSON of what they chose, {"name"?, "color"?}); per user of a tenant:
+-- (hash: user -> JSON of what they chose, {"name"?, "color"?}) and pwire (hash: n:<user>,
+-- c:<user>, the chosen name and colour as frames.py encoded them); per user of a tenant:
 -- uch:<tenant part>:<user> (set of the channel names the user is a member of, so
 -- that a profile change reaches each). Per deployment: nodes (zset: node ->
 -- lease expiry ms), node:<id> (set of that node's presence entries), leases
 -- (zset: HTTP presence entry -> expiry ms).
+--
+-- No script writes a JSON key of a frame: the pieces come from frames.py (see its
+-- docstring), the values were encoded there.
 
 local P = ARGV[1]
 
@@ -43,21 +47,71 @@ local function conns_of(users, user)
   return cjson.decode(raw)
 end
 
--- The member's wire JSON, assembled from its fields, or nil.
+-- The pieces of frames.py that scripts join (frames.LUA_PIECES, the last ARGV of
+-- every script that builds members or presence events): Lua writes no JSON key.
+local pieces_cache = nil
+local function pieces()
+  if not pieces_cache then
+    pieces_cache = cjson.decode(ARGV[#ARGV])
+  end
+  return pieces_cache
+end
+
+-- The member's wire JSON, assembled from its fields, or nil (frames.stored_member).
 local function member_json(users, user, connections)
   local f = redis.call('HMGET', users, 'p:' .. user, 's:' .. user, 'm:' .. user, 'l:' .. user)
   if not f[1] then
     return nil
   end
-  return f[1] .. ',"status":"' .. f[2] .. '","meta":' .. f[3] .. ',"lastSeen":' .. f[4]
-    .. ',"connections":' .. connections .. '}'
+  local k = pieces()
+  return f[1] .. k.status .. f[2] .. k.meta .. f[3] .. k.lastSeen .. f[4]
+    .. k.connections .. connections .. k.close
 end
 
 -- A presence event, on the channel's pub/sub, in order with its messages.
 -- Channel names need no JSON escaping: they are [A-Za-z0-9_:.@/=+-].
 local function event(ck, name, type, member, skip)
-  redis.call('PUBLISH', key('ps', ck), 'p ' .. skip .. '\n{"type":"' .. type
-    .. '","channel":"' .. name .. '","member":' .. member .. '}')
+  local k = pieces()
+  redis.call('PUBLISH', key('ps', ck), 'p ' .. skip .. '\n' .. k[type] .. name .. k.member
+    .. member .. k.close)
+end
+
+-- What the user chose to be shown as, encoded by frames.py: per tenant, the hash
+-- pwire:<tp> holds n:<user> (the chosen name, JSON) and c:<user> (the colour, JSON).
+local function chosen_wire(tp, user)
+  return redis.call('HMGET', P .. ':pwire:' .. tp, 'n:' .. user, 'c:' .. user)
+end
+
+-- The name-and-colour part of a member head (frames.shown_piece): the chosen
+-- values over the identity's (own_name: JSON; own_color: JSON or '').
+local function shown_piece(name_json, color_json)
+  local k = pieces()
+  if color_json and color_json ~= '' then
+    return k.name .. name_json .. k.color .. color_json
+  end
+  return k.name .. name_json
+end
+
+-- Where a head's name-and-colour part starts and ends (the byte after it): from its
+-- name to the first of avatar_url or joinedAt, which no encoded string can contain.
+local function shown_bounds(head)
+  local k = pieces()
+  local s = string.find(head, k.name, 1, true)
+  local e = string.find(head, k.joinedAt, 1, true)
+  local a = string.find(head, k.avatar, 1, true)
+  if a and (not e or a < e) then
+    e = a
+  end
+  return s, e
+end
+
+-- `head` with `shown` as its name-and-colour part.
+local function with_shown(head, shown)
+  local s, e = shown_bounds(head)
+  if not s or not e or e < s then
+    return head
+  end
+  return string.sub(head, 1, s - 1) .. shown .. string.sub(head, e)
 end
 
 -- Remove one connection; when it was its user's last, the user leaves:

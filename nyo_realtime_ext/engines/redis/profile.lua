@@ -1,18 +1,25 @@
 -- ARGV: prefix, tenant part ("<len>:<tenant>"), user, changes JSON ({"name"?, "color"?},
--- null clears), the identity's name, the identity's colour ('' = none). Stores the
--- profile, then shows the effective values on every channel the user is a member of,
--- with one `presence:updated` where they changed. Returns what is chosen now (JSON).
+-- null clears), the identity's name (JSON), the identity's colour (JSON, '' = none), the
+-- changed name and colour as frames.py encodes them ('' where not set), frames.LUA_PIECES.
+-- Stores the profile, then shows the effective values on every channel the user is a
+-- member of, with one `presence:updated` where they changed. Returns what is chosen now
+-- (JSON).
 local tp, user, changes = ARGV[2], ARGV[3], cjson.decode(ARGV[4])
 local own_name, own_color = ARGV[5], ARGV[6]
+local set_wire = {name = ARGV[7], color = ARGV[8]}
+local pwire = P .. ':pwire:' .. tp
 local profiles = P .. ':profiles:' .. tp
 local raw = redis.call('HGET', profiles, user)
 local chosen = raw and cjson.decode(raw) or {}
 for _, field in ipairs({'name', 'color'}) do
   local value = changes[field]
+  local wire_field = string.sub(field, 1, 1) .. ':' .. user
   if value == cjson.null then
     chosen[field] = nil
+    redis.call('HDEL', pwire, wire_field)
   elseif value ~= nil then
     chosen[field] = value
+    redis.call('HSET', pwire, wire_field, set_wire[field])
   end
 end
 local answer = '{}'
@@ -22,11 +29,11 @@ if chosen.name or chosen.color then
 else
   redis.call('HDEL', profiles, user)
 end
-local name = chosen.name or own_name
-local color = chosen.color
-if not color and own_color ~= '' then
-  color = own_color
-end
+local wire = chosen_wire(tp, user)
+-- Chosen before pwire was kept: encoded here, once (cjson escapes `/`).
+local name = wire[1] or (chosen.name and cjson.encode(chosen.name)) or own_name
+local color = wire[2] or (chosen.color and cjson.encode(chosen.color)) or own_color
+local shown_now = shown_piece(name, color)
 local uch = user_channels(tp, user)
 for _, channel in ipairs(redis.call('SMEMBERS', uch)) do
   local ck = tp .. ':' .. channel
@@ -35,10 +42,9 @@ for _, channel in ipairs(redis.call('SMEMBERS', uch)) do
   if not raw_shown then
     redis.call('SREM', uch, channel) -- left meanwhile without telling: forget it
   else
-    local shown = cjson.decode(raw_shown .. '}')
-    if shown.name ~= name or shown.color ~= color then
-      shown.name, shown.color = name, color
-      redis.call('HSET', users, 'p:' .. user, string.sub(cjson.encode(shown), 1, -2))
+    local s, e = shown_bounds(raw_shown)
+    if s and e and string.sub(raw_shown, s, e - 1) ~= shown_now then
+      redis.call('HSET', users, 'p:' .. user, with_shown(raw_shown, shown_now))
       local member = member_json(users, user, #conns_of(users, user))
       event(ck, channel, 'presence:updated', member, '-')
     end

@@ -1,7 +1,8 @@
--- ARGV: prefix, ck, a fresh epoch, history size, ttl, head, skip, now, and the
--- newest (epoch, seq) of the channel the publishing node has seen.
+-- ARGV: prefix, ck, a fresh epoch, history size, ttl, head, skip, now, the
+-- newest (epoch, seq) of the channel the publishing node has seen, and tail. The frame
+-- is head .. id .. tail (frames.message_pieces).
 local ck, fresh, keep, ttl, head, skip, ts = ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5], ARGV[6], ARGV[7], ARGV[8]
-local seen_epoch, seen_seq = ARGV[9], tonumber(ARGV[10])
+local seen_epoch, seen_seq, tail = ARGV[9], tonumber(ARGV[10]), ARGV[11]
 local meta, hist = key('meta', ck), key('hist', ck)
 local m = redis.call('HMGET', meta, 'epoch', 'seq')
 local epoch = m[1]
@@ -16,7 +17,7 @@ end
 local seq = redis.call('HINCRBY', meta, 'seq', 1)
 redis.call('HSET', meta, 't', ts) -- last use, for the collection of idle channels
 local id = epoch .. '-' .. seq
-local frame = head .. ',"id":"' .. id .. '"}'
+local frame = head .. id .. tail
 if keep > 0 then
   redis.call('XADD', hist, 'MAXLEN', keep, '0-' .. seq, 'f', frame, 't', ts)
   redis.call('EXPIRE', hist, ttl)

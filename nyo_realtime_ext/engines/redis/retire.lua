@@ -1,4 +1,4 @@
--- ARGV: prefix, node, lastSeen. This node stops: all its connections leave.
+-- ARGV: prefix, node, lastSeen, frames.LUA_PIECES. This node stops: all its connections leave.
 local node, lastseen = ARGV[2], ARGV[3]
 local set = P .. ':node:' .. node
 for _, entry in ipairs(redis.call('SMEMBERS', set)) do

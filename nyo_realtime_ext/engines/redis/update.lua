@@ -1,5 +1,5 @@
 -- ARGV: prefix, ck, name, user, now, status ('' = unchanged), meta and its json_key
--- ('' = unchanged). Returns the member and its connection ids when something
+-- ('' = unchanged), frames.LUA_PIECES. Returns the member and its connection ids when something
 -- changed: meta compares by its json_key, as the memory engine by same_json.
 local ck, name, user, now = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local status, meta, sorted_meta = ARGV[6], ARGV[7], ARGV[8]
