@@ -26,7 +26,7 @@ The rules that hold whatever the transport:
   called, and an early write (`FLUSH_BYTES`, a close) writes what came before.
 * **Bounded.** What is queued plus what the client has not taken never passes
   `max_send_buffer`: the client is cut with 4429 first, and the others are not
-  held back (the hub sizes recoveries to fit, see `hub.frames.Frames._missed`).
+  held back (the hub sizes recoveries to fit, see `hub.dispatch.Dispatch._missed`).
 
 A transport gives its `Outbox` a `Transport`: four methods that move bytes and
 say how far behind the client is. It gives the hub a `Connection` whose `send`

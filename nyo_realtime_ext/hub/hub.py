@@ -1,7 +1,7 @@
 """`Hub`, the one object transports talk to: the lifecycle of sessions and of the node.
 
 It connects, authenticates, counts and closes sessions, runs the periodic sweeps,
-and owns the parts that do the rest: `frames` (what clients send), `channels`
+and owns the parts that do the rest: `dispatch` (what clients send), `channels`
 (what this node listens to, and what the engine tells of it), `rules` (who may),
 and, as its base class, `Facade` (what the HTTP API and the application's code ask).
 """
@@ -27,8 +27,8 @@ from ..profiles import effective
 from ..protocol import PROTOCOL_VERSION, CloseCode, ErrorCode
 from ..ratelimit import RateLimiter
 from .channels import Channels
+from .dispatch import Dispatch, auth_error_code
 from .facade import Facade
-from .frames import Frames, auth_error_code
 from .rules import Rules
 from .session import Connection, Session, who
 
@@ -91,11 +91,11 @@ class Hub(Facade):
         self._leave_retries = _Retries()
         self.rules = Rules(self)
         self.channels = Channels(self)
-        self.frames = Frames(self)
+        self.dispatch = Dispatch(self)
         # What transports call for each frame (`charge`: for a ping, a pong or a
         # fragment), bound once: no call in between.
-        self.receive = self.frames.receive
-        self.charge = self.frames.charge
+        self.receive = self.dispatch.receive
+        self.charge = self.dispatch.charge
         engine.bind(self.channels)  # the engine tells the channels what happens to them
 
     async def start(self) -> None:

@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 RECOVERY_HEADROOM = 64 * 1024
 
 
-class Frames:
+class Dispatch:
     """Decode each frame, check it against the rate budget, and do what it asks."""
 
     def __init__(self, hub: Hub) -> None:
