@@ -196,9 +196,33 @@ class Realtime(Configurable):
     max_connections = Int(
         10000,
         help=(
-            "WebSocket connections this process holds at once; beyond it a handshake is "
-            "answered 503 (error `limit_exceeded`) before the upgrade. The standalone server "
-            "raises its open-file limit for it at start. 0 turns it off."
+            "Authenticated WebSocket connections this process holds at once (those that "
+            "bring a token or Jupyter's login to the handshake count from the start); "
+            "beyond it a handshake is answered 503 (error `limit_exceeded`) before the "
+            "upgrade, and an `auth` frame gets `limit_exceeded` and close 4429. Connections "
+            "waiting to authenticate have an allowance of their own "
+            "(`max_unauthenticated_connections`). The standalone server raises its "
+            "open-file limit for both at start. 0 turns it off."
+        ),
+    ).tag(config=True)
+    max_unauthenticated_connections = Int(
+        1000,
+        help=(
+            "WebSocket connections this process holds at once that came without "
+            "credentials and have not sent their `auth` frame yet (each for at most "
+            "`auth_timeout`); apart from `max_connections`, so that they never take an "
+            "authenticated client's place. Beyond it a handshake without credentials is "
+            "answered 503 (error `limit_exceeded`) before the upgrade. 0 turns it off."
+        ),
+    ).tag(config=True)
+    max_unauthenticated_per_address = Int(
+        50,
+        help=(
+            "Of those, the most from one client address (behind a reverse proxy, set "
+            "`ServeApp.trust_proxy_headers` so that the address is the client's); beyond "
+            "it a handshake without credentials is answered 429 (error `limit_exceeded`) "
+            "before the upgrade. Handshakes with a token are never counted here. 0 turns "
+            "it off."
         ),
     ).tag(config=True)
     max_connections_per_user = Int(
