@@ -233,6 +233,17 @@ class Realtime(Configurable):
             "with 4429. 0 turns it off."
         ),
     ).tag(config=True)
+    max_long_polls_per_user = Int(
+        20,
+        help=(
+            "HTTP long-polls (`GET .../messages?wait=`) one user (of one tenant) may have "
+            "held at once on this process; the next one that would wait is answered 429 "
+            "(error `limit_exceeded`, `Retry-After: 5`) at once. A long-poll answered "
+            "without waiting is not counted. The process holds at most 512 in all (then "
+            "503 `unavailable`), the share of the open-file reserve kept for them. "
+            "0 turns the per-user cap off."
+        ),
+    ).tag(config=True)
     allowed_origins = List(
         Unicode(),
         default_value=[],
