@@ -239,7 +239,7 @@ class Realtime(Configurable):
             "HTTP long-polls (`GET .../messages?wait=`) one user (of one tenant) may have "
             "held at once on this process; the next one that would wait is answered 429 "
             "(error `limit_exceeded`, `Retry-After: 5`) at once. A long-poll answered "
-            "without waiting is not counted. The process holds at most 512 in all (then "
+            "without waiting is not counted. The process holds at most 1024 in all (then "
             "503 `unavailable`), the share of the open-file reserve kept for them. "
             "0 turns the per-user cap off."
         ),

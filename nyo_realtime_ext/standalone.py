@@ -24,6 +24,7 @@ from tornado.ioloop import IOLoop
 from tornado.netutil import bind_sockets
 
 from .api import ApiError, ApiHandler, api_routes
+from .api.messages import MAX_LONG_POLLS
 from .constants import STANDALONE_API_PATH
 from .handlers import RealtimeSocket
 from .protocol import ErrorCode
@@ -42,8 +43,8 @@ _QUERY = re.compile(r"\?([^\s#'\"<>]*)")
 
 # File descriptors kept beyond one per WebSocket connection (both pools: `max_connections`
 # and `max_unauthenticated_connections`): the database, Redis, the listening socket,
-# other HTTP requests, and long-polls: half of it, `api.messages.MAX_LONG_POLLS`.
-FD_RESERVE = 1024
+# other HTTP requests (512), and the long-polls (`api.messages.MAX_LONG_POLLS`).
+FD_RESERVE = 512 + MAX_LONG_POLLS
 # When accept() fails (out of file descriptors, say), new connections wait in the
 # kernel's backlog this long before the next try, and it is said at most this often.
 ACCEPT_PAUSE = 0.5

@@ -22,9 +22,9 @@ MAX_LIMIT = 1000
 # A history answer stops before this many bytes of messages (one message always
 # comes, however large), and says `"more": true`.
 MAX_ANSWER_BYTES = 1024 * 1024
-# Long-polls one process holds at once, whoever asks: half of the file descriptors
+# Long-polls one process holds at once, whoever asks: counted in the file descriptors
 # `serve` keeps beyond its WebSockets (`standalone.FD_RESERVE`).
-MAX_LONG_POLLS = 512
+MAX_LONG_POLLS = 1024
 # What a refused long-poll tells the client to wait before it tries again.
 LONG_POLL_RETRY_AFTER = "5"
 
