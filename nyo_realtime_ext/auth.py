@@ -15,7 +15,9 @@ from typing import Any
 
 import jwt
 
+from .colors import is_color
 from .models import Channel, Identity
+from .profiles import cleaned_name, refused_character
 
 
 class AuthError(Exception):
@@ -84,7 +86,7 @@ class Authenticator:
         if result is None:
             raise AuthError("token refused")
         if isinstance(result, Identity):
-            return result
+            return checked(result)
         return self.identity_from_claims(dict(result), default_sub=result.get("userId"))
 
     def _from_jwt(self, token: str) -> Identity:
@@ -131,26 +133,46 @@ class Authenticator:
             if isinstance(text, str) and not _is_unicode(text):
                 # JSON can carry lone surrogates; nothing downstream can store or send them.
                 raise AuthError("token claims must be valid Unicode text")
-        return Identity(
-            user_id=user_id,
-            tenant_id=str(tenant),
-            name=str(claims.get("name") or user_id),
-            color=_optional_str(claims.get("color")),
-            avatar_url=_optional_str(claims.get("avatar_url")),
-            expires_at=float(exp) if isinstance(exp, (int, float)) else None,
-            channels=frozenset(c for c in channels if isinstance(c, str))
-            if isinstance(channels, list)
-            else None,
+        color = claims.get("color")
+        if color is not None and color != "" and not is_color(color):
+            # It ends up in every viewer's style attribute: a colour, or nothing.
+            raise AuthError("token claim `color` must be `#rrggbb` (hex)")
+        return checked(
+            Identity(
+                user_id=user_id,
+                tenant_id=str(tenant),
+                name=str(claims.get("name") or user_id),
+                color=color.lower() if color else None,
+                avatar_url=_optional_str(claims.get("avatar_url")),
+                expires_at=float(exp) if isinstance(exp, (int, float)) else None,
+                channels=frozenset(c for c in channels if isinstance(c, str))
+                if isinstance(channels, list)
+                else None,
+            ),
+            "token claim",
         )
 
     def identity_from_jupyter(self, user: Any) -> Identity:
-        """The Jupyter server's user (jupyter_server.auth.User) as a realtime identity."""
-        return Identity(
-            user_id=user.username,
-            tenant_id=self.config.default_tenant,
-            name=user.display_name or user.name or user.username,
-            color=user.color or None,
-            avatar_url=user.avatar_url or None,
+        """The Jupyter server's user (jupyter_server.auth.User) as a realtime identity.
+
+        Its display name and colour are nobody's to correct here: a name loses the
+        characters no name may hold, a colour that is not `#rrggbb` is left out (the
+        user then has `user_color`). Its user name is the user id: refused if it
+        holds a control character, as a token's `sub` is.
+        """
+        username = user.username
+        name = cleaned_name(str(user.display_name or user.name or "")) or username
+        color = user.color if is_color(user.color) else None
+        return checked(
+            Identity(
+                user_id=username,
+                tenant_id=self.config.default_tenant,
+                name=name,
+                color=color.lower() if color else None,
+                avatar_url=user.avatar_url or None,
+            ),
+            "the Jupyter user's",
+            ("username", "tenant", "display name"),
         )
 
     def may_access(self, identity: Identity, channel: Channel, action: str) -> bool:
@@ -165,6 +187,28 @@ class Authenticator:
         if self._authorize_hook is not None:
             return bool(self._authorize_hook(identity, name, action))
         return False
+
+
+def checked(
+    identity: Identity,
+    source: str = "identity",
+    labels: tuple[str, str, str] = ("sub", "tenant", "name"),
+) -> Identity:
+    """`identity`, if its user id, tenant and name hold no control character (nor
+    what else `profiles.check_name` refuses): they travel in frames, in Redis
+    messages and in logs, where a newline splits one record into two. AuthError if not.
+    """
+    for field, value in zip(
+        labels, (identity.user_id, identity.tenant_id, identity.name), strict=True
+    ):
+        if not isinstance(value, str):
+            raise AuthError(f"{source} `{field}` must be a string")
+        refused = refused_character(value)
+        if refused is not None:
+            raise AuthError(f"{source} `{field}` must not contain control characters ({refused})")
+    if identity.color is not None and not is_color(identity.color):
+        raise AuthError(f"{source} `color` must be `#rrggbb` (hex)")
+    return identity
 
 
 def _is_unicode(text: str) -> bool:

@@ -15,6 +15,12 @@ it imports nothing of the package (tests/test_layout.py).
 from __future__ import annotations
 
 import math
+import re
+
+#: What counts as a user's colour wherever one comes from (a chosen profile, a
+#: token's `color` claim, Jupyter's identity): `#rrggbb`, nothing else. Anything
+#: else never reaches a client, so no client puts CSS from a token into a style.
+COLOR = re.compile(r"#[0-9A-Fa-f]{6}")
 
 FNV_OFFSET_BASIS = 2166136261
 FNV_PRIME = 16777619
@@ -27,6 +33,11 @@ def fnv1a_32(data: bytes) -> int:
     for byte in data:
         h = ((h ^ byte) * FNV_PRIME) % 2**32
     return h
+
+
+def is_color(value: object) -> bool:
+    """Whether `value` is a colour as every source of one must give it (`COLOR`)."""
+    return isinstance(value, str) and COLOR.fullmatch(value) is not None
 
 
 def user_color(user_id: str) -> str:

@@ -196,9 +196,33 @@ class Realtime(Configurable):
     max_connections = Int(
         10000,
         help=(
-            "WebSocket connections this process holds at once; beyond it a handshake is "
-            "answered 503 (error `limit_exceeded`) before the upgrade. The standalone server "
-            "raises its open-file limit for it at start. 0 turns it off."
+            "Authenticated WebSocket connections this process holds at once (those that "
+            "bring a token or Jupyter's login to the handshake count from the start); "
+            "beyond it a handshake is answered 503 (error `limit_exceeded`) before the "
+            "upgrade, and an `auth` frame gets `limit_exceeded` and close 4429. Connections "
+            "waiting to authenticate have an allowance of their own "
+            "(`max_unauthenticated_connections`). The standalone server raises its "
+            "open-file limit for both at start. 0 turns it off."
+        ),
+    ).tag(config=True)
+    max_unauthenticated_connections = Int(
+        1000,
+        help=(
+            "WebSocket connections this process holds at once that came without "
+            "credentials and have not sent their `auth` frame yet (each for at most "
+            "`auth_timeout`); apart from `max_connections`, so that they never take an "
+            "authenticated client's place. Beyond it a handshake without credentials is "
+            "answered 503 (error `limit_exceeded`) before the upgrade. 0 turns it off."
+        ),
+    ).tag(config=True)
+    max_unauthenticated_per_address = Int(
+        50,
+        help=(
+            "Of those, the most from one client address (behind a reverse proxy, set "
+            "`ServeApp.trust_proxy_headers` so that the address is the client's); beyond "
+            "it a handshake without credentials is answered 429 (error `limit_exceeded`) "
+            "before the upgrade. Handshakes with a token are never counted here. 0 turns "
+            "it off."
         ),
     ).tag(config=True)
     max_connections_per_user = Int(
@@ -207,6 +231,17 @@ class Realtime(Configurable):
             "WebSocket connections one user (of one tenant) holds at once on this process; "
             "the next is sent an `error` `limit_exceeded` once it authenticates, then closed "
             "with 4429. 0 turns it off."
+        ),
+    ).tag(config=True)
+    max_long_polls_per_user = Int(
+        20,
+        help=(
+            "HTTP long-polls (`GET .../messages?wait=`) one user (of one tenant) may have "
+            "held at once on this process; the next one that would wait is answered 429 "
+            "(error `limit_exceeded`, `Retry-After: 5`) at once. A long-poll answered "
+            "without waiting is not counted. The process holds at most 1024 in all (then "
+            "503 `unavailable`), the share of the open-file reserve kept for them. "
+            "0 turns the per-user cap off."
         ),
     ).tag(config=True)
     allowed_origins = List(

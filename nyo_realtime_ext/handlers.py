@@ -24,7 +24,8 @@ from tornado.iostream import StreamClosedError
 from tornado.websocket import WebSocketHandler
 
 from .auth import AuthError
-from .hub import Session
+from .hub import Refused, Session, Slot
+from .models import Identity
 from .outbox import Outbox
 from .protocol import ErrorCode
 from .service import RealtimeService
@@ -53,6 +54,11 @@ class RealtimeSocket(WebSocketHandler):
     session: Session | None = None
     outbox: Outbox
     _unsent = 0  # bytes handed to the stream that the client has not taken yet
+    # From the handshake (`get`): who the credentials say, or why they were refused,
+    # and the slot reserved for the connection until a session holds it.
+    _identity: Identity | None = None
+    _refusal: AuthError | None = None
+    _slot: Slot | None = None
 
     def initialize(self, service: RealtimeService) -> None:
         self.service = service
@@ -63,21 +69,38 @@ class RealtimeSocket(WebSocketHandler):
         return self.outbox.backlog()
 
     async def get(self, *args: Any, **kwargs: Any) -> None:
-        # Refused before the upgrade, while an HTTP answer can still say why.
-        limit = self.service.config.max_connections
-        if limit and len(self.service.hub.sessions) >= limit:
-            self.set_status(503)
+        # Credentials are read, and a slot taken (`Hub.admission`), before the upgrade
+        # and before anything is awaited: refused while an HTTP answer can still say
+        # why, and many handshakes at once cannot all pass one check.
+        self._identity, self._refusal = None, None
+        try:
+            self._identity = self.service.identify_handshake(
+                bearer_token(self), self.jupyter_user()
+            )
+        except AuthError as exc:  # upgraded all the same, then told (4401) in `open`
+            self._refusal = exc
+        try:
+            self._slot = self.service.hub.admission.admit(
+                self.request.remote_ip or "", authenticated=self._identity is not None
+            )
+        except Refused as refused:
+            self.set_status(refused.status)
             self.set_header("Content-Type", "application/json")
             self.set_header("Retry-After", str(RETRY_AFTER_SECONDS))
-            message = (
-                f"this server holds its maximum of {limit} connections (max_connections); "
-                "try again later"
-            )
             self.finish(
-                orjson.dumps({"error": {"code": ErrorCode.LIMIT_EXCEEDED, "message": message}})
+                orjson.dumps(
+                    {"error": {"code": ErrorCode.LIMIT_EXCEEDED, "message": refused.message}}
+                )
             )
             return
-        await super().get(*args, **kwargs)
+        try:
+            await super().get(*args, **kwargs)  # the upgrade, then `open`
+        finally:
+            # Still ours: refused by tornado (origin, headers), or the connection never
+            # reached the hub. A session that has it gives it back when it ends.
+            slot, self._slot = self._slot, None
+            if slot is not None:
+                slot.release()
 
     @property
     def max_message_size(self) -> int:
@@ -96,13 +119,12 @@ class RealtimeSocket(WebSocketHandler):
 
     async def open(self, *args: Any, **kwargs: Any) -> None:
         # A coroutine: tornado reads no frame of the connection before it returns.
-        # Everything from the request is read before the move lets it go.
-        token, user = bearer_token(self), self.jupyter_user()
+        # Everything from the request was read in `get`, before the move lets it go.
         ws = self.ws_connection
         taken = await take_over(ws.stream, self.service) if ws is not None else None
         if taken is None:
             self.set_nodelay(True)
-            await self._connect(self, token, user)
+            await self._connect(self)
             return
         assert ws is not None
         ws.client_terminated = ws.server_terminated = True  # tornado's loop ends here
@@ -111,27 +133,28 @@ class RealtimeSocket(WebSocketHandler):
         if wire.transport is None or wire.transport.is_closing():
             return  # gone during the move: the hub never knew it
         try:
-            wire.start(await self._connect(wire, token, user), leftover)
+            wire.start(await self._connect(wire), leftover)
         except BaseException:
             # tornado would close only its own, already closed stream: without this
             # the client would wait for `authenticated` on a socket nobody reads.
             wire.abort()
             raise
 
-    async def _connect(self, conn: Any, token: str | None, user: Any) -> Session | None:
+    async def _connect(self, conn: Any) -> Session | None:
         """The hub's session for `conn` (this handler or a `WireSocket`), or None if
         the credentials were refused or the client went away meanwhile."""
         hub = self.service.hub
-        try:
-            identity = self.service.identify_handshake(token, user)
-        except AuthError as exc:
-            hub.reject(conn, exc)
+        identity = self._identity
+        if self._refusal is not None:
+            hub.reject(conn, self._refusal)
             return None
         # `authenticated` shows the name and colour the user chose: read them first.
         profile = await hub.chosen_profile(identity) if identity is not None else None
         if not conn.sending():
             return None  # gone meanwhile: nothing to end
-        session = hub.connect(conn, identity, profile)
+        session = hub.connect(conn, identity, profile, self._slot)
+        if session is not None:
+            self._slot = None  # the session's now
         if conn is self:
             self.session = session
         return session

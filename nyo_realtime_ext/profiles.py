@@ -17,12 +17,12 @@ import dataclasses
 import re
 from typing import Any
 
+from .colors import COLOR
 from .frames import profile_answer
 from .models import Identity, Profile
 from .protocol import ErrorCode, ProtocolError
 
 MAX_NAME_LENGTH = 64
-COLOR = re.compile(r"#[0-9A-Fa-f]{6}")
 FIELDS = ("name", "color")
 
 # Characters as regular-expression classes, so that the OpenAPI document can publish
@@ -36,6 +36,7 @@ _SPACE = r"\t\n\x0b\x0c\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\
 # pattern leaves them out because validators in other languages cannot express them.
 _REFUSED = r"\x00-\x1f\x7f-\x9f\u2028\u2029\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069"
 _REFUSED_CHARACTER = re.compile(f"[{_REFUSED}\\ud800-\\udfff]")
+_REFUSED_CHARACTERS = re.compile(f"[{_REFUSED}\\ud800-\\udfff]+")
 #: What `check_name` accepts, as one pattern: surrounding whitespace, then 1-64
 #: characters that start and end with no whitespace. tests/test_profile.py holds
 #: the two to the same answers.
@@ -75,6 +76,18 @@ def check_name(value: Any) -> str:
             f"`name` must not contain control characters (U+{ord(refused.group()):04X})",
         )
     return name
+
+
+def refused_character(text: str) -> str | None:
+    """The first character of `text` no name or id may hold (`_REFUSED`), as `U+XXXX`."""
+    refused = _REFUSED_CHARACTER.search(text)
+    return None if refused is None else f"U+{ord(refused.group()):04X}"
+
+
+def cleaned_name(text: str) -> str:
+    """`text` with the characters a name may not hold taken out, and trimmed; for a
+    name nobody here can correct (Jupyter's identity): refused names get `check_name`."""
+    return _REFUSED_CHARACTERS.sub("", text).strip()[:MAX_NAME_LENGTH].strip()
 
 
 def check_color(value: Any) -> str:

@@ -24,6 +24,7 @@ from tornado.ioloop import IOLoop
 from tornado.netutil import bind_sockets
 
 from .api import ApiError, ApiHandler, api_routes
+from .api.messages import MAX_LONG_POLLS
 from .constants import STANDALONE_API_PATH
 from .handlers import RealtimeSocket
 from .protocol import ErrorCode
@@ -40,9 +41,10 @@ BODY_SLACK = 64 * 1024
 # A query string in a log line: from `?` to the end of the URL.
 _QUERY = re.compile(r"\?([^\s#'\"<>]*)")
 
-# File descriptors kept beyond one per WebSocket connection: the database, Redis,
-# the listening socket, HTTP requests and long-polls.
-FD_RESERVE = 1024
+# File descriptors kept beyond one per WebSocket connection (both pools: `max_connections`
+# and `max_unauthenticated_connections`): the database, Redis, the listening socket,
+# other HTTP requests (512), and the long-polls (`api.messages.MAX_LONG_POLLS`).
+FD_RESERVE = 512 + MAX_LONG_POLLS
 # When accept() fails (out of file descriptors, say), new connections wait in the
 # kernel's backlog this long before the next try, and it is said at most this often.
 ACCEPT_PAUSE = 0.5
@@ -306,13 +308,17 @@ def _open_file_limit() -> str:
     return "unlimited" if soft == resource.RLIM_INFINITY else str(soft)
 
 
-def raise_open_file_limit(log: logging.Logger, max_connections: int) -> None:
-    """Take every file descriptor the hard limit allows, and say when that is too few."""
+def raise_open_file_limit(
+    log: logging.Logger, max_connections: int, max_unauthenticated: int = 0
+) -> None:
+    """Take every file descriptor the hard limit allows, and say when that is too few
+    for `max_connections` and `max_unauthenticated` WebSockets (and `FD_RESERVE`)."""
     if resource is None:
         return
     infinity = resource.RLIM_INFINITY
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    needed = max_connections + FD_RESERVE
+    sockets = max_connections + max_unauthenticated if max_connections else 0
+    needed = sockets + FD_RESERVE
     was = soft
     # macOS refuses an unlimited soft limit: then as many as needed, or OPEN_MAX.
     for target in (hard, needed, 10240):
@@ -337,13 +343,15 @@ def raise_open_file_limit(log: logging.Logger, max_connections: int) -> None:
     if max_connections and soft != infinity and soft < needed:
         log.warning(
             "nyo-realtime: the open-file limit is %d (hard limit %s), but "
-            "max_connections=%d needs about %d (one per connection and %d for files and "
-            "HTTP requests): near the limit, new connections wait until others close. "
-            "Raise the hard limit (ulimit -Hn, systemd LimitNOFILE=, docker --ulimit "
-            "nofile=) or lower --Realtime.max_connections.",
+            "max_connections=%d and max_unauthenticated_connections=%d need about %d (one "
+            "per connection and %d for files, HTTP requests and long-polls): near the "
+            "limit, new connections wait until others close. Raise the hard limit "
+            "(ulimit -Hn, systemd LimitNOFILE=, docker --ulimit nofile=) or lower "
+            "--Realtime.max_connections.",
             soft,
             shown(hard),
             max_connections,
+            max_unauthenticated,
             needed,
             FD_RESERVE,
         )
@@ -362,7 +370,8 @@ def listen(
         logger = logging.getLogger(name)
         if not any(isinstance(f, RedactTokens) for f in logger.filters):
             logger.addFilter(RedactTokens())
-    raise_open_file_limit(log, service.config.max_connections)
+    config = service.config
+    raise_open_file_limit(log, config.max_connections, config.max_unauthenticated_connections)
     server = RealtimeHTTPServer(
         make_app(service),
         xheaders=trust_proxy_headers,

@@ -34,7 +34,7 @@ from traitlets import Bool, Dict, Enum, List, Unicode
 
 from .chat_render import render_chat_text
 from .client import SyncChannel, ThreadedClient, shared_client
-from .colors import user_color
+from .colors import is_color, user_color
 from .constants import STATUSES
 
 STATUS_COLORS = {"online": "#2e7d32", "away": "#f9a825", "busy": "#c62828", "offline": "#9e9e9e"}
@@ -61,7 +61,10 @@ __all__ = ["ChatLog", "ChatWidget", "PresenceWidget", "avatar_html", "initials",
 def avatar_html(member: dict[str, Any], size: int = 28) -> str:
     user_id = str(member.get("userId", ""))
     name = str(member.get("name") or user_id)
-    color = html.escape(str(member.get("color") or user_color(user_id)))
+    # Only a colour goes into the style, whatever a member record says (the server
+    # accepts no other, but a widget may show members of an older or foreign one).
+    own = member.get("color")
+    color = html.escape(str(own) if is_color(own) else user_color(user_id), quote=True)
     status = member.get("status")
     # The id on hover: two people may have chosen the same name (and initials).
     who = name if name == user_id else f"{name} ({user_id})"

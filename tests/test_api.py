@@ -667,3 +667,45 @@ async def test_a_hook_answer_that_is_no_answer_is_a_500_and_changes_nothing(
     # One logged error per failed request: the first presence, the six above, the subscribe.
     assert server.output().count("hook on_subscribe answered 'no' (a str)") == 1 + 6 + 1
     assert "Traceback" not in server.output()
+
+
+async def test_long_polls_per_user_are_capped_with_429(standalone, token):
+    """Issue 23, finding 5: before, one user held as many long-polls as they opened
+    (300: the server's descriptors went from 11 to 313), none refused. Past
+    `max_long_polls_per_user` a long-poll that would wait is refused at once, with
+    429 and `Retry-After`; other users, and answers that need no wait, are not."""
+    server = standalone("--Realtime.max_long_polls_per_user=3")
+    ada = api_of(server, token("ada", tenant="acme"))
+    bob = api_of(server, token("bob", tenant="acme"))
+    assert (await ada.post("channels", {"name": "lp", "type": "public"})).status == 201
+    first = (await ada.post(f"channels/{ch('lp')}/messages", {"event": "e"})).body["id"]
+    path = f"channels/{ch('lp')}/messages?since={first}&wait=50"
+
+    polls = [asyncio.ensure_future(ada.get(path, timeout=60)) for _ in range(6)]
+    bobs = asyncio.ensure_future(bob.get(path, timeout=60))
+    refused: list[Any] = []
+    pending = set(polls)
+    while len(refused) < 3:  # whichever three come last, they are answered at once
+        done, pending = await asyncio.wait(pending, timeout=20, return_when=asyncio.FIRST_COMPLETED)
+        assert done, "no long-poll was refused"
+        refused += [task.result() for task in done]
+    assert len(refused) == 3 and len(pending) == 3 and not bobs.done()
+    for answer in refused:
+        assert_error(answer, 429, "limit_exceeded")
+        assert "max_long_polls_per_user" in answer.body["error"]["message"]
+        assert answer.headers["Retry-After"] == "5"
+    # An answer that needs no wait is no long-poll held: it is not refused.
+    now = await ada.get(f"channels/{ch('lp')}/messages?wait=50")
+    assert now.status == 200 and [m["id"] for m in now.body["messages"]] == [first]
+
+    second = (await bob.post(f"channels/{ch('lp')}/messages", {"event": "e"})).body["id"]
+    for answer in [*(await asyncio.gather(*pending)), await bobs]:
+        assert answer.status == 200 and [m["id"] for m in answer.body["messages"]] == [second]
+    # The answered long-polls gave their places back: three wait again.
+    again = [
+        asyncio.ensure_future(ada.get(f"channels/{ch('lp')}/messages?since={second}&wait=50"))
+        for _ in range(3)
+    ]
+    third = (await bob.post(f"channels/{ch('lp')}/messages", {"event": "e"})).body["id"]
+    for answer in await asyncio.gather(*again):
+        assert answer.status == 200 and [m["id"] for m in answer.body["messages"]] == [third]

@@ -190,3 +190,67 @@ def test_who_may_use_a_private_channel() -> None:
     open_to_ada = Channel(ChannelKey("acme", "private-open-to-ada"), "private", None, 0.0)
     assert auth.may_access(ada, open_to_ada, "subscribe")  # ... and yes to this one
     assert not authenticator().may_access(ada, open_to_ada, "subscribe")  # no hook: no
+
+
+@pytest.mark.parametrize(
+    "claims",
+    [
+        {"sub": "ada\nevil"},
+        {"sub": "ada\x00"},
+        {"sub": "ada", "tenant": "acme\r\n"},
+        {"sub": "ada", "tenantId": "ac\x1bme"},
+        {"sub": "ada", "name": 'Ada\n{"type":"message"}'},
+        {"sub": "ada", "name": "Ada\u202eecila"},  # a bidi override: what PUT profile refuses
+    ],
+)
+def test_control_characters_in_ids_tenants_and_names_are_refused(claims: dict[str, Any]) -> None:
+    """Issue 23, finding 15: they travel in frames, Redis messages and logs, where a
+    newline splits a record; before, each of these tokens became an identity."""
+    token = jwt.encode({"name": "Ada", **claims}, SECRET, algorithm="HS256")
+    message = str(refusal(authenticator(), token))
+    assert "must not contain control characters (U+" in message
+    field = "sub" if "sub" in message else "tenant" if "tenant" in message else "name"
+    assert f"`{field}`" in message
+
+
+def test_a_verify_token_hook_cannot_bring_a_control_character_either() -> None:
+    auth = authenticator(verify_token=lambda token: Identity("ada\n", "acme", "Ada"))
+    assert "control characters" in str(refusal(auth, "whatever"))
+    by_dict = authenticator(verify_token=lambda token: {"userId": "ada", "tenantId": "a\nb"})
+    assert "`tenant`" in str(refusal(by_dict, "whatever"))
+
+
+@pytest.mark.parametrize(
+    "color",
+    ["red;background-image:url(https://evil.example/t.png)", "red", "#c33", "#12345g", 7],
+)
+def test_a_color_claim_must_be_a_colour(color: Any) -> None:
+    """Issue 23, finding 18: the claim ends up in every viewer's style attribute;
+    before, any string was taken. The rule is `PUT profile`'s."""
+    message = str(refusal(authenticator(), make_token("ada", color=color)))
+    assert "`color` must be `#rrggbb`" in message
+    assert authenticator().identify(make_token("ada", color="#ABCDEF")).color == "#abcdef"
+    assert authenticator().identify(make_token("ada", color=None)).color is None
+
+
+def test_the_jupyter_identity_is_cleaned_of_what_nobody_can_correct() -> None:
+    """Findings 15 and 18 under Jupyter: a display name loses its control characters
+    and a colour that is not `#rrggbb` is left out (the user has `user_color` then);
+    a user name with a control character is refused as a `sub` is."""
+    auth = authenticator(default_tenant="lab")
+    user = SimpleNamespace(
+        username="kj",
+        name="kj",
+        display_name="Katherine\n\x1b[31mJ\u202e",
+        color="red;background-image:url(https://evil.example/t.png)",
+        avatar_url=None,
+    )
+    identity = auth.identity_from_jupyter(user)
+    assert (identity.name, identity.color) == ("Katherine[31mJ", None)
+    user.color, user.display_name = "#A1B2C3", "\n\t"
+    identity = auth.identity_from_jupyter(user)
+    assert (identity.name, identity.color) == ("kj", "#a1b2c3")
+    user.username = "kj\nroot"
+    with pytest.raises(AuthError) as caught:
+        auth.identity_from_jupyter(user)
+    assert "`username` must not contain control characters (U+000A)" in str(caught.value)

@@ -13,6 +13,7 @@ from nyo_realtime_ext.protocol import ProtocolError
 from .httpclient import Api, ch
 from .hub_world import World
 from .tokens import make_token
+from .wsclient import no_frame
 
 
 def deep(levels: int) -> str:
@@ -190,3 +191,46 @@ async def test_http_presence_refused_by_the_channel_type_creates_nothing() -> No
         await world.hub.http_presence(ada, key, None, None)
     assert caught.value.code == "conflict"
     assert await world.hub.find_channel(key) is None
+
+
+EVIL_COLOR = "red;background-image:url(https://evil.example/t.png)"
+
+
+@pytest.mark.parametrize(
+    ("sub", "claims", "field"),
+    [
+        ("ada\n{}", {"name": "Ada"}, "`sub` must not contain control characters (U+000A)"),
+        ("ada", {"tenant": "acme\r"}, "`tenant` must not contain control characters (U+000D)"),
+        ("ada", {"name": "Ada\x00"}, "`name` must not contain control characters (U+0000)"),
+        ("ada", {"color": EVIL_COLOR}, "`color` must be `#rrggbb`"),
+    ],
+)
+async def test_identities_with_control_characters_or_css_are_refused_at_the_door(
+    server: Any, connect: Any, sub: str, claims: dict[str, Any], field: str
+) -> None:
+    """Findings 15 and 18: before, each of these tokens connected (a newline in a user
+    id then split the frames relayed through Redis, and the colour went into every
+    viewer's style attribute). Now 401 / `unauthorized` and 4401, and nobody hears of it."""
+    bob = await connect(server.url, make_token("bob", tenant="acme"))
+    await bob.subscribe("presence-room")
+    bad = make_token(sub, **{"tenant": "acme", **claims})
+
+    at_handshake = await connect(server.url, bad, authenticate=False)
+    frame = await at_handshake.recv()
+    assert (frame["type"], frame["code"]) == ("error", "unauthorized") and field in frame["message"]
+    assert await at_handshake.closed() == 4401
+
+    by_frame = await connect(server.url)
+    reply = await by_frame.request({"type": "auth", "token": bad})
+    assert reply["code"] == "unauthorized" and field in reply["message"]
+    assert await by_frame.closed() == 4401
+
+    answer = await Api(server.http_url + "/api/", bad).get("channels")
+    assert answer.status == 401 and answer.body["error"]["code"] == "unauthorized"
+    assert field in answer.body["error"]["message"]
+
+    await no_frame(bob)  # nobody joined, nothing was relayed
+    members = await Api(server.http_url + "/api/", make_token("bob", tenant="acme")).get(
+        f"channels/{ch('presence-room')}/members"
+    )
+    assert [m["userId"] for m in members.body["members"]] == ["bob"]

@@ -10,11 +10,14 @@ import resource
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import orjson
 import pytest
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
+
+from nyo_realtime_ext.standalone import FD_RESERVE
 
 from .httpclient import Api
 from .standalone_server import StandaloneServer
@@ -53,6 +56,28 @@ async def _upgrade(server: StandaloneServer, query: str = "", **headers: str) ->
             body = await asyncio.wait_for(reader.readexactly(int(value)), 10)
     writer.close()
     return status, body
+
+
+async def _handshake(
+    server: StandaloneServer, query: str = "", local: str | None = None, **headers: str
+) -> tuple[int, asyncio.StreamWriter]:
+    """A WebSocket handshake on a bare socket, left open: the status, and the writer
+    to close it with."""
+    reader, writer = await asyncio.open_connection(
+        "127.0.0.1", server.port, local_addr=(local, 0) if local else None
+    )
+    lines = [
+        f"GET /ws{query} HTTP/1.1",
+        f"Host: 127.0.0.1:{server.port}",
+        "Upgrade: websocket",
+        "Connection: Upgrade",
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+        "Sec-WebSocket-Version: 13",
+        *(f"{k}: {v}" for k, v in headers.items()),
+    ]
+    writer.write(("\r\n".join(lines) + "\r\n\r\n").encode())
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 20)
+    return int(head.split(b" ", 2)[1]), writer
 
 
 # -- finding 1: silent and slow connections, connection caps, the open-file limit ----
@@ -110,15 +135,16 @@ async def test_past_max_connections_the_handshake_is_refused_503(standalone, con
     """Finding 1: a server-wide cap, refused cleanly before the upgrade."""
     server = standalone("--Realtime.max_connections=2")
     ada = await connect(server.url, make_token("ada"))
-    await connect(server.url)  # not authenticated yet: it holds a socket all the same
-    status, body = await _upgrade(server, f"?token={make_token('bob')}")
+    await connect(server.url)  # not authenticated yet: its own allowance (finding 8, round 3)
+    await connect(server.url, make_token("bob"))
+    status, body = await _upgrade(server, f"?token={make_token('cy')}")
     assert status == 503
     error = orjson.loads(body)["error"]
     assert error["code"] == "limit_exceeded" and "max_connections" in error["message"]
     assert (await ada.request({"type": "ping"}))["type"] == "pong"
     ada.close()
     deadline = time.monotonic() + 10
-    while (await _upgrade(server, f"?token={make_token('bob')}"))[0] != 101:
+    while (await _upgrade(server, f"?token={make_token('cy')}"))[0] != 101:
         assert time.monotonic() < deadline, "a closed connection never freed its place"
         await asyncio.sleep(0.1)
 
@@ -153,6 +179,94 @@ async def test_past_max_connections_per_user_error_then_4429(standalone, connect
             break
         assert time.monotonic() < deadline
         await asyncio.sleep(0.1)
+
+
+# -- issue 23, third round: admission (findings 8 and 9) ------------------------------
+
+
+async def test_concurrent_handshakes_never_overshoot_max_connections(standalone):
+    """Finding 9: the slot is reserved when the handshake is admitted. Before, the
+    check counted only sessions already open: 90 handshakes at once against a cap of
+    30 all upgraded. And every slot comes back, refused or ended."""
+    server = standalone("--Realtime.max_connections=30")
+    tokens = [make_token(f"u{i}") for i in range(90)]
+    opened = await asyncio.gather(*(_handshake(server, f"?token={t}") for t in tokens))
+    statuses = Counter(status for status, _ in opened)
+    assert statuses == {101: 30, 503: 60}, statuses
+    for _, writer in opened:
+        writer.close()
+
+    # Handshakes that fail after their admission give their slot back: a refused
+    # origin (403) and a refused token (then 4401).
+    refused = await asyncio.gather(
+        *(_handshake(server, f"?token={t}", Origin=REFUSED) for t in tokens[:40]),
+        *(_handshake(server, f"?token={make_token('x', secret='wrong' * 8)}") for _ in range(40)),
+    )
+    assert Counter(status for status, _ in refused) == {403: 40, 101: 40}
+    for _, writer in refused:
+        writer.close()
+    deadline = time.monotonic() + 20
+    while True:  # the closed connections give their places back, all 30 of them
+        again = await asyncio.gather(*(_handshake(server, f"?token={t}") for t in tokens[:30]))
+        if Counter(status for status, _ in again) == {101: 30}:
+            break
+        for _, writer in again:
+            writer.close()
+        assert time.monotonic() < deadline, "slots were never given back"
+        await asyncio.sleep(0.2)
+    assert (await _upgrade(server, f"?token={make_token('late')}"))[0] == 503
+    for _, writer in again:
+        writer.close()
+
+
+@linux_only  # 127.0.0.2 as a second client address
+async def test_unauthenticated_sockets_cannot_lock_out_those_who_authenticate(standalone, connect):
+    """Finding 8: before, sockets that never authenticate counted against
+    `max_connections` until `auth_timeout`: one address holding them all turned
+    every user away with 503. Now they have an allowance of their own, per address
+    and in all, and a token at the handshake never draws on it."""
+    server = standalone(
+        "--Realtime.max_connections=20",
+        "--Realtime.max_connections_per_user=0",
+        "--Realtime.auth_timeout=60",
+        "--Realtime.max_unauthenticated_per_address=5",
+        "--Realtime.max_unauthenticated_connections=8",
+    )
+    waiting = await connect(server.url)  # will send its `auth` frame later
+    flood = [await _handshake(server) for _ in range(30)]
+    assert Counter(status for status, _ in flood) == {101: 4, 429: 26}
+    status, body = await _upgrade(server)
+    assert status == 429 and "max_unauthenticated_per_address" in body.decode()
+    elsewhere = [await _handshake(server, local="127.0.0.2") for _ in range(5)]
+    assert [status for status, _ in elsewhere] == [101, 101, 101, 503, 503]
+    status, body = await _upgrade(server)
+    error = orjson.loads(body)["error"]
+    assert error["code"] == "limit_exceeded"
+
+    # Everyone with a token gets in, from the flooding address too, up to the cap.
+    users = [await connect(server.url, make_token(f"user{i}")) for i in range(20)]
+    for user in users:
+        assert (await user.request({"type": "ping"}))["type"] == "pong"
+    status, body = await _upgrade(server, f"?token={make_token('late')}")
+    assert status == 503 and "max_connections" in body.decode()
+
+    # An `auth` frame moves a waiting socket to the authenticated pool, if it has room.
+    reply = await waiting.request({"type": "auth", "token": make_token("waiting")})
+    assert (reply["type"], reply["code"]) == ("error", "limit_exceeded")
+    assert "max_connections" in reply["message"]
+    assert await waiting.closed() == 4429
+    users[0].close()
+    deadline = time.monotonic() + 10
+    while True:
+        late = await connect(server.url)
+        reply = await late.request({"type": "auth", "token": make_token("late")})
+        if reply["type"] == "authenticated":
+            break
+        assert time.monotonic() < deadline, "the closed user's place never came back"
+        await asyncio.sleep(0.1)
+    assert (await late.request({"type": "ping"}))["type"] == "pong"
+    for _, writer in flood + elsewhere:
+        writer.close()
 
 
 class LimitedServer(StandaloneServer):
@@ -211,8 +325,9 @@ def _cpu_seconds(pid: int) -> float:
 def test_the_soft_open_file_limit_is_raised_to_the_hard_one(limited):
     """Finding 1: the server takes all the file descriptors it may, and says so."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard == resource.RLIM_INFINITY or hard < 1024:
-        pytest.skip(f"needs a finite hard open-file limit of at least 1024, not {hard}")
+    needed = 100 + 1000 + FD_RESERVE  # max_connections, max_unauthenticated_connections
+    if hard == resource.RLIM_INFINITY or hard < needed:
+        pytest.skip(f"needs a finite hard open-file limit of at least {needed}, not {hard}")
     server = limited((512, hard), "--log-level=INFO", "--Realtime.max_connections=100")
     assert _open_files(server.process.pid) == (hard, hard)
     output = server.output()

@@ -260,6 +260,26 @@ def test_avatars_have_initials_a_stable_colour_and_a_status_dot() -> None:
     assert "border-radius:50%;background:#" in avatar_html({"userId": "x", "name": "X"})
 
 
+@pytest.mark.parametrize(
+    "color",
+    [
+        "red;background-image:url(https://evil.example/t.png)",
+        'red" onmouseover="alert(1)',
+        "#c33",
+        7,
+    ],
+)
+def test_an_avatar_takes_only_a_colour_into_its_style(color: Any) -> None:
+    """Issue 23, finding 18: before, a `color` claim went into the style attribute
+    as it was, and every viewer's widget loaded the remote image."""
+    from nyo_realtime_ext import colors
+    from nyo_realtime_ext.widgets import avatar_html
+
+    avatar = avatar_html({"userId": "mallory", "name": "M", "color": color})
+    assert "evil.example" not in avatar and "onmouseover" not in avatar and "#c33" not in avatar
+    assert f"background:{colors.user_color('mallory')};" in avatar
+
+
 def test_chat_widget_keeps_the_last_messages_and_closing_unsubscribes(server: Any) -> None:
     from nyo_realtime_ext import ChatWidget, PresenceWidget
     from nyo_realtime_ext.client import ThreadedClient

@@ -97,6 +97,9 @@ class ApiContext:
     def __init__(self, service: RealtimeService) -> None:
         self.service = service
         self.limiter = service.hub.limiter  # one budget per user, over both transports
+        # Long-polls held now, per (tenant, user) and in all (api/messages.py).
+        self.long_polls: dict[tuple[str, str], int] = {}
+        self.long_polls_held = 0
         self.openapi: dict[str, Any] = orjson.loads(
             files("nyo_realtime_ext").joinpath("openapi.json").read_bytes()
         )

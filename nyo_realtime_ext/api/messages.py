@@ -1,7 +1,9 @@
 """`channels/<name>/messages`: history, long-polls for what comes next, and publishing.
 
 A long-poll waits on an asyncio Future that the hub resolves from its fan-out;
-a waiting request costs a future and a timer, never a thread.
+a waiting request costs a future and a timer, never a thread, but it holds a
+socket: at most `max_long_polls_per_user` of one user wait at once, and
+`MAX_LONG_POLLS` in all (the share of `standalone.FD_RESERVE` kept for them).
 """
 
 from __future__ import annotations
@@ -20,6 +22,11 @@ MAX_LIMIT = 1000
 # A history answer stops before this many bytes of messages (one message always
 # comes, however large), and says `"more": true`.
 MAX_ANSWER_BYTES = 1024 * 1024
+# Long-polls one process holds at once, whoever asks: counted in the file descriptors
+# `serve` keeps beyond its WebSockets (`standalone.FD_RESERVE`).
+MAX_LONG_POLLS = 1024
+# What a refused long-poll tells the client to wait before it tries again.
+LONG_POLL_RETRY_AFTER = "5"
 
 
 class MessagesHandler(ApiHandler):
@@ -66,6 +73,42 @@ class MessagesHandler(ApiHandler):
         The watch starts before history is read again, so a message published
         (on any node) between the first read and the watch is not missed.
         """
+        release = self._hold()
+        try:
+            await self._wait(key, since, wait)
+        finally:
+            release()
+
+    def _hold(self) -> Callable[[], None]:
+        """Count one more long-poll of the caller, or refuse it (nothing else changes)."""
+        context, caller = self.context, (self.identity.tenant_id, self.identity.user_id)
+        limit = self.service.config.max_long_polls_per_user
+        if limit and context.long_polls.get(caller, 0) >= limit:
+            raise ApiError(
+                ErrorCode.LIMIT_EXCEEDED,
+                f"at most {limit} long-polls per user are held at once "
+                "(max_long_polls_per_user); try again later",
+                429,
+                {"Retry-After": LONG_POLL_RETRY_AFTER},
+            )
+        if context.long_polls_held >= MAX_LONG_POLLS:
+            raise ApiError(
+                ErrorCode.UNAVAILABLE,
+                f"this server holds its maximum of {MAX_LONG_POLLS} long-polls; try again later",
+                headers={"Retry-After": LONG_POLL_RETRY_AFTER},
+            )
+        context.long_polls[caller] = context.long_polls.get(caller, 0) + 1
+        context.long_polls_held += 1
+
+        def release() -> None:
+            context.long_polls_held -= 1
+            left = context.long_polls.pop(caller, 1) - 1
+            if left > 0:
+                context.long_polls[caller] = left
+
+        return release
+
+    async def _wait(self, key: ChannelKey, since: str | None, wait: float) -> None:
         loop = asyncio.get_running_loop()
         woken: asyncio.Future[None] = loop.create_future()
 

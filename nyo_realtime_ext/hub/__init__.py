@@ -15,8 +15,9 @@ sent after its recovery without the messages the recovery already had, so a
 reconnecting client sees no gap and no duplicate whatever the engine's latency.
 """
 
+from .admission import Refused, Slot
 from .facade import http_connection_id
 from .hub import Hub
 from .session import Connection, Held, Session
 
-__all__ = ["Connection", "Held", "Hub", "Session", "http_connection_id"]
+__all__ = ["Connection", "Held", "Hub", "Refused", "Session", "Slot", "http_connection_id"]

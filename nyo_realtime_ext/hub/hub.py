@@ -26,6 +26,7 @@ from ..models import ChannelKey, Identity, Profile
 from ..profiles import effective
 from ..protocol import PROTOCOL_VERSION, CloseCode, ErrorCode
 from ..ratelimit import RateLimiter
+from .admission import Admission, Slot
 from .channels import Channels
 from .dispatch import Dispatch, auth_error_code
 from .facade import Facade
@@ -79,6 +80,9 @@ class Hub(Facade):
         self.sessions: dict[str, Session] = {}
         # Authenticated connections per (tenant, user), for `max_connections_per_user`.
         self._per_user: dict[tuple[str, str], int] = {}
+        # Slots under `max_connections` and the unauthenticated allowances, reserved
+        # by the transport at the handshake (`admission.admit`).
+        self.admission = Admission(config)
         self.stopped = False  # after shutdown: new connections are turned away
         self.limiter = RateLimiter(config.rate_limit)
         self.hooks = Hooks(config)
@@ -102,12 +106,18 @@ class Hub(Facade):
         await self.engine.start()
 
     def connect(
-        self, conn: Connection, identity: Identity | None = None, profile: Profile | None = None
+        self,
+        conn: Connection,
+        identity: Identity | None = None,
+        profile: Profile | None = None,
+        slot: Slot | None = None,
     ) -> Session | None:
         """A transport opened a connection, already authenticated or not (and then
-        with the user's `profile`, from `chosen_profile`).
+        with the user's `profile`, from `chosen_profile`), in the `slot` it reserved
+        (`admission.admit`), which the session gives back when it ends.
 
-        None when the hub has shut down: the connection is closed with 1001.
+        None when the hub has shut down: the connection is closed with 1001 (and
+        the slot is still the caller's).
         """
         if self.stopped:
             conn.close(CloseCode.GOING_AWAY, "server shutting down")
@@ -119,6 +129,7 @@ class Hub(Facade):
             last_seen=now,
             bucket=self.limiter.bucket(now),
             auth_deadline=now + self.config.auth_timeout,
+            slot=slot,
         )
         self.sessions[session.id] = session
         if identity is not None:
@@ -140,6 +151,8 @@ class Hub(Facade):
         if self.sessions.pop(session.id, None) is None:
             return
         session.closed = True
+        if session.slot is not None:
+            session.slot.release()
         if session.identity is not None:
             user = (session.identity.tenant_id, session.identity.user_id)
             remaining = self._per_user.pop(user, 1) - 1
@@ -207,6 +220,8 @@ class Hub(Facade):
                 observer(None)
         for session in sessions:
             session.closed = True
+            if session.slot is not None:
+                session.slot.release()
             session.conn.close(CloseCode.GOING_AWAY, "server shutting down")
             self._ended(session, CloseCode.GOING_AWAY)
         self._per_user.clear()
@@ -234,6 +249,8 @@ class Hub(Facade):
         The session keeps `identity` as the token or Jupyter made it; `authenticated`
         shows the user with their `profile` over it. (The engine applies the
         profile to presence itself, so it is never stale there.)"""
+        if session.identity is None and not self._admit(session, ref):
+            return False
         if session.identity is None and not self._count_connection(session, identity, ref):
             return False
         if session.identity is None:
@@ -257,6 +274,17 @@ class Hub(Facade):
             )
         )
         return True
+
+    def _admit(self, session: Session, ref: Any) -> bool:
+        """Move a connection that authenticated by frame to the authenticated pool,
+        if `max_connections` has room (else `limit_exceeded` and 4429)."""
+        if session.slot is None or session.slot.authenticate():
+            return True
+        limit = self.config.max_connections
+        message = f"this server holds its maximum of {limit} connections (max_connections)"
+        session.send(error(ErrorCode.LIMIT_EXCEEDED, message, ref))
+        self.close(session, CloseCode.TOO_MANY, "server full")
+        return False
 
     def _count_connection(self, session: Session, identity: Identity, ref: Any) -> bool:
         """Count one more connection of the user, if `max_connections_per_user` allows."""

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..frames import encode
 from ..models import ChannelKey, Identity
 from ..ratelimit import TokenBucket
+
+if TYPE_CHECKING:
+    from .admission import Slot
 
 # What a subscriber being set up holds back: (frame, message id or None).
 Held = list[tuple[bytes, str | None]]
@@ -42,6 +45,9 @@ class Session:
     limited: bool = False
     rejected: int = 0
     closed: bool = False
+    # Its place under `max_connections` (or the unauthenticated allowance), if the
+    # transport reserved one (`Hub.admission`); given back when it ends.
+    slot: Slot | None = None
 
     def send(self, frame: dict[str, Any]) -> None:
         self.conn.send(encode(frame))
