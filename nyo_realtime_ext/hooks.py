@@ -5,10 +5,12 @@ Each hook is a callable or an import string (`package.module:function`), sync or
 async, set as `Realtime.on_connect` etc. (so it works under Jupyter too) or given
 to `create_server`. `on_subscribe` and `on_publish` decide: True, or None
 (nothing returned), allows; False (or raising `Refused`) answers `forbidden`. Any
-other answer ("no", 0, an object) is the hook's bug and refuses: like a hook that
-raises anything else, or does not finish within `Realtime.hook_timeout`, it is
-logged and costs the request one `internal` error (HTTP 500); never the
-connection, never another client. `on_subscribe` is asked for every way to read a
+other answer ("no", 0, an object: answers are compared by identity) is the hook's
+bug and refuses: like a hook that raises anything else (KeyboardInterrupt,
+SystemExit and its own CancelledError too), or does not answer within
+`Realtime.hook_timeout`, it is logged and costs the request one `internal` error
+(HTTP 500), at `hook_timeout` at the latest (a hook that ignores its cancellation
+runs on, detached); never the connection, never another client. `on_subscribe` is asked for every way to read a
 channel or be present on it, over HTTP too (see `Rules.reader_refusal`). An async hook
 is awaited while the event loop serves everyone else; a sync hook runs inline,
 so keep sync hooks quick.
