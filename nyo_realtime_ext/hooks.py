@@ -5,10 +5,12 @@ Each hook is a callable or an import string (`package.module:function`), sync or
 async, set as `Realtime.on_connect` etc. (so it works under Jupyter too) or given
 to `create_server`. `on_subscribe` and `on_publish` decide: True, or None
 (nothing returned), allows; False (or raising `Refused`) answers `forbidden`. Any
-other answer ("no", 0, an object) is the hook's bug and refuses: like a hook that
-raises anything else, or does not finish within `Realtime.hook_timeout`, it is
-logged and costs the request one `internal` error (HTTP 500); never the
-connection, never another client. `on_subscribe` is asked for every way to read a
+other answer ("no", 0, an object: answers are compared by identity) is the hook's
+bug and refuses: like a hook that raises anything else (KeyboardInterrupt,
+SystemExit and its own CancelledError too), or does not answer within
+`Realtime.hook_timeout`, it is logged and costs the request one `internal` error
+(HTTP 500), at `hook_timeout` at the latest (a hook that ignores its cancellation
+runs on, detached); never the connection, never another client. `on_subscribe` is asked for every way to read a
 channel or be present on it, over HTTP too (see `Rules.reader_refusal`). An async hook
 is awaited while the event loop serves everyone else; a sync hook runs inline,
 so keep sync hooks quick.
@@ -19,6 +21,8 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import time
+import traceback
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,31 +62,97 @@ class Hooks:
     def __init__(self, config: Any) -> None:
         self.timeout = config.hook_timeout
         self._hooks = {name: resolve_hook(getattr(config, name)) for name in HOOK_NAMES}
+        # Async hooks that outlived `hook_timeout` and were left to run on: referenced
+        # here so that they are not garbage-collected mid-way, logged when they end.
+        self._detached: set[asyncio.Future[Any]] = set()
 
     def has(self, name: str) -> bool:
         return self._hooks[name] is not None
 
     async def call(self, name: str, *args: Any) -> Any:
-        """Run the hook `name`; its answer, or HookFailed (logged) if it failed."""
+        """Run the hook `name`; its answer (False for `Refused`), or HookFailed.
+
+        Everything the hook raises is contained and logged, `KeyboardInterrupt`,
+        `SystemExit` and its own `CancelledError` too: a hook is the application's
+        code, and its failure costs the one request. Only the cancellation of the
+        caller itself (a closing connection, the server shutting down) goes on: it
+        cancels the hook and propagates.
+        """
         hook = self._hooks[name]
         if hook is None:
             return None
         try:
             result = hook(*args)
-            if inspect.isawaitable(result):
-                result = await asyncio.wait_for(result, self.timeout)
-            return result
         except Refused:
             return False
-        except asyncio.TimeoutError:
-            log.error("hook %s did not finish within %gs", name, self.timeout)
-            raise HookFailed(name) from None
-        except Exception as exc:
-            log.exception("hook %s failed", name)
-            raise HookFailed(name) from exc
+        except BaseException as exc:  # the application's code, all of it
+            # A sync hook runs inline: a CancelledError here is the hook's own, never
+            # the caller's (a cancellation reaches a task only where it awaits).
+            raise self._failed(name, exc) from None
+        if not inspect.isawaitable(result):
+            return result
+        return await self._await(name, result)
+
+    async def _await(self, name: str, awaitable: Any) -> Any:
+        """The answer of an async hook, awaited in a task of its own for at most
+        `hook_timeout`; at the timeout the request is answered at once and the hook,
+        cancelled, is left to run on, detached, if it ignores its cancellation."""
+        try:
+            task = asyncio.ensure_future(_outcome(awaitable))
+        except BaseException as exc:  # an awaitable of the application's
+            raise self._failed(name, exc) from None
+        try:
+            await asyncio.wait((task,), timeout=self.timeout)
+        except asyncio.CancelledError:
+            task.cancel()  # the caller is cancelled (at shutdown, say): so is its hook
+            self._detach(name, task, awaitable)
+            raise
+        if not task.done():
+            task.cancel()
+            self._detach(name, task, awaitable)
+            log.error("hook %s did not finish within %gs: cancelled", name, self.timeout)
+            raise HookFailed(name)
+        if task.cancelled():
+            # Nobody cancelled it (the caller would not be here): it raised
+            # CancelledError itself.
+            raise self._failed(name, asyncio.CancelledError())
+        raised, value = task.result()
+        if raised:
+            if isinstance(value, Refused):
+                return False
+            raise self._failed(name, value) from None
+        return value
+
+    def _failed(self, name: str, exc: BaseException) -> HookFailed:
+        log.error("hook %s failed: %s", name, _describe_exception(exc))
+        return HookFailed(name)
+
+    def _detach(self, name: str, task: asyncio.Future[Any], awaitable: Any) -> None:
+        """Leave the cancelled `task` of hook `name` to end as it will; log it if it
+        ignored its cancellation."""
+        started = time.monotonic()
+        self._detached.add(task)
+
+        def finished(task: asyncio.Future[Any]) -> None:
+            self._detached.discard(task)
+            if task.cancelled():  # it heeded its cancellation, or never started
+                if inspect.iscoroutine(awaitable):
+                    awaitable.close()  # no "never awaited" warning for one that never ran
+                return
+            raised, value = task.result()
+            log.warning(
+                "hook %s ignored its cancellation and ran on for %.1fs; its %s was not used: %s",
+                name,
+                time.monotonic() - started,
+                "exception" if raised else "answer",
+                _describe_exception(value) if raised else _describe(value),
+            )
+
+        task.add_done_callback(finished)
 
     async def allows(self, name: str, *args: Any) -> bool:
-        """For hooks that may refuse: True or None allows, False (or `Refused`) refuses.
+        """For hooks that may refuse: exactly True or None allows, exactly False (or
+        `Refused`) refuses.
 
         Any other answer fails closed: logged once, then HookFailed (`internal`).
         Answers are compared by identity, never tested for truth, which the
@@ -108,6 +178,29 @@ class Hooks:
             pass
 
 
+async def _outcome(awaitable: Any) -> tuple[bool, Any]:
+    """(False, answer) or (True, what it raised), for anything but CancelledError.
+
+    Caught inside the hook's task: asyncio re-raises a task's `KeyboardInterrupt` or
+    `SystemExit` out of the event loop, which would stop the server."""
+    try:
+        return False, await awaitable
+    except asyncio.CancelledError:
+        raise
+    except BaseException as exc:  # the application's code, all of it
+        return True, exc
+
+
+MAX_LOGGED = 500  # characters of a hook's answer or exception message in a log line
+MAX_FRAMES = 20  # of a failed hook's traceback, the innermost
+
+
+def _cut(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    return f"{text[: limit - 3]}... ({len(text)} characters)"
+
+
 def _describe(answer: Any) -> str:
     """A short text for a log line, whatever the object (its repr may raise)."""
     try:
@@ -117,3 +210,19 @@ def _describe(answer: Any) -> str:
     if len(text) > 80:
         text = text[:77] + "..."
     return f"{text} (a {type(answer).__qualname__})"
+
+
+def _describe_exception(exc: BaseException) -> str:
+    """The exception's type, its message cut to MAX_LOGGED, and where it was raised.
+
+    Its message is the application's and may be any length (or raise when made)."""
+    try:
+        message = str(exc)
+    except Exception:
+        message = "?"
+    head = type(exc).__qualname__ + (f": {_cut(message, MAX_LOGGED)}" if message else "")
+    try:
+        stack = "".join(traceback.format_tb(exc.__traceback__, limit=-MAX_FRAMES))
+    except Exception:
+        stack = ""
+    return f"{head}\n{stack}".rstrip("\n")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from typing import Any
 
 # A toy token scheme: "user@tenant" signed by nobody; the test checks the plumbing.
@@ -33,3 +35,45 @@ def keep_mallory_out(client: Any, channel: str) -> Any:
 def keep_mallory_quiet(client: Any, channel: str, event: str, payload: Any) -> bool:
     """The same decision for publishing."""
     return keep_mallory_out(client, channel)
+
+
+# Issue 23, findings 11 and 19: hooks that raise what no hook should, or will not stop.
+# What they do is in the channel's (or the event's) first word: `exit:room`, `interrupt`.
+
+UNRULY: dict[str, Callable[[], BaseException]] = {
+    "exit": lambda: SystemExit(3),
+    "interrupt": KeyboardInterrupt,
+    "cancel": asyncio.CancelledError,
+    "long": lambda: RuntimeError("the application's bug " + "x" * 100_000),
+}
+
+
+def _unruly(word: str) -> None:
+    make = UNRULY.get(word.split(":")[0])
+    if make is not None:
+        raise make()
+
+
+async def unruly_subscribe(client: Any, channel: str) -> bool:
+    """Async: raises on `exit:…`, `interrupt:…`, `cancel:…`, `long:…` channels; and
+    on `stubborn:…` ones ignores its cancellation and answers True a second later."""
+    await asyncio.sleep(0)
+    if channel.startswith("stubborn:"):
+        return await stubborn(after=0.5)
+    _unruly(channel)
+    return True
+
+
+def unruly_publish(client: Any, channel: str, event: str, payload: Any) -> bool:
+    """Sync: raises on the events `exit`, `interrupt`, `cancel` and `long`."""
+    _unruly(event)
+    return True
+
+
+async def stubborn(*args: Any, after: float = 1.0) -> bool:
+    """A hook that swallows its cancellation, runs on for `after` seconds, and allows."""
+    try:
+        await asyncio.sleep(60)
+    except asyncio.CancelledError:
+        await asyncio.sleep(after)
+    return True

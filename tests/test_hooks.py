@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import multiprocessing
+import traceback
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -12,6 +15,8 @@ from nyo_realtime_ext.hooks import Client, HookFailed, Refused
 from nyo_realtime_ext.models import ChannelKey
 from nyo_realtime_ext.protocol import ProtocolError
 
+from .hooks import stubborn
+from .httpclient import api_of
 from .hub_world import Peer, World
 from .tokens import make_token
 
@@ -291,3 +296,256 @@ async def test_true_and_none_allow_and_false_refuses(answer: Any, allowed: bool)
         with pytest.raises(ProtocolError) as caught:
             await world.hub.http_presence(bob, key, None, None)
         assert caught.value.code == "forbidden"
+
+
+# -- a hook's every failure is contained (issue 23, findings 11 and 19) ----------------
+
+
+def contained(scenario: Callable[[], Awaitable[None]]) -> None:
+    """Run `scenario` in an event loop of its own in a forked process, so that a
+    KeyboardInterrupt or SystemExit escaping the hub fails this test instead of ending
+    the test run. (Not a thread: on Python 3.11.7 one escaping a task leaves the
+    interpreter's AST state askew, and pytest's report of the next failure crashes.)"""
+    receiver, sender = multiprocessing.Pipe(duplex=False)
+
+    def run() -> None:
+        try:
+            asyncio.run(scenario())  # type: ignore[arg-type]
+            sender.send(None)
+        except (KeyboardInterrupt, SystemExit) as exc:
+            sender.send(f"{type(exc).__name__} escaped the hook: it would stop the server")
+        except BaseException as exc:  # noqa: B036 - reported to the test's process
+            sender.send("".join(traceback.format_exception(exc)))
+
+    child = multiprocessing.get_context("fork").Process(target=run)
+    child.start()
+    try:
+        assert receiver.poll(60), "the scenario did not end"
+        failure = receiver.recv()
+    finally:
+        child.join(10)
+        if child.is_alive():
+            child.kill()
+    if failure is not None:
+        pytest.fail(failure, pytrace=False)
+
+
+UNRULY = {
+    "CancelledError": asyncio.CancelledError,
+    "KeyboardInterrupt": KeyboardInterrupt,
+    "SystemExit": lambda: SystemExit(3),
+}
+
+
+def unruly_hooks(raised: str, kind: str) -> dict[str, Any]:
+    """on_connect, on_subscribe and on_publish that raise `raised`: callables, sync or
+    async, or tests.hooks' import strings (an async on_subscribe, a sync on_publish)."""
+    if kind == "import":
+        return {
+            "on_subscribe": "tests.hooks:unruly_subscribe",
+            "on_publish": "tests.hooks:unruly_publish",
+            "on_connect": "tests.hooks:unruly_publish",  # raises on nobody's events
+        }
+
+    def sync_hook(*args: Any) -> bool:
+        if "room" in args or "e" in args:  # subscribing to `room`, publishing `e`
+            raise UNRULY[raised]()
+        return True
+
+    async def async_hook(*args: Any) -> bool:
+        await asyncio.sleep(0)
+        return sync_hook(*args)
+
+    hook = sync_hook if kind == "sync" else async_hook
+    return {"on_subscribe": hook, "on_publish": hook, "on_connect": hook}
+
+
+@pytest.mark.parametrize("kind", ["sync", "async", "import"])
+@pytest.mark.parametrize("raised", list(UNRULY))
+def test_a_hook_raising_cancelled_interrupt_or_exit_costs_one_internal_error(
+    raised: str, kind: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    word = {"CancelledError": "cancel", "KeyboardInterrupt": "interrupt", "SystemExit": "exit"}
+    room = f"{word[raised]}:room" if kind == "import" else "room"
+    event = word[raised] if kind == "import" else "e"
+
+    async def scenario() -> None:
+        world = World(**unruly_hooks(raised, kind))
+        ada, peer = await world.join("ada")
+        bob, bob_peer = await world.join("bob")
+        await world.subscribe_all("lobby", [(ada, peer), (bob, bob_peer)])
+        caplog.clear()
+        with caplog.at_level(logging.ERROR, logger="nyo_realtime_ext"):
+            await world.send(ada, {"type": "subscribe", "channel": room, "ref": 1})
+            (failed,) = peer.take()
+            assert (failed["type"], failed["code"], failed["ref"]) == ("error", "internal", 1)
+            (record,) = caplog.records
+            assert f"hook on_subscribe failed: {raised}" in record.getMessage()
+            assert await world.hub.find_channel(ChannelKey("acme", room)) is None
+            # The publish hook too, and over HTTP the same: HookFailed, the API's 500.
+            await world.send(
+                ada, {"type": "broadcast", "channel": "lobby", "event": event, "ref": 2}
+            )
+            assert [(f["type"], f.get("code")) for f in peer.take()] == [("error", "internal")]
+            identity = world.hub.auth.identify(make_token("bob", tenant="acme"))
+            with pytest.raises(HookFailed):
+                await world.hub.publish_http(identity, ChannelKey("acme", "lobby"), event, 1)
+            with pytest.raises(HookFailed):
+                await world.hub.http_presence(identity, ChannelKey("acme", room), None, None)
+        assert len(caplog.records) == 4
+        # Everyone else, ada too, is served as before; nothing was published.
+        await world.send(bob, {"type": "ping", "ref": "b"})
+        await world.send(ada, {"type": "ping", "ref": "a"})
+        assert bob_peer.frames("pong") and peer.frames("pong") and not bob_peer.frames("message")
+        assert ada.closed is False and peer.closed_with is None
+
+    contained(scenario)
+
+
+@pytest.mark.parametrize("raised", list(UNRULY))
+def test_an_on_connect_raising_them_leaves_the_connection_standing(
+    raised: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def on_connect(client: Client) -> None:
+        await asyncio.sleep(0)
+        raise UNRULY[raised]()
+
+    async def scenario() -> None:
+        world = World(on_connect=on_connect, on_disconnect=on_connect)
+        with caplog.at_level(logging.ERROR, logger="nyo_realtime_ext"):
+            ada, peer = await world.join("ada")
+            await world.settle()
+            world.hub.close(ada, 1000, "bye")
+            await world.settle()
+        messages = [r.getMessage() for r in caplog.records]
+        assert [m.split(":")[0] for m in messages] == ["hook on_connect failed"] + [
+            "hook on_disconnect failed"
+        ]
+        bob, bob_peer = await world.join("bob")
+        await world.send(bob, {"type": "ping"})
+        assert bob_peer.frames("pong")
+        await world.settle()
+
+    contained(scenario)
+
+
+@pytest.mark.parametrize("kind", ["callable", "import"])
+async def test_a_hook_that_ignores_its_cancellation_is_answered_at_the_timeout(
+    kind: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    ended = asyncio.Event()
+
+    async def stubborn_hook(client: Client, channel: str) -> bool:
+        try:
+            return await stubborn(after=0.8)
+        finally:
+            ended.set()
+
+    hook = stubborn_hook if kind == "callable" else "tests.hooks:unruly_subscribe"
+    world = World(on_subscribe=hook, hook_timeout=0.2)
+    ada, peer = await world.join("ada")
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    with caplog.at_level(logging.WARNING, logger="nyo_realtime_ext"):
+        await world.send(ada, {"type": "subscribe", "channel": "stubborn:room", "ref": 1})
+        answered = loop.time() - started
+        # Refused at `hook_timeout`, not when the hook (which would allow) is done.
+        (failed,) = peer.take()
+        assert failed["code"] == "internal" and failed["ref"] == 1
+        assert 0.2 <= answered < 0.6, answered
+        assert "on_subscribe did not finish within 0.2s" in caplog.text
+        assert ChannelKey("acme", "stubborn:room") not in ada.subscriptions
+        # It runs on, detached; when it is done, that is logged and nothing else happens.
+        if kind == "callable":
+            await asyncio.wait_for(ended.wait(), 5)
+        await asyncio.sleep(1.0 if kind == "import" else 0.05)
+    assert "hook on_subscribe ignored its cancellation and ran on for" in caplog.text
+    assert "its answer was not used: True" in caplog.text
+    assert peer.take() == [] and world.hub.hooks._detached == set()
+    assert await world.hub.members_of(ChannelKey("acme", "stubborn:room")) == []
+
+
+async def test_the_callers_own_cancellation_cancels_its_hook_and_goes_on(caplog) -> None:
+    started, cancelled = asyncio.Event(), asyncio.Event()
+
+    async def slow(client: Client, channel: str) -> bool:
+        started.set()
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+        return True
+
+    world = World(on_subscribe=slow, hook_timeout=30)
+    ada, peer = await world.join("ada")
+    with caplog.at_level(logging.ERROR, logger="nyo_realtime_ext"):
+        request = asyncio.ensure_future(
+            world.send(ada, {"type": "subscribe", "channel": "room", "ref": 1})
+        )
+        await started.wait()
+        request.cancel()  # as at shutdown: the request's own task is cancelled
+        with pytest.raises(asyncio.CancelledError):
+            await request
+        await asyncio.wait_for(cancelled.wait(), 5)
+    assert peer.take() == [] and caplog.records == []  # nothing the hook did wrong
+
+
+async def test_a_long_exception_message_is_logged_cut_short(caplog) -> None:
+    class Unprintable(Exception):
+        def __str__(self) -> str:
+            raise RuntimeError("no message either")
+
+    def on_publish(client: Client, channel: str, event: str, payload: Any) -> bool:
+        if event == "unprintable":
+            raise Unprintable
+        return True
+
+    world = World(on_subscribe="tests.hooks:unruly_subscribe", on_publish=on_publish)
+    ada, peer = await world.join("ada")
+    await world.subscribe_all("lobby", [(ada, peer)])
+    with caplog.at_level(logging.ERROR, logger="nyo_realtime_ext"):
+        await world.send(ada, {"type": "subscribe", "channel": "long:room", "ref": 1})
+        await world.send(ada, {"type": "broadcast", "channel": "lobby", "event": "unprintable"})
+    assert [f["code"] for f in peer.take()] == ["internal", "internal"]
+    long, unprintable = caplog.records
+    assert "RuntimeError: the application's bug xxx" in long.getMessage()
+    assert "... (100022 characters)" in long.getMessage()
+    assert len(caplog.text) < 10_000  # the message cut, the traceback innermost frames
+    assert "in _unruly" in long.getMessage()  # where it was raised
+    assert "Unprintable: ?" in unprintable.getMessage().splitlines()[0]
+
+
+async def test_a_hook_raising_exit_or_interrupt_leaves_the_standalone_server_serving(
+    standalone, connect
+) -> None:
+    server = standalone(
+        "--Realtime.on_subscribe=tests.hooks:unruly_subscribe",
+        "--Realtime.on_publish=tests.hooks:unruly_publish",
+        "--Realtime.hook_timeout=0.3",
+    )
+    ada = await connect(server.url, make_token("ada"))
+    bob = await connect(server.url, make_token("bob"))
+    await bob.subscribe("room")
+    await ada.subscribe("room")
+    api = api_of(server, make_token("carol"))
+    for word in ("exit", "interrupt", "cancel", "long", "stubborn"):
+        failed = await ada.request({"type": "subscribe", "channel": f"{word}:x"})
+        assert failed["code"] == "internal", (word, failed)
+        failed = await ada.request(
+            {"type": "broadcast", "channel": "room", "event": word, "payload": 1}
+        )
+        assert failed.get("code") == "internal" or word == "stubborn", (word, failed)
+        assert (await api.post("channels/room/messages", {"event": word})).status == (
+            201 if word == "stubborn" else 500
+        ), word
+        # Still serving: bob and ada hear each other.
+        sent = await bob.request({"type": "broadcast", "channel": "room", "event": "hi"})
+        assert (await ada.expect("message", id=sent["id"]))["event"] == "hi"
+        assert server.process.poll() is None, server.output()
+    log = server.output()
+    for raised in ("SystemExit", "KeyboardInterrupt", "CancelledError", "RuntimeError"):
+        assert f"hook on_subscribe failed: {raised}" in log
+        assert f"hook on_publish failed: {raised}" in log
+    assert "hook on_subscribe did not finish within 0.3s" in log
+    assert "x" * 1000 not in log
