@@ -81,7 +81,7 @@ async def test_http_and_websocket_publishes_share_one_order(server, connect, tok
 
     seen = [await watcher.expect("message") for _ in ids]
     assert [m["id"] for m in seen] == ids
-    # Over HTTP the publisher is named, without a connection (PROTOCOL.md's clarification).
+    # Over HTTP the publisher is named, without a connection (docs/protocol.md).
     assert [m["from"] for m in seen[::2]] == [{"userId": "ada", "connectionId": None}] * 3
     assert {m["from"]["userId"] for m in seen[1::2]} == {"bob"}
 

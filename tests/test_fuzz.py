@@ -4,7 +4,7 @@
 objects (deep nesting, huge numbers, odd Unicode, every field of every frame type
 with the wrong type) and well-formed frames. Decoding may only ever raise
 `ProtocolError` with a documented code; it refuses a frame exactly when the
-frame breaks a rule of PROTOCOL.md (`spec_violations`, written from that file,
+frame breaks a rule of docs/protocol.md (`spec_violations`, written from that file,
 not from the code), with the code of one of the rules it breaks; the error can
 be sent; and a frame it accepts decodes to itself.
 
@@ -15,7 +15,7 @@ requests on a few channel names of two tenants, abrupt disconnects, reconnects
 (authenticated at the handshake or not), resumes (a new connection of the same
 user subscribing again with `since` = the last id it saw) and clock advances
 with `tick()` (auth timeouts, token expiry, heartbeat). An oracle (`Oracle`),
-written from PROTOCOL.md, predicts every frame each session must receive at each
+written from docs/protocol.md, predicts every frame each session must receive at each
 step and with which code it must be closed; after each step (and
 `await world.settle()`) the test checks that
 
@@ -97,7 +97,7 @@ FUZZ = settings(
     ],
 )
 
-# -- what PROTOCOL.md says -------------------------------------------------------
+# -- what docs/protocol.md says -------------------------------------------------------
 
 DOCUMENTED = {"bad_request", "unknown_type", "unauthorized", "invalid_channel", "payload_too_large"}
 TYPES = ("auth", "subscribe", "unsubscribe", "broadcast", "presence", "ping")
@@ -126,7 +126,7 @@ def _channel_rules(frame: dict[str, Any]) -> set[str]:
 
 
 def spec_violations(frame: Any, authenticated: bool) -> set[str]:
-    """The error codes PROTOCOL.md allows for `frame` (already parsed); empty when valid.
+    """The error codes docs/protocol.md allows for `frame` (already parsed); empty when valid.
 
     Where the protocol leaves the order of checks open, any rule the frame
     breaks is an acceptable answer. A `null` optional field counts as absent,
@@ -177,7 +177,7 @@ def spec_violations(frame: Any, authenticated: bool) -> set[str]:
 
 
 def check_decode(data: str | bytes, authenticated: bool) -> dict[str, Any] | None:
-    """Decode `data` and hold the result to PROTOCOL.md; the frame, or None if refused."""
+    """Decode `data` and hold the result to docs/protocol.md; the frame, or None if refused."""
     if isinstance(data, bytes):
         expected, parsed = {"bad_request"}, None
     else:
@@ -317,7 +317,7 @@ FIELD_VALUES = {
 FRAMES = st.fixed_dictionaries({}, optional=FIELD_VALUES)
 
 
-# Frames PROTOCOL.md calls valid, made of values that survive a JSON round trip.
+# Frames docs/protocol.md calls valid, made of values that survive a JSON round trip.
 SAFE_TEXT = st.text(max_size=10)
 SAFE_SCALARS = st.one_of(
     st.none(),
@@ -582,7 +582,7 @@ def canon(value: Any) -> Any:
 
 
 class OneOf(frozenset):
-    """Any of these error codes: where PROTOCOL.md leaves the choice open."""
+    """Any of these error codes: where docs/protocol.md leaves the choice open."""
 
     def __repr__(self) -> str:
         return "|".join(sorted(self))
@@ -642,7 +642,7 @@ class MemberState:
 
 
 class Oracle:
-    """What PROTOCOL.md says each session must receive, step by step."""
+    """What docs/protocol.md says each session must receive, step by step."""
 
     def __init__(self, world: World) -> None:
         self.world = world

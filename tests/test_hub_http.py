@@ -135,7 +135,7 @@ async def test_http_publish_reaches_subscribers_and_wakes_watchers_naming_no_con
     cancel = await world.hub.channels.observe(key, woken.append)
     message_id = await world.hub.publish_http(identity(world, "bob"), key, "chat", {"t": 1})
     (frame,) = peer.take()
-    # Over HTTP the publisher is named, without a connection (PROTOCOL.md's clarification).
+    # Over HTTP the publisher is named, without a connection (docs/protocol.md).
     assert frame["id"] == message_id
     assert frame["from"] == {"userId": "bob", "connectionId": None}
     assert woken == [message_id]

@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 
 import { DOCUMENT_PREFIX, documentChannel } from '../src/channels';
 
-/** PROTOCOL.md's rule for channel names. */
+/** docs/protocol.md's rule for channel names. */
 const VALID = /^[A-Za-z0-9_:.@/=+-]{1,200}$/;
 
 describe('documentChannel', () => {
