@@ -267,6 +267,15 @@ def test_two_hub_users_meet_in_the_lobby_and_chat_but_not_on_their_own_files(
         assert (ada.me["username"], ada.me["display_name"]) == ("ada", "ada")
         assert (bob.me["username"], bob.me["display_name"]) == ("bob", "bob")
 
+        # Each one's WebSocket handshake is on the log (written before the socket
+        # opened, so before the avatar showed), at INFO and nothing above: no
+        # "Skipping XSRF check for insecure request" warning from JupyterHub.
+        for person in (ada, bob):
+            path = f"/user/{person.username}/nyo-realtime/ws"
+            lines = hub.log_lines(path)
+            assert any(f"101 GET {path}" in line for line in lines), hub.output()
+            assert [line for line in lines if not line.startswith(("[I ", "[D "))] == []
+
         # Two servers, one Redis: each sees the other in the lobby, by hub name.
         expect(lobby_avatar(ada, bob)).to_be_visible(timeout=SEEN_TIMEOUT)
         expect(lobby_avatar(bob, ada)).to_be_visible(timeout=SEEN_TIMEOUT)
