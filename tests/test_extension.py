@@ -99,8 +99,8 @@ async def test_the_login_sees_a_websocket_handshake_as_a_websocket(
     await chromium.expect("authenticated")
     assert NamedUser.fetch_modes == {path: "websocket"}
     NamedUser.fetch_modes.clear()
-    firefox = await connect(jupyter_ws_url, headers={**jp_auth_header, "Sec-Fetch-Mode": "cors"})
-    await firefox.expect("authenticated")
+    said = await connect(jupyter_ws_url, headers={**jp_auth_header, "Sec-Fetch-Mode": "cors"})
+    await said.expect("authenticated")
     assert NamedUser.fetch_modes == {path: "cors"}  # what a browser says stays as it is
 
 
