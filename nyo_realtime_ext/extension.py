@@ -10,6 +10,7 @@ from jupyter_server.base.handlers import JupyterHandler
 from jupyter_server.base.websocket import WebSocketMixin
 from jupyter_server.extension.application import ExtensionApp
 from tornado import web
+from tornado.httputil import HTTPServerRequest
 from tornado.ioloop import IOLoop
 from traitlets import Instance
 
@@ -23,6 +24,27 @@ from .kernel_env import clear_kernel_env, document_scope, setup_kernel_env
 from .service import RealtimeService
 
 
+def mark_websocket_fetch(request: HTTPServerRequest) -> None:
+    """Say `Sec-Fetch-Mode: websocket` on a WebSocket handshake that does not.
+
+    JupyterHub's login (HubOAuth) treats a request by its fetch metadata: a
+    WebSocket's cookie needs no XSRF token (the origin check guards it), its
+    `?token=` counts, and `allow_websocket_cookie_auth` applies. Chromium sends
+    no fetch metadata on WebSocket handshakes, so JupyterHub takes them for
+    plain GETs of unknown mode, logs "Skipping XSRF check for insecure request"
+    at WARNING for every connection, and ignores the settings for WebSockets.
+    `Upgrade` and `Sec-WebSocket-Key` are headers no page's script may set, so a
+    request with both is a browser's WebSocket handshake (or not a browser's at
+    all, which may send any header anyway)."""
+    headers = request.headers
+    if (
+        headers.get("Upgrade", "").lower() == "websocket"
+        and "Sec-WebSocket-Key" in headers
+        and "Sec-Fetch-Mode" not in headers
+    ):
+        headers["Sec-Fetch-Mode"] = "websocket"
+
+
 class JupyterRealtimeSocket(WebSocketMixin, RealtimeSocket, JupyterHandler):
     """The realtime WebSocket with Jupyter's login as one more way in.
 
@@ -30,6 +52,10 @@ class JupyterRealtimeSocket(WebSocketMixin, RealtimeSocket, JupyterHandler):
     a JWT instead (query, header or first frame); the hub enforces that one of
     them succeeds within `auth_timeout`.
     """
+
+    def prepare(self, *args: Any, **kwargs: Any) -> Any:
+        mark_websocket_fetch(self.request)  # before Jupyter's login reads the headers
+        return super().prepare(*args, **kwargs)
 
     @allow_unauthenticated
     async def get(self, *args: Any, **kwargs: Any) -> None:

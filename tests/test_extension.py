@@ -7,7 +7,8 @@ import re
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
+from urllib.parse import urlsplit
 
 import pytest
 from jupyter_server.auth import IdentityProvider, User
@@ -17,7 +18,15 @@ from .tokens import SECRET, make_token
 
 
 class NamedUser(IdentityProvider):
-    """Jupyter's token login, but the user behind the token has a real profile."""
+    """Jupyter's token login, but the user behind the token has a real profile.
+
+    It records the `Sec-Fetch-Mode` each request's login saw, by path."""
+
+    fetch_modes: ClassVar[dict[str, str | None]] = {}
+
+    def get_user(self, handler: Any) -> Any:
+        NamedUser.fetch_modes[handler.request.path] = handler.request.headers.get("Sec-Fetch-Mode")
+        return super().get_user(handler)
 
     def generate_anonymous_user(self, handler: Any) -> User:
         return User(
@@ -76,6 +85,23 @@ async def test_jupyter_token_in_the_query_is_not_mistaken_for_a_jwt(
     jupyter_token = jp_auth_header["Authorization"].split(" ", 1)[1]
     client = await connect(f"{jupyter_ws_url}?token={jupyter_token}")
     assert (await client.expect("authenticated"))["user"]["tenantId"] == "default"
+
+
+async def test_the_login_sees_a_websocket_handshake_as_a_websocket(
+    jupyter_ws_url, jp_auth_header, connect
+):
+    """JupyterHub's login tells a WebSocket from a page load by `Sec-Fetch-Mode`,
+    which Chromium leaves off WebSocket handshakes: it then warned "Skipping XSRF
+    check for insecure request" for every connection. The login sees it said."""
+    path = urlsplit(jupyter_ws_url).path
+    NamedUser.fetch_modes.clear()
+    chromium = await connect(jupyter_ws_url, headers=jp_auth_header)  # no fetch metadata
+    await chromium.expect("authenticated")
+    assert NamedUser.fetch_modes == {path: "websocket"}
+    NamedUser.fetch_modes.clear()
+    said = await connect(jupyter_ws_url, headers={**jp_auth_header, "Sec-Fetch-Mode": "cors"})
+    await said.expect("authenticated")
+    assert NamedUser.fetch_modes == {path: "cors"}  # what a browser says stays as it is
 
 
 async def test_jwt_users_and_jupyter_users_meet_in_the_same_tenant(

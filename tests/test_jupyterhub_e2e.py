@@ -1,9 +1,12 @@
 """The JupyterLab extension under a real JupyterHub, in a real headless Chromium.
 
-JupyterHub from PyPI with its DummyAuthenticator and SimpleLocalProcessSpawner,
-its proxy configurable-http-proxy from npm (`.ci/run` installs it into the
-virtualenv), and one real redis-server that every single-user server is given
-with `--Realtime.redis_url`. Two browser contexts log in as two hub users,
+The hub is the one docs/deployment.md tells readers to try,
+examples/jupyterhub/run.sh with its jupyterhub_config.py: JupyterHub from PyPI
+with its DummyAuthenticator and SimpleLocalProcessSpawner, its proxy
+configurable-http-proxy from npm (`.ci/run` installs it into the virtualenv),
+and one real redis-server, started by the script, that every single-user server
+is given with `--Realtime.redis_url`. Run as root, it also checks the
+recipe's `--allow-root`. Two browser contexts log in as two hub users,
 "ada" and "bob": each gets a single-user server of their own, with a home of
 their own holding an `Untitled.ipynb` of the same path and different content.
 
@@ -44,9 +47,10 @@ from .lab_e2e import (
     panel_entry,
     wait_until_up,
 )
-from .redis_server import RedisServer
 
 SCREENSHOTS = REPO / "test-output" / "e2e-jupyterhub"
+# The recipe docs/deployment.md points at: this test runs it, not a copy of it.
+RECIPE = REPO / "examples" / "jupyterhub"
 # The virtualenv's bin: jupyterhub, jupyterhub-singleuser, and the proxy that
 # .ci/run installs there with `npm install -g --prefix .venv`. Not resolved:
 # the interpreter is a symlink out of the virtualenv.
@@ -95,6 +99,10 @@ class Hub:
     def output(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
 
+    def log_lines(self, needle: str) -> list[str]:
+        """The hub's and the servers' log lines that mention `needle`."""
+        return [line for line in self.output().splitlines() if needle in line]
+
 
 def _stop_tree(process: subprocess.Popen[bytes]) -> None:
     """Stop the hub and everything under it: the proxy, the single-user servers
@@ -138,19 +146,21 @@ def browser() -> Iterator[Browser]:
 
 
 @pytest.fixture
-def hub(browser: Browser, redis_server: RedisServer, tmp_path: Path) -> Iterator[Hub]:
-    """A real JupyterHub on free ports, its state in tmp_path, one Redis for all users."""
+def hub(browser: Browser, tmp_path: Path) -> Iterator[Hub]:
+    """The documented recipe, examples/jupyterhub/run.sh: a real JupyterHub, its
+    state in tmp_path, and the one Redis that the script starts for all users.
+    Only the ports (free ones) and the spawn timeouts (a slow CI) are the test's."""
     if shutil.which("configurable-http-proxy", path=_search_path()) is None:
         pytest.skip(NO_PROXY)
-    jupyterhub = VENV_BIN / "jupyterhub"
-    singleuser = VENV_BIN / "jupyterhub-singleuser"
-    assert jupyterhub.exists() and singleuser.exists(), (
-        "jupyterhub is not installed: it is in the `test` extra (`pip install -e '.[test]'`)"
-    )
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed (.ci/run installs it)")
+    for tool in ("jupyterhub", "jupyterhub-singleuser"):
+        assert (VENV_BIN / tool).exists(), (
+            "jupyterhub is not installed: it is in the `test` extra (`pip install -e '.[test]'`)"
+        )
 
     base = tmp_path / "hub"
-    homes = tmp_path / "homes"
-    base.mkdir()
+    homes = base / "homes"  # where the recipe puts them: $NYO_HUB_DIR/homes/<name>
     for user, title in (("ada", "Ada's own Untitled"), ("bob", "Bob's own Untitled")):
         home = homes / user
         (home / ".jupyter" / "labconfig").mkdir(parents=True)
@@ -163,37 +173,28 @@ def hub(browser: Browser, redis_server: RedisServer, tmp_path: Path) -> Iterator
         )
 
     port = free_port()
-    settings: dict[str, Any] = {
-        "JupyterHub.authenticator_class": "dummy",
-        "JupyterHub.spawner_class": "simple",
-        # The hub's own API and the proxy's API: free ports too, not 8081 and 8001.
-        "JupyterHub.hub_bind_url": f"http://127.0.0.1:{free_port()}",
-        "ConfigurableHTTPProxy.api_url": f"http://127.0.0.1:{free_port()}",
-        "ConfigurableHTTPProxy.pid_file": str(base / "proxy.pid"),
-        "JupyterHub.db_url": f"sqlite:///{base / 'jupyterhub.sqlite'}",
-        "JupyterHub.cookie_secret_file": str(base / "cookie_secret"),
-        "JupyterHub.pid_file": str(base / "jupyterhub.pid"),
-        "SimpleLocalProcessSpawner.home_dir_template": str(homes / "{username}"),
-        "Spawner.cmd": [str(singleuser)],
-        "Spawner.args": [f"--Realtime.redis_url={redis_server.url}", "--allow-root"],
-        "Spawner.default_url": "/lab",
-        "Spawner.environment": {"PYTHONUNBUFFERED": "1"},
-        "Spawner.start_timeout": 120,
-        "Spawner.http_timeout": 120,
-    }
-    config = base / "jupyterhub_config.py"
-    config.write_text(
-        "c = get_config()  # noqa: F821\n"
-        + "".join(f"c.{key} = {value!r}\n" for key, value in settings.items())
-    )
-    log = base / "jupyterhub.log"
+    log = tmp_path / "jupyterhub.log"
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [str(jupyterhub), "-f", str(config), f"--JupyterHub.bind_url=http://127.0.0.1:{port}"],
-            cwd=base,
+            [
+                str(RECIPE / "run.sh"),
+                # The hub's own API and the proxy's API: free ports too, not 8081 and 8001.
+                f"--JupyterHub.hub_bind_url=http://127.0.0.1:{free_port()}",
+                f"--ConfigurableHTTPProxy.api_url=http://127.0.0.1:{free_port()}",
+                "--Spawner.start_timeout=120",
+                "--Spawner.http_timeout=120",
+            ],
+            cwd=tmp_path,
             stdout=out,
             stderr=subprocess.STDOUT,
-            env={**os.environ, "PATH": _search_path(), "PYTHONUNBUFFERED": "1"},
+            env={
+                **os.environ,
+                "PATH": _search_path(),
+                "PYTHONUNBUFFERED": "1",
+                "NYO_HUB_DIR": str(base),
+                "NYO_HUB_PORT": str(port),
+                "NYO_REDIS_PORT": str(free_port()),
+            },
         )
     hub = Hub(f"http://127.0.0.1:{port}", homes, log, process)
     try:
@@ -265,6 +266,15 @@ def test_two_hub_users_meet_in_the_lobby_and_chat_but_not_on_their_own_files(
         assert ada.base_url == "/user/ada/" and bob.base_url == "/user/bob/"
         assert (ada.me["username"], ada.me["display_name"]) == ("ada", "ada")
         assert (bob.me["username"], bob.me["display_name"]) == ("bob", "bob")
+
+        # Each one's WebSocket handshake is on the log (written before the socket
+        # opened, so before the avatar showed), at INFO and nothing above: no
+        # "Skipping XSRF check for insecure request" warning from JupyterHub.
+        for person in (ada, bob):
+            path = f"/user/{person.username}/nyo-realtime/ws"
+            lines = hub.log_lines(path)
+            assert any(f"101 GET {path}" in line for line in lines), hub.output()
+            assert [line for line in lines if not line.startswith(("[I ", "[D "))] == []
 
         # Two servers, one Redis: each sees the other in the lobby, by hub name.
         expect(lobby_avatar(ada, bob)).to_be_visible(timeout=SEEN_TIMEOUT)
