@@ -519,7 +519,7 @@ def test_another_extension_uses_the_pages_connection_through_irealtime(
         widget = ada.page.locator("#who-is-here")
         expect(widget).to_be_visible()
         row = widget.locator(f'li[data-user-id="{bob.user_id}"]')
-        expect(row).to_have_text(f"{bob.name}: here", timeout=SEEN_TIMEOUT)
+        expect(row).to_have_text(f"{bob.name}: online", timeout=SEEN_TIMEOUT)
         expect(widget.locator(f'li[data-user-id="{ada.user_id}"]')).to_have_text(
             f"{ada.name}: online"
         )
