@@ -22,6 +22,7 @@ import shutil
 import subprocess
 import sys
 import tarfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -60,9 +61,12 @@ def run(command: list[str], cwd: Path, timeout: float = 600) -> str:
         "PATH": f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}",
         "npm_config_update_notifier": "false",
     }
+    start = time.monotonic()
     result = subprocess.run(
         command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
     )
+    # How long each step took, for whoever wonders why the test is slow (pytest -s).
+    print(f"{time.monotonic() - start:6.1f} s  {shlex.join(command[:3])}")
     assert result.returncode == 0, f"{command} in {cwd}:\n{result.stdout}\n{result.stderr}"
     return result.stdout
 
