@@ -145,6 +145,9 @@ def third_party(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     extensions = base / "labextensions"
     shutil.copytree(ext / "build", extensions / "nyo-third-party-ext")
+    # Built: its ~450 MB of node_modules would otherwise stay in pytest's last few
+    # temporary directories (the tarball, sources and build stay, to look at).
+    shutil.rmtree(ext / "node_modules")
     return extensions
 
 
