@@ -15,6 +15,7 @@ from typing import Any
 
 import jwt
 
+from .constants import KINDS, PERSON
 from .models import Channel, Identity
 
 
@@ -131,6 +132,9 @@ class Authenticator:
             if isinstance(text, str) and not _is_unicode(text):
                 # JSON can carry lone surrogates; nothing downstream can store or send them.
                 raise AuthError("token claims must be valid Unicode text")
+        kind = claims.get("kind") or PERSON
+        if kind not in KINDS:
+            raise AuthError(f"token claim `kind` must be one of {', '.join(KINDS)}")
         return Identity(
             user_id=user_id,
             tenant_id=str(tenant),
@@ -141,6 +145,7 @@ class Authenticator:
             channels=frozenset(c for c in channels if isinstance(c, str))
             if isinstance(channels, list)
             else None,
+            kind=kind,
         )
 
     def identity_from_jupyter(self, user: Any) -> Identity:

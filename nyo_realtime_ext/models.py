@@ -7,6 +7,8 @@ from typing import Any, NamedTuple
 
 import orjson
 
+from .constants import PERSON
+
 
 class ChannelKey(NamedTuple):
     """A channel is always named inside a tenant: tenants are walls."""
@@ -26,6 +28,7 @@ class Identity:
     avatar_url: str | None = None
     expires_at: float | None = None  # seconds since epoch, from the token's `exp`
     channels: frozenset[str] | None = None  # private channels granted by the token
+    kind: str = PERSON  # `person` or `kernel` (the token's `kind` claim)
 
     def to_wire(self) -> dict[str, Any]:
         user: dict[str, Any] = {
@@ -37,6 +40,8 @@ class Identity:
             user["color"] = self.color
         if self.avatar_url:
             user["avatar_url"] = self.avatar_url
+        if self.kind != PERSON:
+            user["kind"] = self.kind
         return user
 
     def same_principal(self, other: Identity) -> bool:
@@ -116,6 +121,7 @@ class Member:
     connections: set[str] = field(default_factory=set)
     color: str | None = None
     avatar_url: str | None = None
+    kind: str = PERSON  # the identity's: `person` or `kernel`
 
     def to_wire(self) -> dict[str, Any]:
         member: dict[str, Any] = {
@@ -131,4 +137,6 @@ class Member:
             member["color"] = self.color
         if self.avatar_url:
             member["avatar_url"] = self.avatar_url
+        if self.kind != PERSON:  # the one field `kind` adds to the wire (docs/protocol.md)
+            member["kind"] = self.kind
         return member

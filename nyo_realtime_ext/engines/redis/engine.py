@@ -52,6 +52,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import MaxConnectionsError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from ...constants import PERSON
 from ...models import Channel, ChannelKey, Identity, Member, Message, Profile
 from ...protocol import encode
 from ..base import Engine, EngineEvents, EngineUnavailable, History
@@ -583,6 +584,8 @@ class RedisPresence:
             profile["color"] = identity.color
         if identity.avatar_url:
             profile["avatar_url"] = identity.avatar_url
+        if identity.kind != PERSON:
+            profile["kind"] = identity.kind
         member, joined, connections = await self.redis.run(
             "join",
             _channel_part(key),
@@ -883,6 +886,7 @@ def _member(raw: bytes, connections: list[Any] | None = None) -> Member:
         last_seen=wire["lastSeen"] / 1000,
         color=wire.get("color"),
         avatar_url=wire.get("avatar_url"),
+        kind=wire.get("kind", PERSON),
         connections={c.decode() if isinstance(c, bytes) else c for c in connections or ()},
     )
 
