@@ -16,6 +16,7 @@ from typing import Any
 import jwt
 
 from .colors import is_color
+from .constants import KINDS, PERSON
 from .models import Channel, Identity
 from .profiles import cleaned_name, refused_character
 
@@ -137,6 +138,9 @@ class Authenticator:
         if color is not None and color != "" and not is_color(color):
             # It ends up in every viewer's style attribute: a colour, or nothing.
             raise AuthError("token claim `color` must be `#rrggbb` (hex)")
+        kind = claims.get("kind") or PERSON
+        if kind not in KINDS:
+            raise AuthError(f"token claim `kind` must be one of {', '.join(KINDS)}")
         return checked(
             Identity(
                 user_id=user_id,
@@ -148,6 +152,7 @@ class Authenticator:
                 channels=frozenset(c for c in channels if isinstance(c, str))
                 if isinstance(channels, list)
                 else None,
+                kind=kind,
             ),
             "token claim",
         )

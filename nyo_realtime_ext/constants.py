@@ -10,6 +10,13 @@ from __future__ import annotations
 # Presence statuses of docs/protocol.md; a member's first one is "online".
 STATUSES = ("online", "away", "busy", "offline")
 
+# What a member is (docs/protocol.md, "kind"): a person, or a kernel acting for
+# nobody in particular. Clients count only people as people; "person" is the
+# default and is not written on the wire.
+PERSON = "person"
+KERNEL = "kernel"
+KINDS = (PERSON, KERNEL)
+
 # The environment the extension gives the kernels it starts (kernel_env.py), which
 # `client.connect()` reads to find the server with no arguments.
 ENV_URL = "NYO_REALTIME_URL"

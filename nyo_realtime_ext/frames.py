@@ -10,7 +10,7 @@ must send the same bytes for the same event (tests/test_engine_contract.py holds
 them to it), so each object has one order, written down here once:
 
 - a message: type, channel, id, event, payload, from, ts;
-- a member: userId, name, color?, avatar_url?, joinedAt, status, meta, lastSeen,
+- a member: userId, kind? (kernels only), name, color?, avatar_url?, joinedAt, status, meta, lastSeen,
   connections (`?`: only when set);
 - a presence event: type, channel, member.
 
@@ -45,6 +45,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import orjson
+
+from .constants import PERSON
 
 if TYPE_CHECKING:
     from .models import Channel, Identity, Member, Message
@@ -104,7 +106,10 @@ def message_pieces(
 
 
 def member_wire(member: Member) -> dict[str, Any]:
-    wire: dict[str, Any] = {"userId": member.user_id, "name": member.name}
+    wire: dict[str, Any] = {"userId": member.user_id}
+    if member.kind != PERSON:  # the one field a kernel adds (docs/protocol.md)
+        wire["kind"] = member.kind
+    wire["name"] = member.name
     if member.color:
         wire["color"] = member.color
     if member.avatar_url:
@@ -134,11 +139,20 @@ def shown_piece(name: str, color: str | None) -> bytes:
 
 
 def member_head(
-    user_id: str, name: str, color: str | None, avatar_url: str | None, joined_ms: int
+    user_id: str,
+    name: str,
+    color: str | None,
+    avatar_url: str | None,
+    joined_ms: int,
+    kind: str = PERSON,
 ) -> bytes:
     """The start of a member, up to its joinedAt, without the closing brace (Redis
-    stores it; prelude.lua's member_json completes it with `LUA_PIECES`)."""
-    wire: dict[str, Any] = {"userId": user_id, "name": name}
+    stores it; prelude.lua's member_json completes it with `LUA_PIECES`). `kind`
+    comes before the name: a profile change swaps what lies from `name` on."""
+    wire: dict[str, Any] = {"userId": user_id}
+    if kind != PERSON:
+        wire["kind"] = kind
+    wire["name"] = name
     if color:
         wire["color"] = color
     if avatar_url:
@@ -218,11 +232,10 @@ def reply(type_: str, ref: Any, **fields: Any) -> dict[str, Any]:
 
 def identity_wire(identity: Identity) -> dict[str, Any]:
     """`authenticated.user`."""
-    user: dict[str, Any] = {
-        "userId": identity.user_id,
-        "tenantId": identity.tenant_id,
-        "name": identity.name or identity.user_id,
-    }
+    user: dict[str, Any] = {"userId": identity.user_id, "tenantId": identity.tenant_id}
+    if identity.kind != PERSON:
+        user["kind"] = identity.kind
+    user["name"] = identity.name or identity.user_id
     if identity.color:
         user["color"] = identity.color
     if identity.avatar_url:

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from . import frames
+from .constants import PERSON
 
 
 class ChannelKey(NamedTuple):
@@ -26,6 +27,7 @@ class Identity:
     avatar_url: str | None = None
     expires_at: float | None = None  # seconds since epoch, from the token's `exp`
     channels: frozenset[str] | None = None  # private channels granted by the token
+    kind: str = PERSON  # `person` or `kernel` (the token's `kind` claim)
 
     def to_wire(self) -> dict[str, Any]:
         return frames.identity_wire(self)
@@ -95,6 +97,7 @@ class Member:
     connections: set[str] = field(default_factory=set)
     color: str | None = None
     avatar_url: str | None = None
+    kind: str = PERSON  # the identity's: `person` or `kernel`
 
     def to_wire(self) -> dict[str, Any]:
         return frames.member_wire(self)

@@ -13,6 +13,17 @@ server shows (what they chose, else their identity's), the colour the member's o
 else `colors.user_color(user_id)`, the function every client shares. Two people
 with the same name keep their ids apart on hover.
 
+Kernels are not people (docs/protocol.md, "kind"). A member of kind `kernel` is
+listed after the people, marked as a kernel, and never counted as a person.
+When this kernel is itself a kernel (a single-user server with token login,
+where browsers are anonymous people), whoever reads a widget is a person the
+kernel cannot know: nothing is marked "(you)", and a message typed into a
+`ChatWidget` is sent by the browser's own realtime connection, through the
+JupyterLab extension (the `nyo-realtime:publish` DOM event, see `ChatLog`), so
+that it is signed by the person who typed it. Without the extension such a
+message is not sent (the kernel would sign it); `ChatWidget.send()`, code the
+kernel runs, is the kernel's.
+
 Threads: the client runs on its own thread (see `client.ThreadedClient`), and
 its callbacks update these widgets there. ipykernel hands every IOPub message
 to its IO thread, so a trait set from the client's thread reaches the front
@@ -35,7 +46,7 @@ from traitlets import Bool, Dict, Enum, List, Unicode
 from .chat_render import render_chat_text
 from .client import SyncChannel, ThreadedClient, shared_client
 from .colors import is_color, user_color
-from .constants import STATUSES
+from .constants import PERSON, STATUSES
 
 STATUS_COLORS = {"online": "#2e7d32", "away": "#f9a825", "busy": "#c62828", "offline": "#9e9e9e"}
 CHAT_EVENT = "chat:message"
@@ -44,6 +55,15 @@ _lock = threading.RLock()
 # Widgets on the same client and channel share one subscription; the last one
 # to close unsubscribes.
 _channel_users: dict[tuple[int, str], int] = {}
+
+
+def is_person(member: dict[str, Any]) -> bool:
+    """Whether a member (or a `user`) is a person: `kind` absent or "person"."""
+    return member.get("kind", PERSON) == PERSON
+
+
+def kernel_tag() -> str:
+    return '<span class="nyo-kernel-tag" style="color:#757575;font-size:85%">(kernel)</span>'
 
 
 def initials(name: str) -> str:
@@ -176,8 +196,18 @@ class PresenceWidget(_ChannelWidget):
         user = self._client.user
         return user.get("userId") if user else None
 
+    @property
+    def is_kernel(self) -> bool:
+        """Whether this kernel is a kernel (not a person's): see the module's docstring."""
+        user = self._client.user
+        return user is not None and not is_person(user)
+
     def _on_members(self, members: list[dict[str, Any]]) -> None:
-        members = sorted(members, key=lambda m: (str(m.get("name", "")).lower(), m.get("userId")))
+        # People first, then kernels: each by name.
+        members = sorted(
+            members,
+            key=lambda m: (not is_person(m), str(m.get("name", "")).lower(), m.get("userId")),
+        )
         self.members = members
         mine = next((m for m in members if m.get("userId") == self.me), None)
         if mine is not None and mine.get("status") in STATUSES:
@@ -190,10 +220,13 @@ class PresenceWidget(_ChannelWidget):
 
     def _render(self) -> None:
         name = html.escape(self._channel.name)
-        count = len(self.members)
+        count = sum(1 for m in self.members if is_person(m))
+        kernels = len(self.members) - count
+        also = f" &middot; {kernels} kernel{'' if kernels == 1 else 's'}" if kernels else ""
         self._title.value = (
-            f"<b>{name}</b> &middot; {count} {'person' if count == 1 else 'people'} here"
+            f"<b>{name}</b> &middot; {count} {'person' if count == 1 else 'people'} here{also}"
         )
+        self._picker.description = "Kernel:" if self.is_kernel else "Me:"
         rows = []
         names = [str(m.get("name") or m.get("userId")) for m in self.members]
         shared = {name for name, count in Counter(names).items() if count > 1}
@@ -203,10 +236,16 @@ class PresenceWidget(_ChannelWidget):
                 label += (
                     f' <span style="color:#757575">({html.escape(str(member["userId"]))})</span>'
                 )
-            you = " <i>(you)</i>" if member.get("userId") == self.me else ""
+            mine = member.get("userId") == self.me
+            # A kernel cannot know which person reads it: it marks itself, not "you".
+            you = (" <i>(this kernel)</i>" if self.is_kernel else " <i>(you)</i>") if mine else ""
+            if not is_person(member):
+                label += " " + kernel_tag()
+            kind = "kernel" if not is_person(member) else "person"
             status = html.escape(str(member.get("status", "")))
             rows.append(
-                '<div style="display:flex;align-items:center;gap:8px;margin:3px 0">'
+                f'<div class="nyo-widget-member nyo-widget-{kind}" '
+                'style="display:flex;align-items:center;gap:8px;margin:3px 0">'
                 f"{avatar_html(member)}<span>{label}{you}</span>"
                 f'<span style="color:#757575;font-size:85%">{status}</span></div>'
             )
@@ -273,16 +312,65 @@ class ChatLog(anywidget.AnyWidget):
         model.on('change:value', draw);
         model.on('change:height', draw);
         draw();
+        // A kernel that is not a person (`relay` names the channel): a message typed
+        // here goes out on this browser's own connection, through the JupyterLab
+        // extension, signed by whoever typed it. Without the extension nobody takes
+        // the event, and the widget's kernel says why it does not send.
+        const relay = event => {
+          const channel = model.get('relay');
+          const root = el.closest('.nyo-chat-widget');
+          if (!channel || !root || !root.contains(event.target)) {
+            return;
+          }
+          let box;
+          if (event.type === 'keydown') {
+            if (event.key !== 'Enter' || event.target.tagName !== 'INPUT'
+                || !event.target.closest('.nyo-chat-box')) {
+              return;
+            }
+            box = event.target;
+          } else {
+            if (!event.target.closest('.nyo-chat-send')) {
+              return;
+            }
+            box = root.querySelector('.nyo-chat-box input, .nyo-chat-box textarea');
+          }
+          const text = box ? box.value.trim() : '';
+          if (!text) {
+            return;
+          }
+          const detail = { channel, event: 'chat:message', payload: { text }, result: null };
+          const request = new CustomEvent('nyo-realtime:publish', { detail, cancelable: true });
+          document.dispatchEvent(request);
+          if (!request.defaultPrevented) {
+            return;
+          }
+          event.preventDefault();
+          event.stopImmediatePropagation();
+          box.value = '';
+          box.dispatchEvent(new Event('input', { bubbles: true }));
+          Promise.resolve(detail.result).then(
+            () => model.send({ event: 'relayed' }),
+            error => model.send({ event: 'relay-error', message: String(error?.message ?? error) })
+          );
+        };
+        document.addEventListener('keydown', relay, true);
+        document.addEventListener('click', relay, true);
         return () => {
           observer.disconnect();
           model.off('change:value', draw);
           model.off('change:height', draw);
+          document.removeEventListener('keydown', relay, true);
+          document.removeEventListener('click', relay, true);
         };
       }
     };
     """
     value = Unicode("").tag(sync=True)
     height = Unicode("240px").tag(sync=True)
+    # The channel a message typed in the browser is published on by the browser
+    # itself (the JupyterLab extension); "" while the kernel is a person.
+    relay = Unicode("").tag(sync=True)
 
 
 class ChatWidget(_ChannelWidget):
@@ -343,6 +431,12 @@ class ChatWidget(_ChannelWidget):
         self._notice = widgets.HTML()
         self._input = widgets.HBox([self._text, self._lines, self._button])
         self.children = [self._log, self._input, self._notice]
+        # What the log's front end finds to relay a typed message (see `ChatLog`).
+        self.add_class("nyo-chat-widget")
+        self._text.add_class("nyo-chat-box")
+        self._area.add_class("nyo-chat-box")
+        self._button.add_class("nyo-chat-send")
+        self._log.on_msg(self._log_message)
         self._button.on_click(self._clicked)
         # The front end of `Text` sends {"event": "submit"} on Enter. Listened to
         # directly: `on_submit` is deprecated, and its replacement
@@ -365,6 +459,23 @@ class ChatWidget(_ChannelWidget):
         """Publish `chat:message` with `{"text": text}`; returns the message id once acked."""
         return self._channel.send(CHAT_EVENT, {"text": text}, timeout)
 
+    @property
+    def is_kernel(self) -> bool:
+        """Whether this kernel is a kernel (not a person's): see the module's docstring."""
+        user = self._client.user
+        return user is not None and not is_person(user)
+
+    def _update_relay(self) -> None:
+        self._log.relay = self._channel.name if self.is_kernel else ""
+
+    def _log_message(self, _widget: Any, content: dict[str, Any], _buffers: Any) -> None:
+        with _lock:
+            if content.get("event") == "relayed":
+                self._notice.value = ""
+            elif content.get("event") == "relay-error":
+                message = html.escape(str(content.get("message", "")))
+                self._notice.value = f'<span style="color:#c62828">not sent: {message}</span>'
+
     def _text_message(self, _widget: Any, content: dict[str, Any], _buffers: Any) -> None:
         if content.get("event") == "submit" and not self.multiline:
             self._submit()
@@ -384,6 +495,15 @@ class ChatWidget(_ChannelWidget):
         box = self._area if self.multiline else self._text
         text = box.value.strip()
         if not text:
+            return
+        if self.is_kernel:
+            # The browser did not send it (no JupyterLab extension there): the kernel
+            # would sign a person's words. The text stays in the box.
+            self._notice.value = (
+                '<span style="color:#c62828">not sent: this kernel is not a person, and '
+                "what you type is sent by your browser's own connection, which needs the "
+                "nyo-realtime JupyterLab extension</span>"
+            )
             return
         box.value = ""
         # Not `send`: a click handler must not block the kernel on the network.
@@ -422,6 +542,7 @@ class ChatWidget(_ChannelWidget):
         return self._rendered[key]
 
     def _render(self) -> None:
+        self._update_relay()  # the client's user is known once subscribed
         people = {m["userId"]: m for m in self._channel.members}
         rows = []
         for message in self.messages:
@@ -429,6 +550,7 @@ class ChatWidget(_ChannelWidget):
             user_id = str(sender.get("userId", "server"))
             person = people.get(user_id, {})
             author = str(person.get("name") or user_id)
+            tag = "" if is_person(person) else " " + kernel_tag()
             ts = message.get("ts", 0)
             when = dt.datetime.fromtimestamp(ts / 1000, dt.timezone.utc)
             rows.append(
@@ -436,7 +558,7 @@ class ChatWidget(_ChannelWidget):
                 'align-items:flex-start">'
                 f"{avatar_html({'userId': user_id, 'name': author, 'color': person.get('color')}, 22)}"
                 f'<div style="min-width:0;overflow-wrap:anywhere">'
-                f'<b title="{html.escape(user_id)}">{html.escape(author)}</b> '
+                f'<b title="{html.escape(user_id)}">{html.escape(author)}</b>{tag} '
                 # The browser writes the time in its locale (ChatLog); until then, UTC.
                 f'<time class="nyo-chat-time" data-ts="{int(ts)}" datetime="{when.isoformat()}"'
                 f' style="color:#757575;font-size:80%">{when.strftime("%H:%M")} UTC</time>'

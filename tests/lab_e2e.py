@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -24,6 +25,8 @@ CHROMIUM = Path("/usr/bin/chromium")
 REPO = Path(__file__).resolve().parent.parent
 SCREENSHOTS = REPO / "test-output" / "e2e"
 TOKEN = "e2e-jupyter-token"
+# A kernel starting, or its client redrawing a widget, on a busy machine (2 cores, shared).
+KERNEL_TIMEOUT = 120_000
 
 NO_CHROMIUM = (
     "needs Debian's chromium at /usr/bin/chromium (`apt-get install chromium`, as .ci/run does)"
@@ -336,3 +339,44 @@ def panel_entry(person: Person, other: Person) -> Any:
 
 def doc_badge(person: Person, path: str) -> Any:
     return person.page.locator(f'.jp-Toolbar .nyo-doc-presence[data-path="{path}"]')
+
+
+ACTIVE = re.compile(r"\bjp-mod-active\b")
+
+
+def shut_down_kernels(server: LabServer) -> None:
+    """Kernels outlive the pages that started them: stop them, for the next tests' sake."""
+    with urllib.request.urlopen(server.url("api/sessions")) as response:
+        sessions = json.load(response)
+    for session in sessions:
+        request = urllib.request.Request(
+            server.url(f"api/sessions/{session['id']}"), method="DELETE"
+        )
+        urllib.request.urlopen(request).close()
+
+
+def cells(person: Person) -> Any:
+    return person.page.locator(".jp-NotebookPanel:visible .jp-Notebook .jp-Cell")
+
+
+def click_cell(person: Person, index: int) -> None:
+    cells(person).nth(index).locator(".jp-InputArea-editor").click()
+    expect(cells(person).nth(index)).to_have_class(ACTIVE)
+
+
+def run_cell(person: Person, index: int) -> None:
+    """Run a cell as a person does (Shift+Enter in it), and see it start.
+
+    The key goes once the cell's editor has the focus: a page still settling (a
+    kernel starting, focus moving to a new tab) would swallow it otherwise. It is
+    pressed once: pressing again because the page seems slow could run it twice.
+    Its prompt shows `[*]` when queued or running and `[n]` when done.
+    """
+    started = re.compile(r"\[[*0-9]+\]")
+    cell = cells(person).nth(index)
+    click_cell(person, index)
+    expect(cell.locator(".jp-InputArea-editor .cm-editor.cm-focused")).to_have_count(
+        1, timeout=SEEN_TIMEOUT
+    )
+    person.page.keyboard.press("Shift+Enter")
+    expect(cell.locator(".jp-InputArea-prompt")).to_have_text(started, timeout=KERNEL_TIMEOUT)

@@ -11,23 +11,28 @@ import json
 import re
 import shutil
 import time
-import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from .lab_e2e import (
+    ACTIVE,
     CHROMIUM,
+    KERNEL_TIMEOUT,
     LOAD_TIMEOUT,
     REPO,
     SEEN_TIMEOUT,
     LabServer,
     Person,
+    cells,
+    click_cell,
     doc_badge,
     launch_browser,
     lobby_avatar,
     panel_entry,
+    run_cell,
+    shut_down_kernels,
     start_lab,
 )
 
@@ -37,9 +42,6 @@ if CHROMIUM.exists():
 pytestmark = pytest.mark.timeout(300)
 
 SHOTS = REPO / "test-output" / "lab-collab"
-
-# A kernel starting, or its client redrawing a widget, on a busy machine (2 cores, shared).
-KERNEL_TIMEOUT = 120_000
 
 # Cell ids in the file (nbformat 4.5): every page finds the same cell by id.
 COLLAB = {
@@ -98,47 +100,6 @@ def browser() -> Iterator[Browser]:
     yield from launch_browser(SHOTS)
 
 
-_ACTIVE = re.compile(r"\bjp-mod-active\b")
-
-
-def shut_down_kernels(server: LabServer) -> None:
-    """Kernels outlive the pages that started them: stop them, for the next tests' sake."""
-    with urllib.request.urlopen(server.url("api/sessions")) as response:
-        sessions = json.load(response)
-    for session in sessions:
-        request = urllib.request.Request(
-            server.url(f"api/sessions/{session['id']}"), method="DELETE"
-        )
-        urllib.request.urlopen(request).close()
-
-
-def cells(person: Person) -> Any:
-    return person.page.locator(".jp-NotebookPanel:visible .jp-Notebook .jp-Cell")
-
-
-def click_cell(person: Person, index: int) -> None:
-    cells(person).nth(index).locator(".jp-InputArea-editor").click()
-    expect(cells(person).nth(index)).to_have_class(_ACTIVE)
-
-
-def run_cell(person: Person, index: int) -> None:
-    """Run a cell as a person does (Shift+Enter in it), and see it start.
-
-    The key goes once the cell's editor has the focus: a page still settling (a
-    kernel starting, focus moving to a new tab) would swallow it otherwise. It is
-    pressed once: pressing again because the page seems slow could run it twice.
-    Its prompt shows `[*]` when queued or running and `[n]` when done.
-    """
-    started = re.compile(r"\[[*0-9]+\]")
-    cell = cells(person).nth(index)
-    click_cell(person, index)
-    expect(cell.locator(".jp-InputArea-editor .cm-editor.cm-focused")).to_have_count(
-        1, timeout=SEEN_TIMEOUT
-    )
-    person.page.keyboard.press("Shift+Enter")
-    expect(cell.locator(".jp-InputArea-prompt")).to_have_text(started, timeout=KERNEL_TIMEOUT)
-
-
 def avatar_on_cell(person: Person, index: int, other: Person) -> Any:
     return (
         cells(person)
@@ -191,8 +152,8 @@ def test_others_see_which_cell_i_am_on_and_can_go_there(lab: LabServer, browser:
         expect(where).to_have_text("cells.ipynb, cell 3: third = 3", timeout=SEEN_TIMEOUT)
         bob.shot("03-bob-panel-says-where-ada-is")
         where.click()
-        expect(cells(bob).nth(2)).to_have_class(_ACTIVE, timeout=SEEN_TIMEOUT)
-        expect(cells(bob).nth(0)).not_to_have_class(_ACTIVE)
+        expect(cells(bob).nth(2)).to_have_class(ACTIVE, timeout=SEEN_TIMEOUT)
+        expect(cells(bob).nth(0)).not_to_have_class(ACTIVE)
         expect(cells(bob).nth(2)).to_be_in_viewport()
         # ...and Ada now sees Bob on cell 3 beside her.
         expect(avatar_on_cell(ada, 2, bob)).to_be_visible(timeout=SEEN_TIMEOUT)

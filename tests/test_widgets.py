@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import getpass
-import json
 import re
-import time
 from typing import Any
 
 import pytest
@@ -16,7 +14,7 @@ from nyo_realtime_ext.config import Realtime
 from nyo_realtime_ext.kernel_env import kernel_identity
 
 from .httpclient import Api
-from .kernels import Kernel, running_kernel
+from .kernels import comm_update_containing, running_kernel
 
 CONFIGURED_NAME = "Ada Lovelace (kernel)"
 
@@ -25,25 +23,6 @@ CONFIGURED_NAME = "Ada Lovelace (kernel)"
 def jp_server_config(jp_server_config: dict[str, Any]) -> dict[str, Any]:
     realtime = {**jp_server_config["Realtime"], "kernel_user_name": CONFIGURED_NAME}
     return {**jp_server_config, "Realtime": realtime}
-
-
-async def comm_update_containing(kernel: Kernel, text: str, timeout: float = 60.0) -> None:
-    """Read IOPub until a widget state update that mentions `text` goes to the front end.
-
-    Updates made on the client's thread belong to no cell, so they are read
-    here directly rather than through an execute request.
-    """
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            msg = await kernel.client.get_iopub_msg(timeout=1)
-        except Exception:  # queue.Empty
-            continue
-        content = msg["content"]
-        if msg["msg_type"] == "comm_msg" and content["data"].get("method") == "update":
-            if text in json.dumps(content["data"].get("state", {})):
-                return
-    raise AssertionError(f"no widget update mentioning {text!r} reached the front end")
 
 
 async def test_presence_and_chat_widgets_with_an_outside_user(
@@ -212,7 +191,8 @@ async def test_connect_falls_back_to_the_running_server_file(
 def test_kernel_identity_is_a_real_user(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("JUPYTERHUB_USER", raising=False)
     identity = kernel_identity(Realtime())
-    assert identity.user_id == getpass.getuser()
+    # Nobody's server (issue 22): the kernel is a kernel, not a person named "root".
+    assert (identity.user_id, identity.kind) == (f"{getpass.getuser()}:kernel", "kernel")
     assert identity.name and not identity.name.startswith("Anonymous")
     monkeypatch.setenv("JUPYTERHUB_USER", "katherine")
     assert kernel_identity(Realtime()).user_id == "katherine"

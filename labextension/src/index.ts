@@ -33,6 +33,7 @@ import { RealtimeModel } from './model';
 import { ChatNotifier } from './notify';
 import { RealtimePanel } from './panel';
 import { profileApi } from './profile';
+import { relayPublishes } from './relay';
 import { createRealtime, IRealtime } from './tokens';
 import { DocumentPresence, PresenceStatus } from './views';
 
@@ -321,6 +322,8 @@ const plugin: JupyterFrontEndPlugin<IRealtime> = {
     client.errors.connect(error => {
       console.warn(`nyo-realtime: ${error.code}: ${error.message}`);
     });
+    // A kernel's ChatWidget sends what a person types through this page (relay.ts).
+    relayPublishes(client);
 
     const panel = new RealtimePanel(
       realtime,

@@ -10,6 +10,7 @@ import { ISignal, Signal } from '@lumino/signaling';
 import {
   Channel,
   ConnectionState,
+  isPerson,
   Member,
   Message,
   RealtimeClient,
@@ -183,12 +184,25 @@ export class RealtimeModel {
     return this.sorted(this.lobby.members.values());
   }
 
-  /** Members as people see them listed: me first, then by name. */
+  /** Members as people see them listed: me first, then by name; kernels last. */
   sorted(members: Iterable<Member>): Member[] {
     const me = this.me?.userId;
     return [...members].sort((a, b) =>
-      a.userId === me ? -1 : b.userId === me ? 1 : a.name.localeCompare(b.name)
+      isPerson(a) !== isPerson(b)
+        ? isPerson(a)
+          ? -1
+          : 1
+        : a.userId === me
+          ? -1
+          : b.userId === me
+            ? 1
+            : a.name.localeCompare(b.name)
     );
+  }
+
+  /** The lobby's people (kernels are not people: docs/protocol.md, `kind`). */
+  get people(): Member[] {
+    return this.members.filter(isPerson);
   }
 
   /** A display name for a user id, also for people who have left. */

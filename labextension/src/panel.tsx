@@ -17,7 +17,7 @@ import { Avatar } from './avatar';
 import { personOf, STATUS_LABELS } from './avatars';
 import { timeOf } from './cells';
 import { Chat, MarkdownRenderer } from './chat';
-import { Member, Status } from './client';
+import { isPerson, Member, Status } from './client';
 import { usePresence, useWebSocket } from './hooks';
 import { RealtimeModel } from './model';
 import { ProfileApi } from './profile';
@@ -78,7 +78,12 @@ function PersonRow(props: {
   const ours = model.sharesFiles(member);
   const where = whereOf(member);
   return (
-    <li className="nyo-person" data-user-id={member.userId} data-status={member.status}>
+    <li
+      className={isPerson(member) ? 'nyo-person' : 'nyo-person nyo-kernel'}
+      data-user-id={member.userId}
+      data-status={member.status}
+      data-kind={member.kind ?? 'person'}
+    >
       <Avatar person={personOf(member)} size="large" showStatus />
       <div className="nyo-person-text">
         <span className="nyo-person-name">
@@ -245,7 +250,9 @@ export function RealtimePanelView(props: {
   const { members } = usePresence(realtime, realtime.lobby);
   // `user` too: `sorted` puts `model.me` first, which changes when we authenticate.
   // eslint-disable-next-line react-hooks/exhaustive-deps
-  const people = useMemo(() => model.sorted(members), [model, members, user]);
+  const sorted = useMemo(() => model.sorted(members), [model, members, user]);
+  const people = sorted.filter(isPerson);
+  const kernels = sorted.filter(member => !isPerson(member));
   return (
     <>
       <div className="nyo-panel-header">
@@ -294,6 +301,22 @@ export function RealtimePanelView(props: {
           />
         ))}
       </ul>
+      {kernels.length > 0 && (
+        <>
+          <h3 className="nyo-kernels-title">Kernels</h3>
+          <ul className="nyo-kernels">
+            {kernels.map(member => (
+              <PersonRow
+                key={member.userId}
+                member={member}
+                isMe={false}
+                model={model}
+                openPath={openPath}
+              />
+            ))}
+          </ul>
+        </>
+      )}
       <Activity model={model} openPath={openPath} />
       {extras.showChat !== false && (
         <Chat

@@ -102,7 +102,8 @@ export class PresenceStatus extends Widget {
     node.replaceChildren();
     node.appendChild(connectionMark(model.state));
 
-    const members = model.members;
+    // Kernels are not people: they are listed in the panel, not counted here.
+    const members = model.people;
     const faces = el('span', 'nyo-statusbar-avatars');
     faces.title = 'Who is here — open the collaborators panel';
     faces.addEventListener('click', () => this._openPanel());

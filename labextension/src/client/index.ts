@@ -30,5 +30,5 @@ export type {
 } from './client';
 export { RealtimeError } from './errors';
 export { Emitter } from './events';
-export { STATUSES } from './types';
+export { isPerson, STATUSES } from './types';
 export type { Member, Message, Status, User } from './types';

@@ -11,6 +11,8 @@ export interface User {
   name: string;
   color?: string;
   avatar_url?: string;
+  /** `person` when absent, or `kernel` (docs/protocol.md). */
+  kind?: string;
 }
 
 export interface Member {
@@ -23,6 +25,13 @@ export interface Member {
   connections: number;
   color?: string;
   avatar_url?: string;
+  /** `person` when absent; a `kernel` is never counted as a person (docs/protocol.md). */
+  kind?: string;
+}
+
+/** Whether a member is a person: `kind` absent or "person" (kernels are not). */
+export function isPerson(member: { kind?: string }): boolean {
+  return (member.kind ?? 'person') === 'person';
 }
 
 export interface Message {

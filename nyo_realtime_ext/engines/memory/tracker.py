@@ -40,6 +40,7 @@ class PresenceTracker:
                 joined_at=now,
                 color=identity.color,
                 avatar_url=identity.avatar_url,
+                kind=identity.kind,
             )
         member.connections.add(connection_id)
         member.last_seen = now

@@ -53,6 +53,7 @@ from redis.exceptions import MaxConnectionsError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ... import frames
+from ...constants import PERSON
 from ...models import Channel, ChannelKey, Identity, Member, Message, Profile
 from ..base import Engine, EngineEvents, EngineUnavailable, History
 from ..ids import is_complete, parse_message_id
@@ -568,7 +569,7 @@ class RedisPresence:
     ) -> tuple[Member, bool]:
         name = identity.name or identity.user_id
         head = frames.member_head(
-            identity.user_id, name, identity.color, identity.avatar_url, _ms(now)
+            identity.user_id, name, identity.color, identity.avatar_url, _ms(now), identity.kind
         )
         member, joined, connections = await self.redis.run(
             "join",
@@ -883,6 +884,7 @@ def _member(raw: bytes, connections: list[Any] | None = None) -> Member:
         last_seen=wire["lastSeen"] / 1000,
         color=wire.get("color"),
         avatar_url=wire.get("avatar_url"),
+        kind=wire.get("kind", PERSON),
         connections={c.decode() if isinstance(c, bytes) else c for c in connections or ()},
     )
 
