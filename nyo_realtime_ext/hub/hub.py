@@ -22,6 +22,7 @@ from ..auth import Authenticator, AuthError
 from ..engines.base import Engine, EngineUnavailable
 from ..frames import encode, error, reply
 from ..hooks import Client, Hooks
+from ..lograte import Occasional
 from ..models import ChannelKey, Identity, Profile
 from ..profiles import effective
 from ..protocol import PROTOCOL_VERSION, CloseCode, ErrorCode
@@ -37,30 +38,8 @@ log = logging.getLogger(__name__)
 
 # A leave the engine could not take is tried again after this long, doubled (and
 # jittered) per failure up to the most; and the failures are logged at most once
-# per LEAVE_LOG_EVERY seconds, with their count.
+# in a while, with their count.
 LEAVE_RETRY_MIN, LEAVE_RETRY_MAX = 0.2, 5.0
-LEAVE_LOG_EVERY = 30.0
-
-
-class _Retries:
-    """Leaves retried since the last report: logged once in a while, not each."""
-
-    __slots__ = ("count", "logged_at")
-
-    def __init__(self) -> None:
-        self.count = 0
-        self.logged_at: float | None = None
-
-    def note(self, exc: BaseException) -> None:
-        self.count += 1
-        now = time.monotonic()
-        if self.logged_at is None or now - self.logged_at >= LEAVE_LOG_EVERY:
-            log.warning(
-                "%d presence leave(s) could not reach the engine (%s); retrying with backoff",
-                self.count,
-                exc,
-            )
-            self.logged_at, self.count = now, 0
 
 
 class Hub(Facade):
@@ -92,7 +71,9 @@ class Hub(Facade):
         self._id_prefix = secrets.token_hex(3)
         self._next_sweep = clock() + config.heartbeat_interval
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._leave_retries = _Retries()
+        self._leave_retries = Occasional(
+            log, "%d presence leave(s) could not reach the engine (%s); retrying with backoff"
+        )
         self.rules = Rules(self)
         self.channels = Channels(self)
         self.dispatch = Dispatch(self)

@@ -54,6 +54,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ... import frames
 from ...constants import PERSON
+from ...lograte import Occasional
 from ...models import Channel, ChannelKey, Identity, Member, Message, Profile
 from ..base import Engine, EngineEvents, EngineUnavailable, History
 from ..ids import is_complete, parse_message_id
@@ -78,8 +79,6 @@ POOL_WAIT = 10.0
 # Connections beyond `redis_max_connections`: the pub/sub listener's, the scan of
 # idle channels'.
 POOL_RESERVE = 2
-# At most one log line per this many seconds about commands refused for a busy pool.
-BUSY_LOG_EVERY = 30.0
 # Channels whose newest id a node remembers (for publishes to notice a Redis that
 # came back older); past that many, the least recently seen are forgotten.
 SEEN_MAX = 100_000
@@ -110,7 +109,7 @@ class _Reachable:
 
     __slots__ = ("client", "busy")
 
-    def __init__(self, client: aioredis.Redis, busy: _Busy) -> None:
+    def __init__(self, client: aioredis.Redis, busy: Occasional) -> None:
         self.client = client
         self.busy = busy
 
@@ -122,14 +121,14 @@ class _Reachable:
         return False
 
 
-async def _translate(client: aioredis.Redis, busy: _Busy, exc: BaseException | None) -> None:
+async def _translate(client: aioredis.Redis, busy: Occasional, exc: BaseException | None) -> None:
     """Raise what the hub understands for a Redis failure `exc`, if it is one."""
     if exc is None:
         return
     if _exhausted(exc):
         # Every connection is busy with other commands: Redis is fine, so nothing
         # is dropped and nobody is told that Redis went.
-        busy.refused()
+        busy.note()
         raise EngineUnavailable(_BUSY) from exc
     if isinstance(exc, (RedisConnectionError, RedisTimeoutError, OSError)):
         # One broken connection means the others in the pool are likely broken
@@ -139,31 +138,6 @@ async def _translate(client: aioredis.Redis, busy: _Busy, exc: BaseException | N
         raise EngineUnavailable(_UNAVAILABLE) from exc
 
 
-class _Busy:
-    """Counts commands refused for want of a connection; says so once in a while."""
-
-    __slots__ = ("size", "count", "logged_at")
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self.count = 0
-        self.logged_at: float | None = None
-
-    def refused(self) -> None:
-        self.count += 1
-        now = time.monotonic()
-        if self.logged_at is None or now - self.logged_at >= BUSY_LOG_EVERY:
-            log.warning(
-                "Redis is reachable but all %d connections of this node were busy for %g s: "
-                "%d request(s) answered `unavailable` since the last report; raise "
-                "Realtime.redis_max_connections if Redis has room",
-                self.size,
-                POOL_WAIT,
-                self.count,
-            )
-            self.logged_at, self.count = now, 0
-
-
 class _Slot:
     """`async with redis.slot:` one of the node's `redis_max_connections` for the
     block, waited for in order (up to POOL_WAIT); errors translated as by
@@ -171,7 +145,7 @@ class _Slot:
 
     __slots__ = ("client", "busy", "free")
 
-    def __init__(self, client: aioredis.Redis, busy: _Busy, size: int) -> None:
+    def __init__(self, client: aioredis.Redis, busy: Occasional, size: int) -> None:
         self.client = client
         self.busy = busy
         self.free = asyncio.Semaphore(size)
@@ -183,7 +157,7 @@ class _Slot:
         try:
             await asyncio.wait_for(self.free.acquire(), POOL_WAIT)
         except asyncio.TimeoutError:
-            self.busy.refused()
+            self.busy.note()
             raise EngineUnavailable(_BUSY) from None
 
     async def __aexit__(self, kind: Any, exc: BaseException | None, tb: Any) -> bool:
@@ -211,7 +185,12 @@ class _Redis:
         self.client = aioredis.Redis.from_pool(pool)
         self.events: EngineEvents | None = None
         self.node_id = secrets.token_hex(6)
-        self.busy = _Busy(size)
+        self.busy = Occasional(
+            log,
+            "%d request(s) answered `unavailable` since the last report: Redis is reachable "
+            f"but all {size} connections of this node were busy for {POOL_WAIT:g} s; raise "
+            "Realtime.redis_max_connections if Redis has room",
+        )
         self.reachable = _Reachable(self.client, self.busy)
         self.slot = _Slot(self.client, self.busy, size)
         self._scripts = {
