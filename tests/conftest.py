@@ -12,10 +12,10 @@ import pytest
 
 # The helpers are modules of their own; they are imported here for the fixtures,
 # and names such as SECRET stay importable from here for older tests.
-from .redis_server import RedisServer
-from .standalone_server import StandaloneServer, free_port  # noqa: F401
-from .tokens import SECRET, make_token
-from .wsclient import TIMEOUT, WSClient
+from .support.redis_server import RedisServer
+from .support.standalone_server import StandaloneServer, free_port  # noqa: F401
+from .support.tokens import SECRET, make_token
+from .support.wsclient import TIMEOUT, WSClient
 
 pytest_plugins = ["pytest_jupyter.jupyter_server"]
 

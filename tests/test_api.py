@@ -17,10 +17,10 @@ from nyo_realtime_ext.models import ChannelKey
 from nyo_realtime_ext.service import RealtimeService
 from nyo_realtime_ext.standalone import make_app
 
-from .httpclient import Api, api_of, assert_error, ch, held, raw_answer, raw_request
-from .standalone_server import free_port
-from .tokens import SECRET
-from .wsclient import no_frame
+from .support.httpclient import Api, api_of, assert_error, ch, held, raw_answer, raw_request
+from .support.standalone_server import free_port
+from .support.tokens import SECRET
+from .support.wsclient import no_frame
 
 # -- helpers --------------------------------------------------------------------------
 

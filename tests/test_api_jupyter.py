@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from .httpclient import Api, assert_error, ch, held
-from .wsclient import no_frame
+from .support.httpclient import Api, assert_error, ch, held
+from .support.wsclient import no_frame
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode
 
-from .tokens import make_token
+from .support.tokens import make_token
 
 # Long-polls are held for real; generated waits are shortened so the run stays quick.
 LONGEST_WAIT_IN_TEST = 0.2

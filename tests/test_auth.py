@@ -17,7 +17,7 @@ from nyo_realtime_ext.auth import Authenticator, AuthError, TokenExpired, resolv
 from nyo_realtime_ext.config import Realtime
 from nyo_realtime_ext.models import Channel, ChannelKey, Identity
 
-from .tokens import SECRET, make_token
+from .support.tokens import SECRET, make_token
 
 
 def authenticator(**config: Any) -> Authenticator:

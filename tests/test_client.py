@@ -27,8 +27,8 @@ from nyo_realtime_ext.client import (
     use_realtime_channel,
 )
 
-from .standalone_server import StandaloneServer, free_port
-from .tokens import make_token
+from .support.standalone_server import StandaloneServer, free_port
+from .support.tokens import make_token
 
 FAST = {"reconnect_delay": 0.05, "max_reconnect_delay": 0.5, "max_reconnect_attempts": 50}
 
@@ -216,7 +216,7 @@ async def test_forbidden_channel_raises(server: StandaloneServer) -> None:
 async def test_a_channel_whose_rights_are_withdrawn_is_left_and_says_so(
     server: StandaloneServer,
 ) -> None:
-    from .httpclient import Api, ch
+    from .support.httpclient import Api, ch
 
     owner = Api(server.http_url + "/api/", make_token("owner", channels=["private-ops"]))
     await owner.post("channels", {"name": "private-ops", "type": "private", "members": ["eve"]})

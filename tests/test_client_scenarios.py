@@ -19,8 +19,8 @@ import pytest
 
 from nyo_realtime_ext.client import Channel, ConnectionState, RealtimeClient
 
-from .standalone_server import StandaloneServer
-from .tokens import make_token
+from .support.standalone_server import StandaloneServer
+from .support.tokens import make_token
 
 SCENARIOS = json.loads((Path(__file__).parent / "scenarios" / "client.json").read_text())
 WRONG_SECRET = "not-the-secret-but-long-enough-for-hs256"

@@ -16,7 +16,7 @@ import pytest
 
 from nyo_realtime_ext import create_server
 
-from .tokens import SECRET, make_token
+from .support.tokens import SECRET, make_token
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "embedded_server.py"
 

@@ -1145,8 +1145,8 @@ async def test_five_hundred_concurrent_subscribes_on_one_node_are_all_answered(r
     from nyo_realtime_ext.auth import Authenticator
     from nyo_realtime_ext.hub import Hub
 
-    from .hub_world import Peer
-    from .tokens import SECRET, make_token
+    from .support.hub_world import Peer
+    from .support.tokens import SECRET, make_token
 
     config = Realtime(
         jwt_secret=SECRET,

@@ -13,8 +13,8 @@ from urllib.parse import urlsplit
 import pytest
 from jupyter_server.auth import IdentityProvider, User
 
-from .httpclient import Api
-from .tokens import SECRET, make_token
+from .support.httpclient import Api
+from .support.tokens import SECRET, make_token
 
 
 class NamedUser(IdentityProvider):
@@ -142,7 +142,7 @@ async def test_jupyter_server_reads_realtime_flags_from_its_command_line(tmp_pat
     import asyncio
     import socket
 
-    from .standalone_server import free_port
+    from .support.standalone_server import free_port
 
     port = free_port()
     secret = "a-secret-given-on-the-command-line-only!"

@@ -71,8 +71,8 @@ from nyo_realtime_ext.engines.ids import parse_message_id
 from nyo_realtime_ext.models import Channel, ChannelKey
 from nyo_realtime_ext.protocol import ProtocolError, decode, encode
 
-from .hub_world import Peer, World
-from .tokens import SECRET, make_token
+from .support.hub_world import Peer, World
+from .support.tokens import SECRET, make_token
 
 _EXAMPLES = int(os.environ.get("NYO_FUZZ_EXAMPLES") or 0)
 HUB_EXAMPLES = _EXAMPLES or 1000

@@ -10,10 +10,10 @@ import pytest
 from nyo_realtime_ext.models import ChannelKey
 from nyo_realtime_ext.protocol import ProtocolError
 
-from .httpclient import Api, ch
-from .hub_world import World
-from .tokens import make_token
-from .wsclient import no_frame
+from .support.httpclient import Api, ch
+from .support.hub_world import World
+from .support.tokens import make_token
+from .support.wsclient import no_frame
 
 
 def deep(levels: int) -> str:

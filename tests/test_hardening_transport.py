@@ -19,9 +19,9 @@ from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 
 from nyo_realtime_ext.standalone import FD_RESERVE
 
-from .httpclient import Api
-from .standalone_server import StandaloneServer
-from .tokens import make_token
+from .support.httpclient import Api
+from .support.standalone_server import StandaloneServer
+from .support.tokens import make_token
 
 linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 
@@ -470,7 +470,7 @@ async def test_without_allowed_origins_other_origins_stay_refused(server):
 
 @pytest.fixture
 def jp_server_config(tmp_path):
-    from .tokens import SECRET
+    from .support.tokens import SECRET
 
     return {
         "ServerApp": {"jpserver_extensions": {"nyo_realtime_ext": True}},

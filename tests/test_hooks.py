@@ -15,10 +15,10 @@ from nyo_realtime_ext.hooks import Client, HookFailed, Refused
 from nyo_realtime_ext.models import ChannelKey
 from nyo_realtime_ext.protocol import ProtocolError
 
-from .hooks import stubborn
-from .httpclient import api_of
-from .hub_world import Peer, World
-from .tokens import make_token
+from .support.hooks import stubborn
+from .support.httpclient import api_of
+from .support.hub_world import Peer, World
+from .support.tokens import make_token
 
 
 class Recorder:

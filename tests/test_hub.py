@@ -13,8 +13,8 @@ from nyo_realtime_ext.engines.memory import Store
 from nyo_realtime_ext.hub import Hub
 from nyo_realtime_ext.models import Channel, ChannelKey
 
-from .hub_world import Peer, SlowPeer, World
-from .tokens import SECRET, make_token
+from .support.hub_world import Peer, SlowPeer, World
+from .support.tokens import SECRET, make_token
 
 
 @pytest.fixture

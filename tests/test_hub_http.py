@@ -9,8 +9,8 @@ import pytest
 from nyo_realtime_ext.models import ChannelKey, Identity
 from nyo_realtime_ext.protocol import ErrorCode, ProtocolError
 
-from .hub_world import World
-from .tokens import make_token
+from .support.hub_world import World
+from .support.tokens import make_token
 
 
 def identity(world: World, user: str, tenant: str = "acme", **claims: Any) -> Identity:

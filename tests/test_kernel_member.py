@@ -14,8 +14,8 @@ from nyo_realtime_ext.config import Realtime
 from nyo_realtime_ext.kernel_env import _notebook_path, kernel_identity
 from nyo_realtime_ext.models import Member
 
-from .kernels import comm_update_containing, running_kernel
-from .tokens import SECRET, make_token
+from .support.kernels import comm_update_containing, running_kernel
+from .support.tokens import SECRET, make_token
 
 ROOM = "lab:room"
 

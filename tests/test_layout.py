@@ -106,11 +106,11 @@ def test_starting_a_server_loads_no_client_module():
 
 
 def test_no_test_module_imports_another():
-    # Shared helpers live in helper modules (hub_world.py, httpclient.py, tokens.py, ...):
+    # Shared helpers live in tests/support/ (hub_world.py, httpclient.py, tokens.py, ...):
     # importing a test module would also collect its tests and fixtures a second time.
     tests = Path(__file__).resolve().parent
     offenders = {}
-    for path in sorted(tests.glob("test_*.py")):
+    for path in sorted(tests.rglob("test_*.py")):
         found = set()
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
             if isinstance(node, ast.ImportFrom):

@@ -20,10 +20,10 @@ from nyo_realtime_ext.embed import RealtimeServer
 from nyo_realtime_ext.outbox import FLUSH_BYTES, Outbox, Writer, text_frame
 from nyo_realtime_ext.protocol import CloseCode
 
-from .rawclient import Raw, text
-from .redis_server import RedisServer
-from .standalone_server import StandaloneServer
-from .tokens import SECRET, make_token
+from .support.rawclient import Raw, text
+from .support.redis_server import RedisServer
+from .support.standalone_server import StandaloneServer
+from .support.tokens import SECRET, make_token
 
 
 class Engine:

@@ -1,6 +1,6 @@
 """Profiles (issue 11): a user chooses their display name and colour once, over HTTP;
 the server keeps them and shows them everywhere, live. Real standalone servers and
-real WebSocket clients, the memory engine (tests/test_nodes.py has the Redis nodes)."""
+real WebSocket clients, the memory engine (tests/e2e/test_nodes.py has the Redis nodes)."""
 
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ from hypothesis import strategies as st
 from nyo_realtime_ext.profiles import NAME_PATTERN, check_name
 from nyo_realtime_ext.protocol import ProtocolError
 
-from .httpclient import api_of, assert_error, ch
-from .wsclient import drain, no_frame
+from .support.httpclient import api_of, assert_error, ch
+from .support.wsclient import drain, no_frame
 
 
 def profile(user: str, name: str, color: str | None, chosen: tuple[Any, Any] = (None, None)):

@@ -16,7 +16,7 @@ import sqlite_utils
 from nyo_realtime_ext.engines.memory import Store, schema
 from nyo_realtime_ext.models import Channel, ChannelKey, Message
 
-from .tokens import SECRET
+from .support.tokens import SECRET
 
 V1, V2, V3 = schema.MIGRATION_NAMES
 

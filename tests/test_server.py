@@ -12,7 +12,7 @@ import jwt
 import pytest
 from tornado.websocket import WebSocketClosedError
 
-from .tokens import SECRET, make_token
+from .support.tokens import SECRET, make_token
 
 
 async def test_three_ways_to_authenticate(server, connect):

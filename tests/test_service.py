@@ -12,7 +12,7 @@ import orjson
 from nyo_realtime_ext.config import Realtime
 from nyo_realtime_ext.service import RealtimeService
 
-from .tokens import SECRET, make_token
+from .support.tokens import SECRET, make_token
 
 
 class Outbox:

@@ -13,8 +13,8 @@ import pytest
 from nyo_realtime_ext.config import Realtime
 from nyo_realtime_ext.kernel_env import kernel_identity
 
-from .httpclient import Api
-from .kernels import comm_update_containing, running_kernel
+from .support.httpclient import Api
+from .support.kernels import comm_update_containing, running_kernel
 
 CONFIGURED_NAME = "Ada Lovelace (kernel)"
 
@@ -264,7 +264,7 @@ def test_chat_widget_keeps_the_last_messages_and_closing_unsubscribes(server: An
     from nyo_realtime_ext import ChatWidget, PresenceWidget
     from nyo_realtime_ext.client import ThreadedClient
 
-    from .tokens import make_token
+    from .support.tokens import make_token
 
     with (
         ThreadedClient(server.url, make_token("ada")) as ada,
@@ -289,7 +289,7 @@ def test_people_with_one_name_stay_apart_and_chat_uses_their_profile(server: Any
     from nyo_realtime_ext import ChatWidget, PresenceWidget
     from nyo_realtime_ext.client import ThreadedClient
 
-    from .tokens import make_token
+    from .support.tokens import make_token
 
     with (
         ThreadedClient(server.url, make_token("ada", name="Sam")) as ada,
@@ -318,7 +318,7 @@ def test_chat_enter_sends_and_the_multiline_box_adds_lines(server: Any) -> None:
     from nyo_realtime_ext import ChatWidget
     from nyo_realtime_ext.client import ThreadedClient
 
-    from .tokens import make_token
+    from .support.tokens import make_token
 
     with (
         ThreadedClient(server.url, make_token("ada")) as ada,

@@ -20,7 +20,7 @@ import pytest
 
 from nyo_realtime_ext.wire import CLOSE_WAIT
 
-from .rawclient import Raw, frame, text
+from .support.rawclient import Raw, frame, text
 
 TIMEOUT = 10.0
 

@@ -1,7 +1,7 @@
 """JupyterHub on one machine, two users, one Redis: nyo-realtime across users' servers.
 
 Started by `run.sh` next to this file (which starts the Redis, and is what
-tests/test_jupyterhub_e2e.py runs); read docs/deployment.md, "JupyterHub with
+tests/e2e/test_jupyterhub_e2e.py runs); read docs/deployment.md, "JupyterHub with
 one Redis", for what each part is for. For trying it out, not for production:
 anyone may log in as "ada" or "bob" with any password, and every user's server
 runs as the OS user that runs the hub.

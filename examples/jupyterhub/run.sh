@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # JupyterHub on this machine with two users, "ada" and "bob", whose servers
 # share one Redis: nyo-realtime across users. docs/deployment.md explains it;
-# tests/test_jupyterhub_e2e.py runs this very script.
+# tests/e2e/test_jupyterhub_e2e.py runs this very script.
 #
 #   examples/jupyterhub/run.sh [jupyterhub options...]
 #

@@ -21,7 +21,7 @@ that
 It prints the figures (connections churned, messages acked, RSS and fds before,
 at peak and after). A longer run by hand:
 
-    NYO_SOAK_SECONDS=600 .venv/bin/python -m pytest tests/test_soak.py -p no:cacheprovider -s
+    NYO_SOAK_SECONDS=600 .venv/bin/python -m pytest tests/e2e/test_soak.py -p no:cacheprovider -s
 """
 
 from __future__ import annotations
@@ -40,8 +40,8 @@ import orjson
 import pytest
 from tornado.websocket import WebSocketClientConnection, websocket_connect
 
-from .tokens import make_token
-from .wsclient import WSClient
+from ..support.tokens import make_token
+from ..support.wsclient import WSClient
 
 SOAK_SECONDS = float(os.environ.get("NYO_SOAK_SECONDS") or 20)
 CONCURRENCY = int(os.environ.get("NYO_SOAK_CONCURRENCY") or 50)

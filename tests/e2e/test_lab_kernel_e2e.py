@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from .lab_e2e import (
+from ..support.lab_e2e import (
     CHROMIUM,
     KERNEL_TIMEOUT,
     REPO,

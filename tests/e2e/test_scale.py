@@ -16,7 +16,7 @@ import pytest
 
 from nyo_realtime_ext.client import ConnectionState, RealtimeClient
 
-from .conftest import make_token
+from ..support.tokens import make_token
 
 CLIENTS = 1000
 CHANNELS = 20

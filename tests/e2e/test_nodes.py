@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 import redis
 
-from .httpclient import Api, ch
-from .redis_server import RedisServer
-from .tokens import make_token
+from ..support.httpclient import Api, ch
+from ..support.redis_server import RedisServer
+from ..support.tokens import make_token
 
 
 def api(node: Any, user: str) -> Api:

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from .lab_e2e import (
+from ..support.lab_e2e import (
     CHROMIUM,
     LOAD_TIMEOUT,
     REPO,

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from .lab_e2e import (
+from ..support.lab_e2e import (
     ACTIVE,
     CHROMIUM,
     KERNEL_TIMEOUT,

@@ -29,7 +29,7 @@ from typing import Any
 
 import pytest
 
-from .lab_e2e import (
+from ..support.lab_e2e import (
     CHROMIUM,
     NO_CHROMIUM,
     REPO,

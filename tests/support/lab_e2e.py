@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 CHROMIUM = Path("/usr/bin/chromium")
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 SCREENSHOTS = REPO / "test-output" / "e2e"
 TOKEN = "e2e-jupyter-token"
 # A kernel starting, or its client redrawing a widget, on a busy machine (2 cores, shared).
