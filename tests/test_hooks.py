@@ -125,7 +125,8 @@ async def test_hooks_can_be_import_strings() -> None:
 
 async def test_a_refusing_hook_leaves_no_channel_behind() -> None:
     world = World(
-        on_subscribe=lambda client, channel: False, on_publish="tests.support.hooks:refuse_everything"
+        on_subscribe=lambda client, channel: False,
+        on_publish="tests.support.hooks:refuse_everything",
     )
     ada, peer = await world.join("ada")
     await world.send(ada, {"type": "subscribe", "channel": "fresh", "ref": 1})
