@@ -179,6 +179,15 @@ class Realtime(Configurable):
             " connections together (bursts up to twice that); 0 turns it off."
         ),
     ).tag(config=True)
+    max_chat_length = Int(
+        16 * 1024,
+        help=(
+            'Characters of a chat message (event `chat:message`, payload `{"text"}`), '
+            "over WebSocket and HTTP; a longer one is refused with `payload_too_large`. "
+            "Every reader renders chat as Markdown, so it has a bound of its own, below "
+            "`max_payload_size`."
+        ),
+    ).tag(config=True)
     profile_changes_per_minute = Float(
         6.0,
         help=(

@@ -15,6 +15,7 @@ from typing import Any
 
 import orjson
 
+from .constants import CHAT_EVENT
 from .constants import STATUSES as STATUSES  # re-exported: the frames check statuses
 from .frames import encode as encode
 from .frames import error as error
@@ -178,6 +179,23 @@ def check_event(event: Any, ref: Any = None, channel: str | None = None) -> None
         raise ProtocolError(
             ErrorCode.BAD_REQUEST, "`event` must be a string of 1-100 characters", ref, channel
         )
+
+
+def check_chat(payload: Any, max_length: int, ref: Any = None, channel: str | None = None) -> None:
+    """A chat message is `{"text": <at most max_length characters>, ...}`: every reader's
+    browser renders it as Markdown, so its size has a bound of its own."""
+    text = payload.get("text") if isinstance(payload, dict) else None
+    if not isinstance(text, str):
+        raise ProtocolError(
+            ErrorCode.BAD_REQUEST, f"a `{CHAT_EVENT}` payload is an object with a `text` string",
+            ref, channel,
+        )  # fmt: skip
+    if len(text) > max_length:
+        raise ProtocolError(
+            ErrorCode.PAYLOAD_TOO_LARGE,
+            f"a chat message is at most {max_length} characters (max_chat_length)",
+            ref, channel,
+        )  # fmt: skip
 
 
 def check_presence_update(

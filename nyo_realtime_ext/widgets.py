@@ -46,10 +46,9 @@ from traitlets import Bool, Dict, Enum, List, Unicode
 from .chat_render import render_chat_text
 from .client import SyncChannel, ThreadedClient, shared_client
 from .colors import is_color, user_color
-from .constants import PERSON, STATUSES
+from .constants import CHAT_EVENT, PERSON, STATUSES
 
 STATUS_COLORS = {"online": "#2e7d32", "away": "#f9a825", "busy": "#c62828", "offline": "#9e9e9e"}
-CHAT_EVENT = "chat:message"
 
 _lock = threading.RLock()
 # Widgets on the same client and channel share one subscription; the last one

@@ -523,6 +523,19 @@ async def test_reading_history_past_the_replay_budget_is_429_with_retry_after(st
     assert (await bob.get(f"channels/{ch('room')}/messages")).status == 200  # bob's is whole
 
 
+async def test_an_oversized_chat_message_over_http_is_413_and_not_published(server, token):
+    ada = api_of(server, token("ada"))
+    room = f"channels/{ch('lobby')}/messages"
+    too_long = {"event": "chat:message", "payload": {"text": "x" * 16385}}
+    assert_error(await ada.post(room, too_long), 413, "payload_too_large")
+    assert_error(await ada.post(room, {"event": "chat:message", "payload": 7}), 400, "bad_request")
+    assert (
+        await ada.post(room, {"event": "chat:message", "payload": {"text": "hi"}})
+    ).status == 201
+    texts = [m["payload"]["text"] for m in (await ada.get(room)).body["messages"]]
+    assert texts == ["hi"]
+
+
 async def test_openapi_document_is_served_and_names_every_route(server):
     answer = await api_of(server, None).get("openapi.json")
     document = answer.body

@@ -277,3 +277,31 @@ async def test_asking_for_the_same_history_again_and_again_costs_the_asker() -> 
     world.clock.now += 10  # paid off: 20 KB a second
     back, _ = await recover()
     assert len(back) == len(first)
+
+
+@pytest.mark.parametrize(
+    "payload, code",
+    [
+        ({"text": "*a" * 8193}, "payload_too_large"),  # 16,386 characters
+        ({"body": "hi"}, "bad_request"),
+        ("hi", "bad_request"),
+        (None, "bad_request"),
+    ],
+)
+async def test_a_chat_message_is_a_text_of_bounded_size(payload: Any, code: str) -> None:
+    """Issue 23, finding 16: one 128 KiB chat message of `*a` froze every reader's
+    browser, and came back from history on every reload. Refused at the door, and
+    nothing is published: the watcher hears nothing, the next id is the next one."""
+    world = World(default_channel_type="public")
+    (ada, ada_peer), (bob, bob_peer) = await world.join("ada"), await world.join("bob")
+    await world.subscribe_all("lobby", [(ada, ada_peer), (bob, bob_peer)])
+    chat = {"type": "broadcast", "channel": "lobby", "event": "chat:message", "ref": 1}
+    await world.send(ada, {**chat, "payload": {"text": "before"}})
+    await world.send(ada, {**chat, "payload": payload, "ref": 2})
+    (refused,) = [f for f in ada_peer.frames("error") if f.get("ref") == 2]
+    assert refused["code"] == code and refused["channel"] == "lobby"
+    await world.send(ada, {**chat, "payload": {"text": "*a" * 8192}, "ref": 3})  # 16,384: fits
+    heard = bob_peer.frames("message")
+    assert [m["payload"]["text"][:6] for m in heard] == ["before", "*a*a*a"]
+    first, last = (int(m["id"].rpartition("-")[2]) for m in heard)
+    assert last == first + 1  # the refused one took no id

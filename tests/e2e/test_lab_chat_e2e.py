@@ -94,7 +94,9 @@ def jp_server_cleanup() -> None:
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabServer]:
-    yield from start_lab(tmp_path_factory.mktemp("chat"))
+    # The server refuses chat messages past 16 KiB; the page must stay responsive
+    # whatever a server lets through (an older one, a larger `max_chat_length`).
+    yield from start_lab(tmp_path_factory.mktemp("chat"), realtime={"max_chat_length": 1 << 20})
 
 
 @pytest.fixture(scope="module")

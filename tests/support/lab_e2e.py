@@ -143,8 +143,12 @@ class LabServer:
 
 
 def start_lab(
-    base: Path, app: str = "jupyterlab", labextensions: Path | None = None
+    base: Path,
+    app: str = "jupyterlab",
+    labextensions: Path | None = None,
+    realtime: dict[str, Any] | None = None,
 ) -> Iterator[LabServer]:
+    """A JupyterLab (or Notebook 7) with the extension; `realtime`: more `Realtime` options."""
     root, config = base / "root", base / "config"
     root.mkdir(parents=True)
     (config / "labconfig").mkdir(parents=True)
@@ -158,7 +162,7 @@ def start_lab(
         json.dumps(
             {
                 "ServerApp": {"jpserver_extensions": {"nyo_realtime_ext": True}},
-                "Realtime": {"db_path": str(base / "realtime.db")},
+                "Realtime": {"db_path": str(base / "realtime.db"), **(realtime or {})},
                 # More lab extensions than the installed ones (`who_is_here`).
                 **(
                     {"LabApp": {"extra_labextensions_path": [str(labextensions)]}}
