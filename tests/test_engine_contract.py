@@ -949,7 +949,7 @@ async def test_the_collect_script_refuses_channels_in_use(redis_engine):
 
     def collect(name: str) -> Any:
         key = ChannelKey("acme", name)
-        return e.redis.run("collect", f"4:acme:{name}", key.name, cutoff)
+        return e.channels.collect_one(key, cutoff)
 
     assert [await collect(name) for name in names] == [1, 0, 0, 0, 0]
     assert await collect("idle") == 0  # gone already
