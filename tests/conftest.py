@@ -12,6 +12,7 @@ import pytest
 
 # The helpers are modules of their own; they are imported here for the fixtures,
 # and names such as SECRET stay importable from here for older tests.
+from .support.redis_cluster import RedisCluster
 from .support.redis_server import RedisServer
 from .support.standalone_server import StandaloneServer, free_port  # noqa: F401
 from .support.tokens import SECRET, make_token
@@ -48,6 +49,19 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
     server = RedisServer(tmp_path / "redis").start()
     yield server
     server.kill()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisCluster]:
+    """A real Redis Cluster (three masters, three replicas), once per session: tests
+    share it, each under a prefix of its own. Skipped where redis-server is missing."""
+    if shutil.which("redis-server") is None or shutil.which("redis-cli") is None:
+        pytest.skip("redis-server and redis-cli are not installed (.ci/run installs them)")
+    cluster = RedisCluster(tmp_path_factory.mktemp("redis-cluster"))
+    try:
+        yield cluster.start()
+    finally:
+        cluster.stop()
 
 
 @pytest.fixture

@@ -172,10 +172,16 @@ class Harness:
         )
 
 
-@pytest.fixture(params=["memory", "redis"])
+# "cluster": the Redis engine on a real Redis Cluster (three masters, sharded pub/sub),
+# started once for the session.
+SERVERS = {"memory": None, "redis": "redis_server", "cluster": "redis_cluster"}
+
+
+@pytest.fixture(params=list(SERVERS))
 def engine(request: pytest.FixtureRequest) -> Iterator[Harness]:
-    redis_url = request.getfixturevalue("redis_server").url if request.param == "redis" else None
-    harness = Harness(request.param, redis_url)
+    server = SERVERS[request.param]
+    redis_url = request.getfixturevalue(server).url if server else None
+    harness = Harness("memory" if server is None else "redis", redis_url)
     yield harness
     # The test's loop is not running any more: close on it what the test opened.
     if harness.loop is not None and not harness.loop.is_closed():
