@@ -860,8 +860,14 @@ async def _wire_of(engine: Harness) -> tuple[list[tuple[bytes, str | None]], lis
     return delivered, lists
 
 
-async def test_both_engines_send_byte_identical_frames(redis_server):
-    memory, redis = Harness("memory", None), Harness("redis", redis_server.url)
+@pytest.fixture(params=["redis", "cluster"])
+def any_redis(request: pytest.FixtureRequest) -> Any:
+    """One Redis, or the session's Redis Cluster: what has a `url`."""
+    return request.getfixturevalue(SERVERS[request.param])
+
+
+async def test_both_engines_send_byte_identical_frames(any_redis):
+    memory, redis = Harness("memory", None), Harness("redis", any_redis.url)
     memory_frames, memory_lists = await _wire_of(memory)
     redis_frames, redis_lists = await _wire_of(redis)
     types = [orjson.loads(frame)["type"] for frame, _ in memory_frames]
@@ -882,8 +888,8 @@ async def test_both_engines_send_byte_identical_frames(redis_server):
 
 
 @pytest.fixture
-def redis_engine(redis_server: Any) -> Iterator[Harness]:
-    harness = Harness("redis", redis_server.url)
+def redis_engine(any_redis: Any) -> Iterator[Harness]:
+    harness = Harness("redis", any_redis.url)
     yield harness
     if harness.loop is not None and not harness.loop.is_closed():
         harness.loop.run_until_complete(harness.close())
@@ -1052,16 +1058,16 @@ async def test_a_listen_cancelled_midway_does_not_break_the_channel(redis_server
 
 
 async def test_a_sequence_that_goes_back_gives_no_id_twice_and_tells_the_listeners(
-    redis_server,
+    any_redis,
 ):
     """Issue 23, 1b: Redis came back older than its last writes (here its sequence is
     put back by hand, the connections stay). A node that never saw the newer ids (one
     started after) hands one out again, which is the documented limit; the nodes that
     delivered it before deliver nothing under it and tell the channel's subscribers
     (resync_failed). A node that saw them starts a new epoch when it publishes."""
-    a, b, got_a, got_b = await two_nodes(redis_server)
+    a, b, got_a, got_b = await two_nodes(any_redis)
     late = RedisEngine(
-        Realtime(redis_url=redis_server.url, redis_prefix=a.redis.prefix, heartbeat_timeout=2.0)
+        Realtime(redis_url=any_redis.url, redis_prefix=a.redis.prefix, heartbeat_timeout=2.0)
     )
     late.bind(Recorder())
     key = ChannelKey("acme", "room")
@@ -1103,10 +1109,10 @@ async def test_a_sequence_that_goes_back_gives_no_id_twice_and_tells_the_listene
             await engine.close()
 
 
-async def test_presence_put_back_after_redis_lost_it_keeps_status_and_meta(redis_server):
+async def test_presence_put_back_after_redis_lost_it_keeps_status_and_meta(any_redis):
     """A user who set `away` and a file comes back as they were after Redis lost its
     data, whether they changed it through this node or another one."""
-    a, b, _, got = await two_nodes(redis_server)
+    a, b, _, got = await two_nodes(any_redis)
     here, there = ChannelKey("acme", "here"), ChannelKey("acme", "there")
     try:
         for key in (here, there):

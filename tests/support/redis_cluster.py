@@ -103,8 +103,15 @@ class RedisCluster:
         self.nodes = [
             _Process(
                 directory / f"node{i}",
-                ["--cluster-enabled", "yes", "--cluster-node-timeout", str(NODE_TIMEOUT_MS),
-                 "--cluster-config-file", "nodes.conf", *persistence],
+                [
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-node-timeout",
+                    str(NODE_TIMEOUT_MS),
+                    "--cluster-config-file",
+                    "nodes.conf",
+                    *persistence,
+                ],
                 free_cluster_port(),
             )  # fmt: skip
             for i in range(size)
@@ -192,8 +199,10 @@ class SentinelSet:
             sentinel = _Process(directory, [str(config), "--sentinel"], port)
             self.sentinels.append(sentinel.start())
         wait_for(
-            lambda: "slaves=1" in ask(self.sentinels[0].port, "info", "sentinel")
-            and "sentinels=3" in ask(self.sentinels[0].port, "info", "sentinel"),
+            lambda: (
+                "slaves=1" in ask(self.sentinels[0].port, "info", "sentinel")
+                and "sentinels=3" in ask(self.sentinels[0].port, "info", "sentinel")
+            ),
             "the sentinels know the replica and each other",
         )
         return self
