@@ -3,6 +3,7 @@ with the extension (pytest-jupyter), and a small WebSocket test client."""
 
 from __future__ import annotations
 
+import secrets
 import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -72,6 +73,22 @@ def nodes(
 
     def start(count: int, *args: str) -> list[StandaloneServer]:
         return [standalone("--redis", redis_server.url, *args) for _ in range(count)]
+
+    return start
+
+
+@pytest.fixture
+def cluster_nodes(
+    standalone: Callable[..., StandaloneServer], redis_cluster: RedisCluster
+) -> Callable[..., list[StandaloneServer]]:
+    """As `nodes`, on the session's Redis Cluster, under a prefix of this test's own."""
+    prefix = f"e2e-{secrets.token_hex(3)}"
+
+    def start(count: int, *args: str) -> list[StandaloneServer]:
+        return [
+            standalone("--redis", redis_cluster.url, f"--Realtime.redis_prefix={prefix}", *args)
+            for _ in range(count)
+        ]
 
     return start
 

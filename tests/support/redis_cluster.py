@@ -146,6 +146,29 @@ class RedisCluster:
 
         wait_for(ok, "cluster_state:ok on every node", timeout)
 
+        def synced() -> bool:
+            # Every replica has its master's data: a failover test kills a master.
+            replicas = [n for n in self.nodes if n.alive and n.port not in self.masters()]
+            return all(
+                "master_link_status:up" in ask(n.port, "info", "replication") for n in replicas
+            )
+
+        wait_for(synced, "every replica in sync with its master", timeout)
+
+    def wait_failover(self, port: int, timeout: float = 60.0) -> None:
+        """The master on `port` (killed) was replaced: three masters serve, none on it."""
+
+        def replaced() -> bool:
+            live = [n for n in self.nodes if n.alive]
+            return all(
+                "cluster_state:ok" in ask(n.port, "cluster", "info")
+                and len(self.masters(n.port)) == 3
+                and port not in self.masters(n.port)
+                for n in live
+            )
+
+        wait_for(replaced, f"a replica took over from {port}", timeout)
+
     def masters(self, via: int | None = None) -> list[int]:
         """Ports of the masters that serve slots, as a live node sees them."""
         port = via or next(n.port for n in self.nodes if n.alive)
