@@ -860,9 +860,16 @@ async def _wire_of(engine: Harness) -> tuple[list[tuple[bytes, str | None]], lis
     return delivered, lists
 
 
-@pytest.fixture(params=["redis", "cluster"])
+class _Plain(NamedTuple):
+    url: str
+
+
+@pytest.fixture(params=["redis", "cluster", "cluster-plain"])
 def any_redis(request: pytest.FixtureRequest) -> Any:
-    """One Redis, or the session's Redis Cluster: what has a `url`."""
+    """One Redis, or the session's Redis Cluster (with sharded pub/sub, or plain
+    PUBLISH/SUBSCRIBE: `sharded=no`): what has a `url`."""
+    if request.param == "cluster-plain":
+        return _Plain(request.getfixturevalue("redis_cluster").url + "?sharded=no")
     return request.getfixturevalue(SERVERS[request.param])
 
 
