@@ -1,4 +1,4 @@
-"""The shared engine: many processes or machines (nodes), one Redis.
+"""The shared engine: many processes or machines (nodes), one Redis (or a cluster).
 
 Learned from centrifuge's Redis broker and presence manager, written for this
 protocol:
@@ -15,9 +15,14 @@ protocol:
 - **Presence across nodes.** A member is one user per channel, however many
   connections on however many nodes; joins and leaves are scripts too, so
   exactly one `user:joined` and one `user:left` go out, on the channel's
-  pub/sub, in order with its messages. A node renews its lease every second;
-  the connections of a node whose lease ran out are removed by whichever node
-  sees it first (one script, so once). HTTP members have leases of their own.
+  pub/sub, in order with its messages. A node renews its lease on each channel
+  it has connections on; the connections of a node whose lease there ran out are
+  removed by whichever node visits the channel first (one script, so once). HTTP
+  members have leases of their own.
+- **One Redis, a Cluster, or Sentinel** (connect.py). Every key of a script is in
+  its KEYS under one hash tag (keys.py), so each step is atomic on one shard; on a
+  cluster of Redis >= 7 delivery is sharded pub/sub, one listener per master
+  (shards.py). docs/architecture.md lists what is atomic and what is eventual.
 - **A bounded pool.** A node holds at most `redis_max_connections` connections for
   its commands (and two more: the pub/sub listener, the collection of idle
   channels). A command that finds them all busy queues for one, up to
@@ -282,11 +287,13 @@ class RedisBroker:
     @property
     def _connected(self) -> asyncio.Event:
         """The first shard's: with one Redis, whether the listener is connected."""
-        return next(iter(self._shards.values())).connected
+        first = next(iter(self._shards.values()), None)
+        return first.connected if first is not None else asyncio.Event()
 
     @property
     def _pubsub(self) -> Any:
-        return next(iter(self._shards.values())).pubsub
+        first = next(iter(self._shards.values()), None)
+        return first.pubsub if first is not None else None
 
     def listened(self) -> builtins.list[ChannelKey]:
         return list(self._listened.values())
@@ -307,10 +314,13 @@ class RedisBroker:
         await self._resync(keys)
 
     async def lost(self, shard: Shard) -> None:
-        """A sharded connection broke: learn the topology again (a replica may have
-        taken over) and move each channel to the shard of its owner now."""
+        """A cluster's pub/sub connection broke: learn the topology again (a replica
+        may have taken over); sharded, move each channel to the shard of its owner now."""
+        if not self.redis.cluster:
+            return  # one Redis, or Sentinel: the pool finds the master again
         await self.redis.client.nodes_manager.initialize()
-        await self._move(shard)
+        if self.sharded:
+            await self._move(shard)
 
     async def _move(self, shard: Shard) -> None:
         moved = [n for n in sorted(shard.names) if self.redis.owner(n) != shard.address]

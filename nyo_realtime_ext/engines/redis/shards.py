@@ -98,10 +98,9 @@ class Shard:
                     await self.pubsub.aclose()
                 except Exception:
                     pass
-                if self.owner.sharded:
-                    try:
-                        await self.owner.lost(self)
-                    except Exception as error:  # the cluster is still failing over
-                        log.debug("cluster topology not refreshed: %s", error)
+                try:
+                    await self.owner.lost(self)
+                except Exception as error:  # the cluster is still failing over
+                    log.debug("cluster topology not refreshed: %s", error)
                 await asyncio.sleep(delay * (0.5 + random.random()))
                 delay = min(RECONNECT_MAX, delay * 2)
