@@ -23,7 +23,9 @@ from urllib.parse import parse_qs, unquote
 
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
+from redis.backoff import NoBackoff
 from redis.exceptions import (
     ClusterError,
     ReadOnlyError,
@@ -136,16 +138,28 @@ def client_for(target: Target, max_connections: int) -> Any:
     return aioredis.Redis.from_pool(pool)
 
 
-def node_client(target: Target, host: str, port: int) -> aioredis.Redis:
-    """A client of one cluster node, for the pub/sub connection kept to that shard."""
+def node_client(
+    target: Target,
+    host: str,
+    port: int,
+    max_connections: int = 2,
+    socket_timeout: float | None = None,
+) -> aioredis.Redis:
+    """A client of one cluster node: for the pub/sub connection kept to that shard
+    (no socket timeout: a listener waits for messages as long as it takes), and for
+    the pipelines of publishes, which redis-py's cluster client does not run."""
     return aioredis.Redis(
         host=host,
         port=port,
         username=target.username,
         password=target.password,
         socket_connect_timeout=2,
-        socket_timeout=None,  # a listener waits for messages as long as it takes
+        socket_timeout=socket_timeout,
         health_check_interval=10,
+        max_connections=max_connections,
+        # A node that is gone fails at once (`unavailable`, the client retries) and
+        # the topology is asked again, rather than three reconnects with backoff.
+        retry=Retry(NoBackoff(), 0),
     )
 
 

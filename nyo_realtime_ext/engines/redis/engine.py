@@ -12,6 +12,10 @@ protocol:
 - **Encode once.** The publishing node encodes the frame with frames.py, as the
   bytes before the id and after it; the script puts the id between them; every
   node writes the bytes it receives to its subscribers as they are.
+- **Publishes pipelined.** A publish takes its place in line when asked for, and
+  every publish waiting when a round trip ends goes in the next one (pipeline.py):
+  a client's burst costs a few round trips, not one each, and the other nodes
+  read it as a burst. Ids keep the order publishes were asked in.
 - **Presence across nodes.** A member is one user per channel, however many
   connections on however many nodes; joins and leaves are scripts too, so
   exactly one `user:joined` and one `user:left` go out, on the channel's
@@ -48,6 +52,7 @@ import logging
 import secrets
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import orjson
@@ -63,6 +68,7 @@ from ..ids import is_complete, parse_message_id
 from ..meta import json_key
 from .connect import UNAVAILABLE_ERRORS, client_for, drop_idle, node_client, parse
 from .keys import Keys, channel_part
+from .pipeline import Pipeline
 from .scripts import SCRIPTS
 from .shards import Shard
 
@@ -180,7 +186,10 @@ class _Redis:
         # Commands queue for one of `size` connections at `slot` (redis-py's pool
         # would refuse at once); the pool has room beyond them for the listener and
         # the scan, which take theirs outside `slot`.
-        self.client: Any = client_for(self.target, size + POOL_RESERVE)
+        self.pool_size = size + POOL_RESERVE
+        self.client: Any = client_for(self.target, self.pool_size)
+        self._nodes: dict[tuple[str, int], Any] = {}  # see `node`
+        self._refreshed = 0.0  # when the cluster's topology was last asked for
         self.cluster = self.target.mode == "cluster"
         # Sharded pub/sub: SPUBLISH from the scripts, SSUBSCRIBE per shard. Decided at
         # `start` (a cluster of Redis >= 7), before anything is published or listened.
@@ -199,6 +208,9 @@ class _Redis:
         self._scripts = {
             name: self.client.register_script(source) for name, source in SCRIPTS.items()
         }
+
+        # Publishes, many to a round trip and in the order they were asked for.
+        self.pipeline = Pipeline(self)
 
     async def start(self) -> None:
         """Learn the cluster's topology and whether it has sharded pub/sub (Redis 7)."""
@@ -225,6 +237,13 @@ class _Redis:
         async with self.slot:
             return await self._scripts[script](keys=keys, args=[self.pub, *args])
 
+    def sha(self, script: str) -> str:
+        return self._scripts[script].sha
+
+    async def load(self, script: str) -> None:
+        """Give Redis `script` again (it restarted, or its script cache was flushed)."""
+        await self.client.script_load(SCRIPTS[script])
+
     async def call(self, *command: Any) -> Any:
         async with self.slot:
             return await self.client.execute_command(*command)
@@ -234,6 +253,26 @@ class _Redis:
 
     def key(self, kind: str, key: ChannelKey) -> str:
         return self.keys.channel(kind, key)
+
+    def node(self, host: str, port: int) -> Any:
+        """A plain client of one cluster master (pipelines of scripts go through it)."""
+        client = self._nodes.get((host, port))
+        if client is None:
+            client = self._nodes[(host, port)] = node_client(
+                self.target, host, port, self.pool_size, socket_timeout=5
+            )
+        return client
+
+    async def refresh_topology(self) -> None:
+        """Ask the cluster again who serves which slots; at most twice a second."""
+        now = time.monotonic()
+        if now - self._refreshed < 0.5:
+            return
+        self._refreshed = now
+        try:
+            await self.client.nodes_manager.initialize()
+        except Exception as exc:  # still failing over: the next failure asks again
+            log.debug("cluster topology not refreshed: %s", exc)
 
     def owner(self, name: bytes) -> tuple[str, int]:
         """The cluster master that owns `name`'s slot, as the client last learned it."""
@@ -557,7 +596,7 @@ class RedisBroker:
 
     # -- publishing and history -------------------------------------------------
 
-    async def publish(
+    def publish(
         self,
         key: ChannelKey,
         event: str,
@@ -565,13 +604,13 @@ class RedisBroker:
         sender: dict[str, Any] | None,
         now: float,
         skip: str | None = None,
-    ) -> str:
+    ) -> asyncio.Future[str]:
+        """Under way at once, in line behind this node's earlier publishes (see
+        pipeline.py): the hub need not wait for the id to read the next frame."""
         # Encoded once, here; the script puts the id between head and tail.
         head, tail = frames.message_pieces(key.name, event, payload, sender, _ms(now))
         seen_epoch, seen_seq = self._seen.get(key, (b"", 0))
-        message_id = await self.redis.run(
-            "publish",
-            self.redis.keys.publish(key),
+        args = (
             secrets.token_hex(4),
             self.history_size,
             max(1, int(self.history_ttl)),
@@ -582,6 +621,11 @@ class RedisBroker:
             seen_seq,
             tail,
         )
+        return self.redis.pipeline.run(
+            "publish", self.redis.keys.publish(key), args, partial(self._published, key)
+        )
+
+    def _published(self, key: ChannelKey, message_id: bytes) -> str:
         epoch, _, seq = message_id.rpartition(b"-")
         self._see(key, epoch, int(seq))
         return message_id.decode()
@@ -1154,4 +1198,6 @@ class RedisEngine(Engine):
         except EngineUnavailable:
             log.warning("Redis is not reachable: this node's members leave when its lease ends")
         await self.broker.stop()
+        for node in self.redis._nodes.values():
+            await node.aclose()
         await self.redis.client.aclose()
