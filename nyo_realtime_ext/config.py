@@ -179,6 +179,17 @@ class Realtime(Configurable):
             " connections together (bursts up to twice that); 0 turns it off."
         ),
     ).tag(config=True)
+    replay_rate = Float(
+        1024.0 * 1024,
+        help=(
+            "Bytes of history per second one user may have sent back to them, all their "
+            "connections and HTTP reads together (bursts up to twice that): recoveries "
+            "after a reconnect and history reads. A recovery past it is cut short, and "
+            "the client learns `recovered: false`; a history read past it is a 429 with "
+            "`Retry-After`. So asking for the same history again and again costs the "
+            "asker, not the server. 0 turns it off."
+        ),
+    ).tag(config=True)
     max_send_buffer = Int(
         8 * 1024 * 1024,
         help="Bytes queued for one client that does not read before it is cut with 4429.",

@@ -64,13 +64,19 @@ class ProtocolError(Exception):
     """A request that gets an `error` frame; the connection stays open."""
 
     def __init__(
-        self, code: str, message: str, ref: Any = None, channel: str | None = None
+        self,
+        code: str,
+        message: str,
+        ref: Any = None,
+        channel: str | None = None,
+        retry_after: int | None = None,
     ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.ref = ref
         self.channel = channel
+        self.retry_after = retry_after  # seconds, for HTTP's `Retry-After`
 
     def to_wire(self) -> dict[str, Any]:
         return error(self.code, self.message, self.ref, self.channel)

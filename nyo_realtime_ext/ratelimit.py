@@ -9,6 +9,7 @@ only ever err toward admitting a request.
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 from collections.abc import Hashable
 
@@ -64,3 +65,22 @@ class RateLimiter:
         if self.rate <= 0:
             return True
         return self.take(self.bucket_for(caller, now), now)
+
+    def available(self, caller: Hashable, now: float) -> float:
+        """How much `caller` may spend now: below 0 while it pays off a debt."""
+        if self.rate <= 0:
+            return math.inf
+        return self.refill(self.bucket_for(caller, now), now)
+
+    def spend(self, caller: Hashable, amount: float, now: float) -> None:
+        """Take `amount` from `caller`'s bucket, into debt if it holds less: what was
+        already sent is paid for by waiting longer before the next."""
+        if self.rate > 0:
+            bucket = self.bucket_for(caller, now)
+            self.refill(bucket, now)
+            bucket.tokens -= amount
+
+    def wait(self, caller: Hashable, now: float) -> float:
+        """Seconds until `caller` may spend again."""
+        available = self.available(caller, now)
+        return 0.0 if available > 0 else (1 - available) / self.rate

@@ -20,6 +20,14 @@ def broadcast(n: int, channel: str = "feed") -> dict[str, Any]:
     return {"type": "broadcast", "channel": channel, "event": "e", "payload": n, "ref": f"b{n}"}
 
 
+async def subscriber(server: Any, user: str) -> Raw:
+    """`user`, connected and subscribed to "feed"."""
+    client = await Raw.open(server.port, user)
+    assert (await client.json())["type"] == "authenticated"
+    await subscribed(client, "feed")
+    return client
+
+
 async def answers(client: Raw, count: int) -> list[dict[str, Any]]:
     """The next `count` frames that answer a request (those with a ref)."""
     received: list[dict[str, Any]] = []
@@ -49,9 +57,7 @@ async def test_answers_come_in_the_order_of_the_requests(
     # Publishes answered by the engine later, a refusal decided at once, and a ping
     # at the end: the client reads them back in the order it sent them.
     async with embedded(tmp_path, **engine_options) as server:
-        ada = await Raw.open(server.port, "ada")
-        assert (await ada.json())["type"] == "authenticated"
-        await subscribed(ada, "feed")
+        ada = await subscriber(server, "ada")
         requests = [
             *(broadcast(n) for n in range(10)),
             {**broadcast(99, "not-subscribed"), "ref": "refused"},
@@ -78,10 +84,7 @@ async def test_a_burst_of_publishes_reaches_a_subscriber_in_a_few_writes_on_redi
     # together and the node reads them back together.
     options = {"redis_url": redis_server.url, "default_channel_type": "public"}
     async with embedded(tmp_path, **options) as server:
-        ada, bob = await Raw.open(server.port, "ada"), await Raw.open(server.port, "bob")
-        for client in (ada, bob):
-            assert (await client.json())["type"] == "authenticated"
-            await subscribed(client, "feed")
+        ada, bob = await subscriber(server, "ada"), await subscriber(server, "bob")
         writes = count_writes(server, "bob")
         ada.writer.write(b"".join(text({**broadcast(n), "echo": False}) for n in range(100)))
         assert await messages(bob, 100) == list(range(100))
@@ -99,9 +102,7 @@ async def test_publishes_go_on_after_redis_forgets_its_scripts(
     # in order, and nobody is told anything went wrong.
     options = {"redis_url": redis_server.url, "default_channel_type": "public"}
     async with embedded(tmp_path, **options) as server:
-        ada = await Raw.open(server.port, "ada")
-        assert (await ada.json())["type"] == "authenticated"
-        await subscribed(ada, "feed")
+        ada = await subscriber(server, "ada")
         ada.writer.write(text(broadcast(0)))
         assert (await answers(ada, 1))[0]["type"] == "ack"
         flush = ["redis-cli", "-p", str(redis_server.port), "SCRIPT", "FLUSH"]

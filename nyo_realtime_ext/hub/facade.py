@@ -11,6 +11,7 @@ do what. `Hub` is a `Facade`: these are its methods, kept apart by job.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +19,7 @@ from ..engines.base import Engine, EngineUnavailable, History
 from ..models import Channel, ChannelKey, Identity, Member, Profile
 from ..profiles import check_profile_update, profile_wire
 from ..protocol import ErrorCode, ProtocolError, channel_type_for, check_event
+from ..ratelimit import RateLimiter
 
 if TYPE_CHECKING:
     from .channels import Channels
@@ -34,6 +36,7 @@ class Facade:
     clock: Callable[[], float]
     channels: Channels
     rules: Rules
+    replays: RateLimiter
 
     def record(
         self, action: str, identity: Identity | None, connection_id: str | None, **fields: Any
@@ -142,7 +145,21 @@ class Facade:
         max_bytes: int | None = None,
     ) -> History:
         await self.readable_channel(identity, key)
-        return await self.engine.broker.history(key, since, limit, self.clock(), max_bytes)
+        caller, now = (identity.tenant_id, identity.user_id), self.clock()
+        available = self.replays.available(caller, now)
+        if available <= 0:
+            wait = math.ceil(self.replays.wait(caller, now))
+            raise ProtocolError(
+                ErrorCode.RATE_LIMITED,
+                f"more than {self.replays.rate:g} bytes of history per second; "
+                f"try again in {wait} s",
+                retry_after=wait,
+            )
+        if available != math.inf:
+            max_bytes = int(available) if max_bytes is None else min(max_bytes, int(available))
+        history = await self.engine.broker.history(key, since, limit, now, max_bytes)
+        self.replays.spend(caller, sum(len(m.encoded()) for m in history.messages), now)
+        return history
 
     async def http_members(
         self, identity: Identity, key: ChannelKey, include_offline: bool = False

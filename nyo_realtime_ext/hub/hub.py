@@ -64,6 +64,8 @@ class Hub(Facade):
         self.admission = Admission(config)
         self.stopped = False  # after shutdown: new connections are turned away
         self.limiter = RateLimiter(config.rate_limit)
+        # Bytes of history sent back per user (`replay_rate`): recoveries and history reads.
+        self.replays = RateLimiter(config.replay_rate)
         self.hooks = Hooks(config)
         # Facts for administrators (audit.py): log lines, or Jupyter events under Jupyter.
         self.audit: Audit = log_audit
