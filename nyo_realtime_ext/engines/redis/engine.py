@@ -431,11 +431,10 @@ class RedisBroker:
         try:
             try:
                 shard = self._shard_for(name)
-            except UNAVAILABLE_ERRORS as exc:  # the cluster's topology is not known yet
+            except UNAVAILABLE_ERRORS:  # the cluster's topology is not known yet
                 async with self.redis.reachable:
                     await self.redis.client.initialize()
                 shard = self._shard_for(name)
-                del exc
             shard.names.add(name)
             await asyncio.wait_for(shard.connected.wait(), SUBSCRIBE_TIMEOUT)
             await shard.subscribe(name)
@@ -443,7 +442,7 @@ class RedisBroker:
             # Where this node starts: the gap check of later messages counts from here.
             epoch, seq = await self._position(key)
             self._last.setdefault(key, (epoch, seq))
-        except (asyncio.TimeoutError, RedisError, OSError, EngineUnavailable) as exc:
+        except (asyncio.TimeoutError, EngineUnavailable, *UNAVAILABLE_ERRORS, RedisError) as exc:
             if self._listened.get(name) is key:
                 self._listened.pop(name)
                 if shard is not None:
