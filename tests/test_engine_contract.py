@@ -1206,3 +1206,63 @@ async def test_five_hundred_concurrent_subscribes_on_one_node_are_all_answered(r
         assert len(members) == 125
     finally:
         await hub.shutdown()
+
+
+async def test_a_profile_change_between_a_joins_two_steps_is_shown_by_the_join(any_redis):
+    """On Redis a join is two steps on two slots (the user's: note the channel, read the
+    profile; the channel's: join). A change landing between them reaches the channel
+    before the member does, and the join shows it: never the older name."""
+    a, b, got, _ = await two_nodes(any_redis)
+    key = ChannelKey("acme", "race")
+    try:
+        await a.channels.create(Channel(key, "presence", None, clock()))
+        await a.broker.listen(key)
+        plain_run = b.redis.run
+        raced: list[str] = []
+
+        async def run(script: str, *args: Any) -> Any:
+            answer = await plain_run(script, *args)
+            if script == "enter" and not raced:
+                raced.append(script)  # node a changes her profile meanwhile
+                await a.profiles.update(ADA, {"name": "Countess"}, clock())
+            return answer
+
+        b.redis.run = run  # type: ignore[method-assign]
+        member, joined = await b.presence.join(key, ADA, "c1", clock())
+        assert raced and joined and member.name == "Countess"
+        await eventually(lambda: got.of(key, "user:joined"), "the join")
+        assert got.of(key, "user:joined")[0].frame["member"]["name"] == "Countess"
+        assert [m.name for m in await a.presence.members(key)] == ["Countess"]
+        # A later change is shown as usual; it is the channel's first update (frames of
+        # a channel arrive in its one order): the race showed nothing twice.
+        await a.profiles.update(ADA, {"name": "Ada L."}, clock())
+        await eventually(lambda: got.of(key, "presence:updated"), "the update")
+        (update,) = got.of(key, "presence:updated")
+        assert update.frame["member"]["name"] == "Ada L."
+    finally:
+        for engine in (a, b):
+            await engine.close()
+
+
+async def test_a_dead_nodes_members_are_gone_from_a_channel_nobody_listens_to(any_redis):
+    """Reaping is per channel: a live node visits the channels it listens to or is on.
+    A channel no live node visits drops a dead node's members when it is read."""
+    a, b, _, _ = await two_nodes(any_redis)
+    key = ChannelKey("acme", "unwatched")
+    try:
+        await b.channels.create(Channel(key, "presence", None, clock()))
+        await b.presence.join(key, ADA, "c1", clock())
+        await b.presence.join(key, BOB, "http-bob", clock(), lease=60.0)
+        assert [m.user_id for m in await a.presence.members(key)] == ["ada", "bob"]
+        await b.broker.stop()  # b dies: no retirement, no more renewals
+        b.presence._local.clear()
+        b.presence._mine.clear()
+        deadline = time.monotonic() + WAIT
+        while [m.user_id for m in await a.presence.members(key)] != ["bob"]:
+            assert time.monotonic() < deadline, "ada stayed listed"
+            await a.presence.maintain(time.time())  # a is healthy; it does not visit `key`
+            await asyncio.sleep(0.2)
+        assert [m.user_id for m in await a.presence.offline(key)] == ["ada"]
+    finally:
+        await a.close()
+        await b.redis.client.aclose()
