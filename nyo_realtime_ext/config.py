@@ -181,6 +181,15 @@ class Realtime(Configurable):
             " connections together (bursts up to twice that); 0 turns it off."
         ),
     ).tag(config=True)
+    profile_changes_per_minute = Float(
+        6.0,
+        help=(
+            "Profile changes (`PUT profile` with a name or colour) one user may make per "
+            "minute, bursts up to twice that; each is shown on every presence channel the "
+            "user is on, so one change can cost a frame per channel per watcher. Past it: "
+            "429 with `Retry-After`. 0 turns it off."
+        ),
+    ).tag(config=True)
     replay_rate = Float(
         1024.0 * 1024,
         help=(

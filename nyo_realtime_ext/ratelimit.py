@@ -26,9 +26,11 @@ class TokenBucket:
 
 
 class RateLimiter:
-    def __init__(self, rate: float, max_callers: int = MAX_TRACKED_CALLERS) -> None:
+    def __init__(
+        self, rate: float, max_callers: int = MAX_TRACKED_CALLERS, burst: float | None = None
+    ) -> None:
         self.rate = rate
-        self.burst = 2 * rate
+        self.burst = 2 * rate if burst is None else burst  # a second's worth, twice
         self.max_callers = max_callers
         self._buckets: OrderedDict[Hashable, TokenBucket] = OrderedDict()
 
@@ -81,6 +83,7 @@ class RateLimiter:
             bucket.tokens -= amount
 
     def wait(self, caller: Hashable, now: float) -> float:
-        """Seconds until `caller` may spend again."""
-        available = self.available(caller, now)
-        return 0.0 if available > 0 else (1 - available) / self.rate
+        """Seconds until `caller` holds a whole token again."""
+        if self.rate <= 0:
+            return 0.0
+        return max(0.0, 1 - self.available(caller, now)) / self.rate

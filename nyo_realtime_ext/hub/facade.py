@@ -37,6 +37,7 @@ class Facade:
     channels: Channels
     rules: Rules
     replays: RateLimiter
+    renames: RateLimiter
 
     def record(
         self, action: str, identity: Identity | None, connection_id: str | None, **fields: Any
@@ -241,7 +242,16 @@ class Facade:
         presence channel the user is on, on every node, gets one `presence:updated`."""
         changes = check_profile_update(body)
         if changes:
-            chosen = await self.engine.profiles.update(identity, changes, self.clock())
+            caller, now = (identity.tenant_id, identity.user_id), self.clock()
+            if not self.renames.admit(caller, now):
+                wait = math.ceil(self.renames.wait(caller, now))
+                raise ProtocolError(
+                    ErrorCode.RATE_LIMITED,
+                    f"more than {self.config.profile_changes_per_minute:g} profile changes "
+                    f"per minute; try again in {wait} s",
+                    retry_after=wait,
+                )
+            chosen = await self.engine.profiles.update(identity, changes, now)
         else:
             chosen = await self.engine.profiles.get(identity.tenant_id, identity.user_id)
         return profile_wire(identity, chosen)
