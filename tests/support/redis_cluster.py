@@ -16,6 +16,7 @@ import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from .redis_server import free_port
@@ -33,7 +34,7 @@ def ask(port: int, *command: str, timeout: float = 5.0) -> str:
     return out.stdout if out.returncode == 0 else ""
 
 
-def wait_for(check, what: str, timeout: float = 30.0) -> None:  # type: ignore[no-untyped-def]
+def wait_for(check: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while not check():
         if time.monotonic() > deadline:
