@@ -1214,6 +1214,10 @@ async def test_a_profile_change_between_a_joins_two_steps_is_shown_by_the_join(a
     before the member does, and the join shows it: never the older name."""
     a, b, got, _ = await two_nodes(any_redis)
     key = ChannelKey("acme", "race")
+    if not b.redis.cluster:
+        for engine in (a, b):
+            await engine.close()
+        pytest.skip("on one Redis a join is one step (join.lua reads the profile itself)")
     try:
         await a.channels.create(Channel(key, "presence", None, clock()))
         await a.broker.listen(key)

@@ -716,13 +716,17 @@ class RedisPresence:
         lease: float | None = None,
     ) -> tuple[Member, bool]:
         keys = self.redis.keys
-        # Two steps, each on its own slot: the channel is noted among the user's, and
-        # the profile read; then the join shows it. A profile change between the two
-        # reaches the channel first and is kept there for the join (reprofile.lua).
-        chosen, version = await self.redis.run(
-            "enter", keys.profile(identity.tenant_id, identity.user_id), key.name
-        )
-        shown = effective(identity, _profile(chosen))
+        user_keys = keys.profile(identity.tenant_id, identity.user_id)
+        shown, version, join_keys = identity, 0, keys.presence(key)
+        if self.redis.cluster:
+            # Two steps, each on its own slot: the channel is noted among the user's,
+            # and the profile read; then the join shows it. A profile change between
+            # the two reaches the channel first and is kept there for the join
+            # (reprofile.lua). On one Redis, join.lua does both in one step.
+            chosen, read = await self.redis.run("enter", user_keys, key.name)
+            shown, version = effective(identity, _profile(chosen)), int(read or 0)
+        else:
+            join_keys = [*join_keys, *user_keys]
         head = frames.member_head(
             identity.user_id,
             shown.name or identity.user_id,
@@ -733,7 +737,7 @@ class RedisPresence:
         )
         member, joined, connections = await self.redis.run(
             "join",
-            keys.presence(key),
+            join_keys,
             key.name,
             connection_id,
             identity.user_id,
@@ -744,7 +748,9 @@ class RedisPresence:
             _ms(now),
             "" if lease is not None else self.redis.node_id,
             _ms(lease if lease is not None else self.lease),
-            int(version or 0),
+            version,
+            frames.encode(identity.name or identity.user_id),
+            frames.encode(identity.color) if identity.color else "",
             frames.LUA_PIECES,
         )
         shown_member = _member(member, connections)
@@ -1095,7 +1101,14 @@ class RedisProfiles:
         # version reaching a channel after a newer one changes nothing there.
         tenant, user_id = identity.tenant_id, identity.user_id
         user_keys = self.redis.keys.profile(tenant, user_id)
-        raw, version, entered = await self.redis.run("profile", user_keys, orjson.dumps(changes))
+        raw, version, entered = await self.redis.run(
+            "profile",
+            user_keys,
+            orjson.dumps(changes),
+            # What is set, as it goes in members; '' where not set.
+            frames.encode(changes["name"]) if changes.get("name") is not None else "",
+            frames.encode(changes["color"]) if changes.get("color") is not None else "",
+        )
         profile = _profile(raw)
         shown = effective(identity, profile)
         piece = frames.shown_piece(shown.name or user_id, shown.color)

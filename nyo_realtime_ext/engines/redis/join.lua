@@ -1,13 +1,31 @@
--- KEYS: the channel's presence keys (keys.Keys.presence). ARGV: pub/sub command, name,
--- conn, user, head (frames.member_head, shown as the profile the node read in `enter`
--- makes it), status, meta, its json_key, now, node ('' for an HTTP lease), lease ms,
--- that profile's version, frames.LUA_PIECES. Returns the member, whether the user just
+-- KEYS: the channel's presence keys (keys.Keys.presence); on one Redis, then the user's
+-- profile and channels (keys.Keys.profile), and this script does enter.lua's step too.
+-- ARGV: pub/sub command, name, conn, user, head (frames.member_head, shown as the
+-- profile the node read in `enter` makes it), status, meta, its json_key, now, node (''
+-- for an HTTP lease), lease ms, that profile's version, the identity's name (JSON) and
+-- colour (JSON or ''), frames.LUA_PIECES. Returns the member, whether the user just
 -- joined, and its connection ids.
 local K = presence_keys()
 local name, conn, user, head = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local status, meta, sorted_meta, now = ARGV[6], ARGV[7], ARGV[8], ARGV[9]
 local node, lease, version = ARGV[10], tonumber(ARGV[11]), tonumber(ARGV[12])
 local users = K.users
+if KEYS[9] then
+  -- One Redis: no slots to keep apart, so enter.lua's step is this one's (one round
+  -- trip): the channel noted among the user's, and the head shown as the user chose.
+  redis.call('HSET', KEYS[9], name, now_ms())
+  local chosen = redis.call('HMGET', KEYS[8], 'n', 'c', 'v')
+  version = tonumber(chosen[3] or '0')
+  if chosen[1] or chosen[2] then
+    local k = pieces()
+    local color = chosen[2] or ARGV[14]
+    local shown = k.name .. (chosen[1] or ARGV[13])
+    if color ~= '' then
+      shown = shown .. k.color .. color
+    end
+    head = with_shown(head, shown)
+  end
+end
 if node == '' then
   redis.call('ZADD', K.leases, now_ms() + lease, conn)
 else
