@@ -152,7 +152,9 @@ class Realtime(Configurable):
         "",
         help=(
             "Redis to share channels, history and presence with other nodes, e.g. "
-            "redis://host:6379/0; empty runs the embedded engine (SQLite at `db_path`)."
+            "redis://host:6379/0, a Redis Cluster (redis+cluster://host:port,host:port,...) "
+            "or the master Sentinel names (redis+sentinel://host:port,.../service); empty "
+            "runs the embedded engine (SQLite at `db_path`)."
         ),
     ).tag(config=True)
     redis_prefix = Unicode(

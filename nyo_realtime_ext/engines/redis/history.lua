@@ -1,11 +1,11 @@
--- ARGV: prefix, ck, mode ('latest' or 'after'), since epoch ('' = current), since seq,
--- limit, max bytes (-1 = no bound), not before (ms). The stream holds at most
--- history_size entries; only what is returned leaves Redis.
-local ck, mode, since_epoch, since_seq = ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
-local limit, budget, not_before = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
-local m = redis.call('HMGET', key('meta', ck), 'epoch', 'seq')
+-- KEYS: meta, hist. ARGV: pub/sub command, mode ('latest' or 'after'), since epoch
+-- ('' = current), since seq, limit, max bytes (-1 = no bound), not before (ms). The
+-- stream holds at most history_size entries; only what is returned leaves Redis.
+local meta, hist = KEYS[1], KEYS[2]
+local mode, since_epoch, since_seq = ARGV[2], ARGV[3], tonumber(ARGV[4])
+local limit, budget, not_before = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
+local m = redis.call('HMGET', meta, 'epoch', 'seq')
 local epoch, last = m[1] or '', tonumber(m[2] or '0')
-local hist = key('hist', ck)
 -- Entries in the order given, up to `limit` and `budget` (the first always);
 -- and 1 when some that qualify were left out.
 local function take(entries)
