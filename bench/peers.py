@@ -5,7 +5,8 @@ Python `websockets` and `picows`.
     pip install -e '.[bench]'             # python-socketio, aiohttp, picows
     .venv/bin/python bench/peers.py       # all six; ~5 minutes on a quiet 2-core box
     .venv/bin/python bench/peers.py --only nyo,ws --idle 3000
-    .venv/bin/python bench/peers.py --jupyter --window 0   # + nyo-realtime in jupyter server
+    .venv/bin/python bench/peers.py --jupyter             # + nyo-realtime in jupyter server
+    .venv/bin/python bench/peers.py --mode mixed          # nyo, ws, socket.io: compare.py's mixed load
 
 Each server runs alone, pinned to core 0 (`taskset -c 0`); this process, the
 load generator, pins itself to core 1. The clients are `rawws.RawSocket`s, one
@@ -15,15 +16,22 @@ for `node_ws_server.js`, `websockets_server.py` (`websockets.asyncio.server` and
 its `broadcast()`) and `picows_server.py` (picows, a Cython WebSocket on asyncio),
 and Engine.IO 4 / Socket.IO 5 packets over a WebSocket for the two socket.io
 servers (`node_sio_server.js`, `sio_server.py`). The peers do no auth, history or
-presence; nyo-realtime does all three (its subscribers join public channels
-here, with SQLite history on). `--jupyter` adds one more row: nyo-realtime as
-the server extension of a real `jupyter server` (JWT auth with
-`--Realtime.jwt_secret`, the WebSocket at `{base_url}nyo-realtime/ws`).
+presence; nyo-realtime does all three (its fan-out subscribers join a public
+channel, its idle ones presence channels, with SQLite history on). `--jupyter`
+adds one more row: nyo-realtime as the server extension of a real
+`jupyter-server` (JWT auth with `--Realtime.jwt_secret`, the WebSocket at
+`{base_url}nyo-realtime/ws`, JUPYTER_CONFIG_DIR and JUPYTER_RUNTIME_DIR in the
+temp dir), ready once `/nyo-realtime/settings` answers 200 (up to
+`--start-timeout`, 300 s; otherwise an error with the command and the tail of
+its log, and the other servers' rows are still printed), and a table of
+jupyter / standalone (`nyo`): server CPU per delivery and KB per idle connection.
 
 Per server:
 
-* **KB per idle connection**: RSS with `--idle` more connections, each in one of
-  100 rooms, minus RSS with 100 (warm-up), over `--idle`.
+* **KB per idle connection**: bench/connections.py's method and clients: RSS
+  with `--idle` more connections, each in one of 100 presence channels (rooms of
+  that name for the peers), minus RSS with 100 (warm-up), over `--idle`, once RSS
+  stops moving.
 * **deliveries/s** and **server CPU µs per delivery**: `--subscribers` in one
   room, a publisher with at most `--window` (32) unacknowledged publishes (0:
   all written as fast as the socket takes them), `--messages` messages; CPU is
@@ -34,6 +42,14 @@ Per server:
 * **storm**: the idle connections are still open; SIGTERM, restart, every client
   reconnects with the Python client's backoff (full jitter in a window of 3 s,
   doubled per failed attempt) and resubscribes: seconds until the last is back.
+
+`--mode mixed` runs instead `loads.mixed`, the load of `compare.py --mode mixed`
+(100 presence channels x 20 subscribers, 50 publishers, `--rate` 20,000
+deliveries/s for `--seconds` 10), against `nyo`, `ws` and `sio-node` (`--only`;
+`--jupyter` adds `jupyter`), a fresh server per round, `--rounds` (2) rounds
+alternating: server CPU µs per delivery, p50/p99, deliveries/s, and each
+server's median over node ws's. node ws and socket.io have no presence: their
+channels are plain rooms of the same names and members.
 
 The load generator is one Python process on one core: above ~60-80k deliveries/s
 it, not the server, is the limit (its CPU % is printed; near 100 % means so).
