@@ -5,6 +5,7 @@ of a token-login server and a notebook's kernel with a `PresenceWidget` and a
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 
 import pytest
@@ -57,6 +58,33 @@ NOTEBOOK = {
 }
 
 
+CHAT_NOTEBOOK = {
+    **NOTEBOOK,
+    "cells": [
+        {
+            "cell_type": "code",
+            "execution_count": None,
+            "id": "chat-widget",
+            "metadata": {},
+            "outputs": [],
+            "source": [
+                'from nyo_realtime_ext import ChatWidget\nChatWidget("lobby", height="200px")'
+            ],
+        }
+    ],
+}
+
+# The first message at the top of a scrolled log, as the reader sees it.
+FIRST_IN_VIEW = """
+log => {
+  const top = log.getBoundingClientRect().top;
+  const entry = [...log.querySelectorAll('.nyo-chat-entry')]
+    .find(e => e.getBoundingClientRect().bottom > top + 1);
+  return entry ? entry.textContent : null;
+}
+"""
+
+
 @pytest.fixture
 def jp_asyncio_loop() -> None:
     """No pytest-jupyter loop: Playwright's sync API runs its own (see lab_e2e)."""
@@ -71,6 +99,7 @@ def jp_server_cleanup() -> None:
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabServer]:
     for running in start_lab(tmp_path_factory.mktemp("kernel")):
         (running.root / "demo.ipynb").write_text(json.dumps(NOTEBOOK, indent=1))
+        (running.root / "chat.ipynb").write_text(json.dumps(CHAT_NOTEBOOK, indent=1))
         yield running
 
 
@@ -119,6 +148,86 @@ def test_the_kernel_is_listed_as_a_kernel_and_never_counted(
         line = chat.locator(".nyo-chat-entry", has_text="typed by Bob")
         expect(line.locator("b")).to_have_text(bob.name, timeout=KERNEL_TIMEOUT)
         bob.shot("02-bob-typed-into-the-kernels-chat-widget")
+        assert ada.errors == [] and bob.errors == []
+    finally:
+        ada.close()
+        bob.close()
+        shut_down_kernels(lab)
+
+
+def test_a_chat_widget_shows_messages_as_the_panel_does_and_follows_the_newest(
+    lab: LabServer, browser: Browser
+) -> None:
+    ada = Person(browser, "ada", SHOTS).open_lab(lab.url("lab/workspaces/ada-widget?reset"))
+    # Bob's browser writes times the American way: the widget must too.
+    bob = Person(browser, "bob", SHOTS, locale="en-US")
+    try:
+        bob.open_lab(lab.url("lab/workspaces/bob-widget?reset"))
+        bob.open_file("chat.ipynb")
+        run_cell(bob, 0)
+        chat = cells(bob).nth(0).locator(".jp-OutputArea-output")
+        log = chat.locator(".nyo-chat-widget-log")
+        expect(log).to_be_visible(timeout=KERNEL_TIMEOUT)
+        entries = log.locator(".nyo-chat-entry")
+        bob.show_panel()
+        panel = bob.page.locator("#nyo-realtime-panel .nyo-chat-entry")
+
+        # Markdown, as in the panel: bold, a code block with its indentation.
+        ada.say("**bold move** and `code`\n\n```python\nfor i in range(3):\n    print(i)\n```")
+        for where in (entries, panel):
+            entry = where.filter(has_text="bold move")
+            expect(entry.locator("strong")).to_have_text("bold move", timeout=KERNEL_TIMEOUT)
+            expect(entry.locator("code").first).to_have_text("code")
+            code = entry.locator("pre")
+            expect(code).to_have_count(1)
+            assert "for i in range(3):\n    print(i)" in code.inner_text()
+            expect(entry).not_to_contain_text("**")
+            expect(entry).not_to_contain_text("```")
+
+        # The time in the browser's locale: what the panel shows for that message.
+        widget_time = entries.filter(has_text="bold move").locator("time")
+        panel_time = panel.filter(has_text="bold move").locator(".nyo-chat-time")
+        expect(widget_time).to_have_text(re.compile(r"^\d{1,2}:\d{2}\s(AM|PM)$"))
+        expect(widget_time).to_have_text(panel_time.inner_text())
+
+        # Sanitised: nothing in a message runs, in the widget or the panel.
+        ada.say(
+            '<img src="x" onerror="window.__nyoPwned = \'img\'">'
+            "<script>window.__nyoPwned = 'script'</script>"
+            " [a link](javascript:window.__nyoPwned='link') hostile end"
+        )
+        hostile = entries.filter(has_text="hostile end")
+        expect(hostile).to_have_count(1, timeout=KERNEL_TIMEOUT)
+        expect(panel.filter(has_text="hostile end")).to_have_count(1, timeout=SEEN_TIMEOUT)
+        for entry in (hostile, panel.filter(has_text="hostile end")):
+            # A script goes whole, its content too, as JupyterLab's sanitiser does.
+            expect(entry).not_to_contain_text("__nyoPwned")
+            expect(entry.locator("script, [onerror]")).to_have_count(0)
+            expect(entry.locator('a[href^="javascript"]')).to_have_count(0)
+            # The image is tried (and fails: there is no "x"), so an onerror would have run.
+            for image in entry.locator("img").all():
+                image.evaluate("img => img.decode().catch(() => null)")
+        hostile.get_by_text("a link").click()
+        assert bob.page.evaluate("window.__nyoPwned") is None
+
+        # More than the log holds: the newest is wholly in view after each one.
+        for n in range(8):
+            ada.say(f"filler {n}\n\n```python\nvalue = {n}\nprint(value)\n```")
+            expect(entries.last).to_contain_text(f"filler {n}", timeout=KERNEL_TIMEOUT)
+            expect(entries.last).to_be_in_viewport(ratio=0.99, timeout=SEEN_TIMEOUT)
+        expect(entries.filter(has_text="bold move")).not_to_be_in_viewport()
+        bob.shot("03-bobs-chat-widget-follows-the-newest-message")
+
+        # Scrolled up to read: a new message leaves the reader where they are.
+        top = log.evaluate("node => (node.scrollTop = node.scrollHeight - node.clientHeight - 250)")
+        expect(entries.last).not_to_be_in_viewport()
+        reading = log.evaluate(FIRST_IN_VIEW)
+        ada.say("while bob reads back")
+        expect(entries.last).to_contain_text("while bob reads back", timeout=KERNEL_TIMEOUT)
+        expect(entries.last).not_to_be_in_viewport()
+        assert log.evaluate("node => node.scrollTop") == top
+        assert log.evaluate(FIRST_IN_VIEW) == reading
+        bob.shot("04-bob-reads-back-in-the-chat-widget")
         assert ada.errors == [] and bob.errors == []
     finally:
         ada.close()
