@@ -74,6 +74,37 @@ CHAT_NOTEBOOK = {
     ],
 }
 
+SLOW_NOTEBOOK = {
+    **NOTEBOOK,
+    "cells": [
+        {
+            "cell_type": "code",
+            "execution_count": None,
+            "id": "once",
+            "metadata": {},
+            "outputs": [],
+            "source": ["print('ran once')"],
+        }
+    ],
+}
+
+# A busy machine, made reliable: the page asks for its notebook's session (which
+# starts the kernel) 8 s late, so that the notebook shows its cells long before
+# it has a kernel to run them in.
+SLOW_SESSIONS = """
+(() => {
+  const fetch = window.fetch.bind(window);
+  window.fetch = (input, init) => {
+    const url = typeof input === 'string' ? input : input.url;
+    const method = (init && init.method) || (typeof input === 'string' ? 'GET' : input.method);
+    if (/\\/api\\/sessions/.test(url) && method.toUpperCase() === 'POST') {
+      return new Promise(resolve => setTimeout(resolve, 8000)).then(() => fetch(input, init));
+    }
+    return fetch(input, init);
+  };
+})();
+"""
+
 # The first message at the top of a scrolled log, as the reader sees it.
 FIRST_IN_VIEW = """
 log => {
@@ -100,6 +131,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabServer]:
     for running in start_lab(tmp_path_factory.mktemp("kernel")):
         (running.root / "demo.ipynb").write_text(json.dumps(NOTEBOOK, indent=1))
         (running.root / "chat.ipynb").write_text(json.dumps(CHAT_NOTEBOOK, indent=1))
+        (running.root / "slow.ipynb").write_text(json.dumps(SLOW_NOTEBOOK, indent=1))
         yield running
 
 
@@ -232,4 +264,28 @@ def test_a_chat_widget_shows_messages_as_the_panel_does_and_follows_the_newest(
     finally:
         ada.close()
         bob.close()
+        shut_down_kernels(lab)
+
+
+def test_a_cell_run_while_the_kernel_starts_waits_for_it_and_runs_once(
+    lab: LabServer, browser: Browser
+) -> None:
+    """run_cell (tests/support/lab_e2e.py) on a kernel that starts slowly: it waits
+    for the notebook's kernel indicator, as a person would, rather than press
+    Shift+Enter while JupyterLab has no kernel to run the cell in."""
+    ada = Person(browser, "ada", SHOTS)
+    ada.context.add_init_script(SLOW_SESSIONS)
+    try:
+        ada.open_lab(lab.url("lab/workspaces/ada-slow?reset"))
+        ada.open_file("slow.ipynb")
+        run_cell(ada, 0)
+        cell = cells(ada).nth(0)
+        expect(cell.locator(".jp-OutputArea-output")).to_have_text(
+            "ran once", timeout=KERNEL_TIMEOUT
+        )
+        # Once: the first run in a new kernel.
+        expect(cell.locator(".jp-InputArea-prompt")).to_have_text("[1]:")
+        assert ada.dialogs == [] and ada.errors == []
+    finally:
+        ada.close()
         shut_down_kernels(lab)
