@@ -271,9 +271,15 @@ class ChatLog(anywidget.AnyWidget):
     _esm = """
     const TIME = { hour: 'numeric', minute: '2-digit' };
     export default {
-      render({ model, el }) {
-        el.classList.add('nyo-chat-widget-log');
+      render({ model, el: view }) {
+        // The scrolled box is ours, inside the view's element: ipywidgets applies
+        // the widget's Layout to that element after this runs, and an unset
+        // `overflow` there removes any overflow set on it (the log then spilled
+        // over the text box, and nothing scrolled).
+        const el = document.createElement('div');
+        el.className = 'nyo-chat-widget-log';
         el.style.overflowY = 'auto';
+        view.appendChild(el);
         const content = document.createElement('div');
         el.appendChild(content);
         let atBottom = true;
@@ -317,7 +323,7 @@ class ChatLog(anywidget.AnyWidget):
         // the event, and the widget's kernel says why it does not send.
         const relay = event => {
           const channel = model.get('relay');
-          const root = el.closest('.nyo-chat-widget');
+          const root = view.closest('.nyo-chat-widget');
           if (!channel || !root || !root.contains(event.target)) {
             return;
           }
@@ -356,6 +362,7 @@ class ChatLog(anywidget.AnyWidget):
         document.addEventListener('keydown', relay, true);
         document.addEventListener('click', relay, true);
         return () => {
+          el.remove();
           observer.disconnect();
           model.off('change:value', draw);
           model.off('change:height', draw);
