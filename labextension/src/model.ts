@@ -60,6 +60,9 @@ export function chatEntryOf(message: Message): ChatEntry | undefined {
 
 const STATUS_KEY = 'nyo-realtime:status';
 
+/** How many times names of people who left are asked for before giving up. */
+const LOOK_UP_TRIES = 4;
+
 export interface ModelOptions {
   /**
    * Everyone the lobby has known, including people who left (the HTTP API's
@@ -421,29 +424,51 @@ export class RealtimeModel {
     }
   }
 
-  /** Names of authors who left, asked once per burst of history. */
-  private _lookUpPeople(): void {
+  /**
+   * Names of authors who left, asked once per burst of history. An author met
+   * while a request is out (it may have been answered before their message
+   * came) is asked again once it returns; a failed request is tried again
+   * a few times, later, rather than leave names unknown for good.
+   */
+  private _lookUpPeople(failures = 0): void {
     const knownPeople = this._options.knownPeople;
-    if (!knownPeople || this._lookingUp) {
+    if (!knownPeople) {
+      return;
+    }
+    if (this._lookingUp) {
+      this._askAgain = true;
       return;
     }
     this._lookingUp = true;
     // Let the whole history arrive first: one request, not one per message.
-    setTimeout(() => {
-      knownPeople()
-        .then(members => {
-          for (const member of members) {
-            if (!this._people.has(member.userId)) {
-              this._remember(member);
+    setTimeout(
+      () => {
+        this._askAgain = false;
+        let failed = false;
+        knownPeople()
+          .then(members => {
+            for (const member of members) {
+              if (!this._people.has(member.userId)) {
+                this._remember(member);
+              }
             }
-          }
-          this._changed.emit();
-        })
-        .catch(error => console.warn('nyo-realtime: could not look up names', error))
-        .finally(() => {
-          this._lookingUp = false;
-        });
-    }, 100);
+            this._changed.emit();
+          })
+          .catch(error => {
+            failed = true;
+            console.warn('nyo-realtime: could not look up names', error);
+          })
+          .finally(() => {
+            this._lookingUp = false;
+            if (failed && failures < LOOK_UP_TRIES - 1) {
+              this._lookUpPeople(failures + 1);
+            } else if (this._askAgain) {
+              this._lookUpPeople();
+            }
+          });
+      },
+      failures === 0 ? 100 : 1000 * 2 ** failures
+    );
   }
 
   private _remember(who: Member | User): void {
@@ -477,6 +502,7 @@ export class RealtimeModel {
     WHERE_INTERVAL
   );
   private _lookingUp = false;
+  private _askAgain = false;
 }
 
 function readStatus(): Status | undefined {

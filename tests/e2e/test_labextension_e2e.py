@@ -236,9 +236,11 @@ def test_two_people_see_each_other_share_a_notebook_chat_and_leave(
                 ["Shall we look at cell 2 together?", "Yes, opening it now"], timeout=SEEN_TIMEOUT
             )
             # Bob has left, yet his message still carries his name, from the server's records.
-            expect(
-                carol.page.locator("#nyo-realtime-panel .nyo-chat-entry .nyo-chat-author")
-            ).to_have_text([ada.name, bob.name], timeout=SEEN_TIMEOUT)
+            authors = carol.page.locator("#nyo-realtime-panel .nyo-chat-entry .nyo-chat-author")
+            try:
+                expect(authors).to_have_text([ada.name, bob.name], timeout=SEEN_TIMEOUT)
+            except AssertionError as failure:
+                raise AssertionError(f"{failure}\nCarol's warnings: {carol.warnings}") from None
             carol.shot("07-carol-arrives-and-reads-the-history")
         finally:
             carol.close()

@@ -297,6 +297,16 @@ class Person:
                 and self.errors.append(f"{error}\n{error.stack}")
             ),
         )
+        # What our bundle warned of ("nyo-realtime: ..."), for whoever reads a failure.
+        self.warnings: list[str] = []
+        self.page.on(
+            "console",
+            lambda message: (
+                message.type in ("warning", "error")
+                and message.text.startswith("nyo-realtime")
+                and self.warnings.append(message.text)
+            ),
+        )
         self.me: dict[str, Any] = {}
 
     def _answer_dialog(self, dialog: Any) -> None:
