@@ -7,8 +7,10 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from .. import frames
 from ..auth import AuthError, TokenExpired
-from ..engines.base import EngineUnavailable
+from ..engines.base import EngineUnavailable, StateSnapshot
+from ..engines.ids import parse_message_id
 from ..frames import error, reply
 from ..hooks import HookFailed
 from ..models import Channel, ChannelKey, Identity, Message
@@ -86,7 +88,9 @@ class Dispatch:
         name = frame["channel"]
         key = ChannelKey(identity.tenant_id, name)
         if type_ == "subscribe":
-            await self._on_subscribe(session, identity, key, frame.get("since"), ref)
+            await self._on_subscribe(
+                session, identity, key, frame.get("since"), ref, frame.get("state", False)
+            )
         elif type_ == "unsubscribe":
             subscribed = key in session.subscriptions
             if self.hub.channels.unsubscribe(session, key):
@@ -112,6 +116,29 @@ class Dispatch:
             )
         elif type_ == "presence":
             await self._on_presence(session, identity, key, frame, ref, now)
+        elif type_ == "state:set":
+            await self._on_state_set(session, identity, key, frame, ref, size)
+
+    async def _on_state_set(
+        self,
+        session: Session,
+        identity: Identity,
+        key: ChannelKey,
+        frame: dict[str, Any],
+        ref: Any,
+        size: int,
+    ) -> None:
+        state = self.hub.channels.require_subscribed(session, key, ref)
+        entry_key, value = frame["key"], frame["value"]
+        shared = self.hub.state
+        await shared.require_writer(identity, session.id, state.channel, entry_key, value, ref)
+        sender = {"userId": identity.user_id, "connectionId": session.id}
+        entry = await shared.write(key, entry_key, value, sender, frame.get("ifVersion"), ref)
+        session.send(reply("ack", ref, id=entry.version))
+        # Audited as what it is, a publish (audit.py's schema lists its actions).
+        self.hub.record(
+            "published", identity, session.id, channel=key.name, event="state:set", size=size
+        )
 
     async def _on_auth(self, session: Session, token: str, ref: Any) -> None:
         try:
@@ -134,7 +161,13 @@ class Dispatch:
             self.hub.channels.recheck_rights(session)
 
     async def _on_subscribe(
-        self, session: Session, identity: Identity, key: ChannelKey, since: str | None, ref: Any
+        self,
+        session: Session,
+        identity: Identity,
+        key: ChannelKey,
+        since: str | None,
+        ref: Any,
+        with_state: bool = False,
     ) -> None:
         if (
             key not in session.subscriptions
@@ -160,7 +193,13 @@ class Dispatch:
             # message since its first one, and replays are what a flood would ask for.
             if channel.type == "presence":
                 fields["members"] = await self.hub.channels.members_wire(key)
+            snapshot = await self.hub.state.read(key) if with_state else None
+            if session.closed:
+                return
             session.send(reply("subscribed", ref, **fields))
+            if snapshot is not None:  # asked for now: the whole of it, then what changes
+                state.state_readers.add(session.id)
+                session.conn.send(frames.state_snapshot(key.name, snapshot.entries, True))
             return
         if session.closed:
             return  # gone while the engine answered
@@ -168,6 +207,8 @@ class Dispatch:
         # until `subscribed` and its recovery are out.
         session.subscriptions.add(key)
         state.subscribers[session.id] = session
+        if with_state:
+            state.state_readers.add(session.id)
         held: Held = []
         if session.held is None:
             session.held = {}
@@ -179,6 +220,8 @@ class Dispatch:
             if channel.type == "presence":
                 await self.engine.presence.join(key, identity, session.id, self.clock())
                 fields["members"] = await self.hub.channels.members_wire(key)
+            # Read last: what changes after it arrives as `state:changed`, held meanwhile.
+            snapshot = await self.hub.state.read(key, since) if with_state else None
         except BaseException:
             if self.hub.channels.unsubscribe(session, key):  # True only for a presence channel
                 self.hub.spawn(self.hub.leave_all([key], identity.user_id, session.id))
@@ -192,12 +235,17 @@ class Dispatch:
             return
         session.send(reply("subscribed", ref, **fields))
         self.hub.record("subscribed", identity, session.id, channel=key.name)
+        if snapshot is not None:
+            session.conn.send(frames.state_snapshot(key.name, snapshot.entries, snapshot.complete))
         sent = set()
         for message in missed:
             session.conn.send(message.encoded())
             sent.add(message.id)
-        for frame, message_id in held:
-            if message_id is None or message_id not in sent:
+        for frame, message_id, version in held:
+            if version is not None:
+                if snapshot is None or not _in_snapshot(version, snapshot):
+                    session.conn.send(frame)
+            elif message_id is None or message_id not in sent:
                 session.conn.send(frame)
 
     async def _missed(
@@ -280,6 +328,13 @@ class Dispatch:
         if session.rejected > limiter.burst:
             self.hub.close(session, CloseCode.TOO_MANY, "rate limit exceeded")
         return False
+
+
+def _in_snapshot(version: str, snapshot: StateSnapshot) -> bool:
+    """Whether a `state:changed` of this version was written before the snapshot was
+    read (so the snapshot has it, or what came after it)."""
+    parsed = parse_message_id(version)
+    return parsed is not None and parsed[0] == snapshot.epoch and parsed[1] <= snapshot.seq
 
 
 def auth_error_code(exc: AuthError) -> str:

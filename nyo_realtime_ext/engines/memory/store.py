@@ -1,5 +1,5 @@
 """Durable state in SQLite through sqlite-utils: channels, members, messages, presence,
-profiles.
+profiles, shared state.
 
 sqlite-utils owns the schema (tables, keys, indexes, versioned migrations: see
 `nyo_realtime_ext.schema`, which documents every table); the hot paths (append
@@ -9,7 +9,9 @@ WAL mode lets readers run beside the writer.
 Messages are group-committed: `append_message` leaves its transaction open,
 tells `on_append`, and the writer (`outbox.Writer`) calls `commit` once per burst,
 before it writes any frame of that burst to a socket, so a client never sees an
-id (in an `ack` or a `message`) that a crash could take back. Every other
+id (in an `ack` or a `message`) that a crash could take back. A shared-state
+write (`put_state`) is group-committed the same way, as it takes a sequence
+number too. Every other
 write first commits what is pending and then runs in a transaction of its
 own, so its failure can only undo itself.
 """
@@ -200,6 +202,7 @@ class Store:
                 ("messages", "channel"),
                 ("channel_members", "channel"),
                 ("presence", "channel"),
+                ("state", "channel"),
             ):
                 self.conn.executemany(f"DELETE FROM {table} WHERE tenant=? AND {column}=?", idle)
             self.conn.execute(
@@ -249,10 +252,39 @@ class Store:
                     message.ts,
                 ),
             )
-            self.conn.execute(
-                "DELETE FROM messages WHERE tenant=? AND channel=? AND seq<=?", (*key, seq - keep)
-            )
+            # State writes take sequence numbers too, so the `keep`-th newest message
+            # is found, not computed; it and older ones leave, and history starts after.
+            cut = self.conn.execute(
+                "SELECT seq FROM messages WHERE tenant=? AND channel=?"
+                " ORDER BY seq DESC LIMIT 1 OFFSET ?",
+                (*key, keep),
+            ).fetchone()
+            if cut is not None:
+                self.conn.execute(
+                    "DELETE FROM messages WHERE tenant=? AND channel=? AND seq<=?", (*key, cut[0])
+                )
+                self._cut_history(key, cut[0])
+        else:
+            self._cut_history(key, seq)  # kept nowhere: missing at once
         self.on_append()
+
+    def _cut_history(self, key: ChannelKey, seq: int) -> None:
+        self.conn.execute(
+            "UPDATE channels SET history_cut=max(coalesce(history_cut, 0), ?)"
+            " WHERE tenant=? AND name=?",
+            (seq, *key),
+        )
+
+    def history_cut(self, key: ChannelKey, not_before: float) -> int:
+        """The highest seq of a message of `key` that is no longer in history (trimmed,
+        or older than `not_before`), 0 if none: history is whole after it."""
+        (cut,) = self.conn.execute(
+            "SELECT max(coalesce((SELECT history_cut FROM channels WHERE tenant=? AND name=?),"
+            " 0), coalesce((SELECT max(seq) FROM messages WHERE tenant=? AND channel=?"
+            " AND ts<?), 0))",
+            (*key, *key, not_before),
+        ).fetchone()
+        return int(cut)
 
     def read_messages(
         self,
@@ -309,7 +341,96 @@ class Store:
 
     def drop_expired(self, not_before: float) -> int:
         with self._own_transaction():
+            self.conn.execute(
+                "UPDATE channels SET history_cut=max(coalesce(history_cut, 0), (SELECT max(seq)"
+                " FROM messages m WHERE m.tenant=channels.tenant AND m.channel=channels.name"
+                " AND m.ts<?)) WHERE EXISTS (SELECT 1 FROM messages m WHERE"
+                " m.tenant=channels.tenant AND m.channel=channels.name AND m.ts<?)",
+                (not_before, not_before),
+            )
             return self.conn.execute("DELETE FROM messages WHERE ts<?", (not_before,)).rowcount
+
+    # -- shared state ---------------------------------------------------------
+
+    def state_row(self, key: ChannelKey, entry_key: str) -> tuple[Any, ...] | None:
+        """(key, value JSON or None, epoch, seq, sender JSON, size) of one key, or None."""
+        row: tuple[Any, ...] | None = self.conn.execute(
+            "SELECT key, value, epoch, seq, sender, size FROM state"
+            " WHERE tenant=? AND channel=? AND key=?",
+            (*key, entry_key),
+        ).fetchone()
+        return row
+
+    def state_rows(self, key: ChannelKey) -> list[tuple[Any, ...]]:
+        """Every row of the channel's state, deletions too, by key."""
+        return self.conn.execute(
+            "SELECT key, value, epoch, seq, sender, size FROM state"
+            " WHERE tenant=? AND channel=? ORDER BY key",
+            key,
+        ).fetchall()
+
+    def state_totals(self, key: ChannelKey) -> tuple[int, int]:
+        """(live keys, their bytes) of the channel's state."""
+        count, total = self.conn.execute(
+            "SELECT count(*), coalesce(sum(size), 0) FROM state"
+            " WHERE tenant=? AND channel=? AND value IS NOT NULL",
+            key,
+        ).fetchone()
+        return count, total
+
+    def state_floor(self, key: ChannelKey) -> str | None:
+        row = self.conn.execute(
+            "SELECT state_floor FROM channels WHERE tenant=? AND name=?", key
+        ).fetchone()
+        return row[0] if row else None
+
+    def put_state(
+        self,
+        key: ChannelKey,
+        epoch: str,
+        seq: int,
+        now: float,
+        entry_key: str,
+        value: str | None,
+        sender: dict[str, Any] | None,
+        size: int,
+        max_deleted: int,
+    ) -> None:
+        """Keep `entry_key`'s value (None: deleted) as the channel's write `seq`.
+
+        Like `append_message`, the transaction stays open until `commit`. Past
+        `max_deleted` deleted keys, they all go, and `state_floor` is this version.
+        """
+        self.conn.execute(
+            "UPDATE channels SET last_seq=?, last_active=? WHERE tenant=? AND name=?",
+            (seq, now, *key),
+        )
+        self.conn.execute(
+            "INSERT OR REPLACE INTO state (tenant, channel, key, value, epoch, seq, sender, size)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                *key,
+                entry_key,
+                value,
+                epoch,
+                seq,
+                orjson.dumps(sender).decode() if sender else None,
+                size,
+            ),
+        )
+        if value is None:
+            (deleted,) = self.conn.execute(
+                "SELECT count(*) FROM state WHERE tenant=? AND channel=? AND value IS NULL", key
+            ).fetchone()
+            if deleted > max_deleted:
+                self.conn.execute(
+                    "DELETE FROM state WHERE tenant=? AND channel=? AND value IS NULL", key
+                )
+                self.conn.execute(
+                    "UPDATE channels SET state_floor=? WHERE tenant=? AND name=?",
+                    (message_id(epoch, seq), *key),
+                )
+        self.on_append()
 
     # -- presence records ---------------------------------------------------
 
