@@ -911,6 +911,13 @@ async def test_a_channel_used_while_it_is_being_collected_survives(redis_engine,
             await use_it()
         return await plain_run(script, *args)
 
+    plain_run_keyed = redis.run_keyed
+
+    async def run_keyed(script: str, keys: list[str], *args: Any) -> Any:
+        if script == "collect" and not raced:
+            await use_it()
+        return await plain_run_keyed(script, keys, *args)
+
     async def call(*command: Any) -> Any:
         # Whatever deletes the channel's record: the latest moment a racer can land.
         if command[0] in ("HDEL", "DEL") and not raced:
@@ -918,6 +925,7 @@ async def test_a_channel_used_while_it_is_being_collected_survives(redis_engine,
         return await plain_call(*command)
 
     monkeypatch.setattr(redis, "run", run)
+    monkeypatch.setattr(redis, "run_keyed", run_keyed)
     monkeypatch.setattr(redis, "call", call)
     gone = await e.channels.collect_idle(now - 100, set())
     monkeypatch.undo()
@@ -949,7 +957,8 @@ async def test_the_collect_script_refuses_channels_in_use(redis_engine):
 
     def collect(name: str) -> Any:
         key = ChannelKey("acme", name)
-        return e.redis.run("collect", f"4:acme:{name}", key.name, cutoff)
+        state = e.redis.tagged("state", key)
+        return e.redis.run_keyed("collect", [state], f"4:acme:{name}", key.name, cutoff)
 
     assert [await collect(name) for name in names] == [1, 0, 0, 0, 0]
     assert await collect("idle") == 0  # gone already

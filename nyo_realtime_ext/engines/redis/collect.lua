@@ -1,4 +1,4 @@
--- ARGV: prefix, ck, name, not used since (seconds). Forgets the channel if it is
+-- KEYS: the channel's state hash. ARGV: prefix, ck, name, not used since (seconds). Forgets the channel if it is
 -- still idle: ownerless, nobody present, no message nor presence since then. The
 -- check and the deletion are one step, so a publish or join that lands while a node
 -- collects is either seen here (the channel stays) or comes after it (and makes the
@@ -35,6 +35,7 @@ for _, member in ipairs(redis.call('HVALS', key('gone', ck))) do
 end
 redis.call('HDEL', channels, name)
 redis.call('DEL', key('meta', ck), key('hist', ck), key('users', ck), key('conns', ck), key('gone', ck))
+redis.call('DEL', KEYS[1]) -- its shared state (state.lua), whose key comes in KEYS
 if record.createdBy and record.createdBy ~= cjson.null then
   redis.call('HINCRBY', P .. ':created:' .. tp, record.createdBy, -1)
 end

@@ -43,7 +43,7 @@ import logging
 import random
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -56,10 +56,11 @@ from ... import frames
 from ...constants import PERSON
 from ...lograte import Occasional
 from ...models import Channel, ChannelKey, Identity, Member, Message, Profile
-from ..base import Engine, EngineEvents, EngineUnavailable, History
-from ..ids import is_complete, parse_message_id
+from ..base import Engine, EngineEvents, EngineUnavailable, History, StateSnapshot
+from ..ids import parse_message_id
 from ..meta import json_key
 from .scripts import SCRIPTS
+from .state import RedisState
 
 log = logging.getLogger(__name__)
 
@@ -201,12 +202,22 @@ class _Redis:
         async with self.slot:
             return await self._scripts[script](args=[self.prefix, *args])
 
+    async def run_keyed(self, script: str, keys: list[str], *args: Any) -> Any:
+        """A script that gets every key it touches in KEYS (Redis Cluster needs them)."""
+        async with self.slot:
+            return await self._scripts[script](keys=keys, args=[self.prefix, *args])
+
     async def call(self, *command: Any) -> Any:
         async with self.slot:
             return await self.client.execute_command(*command)
 
     def key(self, kind: str, key: ChannelKey) -> str:
         return f"{self.prefix}:{kind}:{_channel_part(key)}"
+
+    def tagged(self, kind: str, key: ChannelKey) -> str:
+        """`<prefix>:{<channel part>}:<kind>`: a per-channel key with the channel's hash
+        tag, so that Redis Cluster keeps every key of one channel in one slot."""
+        return f"{self.prefix}:{{{_channel_part(key)}}}:{kind}"
 
 
 class RedisBroker:
@@ -232,6 +243,8 @@ class RedisBroker:
         self._connected = asyncio.Event()
         # Told of every presence event of a listened channel (RedisPresence.observe).
         self.on_presence: Callable[[ChannelKey, bytes], None] | None = None
+        # Reads a channel's state since an id (RedisState.read), to fill gaps.
+        self.read_state: Callable[[ChannelKey, str], Awaitable[StateSnapshot]] | None = None
         self._reader: asyncio.Task[None] | None = None
 
     # -- listening ------------------------------------------------------------
@@ -302,6 +315,14 @@ class RedisBroker:
         epoch, seq = await self.redis.call("HMGET", self.redis.key("meta", key), "epoch", "seq")
         self._see(key, epoch or b"", int(seq or 0))
         return epoch or b"", int(seq or 0)
+
+    def seen(self, key: ChannelKey) -> tuple[bytes, int]:
+        """The newest (epoch, seq) of `key` this node has seen, for a script that
+        numbers a write (publish.lua, state.lua) to start a new epoch if Redis is behind."""
+        return self._seen.get(key, (b"", 0))
+
+    def see(self, key: ChannelKey, epoch: bytes, seq: int) -> None:
+        self._see(key, epoch, seq)
 
     def _see(self, key: ChannelKey, epoch: bytes, seq: int) -> None:
         """Remember (epoch, seq) of `key` if it is newer than what this node has seen:
@@ -375,25 +396,16 @@ class RedisBroker:
         if head[0:1] == b"m":
             _, epoch, seq_text, skip = head.split(b" ")
             seq = int(seq_text)
-            self._see(key, epoch, seq)
-            live = self._live.get(key)
-            self._live[key] = (epoch, seq)
-            if live is not None and live[0] == epoch and seq <= live[1]:
-                self._rewound(key, epoch, seq, live[1])
+            if not await self._in_order(key, epoch, seq):
                 return
-            last = self._last.get(key)
-            if last is not None:
-                if last[0] != epoch:
-                    # A new epoch (the old sequence was lost, or went back): its
-                    # messages count from the first.
-                    last = self._last[key] = (epoch, 0)
-                if seq <= last[1]:
-                    return  # already delivered (by a resync)
-                if seq > last[1] + 1 and not await self._fill(key, last[1], seq):
-                    return
-            self._last[key] = (epoch, seq)
             message_id = f"{epoch.decode()}-{seq}"
             events.deliver(key, frame, message_id, None if skip == b"-" else skip.decode())
+        elif head[0:1] == b"s":  # a state write: numbered in the same sequence
+            _, epoch, seq_text = head.split(b" ")
+            seq = int(seq_text)
+            if not await self._in_order(key, epoch, seq):
+                return
+            events.deliver_state(key, frame, f"{epoch.decode()}-{seq}")
         elif head[0:1] == b"p":
             if self.on_presence is not None:
                 self.on_presence(key, frame)
@@ -402,26 +414,66 @@ class RedisBroker:
         elif head[0:1] == b"c":
             events.channel_changed(key)
 
+    async def _in_order(self, key: ChannelKey, epoch: bytes, seq: int) -> bool:
+        """Whether the message or state write numbered (epoch, seq) that pub/sub just
+        brought is to be delivered now (after filling any gap before it)."""
+        self._see(key, epoch, seq)
+        live = self._live.get(key)
+        self._live[key] = (epoch, seq)
+        if live is not None and live[0] == epoch and seq <= live[1]:
+            self._rewound(key, epoch, seq, live[1])
+            return False
+        last = self._last.get(key)
+        if last is not None:
+            if last[0] != epoch:
+                # A new epoch (the old sequence was lost, or went back): its
+                # messages count from the first.
+                last = self._last[key] = (epoch, 0)
+            if seq <= last[1]:
+                return False  # already delivered (by a resync)
+            if seq > last[1] + 1 and not await self._fill(key, last[1], seq):
+                return False
+        self._last[key] = (epoch, seq)
+        return True
+
     async def _fill(self, key: ChannelKey, after: int, upto: int) -> bool:
-        """Deliver the messages of `key` after seq `after` and before `upto` from
-        its stream; False (and the subscribers told to recover) if they are gone."""
+        """Deliver what `key` numbered after seq `after` and before `upto`: messages
+        from its stream and the state writes still current; False (and the
+        subscribers told to recover) if messages are gone."""
         epoch = self._last[key][0]
-        history = await self.history(
-            key, f"{epoch.decode()}-{after}", upto - after - 1, time.time()
-        )
+        since = f"{epoch.decode()}-{after}"
+        history = await self.history(key, since, upto - after - 1, time.time())
         events = self.redis.events
         if not history.recovered and len(history.messages) < upto - after - 1:
             self._last.pop(key, None)
             if events is not None:
                 events.resync_failed(key)
             return False
-        for message in history.messages:
-            seq = int(message.id.rpartition("-")[2])
+        # A key written twice in the gap shows its last value only: that is the state.
+        written = await self.read_state(key, since) if self.read_state is not None else None
+        gap: list[tuple[int, bytes, str, bool]] = [
+            (int(m.id.rpartition("-")[2]), m.encoded(), m.id, False) for m in history.messages
+        ]
+        if written is not None and not written.complete:
+            for entry in written.entries:
+                gap.append(
+                    (
+                        int(entry.version.rpartition("-")[2]),
+                        frames.state_changed(key.name, entry),
+                        entry.version,
+                        True,
+                    )
+                )
+        for seq, frame, id_, is_state in sorted(gap):
             if seq >= upto:
                 break
             self._last[key] = (epoch, seq)
-            if events is not None:
-                events.deliver(key, message.encoded(), message.id, None)
+            if events is None:
+                continue
+            if is_state:
+                events.deliver_state(key, frame, id_)
+            else:
+                events.deliver(key, frame, id_, None)
         return True
 
     async def _resync(self) -> None:
@@ -491,15 +543,13 @@ class RedisBroker:
             return History(self._messages(key, entries[::-1]), True, bool(more))
         parsed = ("", 0) if since == "" else parse_message_id(since)
         since_epoch, after = parsed if parsed is not None else ("?", 0)
-        epoch, last_seq, known, entries, more = await self.redis.run(
+        epoch, last_seq, known, entries, more, complete = await self.redis.run(
             "history", _channel_part(key), "after", since_epoch, after, *bounds
         )
         self._see(key, epoch, last_seq)
-        messages = self._messages(key, entries)
-        if not known:
-            return History(messages, False, bool(more))
-        seqs = [int(m.id.rpartition("-")[2]) for m in messages]
-        return History(messages, is_complete(after, last_seq, seqs, bool(more)), bool(more))
+        # Complete when nothing after `since` left history (history.lua): the seqs of
+        # messages have gaps where state writes took theirs.
+        return History(self._messages(key, entries), bool(known and complete), bool(more))
 
     def _messages(self, key: ChannelKey, entries: list[Any]) -> list[Message]:
         messages = []
@@ -784,7 +834,13 @@ class RedisRegistry:
                         continue
                     # Checked and forgotten in one script: between a check here and a
                     # deletion in later commands, a publish or join could be lost.
-                    gone += await redis.run("collect", _channel_part(key), key.name, not_used_since)
+                    gone += await redis.run_keyed(
+                        "collect",
+                        [redis.tagged("state", key)],
+                        _channel_part(key),
+                        key.name,
+                        not_used_since,
+                    )
         return gone
 
     # `builtins.list`: inside this class, `list` names the method above.
@@ -872,6 +928,7 @@ class RedisEngine(Engine):
     broker: RedisBroker
     presence: RedisPresence
     channels: RedisRegistry
+    state: RedisState
 
     def __init__(self, config: Any) -> None:
         self.redis = _Redis(config)
@@ -879,7 +936,9 @@ class RedisEngine(Engine):
         self.presence = RedisPresence(self.redis, config.heartbeat_timeout)
         self.channels = RedisRegistry(self.redis)
         self.profiles = RedisProfiles(self.redis)
+        self.state = RedisState(self.redis, self.broker)
         self.broker.on_presence = self.presence.observe
+        self.broker.read_state = self.state.read
 
     @classmethod
     def from_config(cls, config: Any) -> RedisEngine:

@@ -3,7 +3,9 @@
 One file per script (`publish.lua`, `history.lua`, ...), each run with the shared
 `prelude.lua` before it. Every value comes in as ARGV (ARGV[1] is always the key
 prefix): no Lua is assembled from Python values, so a script's text, and the SHA
-Redis caches it by, is the same on every node whatever its settings.
+Redis caches it by, is the same on every node whatever its settings. Newer scripts
+(`state.lua`) get every key they touch in KEYS, built in Python, as Redis Cluster
+needs; they use nothing of the prelude that builds keys.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ NAMES = (
     "retire",
     "collect",
     "create",
+    "state",
 )
 
 _HERE = files(__package__)
