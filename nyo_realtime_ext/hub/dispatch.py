@@ -134,7 +134,8 @@ class Dispatch:
         await shared.require_writer(identity, session.id, state.channel, entry_key, value, ref)
         sender = {"userId": identity.user_id, "connectionId": session.id}
         entry = await shared.write(key, entry_key, value, sender, frame.get("ifVersion"), ref)
-        session.send(reply("ack", ref, id=entry.version))
+        if ref is not None:  # as for a broadcast: an answer only to who asks for one
+            session.send(reply("ack", ref, id=entry.version))
         # Audited as what it is, a publish (audit.py's schema lists its actions).
         self.hub.record(
             "published", identity, session.id, channel=key.name, event="state:set", size=size
