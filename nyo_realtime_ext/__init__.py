@@ -12,6 +12,8 @@ __version__ = "0.1.0"
 _LAZY = {
     "PresenceWidget": "widgets",
     "ChatWidget": "widgets",
+    "link": "linking",
+    "Link": "linking",
     "connect": "client",
     "RealtimeClient": "client",
     "ThreadedClient": "client",
