@@ -254,6 +254,10 @@ class SyncState(Mapping[str, Any]):
         self._channel = shared.channel
         self.name = shared.channel.name
 
+    @property
+    def client(self) -> ThreadedClient:
+        return self._client
+
     def __getitem__(self, key: str) -> Any:
         return self._shared._entries[key]["value"]
 
