@@ -15,7 +15,13 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parent.parent / "nyo_realtime_ext"
 NAME = "nyo_realtime_ext"
 # `chat_render` is what ChatWidget shows: Markdown made safe, in the kernel.
-CLIENT_SIDE = (f"{NAME}.client", f"{NAME}.widgets", f"{NAME}.chat_render", f"{NAME}.linking")
+CLIENT_SIDE = (
+    f"{NAME}.client",
+    f"{NAME}.widgets",
+    f"{NAME}.chat_render",
+    f"{NAME}.linking",
+    f"{NAME}.poll",
+)
 # The package's facade loads the client lazily (PEP 562), for users, never for the server.
 FACADE = f"{NAME}"
 
