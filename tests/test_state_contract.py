@@ -512,3 +512,17 @@ async def test_a_gap_filled_from_redis_brings_the_state_writes_in_it(redis_serve
         ]
     finally:
         await world.close()
+
+
+async def test_asking_for_state_on_a_subscribed_channel_gets_the_whole_of_it(make_world):
+    world = await make_world()
+    ada = await subscribed(world, "ada")
+    bob = await subscribed(world, "bob")  # messages only, for now
+    first = await world.ask(ada, {"type": "state:set", "channel": "room", "key": "a", "value": 1})
+    again = await world.ask(bob, {"type": "subscribe", "channel": "room", "state": True})
+    assert again["type"] == "subscribed" and "recovered" not in again
+    whole = await bob.peer.next("state")
+    assert whole["complete"] is True and [e["version"] for e in whole["entries"]] == [first["id"]]
+    later = await world.ask(ada, {"type": "state:set", "channel": "room", "key": "b", "value": 2})
+    assert (await bob.peer.next("state:changed"))["version"] == later["id"]
+    assert bob.peer.left("state:changed") == []

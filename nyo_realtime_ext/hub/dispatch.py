@@ -194,13 +194,22 @@ class Dispatch:
             # message since its first one, and replays are what a flood would ask for.
             if channel.type == "presence":
                 fields["members"] = await self.hub.channels.members_wire(key)
-            snapshot = await self.hub.state.read(key) if with_state else None
+            if not with_state:
+                session.send(reply("subscribed", ref, **fields))
+                return
+            # The whole state, then what changes: what arrives while it is read is
+            # held back, and what the snapshot already holds is not sent again.
+            held = self._hold(session, key)
+            state.state_readers.add(session.id)
+            try:
+                whole = await self.hub.state.read(key)
+            finally:
+                self._release(session, key)
             if session.closed:
                 return
             session.send(reply("subscribed", ref, **fields))
-            if snapshot is not None:  # asked for now: the whole of it, then what changes
-                state.state_readers.add(session.id)
-                session.conn.send(frames.state_snapshot(key.name, snapshot.entries, True))
+            session.conn.send(frames.state_snapshot(key.name, whole.entries, True))
+            self._flush(session, held, set(), whole)
             return
         if session.closed:
             return  # gone while the engine answered
@@ -210,10 +219,7 @@ class Dispatch:
         state.subscribers[session.id] = session
         if with_state:
             state.state_readers.add(session.id)
-        held: Held = []
-        if session.held is None:
-            session.held = {}
-        session.held[key] = held
+        held = self._hold(session, key)
         try:
             missed: list[Message] = []
             if since is not None:
@@ -228,10 +234,7 @@ class Dispatch:
                 self.hub.spawn(self.hub.leave_all([key], identity.user_id, session.id))
             raise
         finally:
-            if session.held is not None:
-                session.held.pop(key, None)
-                if not session.held:
-                    session.held = None
+            self._release(session, key)
         if session.closed:
             return
         session.send(reply("subscribed", ref, **fields))
@@ -242,6 +245,30 @@ class Dispatch:
         for message in missed:
             session.conn.send(message.encoded())
             sent.add(message.id)
+        self._flush(session, held, sent, snapshot)
+
+    @staticmethod
+    def _hold(session: Session, key: ChannelKey) -> Held:
+        """From now until `_release`, the channel's frames for `session` wait in the list."""
+        held: Held = []
+        if session.held is None:
+            session.held = {}
+        session.held[key] = held
+        return held
+
+    @staticmethod
+    def _release(session: Session, key: ChannelKey) -> None:
+        if session.held is not None:
+            session.held.pop(key, None)
+            if not session.held:
+                session.held = None
+
+    @staticmethod
+    def _flush(
+        session: Session, held: Held, sent: set[str], snapshot: StateSnapshot | None
+    ) -> None:
+        """What was held back, but the messages a recovery sent (`sent`) and the state
+        changes the snapshot holds."""
         for frame, message_id, version in held:
             if version is not None:
                 if snapshot is None or not _in_snapshot(version, snapshot):
