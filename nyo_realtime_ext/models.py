@@ -16,7 +16,7 @@ class ChannelKey(NamedTuple):
     name: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Identity:
     """Who a connection or HTTP request is; only a token or Jupyter can make one."""
 
@@ -36,7 +36,7 @@ class Identity:
         return self.user_id == other.user_id and self.tenant_id == other.tenant_id
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Profile:
     """What a user chose to be shown as, kept by the engine per (tenant, user).
 
@@ -50,7 +50,7 @@ class Profile:
         return {"name": self.name, "color": self.color}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Channel:
     key: ChannelKey
     type: str  # public | private | presence
@@ -64,7 +64,7 @@ class Channel:
         return frames.channel_wire(self)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Message:
     channel: str
     id: str
@@ -84,7 +84,7 @@ class Message:
         )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class StateEntry:
     """The latest value of one key of a channel's shared state.
 
@@ -102,7 +102,7 @@ class StateEntry:
         return frames.state_entry_wire(self)
 
 
-@dataclass
+@dataclass(slots=True)
 class Member:
     """One user on one channel, however many connections it has."""
 

@@ -579,8 +579,8 @@ async def test_quotas_answer_limit_exceeded_over_http(standalone, token):
 
 # -- on_subscribe guards every HTTP way in (issue 23) -----------------------------------
 
-HOOKED = ("--Realtime.on_subscribe=tests.hooks:keep_mallory_out",
-          "--Realtime.on_publish=tests.hooks:keep_mallory_quiet")  # fmt: skip
+HOOKED = ("--Realtime.on_subscribe=tests.support.hooks:keep_mallory_out",
+          "--Realtime.on_publish=tests.support.hooks:keep_mallory_quiet")  # fmt: skip
 
 
 @pytest.fixture(params=["memory", "redis"])

@@ -15,7 +15,10 @@ from .support.wsclient import no_frame
 @pytest.fixture
 def jp_server_config(jp_server_config: dict[str, Any]) -> dict[str, Any]:
     """conftest's, with issue 23's application: Mallory may read no `admin` channel."""
-    realtime = {**jp_server_config["Realtime"], "on_subscribe": "tests.hooks:keep_mallory_out"}
+    realtime = {
+        **jp_server_config["Realtime"],
+        "on_subscribe": "tests.support.hooks:keep_mallory_out",
+    }
     return {**jp_server_config, "Realtime": realtime}
 
 

@@ -135,7 +135,7 @@ def test_asymmetric_tokens_need_the_public_key() -> None:
 
 
 def test_a_verify_token_hook_replaces_jwt_checking() -> None:
-    auth = authenticator(verify_token="tests.hooks:verify")
+    auth = authenticator(verify_token="tests.support.hooks:verify")
     assert auth.identify("ticket-ada") == Identity("ada", "acme", "Ada")
     assert str(refusal(auth, "ticket-eve")) == "token refused"
     assert not auth.verifies(make_token("ada"))  # a JWT means nothing to this server now
@@ -155,17 +155,17 @@ def test_a_trusted_token_is_its_identity_and_nothing_else() -> None:
 def test_can_verify_only_with_a_key_or_a_hook() -> None:
     assert authenticator().can_verify
     assert not authenticator(jwt_secret="").can_verify
-    assert authenticator(jwt_secret="", verify_token="tests.hooks:verify").can_verify
+    assert authenticator(jwt_secret="", verify_token="tests.support.hooks:verify").can_verify
     assert not authenticator(jwt_algorithms=["none"]).can_verify
 
 
 def test_hooks_are_callables_or_import_strings() -> None:
-    from tests import hooks
+    from tests.support import hooks
 
     assert resolve_hook(None) is None and resolve_hook("") is None
     assert resolve_hook(hooks.verify) is hooks.verify
-    assert resolve_hook("tests.hooks:verify") is hooks.verify
-    assert resolve_hook("tests.hooks.verify") is hooks.verify
+    assert resolve_hook("tests.support.hooks:verify") is hooks.verify
+    assert resolve_hook("tests.support.hooks.verify") is hooks.verify
 
 
 def test_the_jupyter_user_becomes_an_identity_in_the_default_tenant() -> None:
@@ -177,7 +177,7 @@ def test_the_jupyter_user_becomes_an_identity_in_the_default_tenant() -> None:
 
 
 def test_who_may_use_a_private_channel() -> None:
-    auth = authenticator(authorize="tests.hooks:authorize")
+    auth = authenticator(authorize="tests.support.hooks:authorize")
     ops = Channel(ChannelKey("acme", "private-ops"), "private", "owner", 0.0, ("bob",))
     public = Channel(ChannelKey("acme", "room"), "public", None, 0.0)
     ada, bob, owner = Identity("ada", "acme"), Identity("bob", "acme"), Identity("owner", "acme")

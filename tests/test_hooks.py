@@ -116,7 +116,7 @@ async def test_a_failing_or_slow_hook_costs_one_internal_error_and_nothing_else(
 
 
 async def test_hooks_can_be_import_strings() -> None:
-    world = World(on_publish="tests.hooks:refuse_everything")
+    world = World(on_publish="tests.support.hooks:refuse_everything")
     ada, peer = await world.join("ada")
     await world.subscribe_all("room", [(ada, peer)])
     await world.send(ada, {"type": "broadcast", "channel": "room", "event": "e", "ref": 1})
@@ -125,7 +125,8 @@ async def test_hooks_can_be_import_strings() -> None:
 
 async def test_a_refusing_hook_leaves_no_channel_behind() -> None:
     world = World(
-        on_subscribe=lambda client, channel: False, on_publish="tests.hooks:refuse_everything"
+        on_subscribe=lambda client, channel: False,
+        on_publish="tests.support.hooks:refuse_everything",
     )
     ada, peer = await world.join("ada")
     await world.send(ada, {"type": "subscribe", "channel": "fresh", "ref": 1})
@@ -339,12 +340,12 @@ UNRULY = {
 
 def unruly_hooks(raised: str, kind: str) -> dict[str, Any]:
     """on_connect, on_subscribe and on_publish that raise `raised`: callables, sync or
-    async, or tests.hooks' import strings (an async on_subscribe, a sync on_publish)."""
+    async, or tests.support.hooks' import strings (an async on_subscribe, a sync on_publish)."""
     if kind == "import":
         return {
-            "on_subscribe": "tests.hooks:unruly_subscribe",
-            "on_publish": "tests.hooks:unruly_publish",
-            "on_connect": "tests.hooks:unruly_publish",  # raises on nobody's events
+            "on_subscribe": "tests.support.hooks:unruly_subscribe",
+            "on_publish": "tests.support.hooks:unruly_publish",
+            "on_connect": "tests.support.hooks:unruly_publish",  # raises on nobody's events
         }
 
     def sync_hook(*args: Any) -> bool:
@@ -441,7 +442,7 @@ async def test_a_hook_that_ignores_its_cancellation_is_answered_at_the_timeout(
         finally:
             ended.set()
 
-    hook = stubborn_hook if kind == "callable" else "tests.hooks:unruly_subscribe"
+    hook = stubborn_hook if kind == "callable" else "tests.support.hooks:unruly_subscribe"
     world = World(on_subscribe=hook, hook_timeout=0.2)
     ada, peer = await world.join("ada")
     loop = asyncio.get_running_loop()
@@ -501,7 +502,7 @@ async def test_a_long_exception_message_is_logged_cut_short(caplog) -> None:
             raise Unprintable
         return True
 
-    world = World(on_subscribe="tests.hooks:unruly_subscribe", on_publish=on_publish)
+    world = World(on_subscribe="tests.support.hooks:unruly_subscribe", on_publish=on_publish)
     ada, peer = await world.join("ada")
     await world.subscribe_all("lobby", [(ada, peer)])
     with caplog.at_level(logging.ERROR, logger="nyo_realtime_ext"):
@@ -520,8 +521,8 @@ async def test_a_hook_raising_exit_or_interrupt_leaves_the_standalone_server_ser
     standalone, connect
 ) -> None:
     server = standalone(
-        "--Realtime.on_subscribe=tests.hooks:unruly_subscribe",
-        "--Realtime.on_publish=tests.hooks:unruly_publish",
+        "--Realtime.on_subscribe=tests.support.hooks:unruly_subscribe",
+        "--Realtime.on_publish=tests.support.hooks:unruly_publish",
         "--Realtime.hook_timeout=0.3",
     )
     ada = await connect(server.url, make_token("ada"))

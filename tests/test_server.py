@@ -263,7 +263,8 @@ def test_refuses_to_start_without_a_way_to_verify_tokens(tmp_path):
 
 async def test_hooks_given_as_import_strings(standalone, connect):
     server = standalone(
-        "--Realtime.verify_token=tests.hooks:verify", "--Realtime.authorize=tests.hooks:authorize"
+        "--Realtime.verify_token=tests.support.hooks:verify",
+        "--Realtime.authorize=tests.support.hooks:authorize",
     )
     ada = await connect(server.url, "ticket-ada", authenticate=False)
     frame = await ada.expect("authenticated")

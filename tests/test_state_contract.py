@@ -298,7 +298,7 @@ async def test_bad_state_frames_are_bad_requests_that_change_nothing(make_world)
     # Deeper than the encoder goes: refused before anything is stored.
     head = '{"type":"state:set","channel":"room","key":"k","ref":"d","value":'
     deep = head + "[" * 300 + "1" + "]" * 300 + "}"
-    await world.hub.receive(ada, deep)
+    await world.hub.receive(ada.session, deep)
     assert (await ada.peer.next("error", ref="d"))["code"] == "bad_request"
     not_bool = await world.ask(ada, {"type": "subscribe", "channel": "other", "state": "yes"})
     assert not_bool["code"] == "bad_request"

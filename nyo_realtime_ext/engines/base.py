@@ -27,7 +27,7 @@ every subscriber on every node.
 from __future__ import annotations
 
 import builtins
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, NamedTuple, Protocol
 
 from ..models import Channel, ChannelKey, Identity, Member, Message, Profile, StateEntry
@@ -112,7 +112,7 @@ class Broker(Protocol):
     async def unlisten(self, key: ChannelKey) -> None:
         """This node has nobody on the channel any more."""
 
-    async def publish(
+    def publish(
         self,
         key: ChannelKey,
         event: str,
@@ -120,11 +120,16 @@ class Broker(Protocol):
         sender: dict[str, Any] | None,
         now: float,
         skip: str | None = None,
-    ) -> str:
+    ) -> Awaitable[str]:
         """Give the message its id, keep it in history, deliver it everywhere; the id.
 
         `skip` is a connection that must not get the message back (`echo: false`).
-        Raises EngineUnavailable when the message could not be stored."""
+        Raises EngineUnavailable when the message could not be stored.
+
+        An engine whose publish takes a round trip may return an `asyncio.Future`
+        already under way: its ids must then follow the order of the calls. The hub
+        reads a connection's next frame without waiting for it (answering in order),
+        so a burst of publishes can share round trips. A coroutine is awaited first."""
 
     async def history(
         self,

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -37,7 +39,12 @@ class Dispatch:
 
     async def receive(self, session: Session, data: str | bytes) -> None:
         """One frame from a client. Transports await it before reading the next
-        frame of the same connection, so a client's requests keep their order."""
+        frame of the same connection, so a client's requests keep their order.
+
+        A publish that an engine pipelines (see `Broker.publish`) is answered when
+        the engine answers, and the next frame is read meanwhile: publishes after it
+        join it, and any other frame waits for its answer first, so the answers
+        still come in the order of the requests."""
         if session.closed:
             return
         now = self.clock()
@@ -47,30 +54,13 @@ class Dispatch:
         frame: dict[str, Any] = {}
         try:
             frame = decode(data, authenticated=session.identity is not None)
+            if session.inflight is not None and frame["type"] != "broadcast":
+                await _settled(session)
             await self._dispatch(session, frame, now, len(data))
-        except ProtocolError as exc:
-            session.send(exc.to_wire())
-        except orjson.JSONEncodeError:
-            # orjson decodes nesting its encoder refuses; brokers encode before they
-            # store or number anything, so nothing happened.
-            error_frame = error(
-                ErrorCode.BAD_REQUEST,
-                "`payload` is nested too deep",
-                frame.get("ref"),
-                frame.get("channel"),
-            )
-            session.send(error_frame)
-        except EngineUnavailable as exc:
-            # With its channel, so that a client that subscribed without a ref (the
-            # TypeScript client's resubscriptions) knows which to try again.
-            session.send(
-                error(ErrorCode.UNAVAILABLE, str(exc), frame.get("ref"), frame.get("channel"))
-            )
-        except HookFailed:  # logged where it failed
-            session.send(error(ErrorCode.INTERNAL, "internal server error", frame.get("ref")))
-        except Exception:  # a bug or a failing hook costs one error frame, never the connection
-            log.exception("internal error handling a frame")
-            session.send(error(ErrorCode.INTERNAL, "internal server error", frame.get("ref")))
+        except Exception as exc:
+            if session.inflight is not None:
+                await _settled(session)
+            session.send(_error_frame(exc, frame))
 
     async def _dispatch(
         self, session: Session, frame: dict[str, Any], now: float, size: int
@@ -106,14 +96,14 @@ class Dispatch:
             )
             sender = {"userId": identity.user_id, "connectionId": session.id}
             skip = None if frame.get("echo", True) else session.id
-            message_id = await self.engine.broker.publish(
+            answer = self.engine.broker.publish(
                 key, frame["event"], frame.get("payload"), sender, now, skip
             )
-            if ref is not None:
-                session.send(reply("ack", ref, id=message_id))
-            self.hub.record(
-                "published", identity, session.id, channel=name, event=frame["event"], size=size
-            )
+            if isinstance(answer, asyncio.Future):  # under way: answered when it is done
+                session.inflight = answer
+                answer.add_done_callback(partial(self._published, session, identity, frame, size))
+                return
+            self._acked(session, identity, frame, size, await answer)
         elif type_ == "presence":
             await self._on_presence(session, identity, key, frame, ref, now)
         elif type_ == "state:set":
@@ -139,6 +129,39 @@ class Dispatch:
         # Audited as what it is, a publish (audit.py's schema lists its actions).
         self.hub.record(
             "published", identity, session.id, channel=key.name, event="state:set", size=size
+        )
+
+    def _published(
+        self,
+        session: Session,
+        identity: Identity,
+        frame: dict[str, Any],
+        size: int,
+        answer: asyncio.Future[str],
+    ) -> None:
+        if session.inflight is answer:
+            session.inflight = None
+        if answer.cancelled():  # the engine is stopping, and so is the server
+            return
+        exc = answer.exception()
+        if exc is not None:
+            session.send(_error_frame(exc, frame))
+        else:
+            self._acked(session, identity, frame, size, answer.result())
+
+    def _acked(
+        self, session: Session, identity: Identity, frame: dict[str, Any], size: int, id: str
+    ) -> None:
+        ref = frame.get("ref")
+        if ref is not None:
+            session.send(reply("ack", ref, id=id))
+        self.hub.record(
+            "published",
+            identity,
+            session.id,
+            channel=frame["channel"],
+            event=frame["event"],
+            size=size,
         )
 
     async def _on_auth(self, session: Session, token: str, ref: Any) -> None:
@@ -363,6 +386,34 @@ def _in_snapshot(version: str, snapshot: StateSnapshot) -> bool:
     read (so the snapshot has it, or what came after it)."""
     parsed = parse_message_id(version)
     return parsed is not None and parsed[0] == snapshot.epoch and parsed[1] <= snapshot.seq
+
+
+async def _settled(session: Session) -> None:
+    """Once the connection's pipelined publishes are answered (whatever the answer)."""
+    inflight = session.inflight
+    if inflight is not None and not inflight.done():
+        await asyncio.wait((inflight,))
+
+
+def _error_frame(exc: BaseException, frame: dict[str, Any]) -> dict[str, Any]:
+    """What the client is told when handling `frame` raised `exc`."""
+    ref = frame.get("ref")
+    if isinstance(exc, ProtocolError):
+        return exc.to_wire()
+    if isinstance(exc, orjson.JSONEncodeError):
+        # orjson decodes nesting its encoder refuses; brokers encode before they
+        # store or number anything, so nothing happened.
+        return error(
+            ErrorCode.BAD_REQUEST, "`payload` is nested too deep", ref, frame.get("channel")
+        )
+    if isinstance(exc, EngineUnavailable):
+        # With its channel, so that a client that subscribed without a ref (the
+        # TypeScript client's resubscriptions) knows which to try again.
+        return error(ErrorCode.UNAVAILABLE, str(exc), ref, frame.get("channel"))
+    if not isinstance(exc, HookFailed):  # a failed hook was logged where it failed
+        # A bug or a failing hook costs one error frame, never the connection.
+        log.error("internal error handling a frame", exc_info=exc)
+    return error(ErrorCode.INTERNAL, "internal server error", ref)
 
 
 def auth_error_code(exc: AuthError) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -30,7 +31,7 @@ class Connection(Protocol):
         """Bytes queued for this client and not yet taken by it."""
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)  # slots: thousands of them sit idle
 class Session:
     """One client connection as the hub sees it."""
 
@@ -49,6 +50,9 @@ class Session:
     # Its place under `max_connections` (or the unauthenticated allowance), if the
     # transport reserved one (`Hub.admission`); given back when it ends.
     slot: Slot | None = None
+    # The last of its publishes still under way in an engine that pipelines them
+    # (see `Dispatch.receive`): anything else it asks waits until that is answered.
+    inflight: asyncio.Future[str] | None = None
 
     def send(self, frame: dict[str, Any]) -> None:
         self.conn.send(encode(frame))

@@ -1,4 +1,4 @@
-"""Hooks given to a server as import strings (`--Realtime.verify_token=tests.hooks:verify`)."""
+"""Hooks given to a server as import strings (`--Realtime.verify_token=tests.support.hooks:verify`)."""
 
 from __future__ import annotations
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -52,6 +52,17 @@ class AsyncPeer(Peer):
         return [f for f in (orjson.loads(d) for d in self.sent[self.taken :]) if f["type"] == type_]
 
 
+class Joined(NamedTuple):
+    """A connection of a test: the hub's session and the peer that records its frames."""
+
+    session: Any
+    peer: AsyncPeer
+
+    @property
+    def id(self) -> str:
+        return str(self.session.id)
+
+
 class StateWorld:
     """One hub, on the memory engine (a SQLite file, when `db_path` is given) or on Redis."""
 
@@ -88,24 +99,24 @@ class StateWorld:
         if self.store is not None:
             self.store.close()
 
-    async def join(self, user: str = "ada", tenant: str = "acme", **claims: Any) -> Any:
+    async def join(self, user: str = "ada", tenant: str = "acme", **claims: Any) -> Joined:
         peer = AsyncPeer()
         session = self.hub.connect(peer)
         await self.send(
-            session, {"type": "auth", "token": make_token(user, tenant=tenant, **claims)}
+            Joined(session, peer),
+            {"type": "auth", "token": make_token(user, tenant=tenant, **claims)},
         )
         await peer.next("authenticated")
-        session.peer = peer
-        return session
+        return Joined(session, peer)
 
-    async def send(self, session: Any, frame: dict[str, Any]) -> None:
-        await self.hub.receive(session, orjson.dumps(frame).decode())
+    async def send(self, joined: Joined, frame: dict[str, Any]) -> None:
+        await self.hub.receive(joined.session, orjson.dumps(frame).decode())
 
-    async def ask(self, session: Any, frame: dict[str, Any]) -> dict[str, Any]:
+    async def ask(self, joined: Joined, frame: dict[str, Any]) -> dict[str, Any]:
         """Send a request with a fresh ref; its answer (`ack`, `subscribed`, `error`...)."""
         ref = secrets.token_hex(4)
-        await self.send(session, {**frame, "ref": ref})
-        peer: AsyncPeer = session.peer
+        await self.send(joined, {**frame, "ref": ref})
+        peer = joined.peer
         async with asyncio.timeout(WAIT):
             while True:
                 for index in range(len(peer.sent)):

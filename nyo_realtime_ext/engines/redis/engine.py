@@ -12,6 +12,10 @@ protocol:
 - **Encode once.** The publishing node encodes the frame with frames.py, as the
   bytes before the id and after it; the script puts the id between them; every
   node writes the bytes it receives to its subscribers as they are.
+- **Publishes pipelined.** A publish takes its place in line when asked for, and
+  every publish waiting when a round trip ends goes in the next one (pipeline.py):
+  a client's burst costs a few round trips, not one each, and the other nodes
+  read it as a burst. Ids keep the order publishes were asked in.
 - **Presence across nodes.** A member is one user per channel, however many
   connections on however many nodes; joins and leaves are scripts too, so
   exactly one `user:joined` and one `user:left` go out, on the channel's
@@ -44,6 +48,7 @@ import random
 import secrets
 import time
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 
 import orjson
@@ -59,6 +64,7 @@ from ...models import Channel, ChannelKey, Identity, Member, Message, Profile
 from ..base import Engine, EngineEvents, EngineUnavailable, History, StateSnapshot
 from ..ids import parse_message_id
 from ..meta import json_key
+from .pipeline import Pipeline
 from .scripts import SCRIPTS
 from .state import RedisState
 
@@ -198,6 +204,9 @@ class _Redis:
             name: self.client.register_script(source) for name, source in SCRIPTS.items()
         }
 
+        # Publishes, many to a round trip and in the order they were asked for.
+        self.pipeline = Pipeline(self)
+
     async def run(self, script: str, *args: Any) -> Any:
         async with self.slot:
             return await self._scripts[script](args=[self.prefix, *args])
@@ -206,6 +215,13 @@ class _Redis:
         """A script that gets every key it touches in KEYS (Redis Cluster needs them)."""
         async with self.slot:
             return await self._scripts[script](keys=keys, args=[self.prefix, *args])
+
+    def sha(self, script: str) -> str:
+        return self._scripts[script].sha
+
+    async def load(self, script: str) -> None:
+        """Give Redis `script` again (it restarted, or its script cache was flushed)."""
+        await self.client.script_load(SCRIPTS[script])
 
     async def call(self, *command: Any) -> Any:
         async with self.slot:
@@ -495,7 +511,7 @@ class RedisBroker:
 
     # -- publishing and history -------------------------------------------------
 
-    async def publish(
+    def publish(
         self,
         key: ChannelKey,
         event: str,
@@ -503,12 +519,13 @@ class RedisBroker:
         sender: dict[str, Any] | None,
         now: float,
         skip: str | None = None,
-    ) -> str:
+    ) -> asyncio.Future[str]:
+        """Under way at once, in line behind this node's earlier publishes (see
+        pipeline.py): the hub need not wait for the id to read the next frame."""
         # Encoded once, here; the script puts the id between head and tail.
         head, tail = frames.message_pieces(key.name, event, payload, sender, _ms(now))
         seen_epoch, seen_seq = self._seen.get(key, (b"", 0))
-        message_id = await self.redis.run(
-            "publish",
+        args = (
             _channel_part(key),
             secrets.token_hex(4),
             self.history_size,
@@ -520,6 +537,9 @@ class RedisBroker:
             seen_seq,
             tail,
         )
+        return self.redis.pipeline.run("publish", args, partial(self._published, key))
+
+    def _published(self, key: ChannelKey, message_id: bytes) -> str:
         epoch, _, seq = message_id.rpartition(b"-")
         self._see(key, epoch, int(seq))
         return message_id.decode()

@@ -1,6 +1,7 @@
-"""Transport hardening of the standalone server, over real sockets: slow and silent
-connections, connection caps, the open-file limit, browsers on other origins, and
-tokens in the log. Each test names the finding of the security review it proves."""
+"""Who gets in, and how many, on the standalone server, over real sockets: slow and
+silent connections, connection caps, the open-file limit, browsers on other origins,
+and tokens kept out of the log. Each test names the finding of the security review
+it proves (marked `hardening`)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,8 @@ from nyo_realtime_ext.standalone import FD_RESERVE
 from .support.httpclient import Api
 from .support.standalone_server import StandaloneServer
 from .support.tokens import make_token
+
+pytestmark = pytest.mark.hardening
 
 linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 

@@ -40,7 +40,7 @@ time (`derandomize`), so it never fails by chance. For a longer run by hand, whi
 also draws new examples, raise them with NYO_FUZZ_EXAMPLES (examples of the hub
 test; each decode test runs ten times as many):
 
-    NYO_FUZZ_EXAMPLES=5000 .venv/bin/python -m pytest tests/test_fuzz.py -p no:cacheprovider
+    NYO_FUZZ_EXAMPLES=5000 .venv/bin/python -m pytest tests/test_protocol_fuzz.py -p no:cacheprovider
 
 A failure prints the smallest falsifying example hypothesis found, with every step
 (the frame text sent and what each session got); a random run keeps it in
@@ -79,7 +79,7 @@ HUB_EXAMPLES = _EXAMPLES or 1000
 DECODE_EXAMPLES = 10 * _EXAMPLES or 2500
 
 # Shrinking a failure, and a long run by hand, can outlast the suite's per-test timeout.
-pytestmark = pytest.mark.timeout(0 if _EXAMPLES else 600)
+pytestmark = [pytest.mark.fuzz, pytest.mark.timeout(0 if _EXAMPLES else 600)]
 
 FUZZ = settings(
     deadline=None,

@@ -1,5 +1,6 @@
-"""Findings of the security review that live in the hub and the engine: each test
-failed on the code before its fix."""
+"""What the hub refuses, and what a refusal leaves unchanged: nesting, grants that a
+refreshed token drops, rate budgets per user, quotas, member caps, idle channels,
+identities. Each test failed on the code before its fix (marked `hardening`)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from .support.httpclient import Api, ch
 from .support.hub_world import World
 from .support.tokens import make_token
 from .support.wsclient import no_frame
+
+pytestmark = pytest.mark.hardening
 
 
 def deep(levels: int) -> str:
