@@ -18,6 +18,7 @@ import builtins
 import logging
 import secrets
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -59,6 +60,9 @@ class MemoryBroker:
         self.history_ttl = history_ttl
         self.events: EngineEvents = _NoEvents()
         self._sequences: dict[ChannelKey, list[Any]] = {}  # key -> [epoch, last_seq]
+        # The seqs of the retained messages of the channels listened to, oldest first:
+        # where history is cut after each publish is found here, not by a query.
+        self._retained: dict[ChannelKey, deque[int]] = {}
 
     def sequence(self, key: ChannelKey) -> list[Any]:
         """[epoch, last_seq] of the channel, shared with its state writes (`MemoryState`)."""
@@ -78,9 +82,12 @@ class MemoryBroker:
 
     async def listen(self, key: ChannelKey) -> None:
         self._sequences.setdefault(key, self._sequence(key))
+        if key not in self._retained:
+            self._retained[key] = self.store.retained_seqs(key, self.history_size)
 
     async def unlisten(self, key: ChannelKey) -> None:
         self._sequences.pop(key, None)
+        self._retained.pop(key, None)
 
     async def publish(
         self,
@@ -95,7 +102,7 @@ class MemoryBroker:
         seq = sequence[1] + 1
         message = Message(key.name, message_id(sequence[0], seq), event, payload, sender, now)
         frame = message.encoded()  # first: what cannot be encoded is refused before it is stored
-        self.store.append_message(key, seq, message, self.history_size)
+        self.store.append_message(key, seq, message, self.history_size, self._retained.get(key))
         sequence[1] = seq
         self.events.deliver(key, frame, message.id, skip)
         return message.id

@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -229,15 +230,44 @@ class Store:
 
     # -- messages -----------------------------------------------------------
 
-    def append_message(self, key: ChannelKey, seq: int, message: Message, keep: int) -> None:
+    def append_message(
+        self,
+        key: ChannelKey,
+        seq: int,
+        message: Message,
+        keep: int,
+        retained: deque[int] | None = None,
+    ) -> None:
         """Store a message and drop what falls out of the last `keep` of its channel.
 
         With `keep` 0 only the sequence is recorded, so ids never repeat. The
         transaction stays open until `commit` (see the module's docstring).
+
+        State writes take sequence numbers too, so the seqs of messages have gaps
+        and the `keep`-th newest is looked up, not computed: in `retained` (the
+        caller's record of the channel's retained seqs, kept up to date here), or
+        else in the table. The seqs that leave are where history now starts
+        (`history_cut`), in the same statement as the sequence.
         """
+        cut: int | None
+        if keep <= 0:
+            cut = seq  # kept nowhere: missing at once
+        elif retained is not None:
+            retained.append(seq)
+            cut = None
+            while len(retained) > keep:
+                cut = retained.popleft()
+        else:
+            row = self.conn.execute(
+                "SELECT seq FROM messages WHERE tenant=? AND channel=?"
+                " ORDER BY seq DESC LIMIT 1 OFFSET ?",
+                (*key, keep - 1),
+            ).fetchone()
+            cut = row[0] if row is not None else None
         self.conn.execute(
-            "UPDATE channels SET last_seq=?, last_active=? WHERE tenant=? AND name=?",
-            (seq, message.ts, *key),
+            "UPDATE channels SET last_seq=?, last_active=?,"
+            " history_cut=max(coalesce(history_cut, 0), ?) WHERE tenant=? AND name=?",
+            (seq, message.ts, cut or 0, *key),
         )
         if keep > 0:
             self.conn.execute(
@@ -252,28 +282,20 @@ class Store:
                     message.ts,
                 ),
             )
-            # State writes take sequence numbers too, so the `keep`-th newest message
-            # is found, not computed; it and older ones leave, and history starts after.
-            cut = self.conn.execute(
-                "SELECT seq FROM messages WHERE tenant=? AND channel=?"
-                " ORDER BY seq DESC LIMIT 1 OFFSET ?",
-                (*key, keep),
-            ).fetchone()
             if cut is not None:
                 self.conn.execute(
-                    "DELETE FROM messages WHERE tenant=? AND channel=? AND seq<=?", (*key, cut[0])
+                    "DELETE FROM messages WHERE tenant=? AND channel=? AND seq<=?", (*key, cut)
                 )
-                self._cut_history(key, cut[0])
-        else:
-            self._cut_history(key, seq)  # kept nowhere: missing at once
         self.on_append()
 
-    def _cut_history(self, key: ChannelKey, seq: int) -> None:
-        self.conn.execute(
-            "UPDATE channels SET history_cut=max(coalesce(history_cut, 0), ?)"
-            " WHERE tenant=? AND name=?",
-            (seq, *key),
-        )
+    def retained_seqs(self, key: ChannelKey, keep: int) -> deque[int]:
+        """The seqs of the channel's newest `keep` messages, oldest first: what
+        `append_message` is given as `retained` by a caller that keeps it."""
+        rows = self.conn.execute(
+            "SELECT seq FROM messages WHERE tenant=? AND channel=? ORDER BY seq DESC LIMIT ?",
+            (*key, max(keep, 0)),
+        ).fetchall()
+        return deque(seq for (seq,) in reversed(rows))
 
     def history_cut(self, key: ChannelKey, not_before: float) -> int:
         """The highest seq of a message of `key` that is no longer in history (trimmed,
