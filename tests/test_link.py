@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .support.kernels import running_kernel
+from .support.kernels import converged, running_kernel
 from .support.tokens import make_token
 
 CHANNEL = "lab:linked"
@@ -52,6 +52,8 @@ async def test_a_slider_linked_in_two_kernels_moves_in_both(
         final = "not linked._dirty and not linked._sending"
         await first.wait_until(final)
         await second.wait_until(final)
+        # Each hears of the other's last write in its own time: then both hold it.
+        await converged([first, second], "linked.state.version('link/value')")
         await first.wait_until("slider.value == linked.state.get('link/value', {}).get('value')")
         await second.wait_until("slider.value == linked.state.get('link/value', {}).get('value')")
         ends = [await k.value("slider.value") for k in (first, second)]

@@ -17,7 +17,7 @@ import pytest
 from jupyter_client.asynchronous import AsyncKernelClient
 from tornado.httpclient import AsyncHTTPClient
 
-from ..support.kernels import Kernel
+from ..support.kernels import Kernel, converged
 from ..support.lab_e2e import TOKEN, free_port, wait_until_up
 
 pytestmark = pytest.mark.timeout(300)
@@ -135,6 +135,9 @@ async def test_a_linked_slider_across_two_jupyter_servers_on_one_redis(two_serve
         await bob.run(drag.format(start=5000))
         for kernel in (ada, bob):
             await kernel.wait_until(SETTLED)
+        # Each hears of the other's last write in its own time: then both hold it.
+        await converged([ada, bob], "linked.state.version('link/value')")
+        for kernel in (ada, bob):
             await kernel.wait_until(SHOWS_ENTRY)
         ends = [await k.value("slider.value") for k in (ada, bob)]
         assert ends[0] == ends[1] and ends[0] in (1299, 5299)
