@@ -526,3 +526,19 @@ async def test_asking_for_state_on_a_subscribed_channel_gets_the_whole_of_it(mak
     later = await world.ask(ada, {"type": "state:set", "channel": "room", "key": "b", "value": 2})
     assert (await bob.peer.next("state:changed"))["version"] == later["id"]
     assert bob.peer.left("state:changed") == []
+
+
+async def test_the_applications_on_publish_hook_decides_state_writes_too(make_world):
+    world = await make_world(on_publish="tests.support.hooks:keep_mallory_quiet")
+    mallory = await subscribed(world, "mallory", "admin:board", state=False)
+    ada = await subscribed(world, "ada", "admin:board", state=True)
+    await ada.peer.next("state")
+    refused = await world.ask(
+        mallory, {"type": "state:set", "channel": "admin:board", "key": "k", "value": 1}
+    )
+    assert refused["code"] == "forbidden" and refused["message"] == "refused by the application"
+    allowed = await world.ask(
+        ada, {"type": "state:set", "channel": "admin:board", "key": "k", "value": 2}
+    )
+    assert (await ada.peer.next("state:changed"))["version"] == allowed["id"]
+    assert ada.peer.left("state:changed") == []
