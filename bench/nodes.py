@@ -14,6 +14,10 @@ Two setups, measured in the same run, alternating for --rounds rounds (before ea
 * **1 node**: one `nyo-realtime serve` on the memory engine (SQLite history, temp --db).
 * **3 nodes**: three `nyo-realtime serve --redis redis://...` and one redis-server started
   here (temp dir, `--save '' --appendonly no`), stopped at the end.
+* **3 nodes, 3 shards** (`--cluster`, which runs it against "3 nodes"): the same three
+  nodes on `redis+cluster://` of three masters made here (no replicas); redis CPU is the
+  three servers' sum. One channel lives on one shard, so this measures what the cluster's
+  path costs (sharded pub/sub, KEYS routing), not how load spreads over shards.
 
 N subscribers on one channel, in SUB_PROCS client processes; with 3 nodes, client process
 i connects its subscribers to node i, so they are spread evenly. The publisher is
@@ -93,16 +97,20 @@ class RedisServer:
     """A redis-server without persistence in `tmp`; with `pinned`, the `taskset -c`
     cores it runs on (compare.py keeps it on the servers' core)."""
 
-    def __init__(self, tmp: Path, pinned: str | None = None) -> None:
+    def __init__(self, tmp: Path, pinned: str | None = None, cluster: bool = False) -> None:
         if not shutil.which("redis-server"):
             raise SystemExit("bench: redis-server is not on PATH (apt-get install redis-server)")
         self.port = free_port()
+        while cluster and self.port > 55535:  # its cluster bus port is 10000 above
+            self.port = free_port()
+        mode = ["--cluster-enabled", "yes", "--cluster-config-file", f"nodes-{self.port}.conf"]
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.log = open(tmp / f"redis-{self.port}.log", "w")  # noqa: SIM115 - closed in stop()
         taskset = ["taskset", "-c", pinned] if pinned else []
         self.process = subprocess.Popen(
             [*taskset, "redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
-             "--save", "", "--appendonly", "no", "--dir", str(tmp)],
+             "--save", "", "--appendonly", "no", "--dir", str(tmp),
+             *(mode if cluster else [])],
             stdout=self.log, stderr=subprocess.STDOUT,
         )  # fmt: skip
         deadline = time.monotonic() + 15
@@ -123,6 +131,10 @@ class RedisServer:
     def pid(self) -> int:
         return self.process.pid
 
+    @property
+    def pids(self) -> list[int]:
+        return [self.process.pid]
+
     def stop(self) -> None:
         if self.process.poll() is None:
             self.process.terminate()
@@ -134,10 +146,56 @@ class RedisServer:
         self.log.close()
 
 
+class RedisClusterServers:
+    """Three redis-server masters (`--cluster-enabled yes`, no replicas, no persistence)
+    joined by `redis-cli --cluster create`: `--cluster`'s "3 shards" setup."""
+
+    def __init__(self, tmp: Path, masters: int = 3) -> None:
+        if not shutil.which("redis-cli"):
+            raise SystemExit("bench: redis-cli is not on PATH (apt-get install redis-tools)")
+        self.nodes: list[RedisServer] = []
+        try:
+            for _ in range(masters):
+                self.nodes.append(RedisServer(tmp, cluster=True))
+            subprocess.run(
+                ["redis-cli", "--cluster", "create",
+                 *(f"127.0.0.1:{n.port}" for n in self.nodes),
+                 "--cluster-replicas", "0", "--cluster-yes"],
+                check=True, capture_output=True, timeout=60,
+            )  # fmt: skip
+            deadline = time.monotonic() + 30
+            while not all(
+                "cluster_state:ok"
+                in subprocess.run(
+                    ["redis-cli", "-p", str(n.port), "cluster", "info"],
+                    capture_output=True,
+                    text=True,
+                ).stdout  # fmt: skip
+                for n in self.nodes
+            ):
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the cluster did not reach cluster_state:ok")
+                time.sleep(0.1)
+        except BaseException:
+            self.stop()
+            raise
+        self.url = "redis+cluster://" + ",".join(f"127.0.0.1:{n.port}" for n in self.nodes)
+
+    @property
+    def pids(self) -> list[int]:
+        return [n.pid for n in self.nodes]
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
+
+
 class Cluster(Scenario):
     """fanout.Scenario with subscriber process i connected to node i % len(servers)."""
 
-    def __init__(self, servers: list[Server], redis: RedisServer | None, n: int) -> None:
+    def __init__(
+        self, servers: list[Server], redis: RedisServer | RedisClusterServers | None, n: int
+    ) -> None:
         self.server, self.servers, self.redis, self.n = servers[0], servers, redis, n
         ctx = mp.get_context("spawn")
         shares = [n // SUB_PROCS + (1 if i < n % SUB_PROCS else 0) for i in range(SUB_PROCS)]
@@ -165,7 +223,7 @@ class Cluster(Scenario):
     def measure(self, phase: str, count: int, rate: float | None) -> dict:
         servers = [s.pid for s in self.servers]
         clients = [p.pid for p, _ in self.workers]
-        extra = [self.redis.pid] if self.redis else []
+        extra = self.redis.pids if self.redis else []  # every shard's redis-server
         pids = servers + extra + clients
         cpu0 = [cpu_seconds(pid) for pid in pids]
         busy0, t0 = machine_busy_seconds(), time.time()
@@ -193,7 +251,11 @@ class Cluster(Scenario):
 
 
 def bench(setup: str, n: int, tmp: Path, sat_messages: int, light_seconds: float) -> dict:
-    redis = RedisServer(tmp) if setup == "3 nodes" else None
+    redis: RedisServer | RedisClusterServers | None = None
+    if setup == "3 nodes":
+        redis = RedisServer(tmp)
+    elif setup == CLUSTER_SETUP:
+        redis = RedisClusterServers(tmp)
     servers: list[Server] = []
     try:
         for _ in range(3 if redis else 1):
@@ -212,6 +274,9 @@ def bench(setup: str, n: int, tmp: Path, sat_messages: int, light_seconds: float
             s.stop()
         if redis:
             redis.stop()
+
+
+CLUSTER_SETUP = "3 nodes, 3 shards"
 
 
 def fmt_us(x: float) -> str:
@@ -295,6 +360,9 @@ def main() -> None:
     parser.add_argument("--messages", type=int, help="saturated messages (default 1000, quick 200)")
     parser.add_argument("--rounds", type=int, help="alternating rounds (default 2, quick 1)")
     parser.add_argument("--only", choices=["1", "3"], help="one setup only: 1 node or 3 nodes")
+    parser.add_argument("--cluster", action="store_true",
+                        help="3 nodes on one redis-server against 3 nodes on a 3-master Redis "
+                        "Cluster (sharded pub/sub), in the same run")  # fmt: skip
     parser.add_argument("--wait-quiet", type=float, default=15.0, metavar="S",
                         help="before each setup, wait up to S s for an idle machine (default 15)")  # fmt: skip
     args = parser.parse_args()
@@ -302,6 +370,8 @@ def main() -> None:
     rounds = args.rounds or (1 if args.quick else 2)
     light_seconds = 2.0 if args.quick else 5.0
     setups = {"1": ["1 node"], "3": ["3 nodes"]}.get(args.only or "", ["1 node", "3 nodes"])
+    if args.cluster:
+        setups = ["3 nodes", CLUSTER_SETUP]
     begin, waited, results = time.time(), 0.0, []
     with tempfile.TemporaryDirectory(prefix="nyo-nodes-") as tmp:
         for round_ in range(1, rounds + 1):

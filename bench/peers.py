@@ -5,7 +5,8 @@ Python `websockets` and `picows`.
     pip install -e '.[bench]'             # python-socketio, aiohttp, picows
     .venv/bin/python bench/peers.py       # all six; ~5 minutes on a quiet 2-core box
     .venv/bin/python bench/peers.py --only nyo,ws --idle 3000
-    .venv/bin/python bench/peers.py --jupyter --window 0   # + nyo-realtime in jupyter server
+    .venv/bin/python bench/peers.py --jupyter             # + nyo-realtime in jupyter server
+    .venv/bin/python bench/peers.py --mode mixed          # nyo, ws, socket.io: compare.py's mixed load
 
 Each server runs alone, pinned to core 0 (`taskset -c 0`); this process, the
 load generator, pins itself to core 1. The clients are `rawws.RawSocket`s, one
@@ -15,15 +16,22 @@ for `node_ws_server.js`, `websockets_server.py` (`websockets.asyncio.server` and
 its `broadcast()`) and `picows_server.py` (picows, a Cython WebSocket on asyncio),
 and Engine.IO 4 / Socket.IO 5 packets over a WebSocket for the two socket.io
 servers (`node_sio_server.js`, `sio_server.py`). The peers do no auth, history or
-presence; nyo-realtime does all three (its subscribers join public channels
-here, with SQLite history on). `--jupyter` adds one more row: nyo-realtime as
-the server extension of a real `jupyter server` (JWT auth with
-`--Realtime.jwt_secret`, the WebSocket at `{base_url}nyo-realtime/ws`).
+presence; nyo-realtime does all three (its fan-out subscribers join a public
+channel, its idle ones presence channels, with SQLite history on). `--jupyter`
+adds one more row: nyo-realtime as the server extension of a real
+`jupyter-server` (JWT auth with `--Realtime.jwt_secret`, the WebSocket at
+`{base_url}nyo-realtime/ws`, JUPYTER_CONFIG_DIR and JUPYTER_RUNTIME_DIR in the
+temp dir), ready once `/nyo-realtime/settings` answers 200 (up to
+`--start-timeout`, 300 s; otherwise an error with the command and the tail of
+its log, and the other servers' rows are still printed), and a table of
+jupyter / standalone (`nyo`): server CPU per delivery and KB per idle connection.
 
 Per server:
 
-* **KB per idle connection**: RSS with `--idle` more connections, each in one of
-  100 rooms, minus RSS with 100 (warm-up), over `--idle`.
+* **KB per idle connection**: bench/connections.py's method and clients: RSS
+  with `--idle` more connections, each in one of 100 presence channels (rooms of
+  that name for the peers), minus RSS with 100 (warm-up), over `--idle`, once RSS
+  stops moving.
 * **deliveries/s** and **server CPU µs per delivery**: `--subscribers` in one
   room, a publisher with at most `--window` (32) unacknowledged publishes (0:
   all written as fast as the socket takes them), `--messages` messages; CPU is
@@ -34,6 +42,14 @@ Per server:
 * **storm**: the idle connections are still open; SIGTERM, restart, every client
   reconnects with the Python client's backoff (full jitter in a window of 3 s,
   doubled per failed attempt) and resubscribes: seconds until the last is back.
+
+`--mode mixed` runs instead `loads.mixed`, the load of `compare.py --mode mixed`
+(100 presence channels x 20 subscribers, 50 publishers, `--rate` 20,000
+deliveries/s for `--seconds` 10), against `nyo`, `ws` and `sio-node` (`--only`;
+`--jupyter` adds `jupyter`), a fresh server per round, `--rounds` (2) rounds
+alternating: server CPU µs per delivery, p50/p99, deliveries/s, and each
+server's median over node ws's. node ws and socket.io have no presence: their
+channels are plain rooms of the same names and members.
 
 The load generator is one Python process on one core: above ~60-80k deliveries/s
 it, not the server, is the limit (its CPU % is printed; near 100 % means so).
@@ -53,6 +69,8 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -60,27 +78,30 @@ import orjson
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from connections import SECRET, make_token, proc_status  # noqa: E402
-from rawws import RawSocket, raise_open_file_limit  # noqa: E402
+import loads  # noqa: E402
+from connections import SECRET, Client, make_token, open_all, settle  # noqa: E402
+from loads import Meter, Sub, cpu_seconds, wait_quiet  # noqa: E402
+from rawws import RawSocket, client_frame, raise_open_file_limit  # noqa: E402
 
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-ROOMS = 100
+ROOMS = 100  # idle connections: in ROOMS presence channels, as bench/connections.py
 WARMUP = 100
 WINDOW = 32
 RECONNECT_DELAY, MAX_RECONNECT_DELAY = 3.0, 30.0
 SERVERS = ("nyo", "ws", "sio-node", "sio-py", "websockets", "picows")
+MIXED_SERVERS = ("nyo", "ws", "sio-node")
+PRESENCE = ("nyo", "jupyter")  # the others have rooms, no presence
+START_TIMEOUT = 30.0  # s for a server to listen; --start-timeout for jupyter server
+LOG_TAIL = 40  # lines of a server's log in the error when it does not start
+
+
+def room(i: int) -> str:
+    return f"presence-bench-{i % ROOMS}"
 
 
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def process_cpu(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
 class SioSocket(RawSocket):
@@ -109,8 +130,6 @@ class SioSocket(RawSocket):
                 waiter.set_result({"type": "ack", "args": orjson.loads(body[start:])})
 
     def _write_text(self, data: bytes) -> None:
-        from rawws import client_frame
-
         self._write(client_frame(data))
 
     def emit(self, args: list[Any], ack: bool) -> asyncio.Future[dict[str, Any]] | None:
@@ -123,6 +142,41 @@ class SioSocket(RawSocket):
         self.waiting[ref] = waiter
         self._write_text(b"42" + ref.encode() + orjson.dumps(args))
         return waiter
+
+
+class SioSub(SioSocket, Sub):
+    """A socket.io subscriber counting `message` events as `loads.Sub` does."""
+
+    def on_text(self, payload: bytes) -> None:
+        if self.hello.done() and payload.startswith(b'42["message"'):
+            self.count_message(payload)
+            return
+        SioSocket.on_text(self, payload)
+
+
+class SioDialect:
+    """The mixed load (`loads.mixed`) over Socket.IO: rooms joined with `subscribe`."""
+
+    @staticmethod
+    async def connect(url: str, user: str, channels: list[str]) -> Sub:
+        sock = await SioSub.open(url)
+        await asyncio.wait_for(sock.hello, 30)
+        for channel in channels:
+            await asyncio.wait_for(sock.emit(["subscribe", channel], ack=True), 30)  # type: ignore[arg-type]
+        return sock
+
+    @staticmethod
+    def publish(sock: Sub, channel: str, payload: Any, waiter: bool) -> asyncio.Future[Any] | None:
+        # Always with an ack id, as the other dialects' ref: every server acks each publish.
+        SioSocket.acks += 1
+        ref = str(SioSocket.acks)
+        future = None
+        if waiter:
+            future = asyncio.get_running_loop().create_future()
+            sock.waiting[ref] = future
+        data = {"channel": channel, "event": "t", "payload": payload}
+        sock._write(client_frame(b"42" + ref.encode() + orjson.dumps(["broadcast", data])))
+        return future
 
 
 class Peer:
@@ -138,6 +192,9 @@ class Peer:
         if kind == "jupyter":
             path = "/nyo-realtime/ws"
         self.url = f"ws://127.0.0.1:{self.port}{path}"
+        self.log_path = tmp / f"{kind}.log"
+        self.start_timeout = START_TIMEOUT
+        self.started_in = 0.0
 
     def command(self) -> list[str]:
         if self.kind == "nyo":
@@ -149,8 +206,9 @@ class Peer:
             ]  # fmt: skip
         if self.kind == "jupyter":
             # The extension is enabled by jupyter-config/ (installed with the package).
+            # `jupyter-server` itself, not `jupyter server`: the PID measured is the server's.
             return [
-                str(Path(sys.executable).with_name("jupyter")), "server", "--no-browser",
+                str(Path(sys.executable).with_name("jupyter-server")), "--no-browser",
                 "--allow-root", f"--port={self.port}", "--ServerApp.ip=127.0.0.1",
                 "--ServerApp.token=bench", f"--ServerApp.root_dir={self.tmp}",
                 "--ServerApp.open_browser=False", "--log-level=WARN",
@@ -165,23 +223,65 @@ class Peer:
         script = "node_ws_server.js" if self.kind == "ws" else "node_sio_server.js"
         return ["node", str(HERE / script), str(self.port)]
 
-    def start(self) -> None:
-        log = open(self.tmp / f"{self.kind}.log", "a")  # noqa: SIM115 - the child keeps it
-        self.process = subprocess.Popen(
-            ["taskset", "-c", "0", *self.command()], stdout=log, stderr=log, cwd=HERE
-        )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(
-                    f"{self.kind} exited: {(self.tmp / f'{self.kind}.log').read_text()}"
-                )
+    def env(self) -> dict[str, str]:
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        if self.kind == "jupyter":
+            # Nothing from the user's ~/.jupyter (config, runtime files): only the
+            # installed jupyter-config and the flags above.
+            for name in ("CONFIG", "RUNTIME"):
+                env[f"JUPYTER_{name}_DIR"] = str(self.tmp / f"jupyter-{name.lower()}")
+        return env
+
+    def ready(self) -> bool:
+        if self.kind != "jupyter":
             try:
                 socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return
+                return True
             except OSError:
-                time.sleep(0.05)
-        raise RuntimeError(f"{self.kind} did not start")
+                return False
+        # Listening is not enough: the extension's own route must answer (404 until
+        # it is loaded, or for good when it failed to load).
+        url = f"http://127.0.0.1:{self.port}/nyo-realtime/settings?token=bench"
+        try:
+            with urllib.request.urlopen(url, timeout=5) as reply:
+                return bool(reply.status == 200)
+        except (OSError, urllib.error.URLError):
+            return False
+
+    def log_tail(self) -> str:
+        try:
+            lines = self.log_path.read_text(errors="replace").splitlines()
+        except OSError:
+            return "(no log)"
+        return "\n".join(f"    {line}" for line in lines[-LOG_TAIL:]) or "    (empty log)"
+
+    def start(self) -> None:
+        log = open(self.log_path, "a")  # noqa: SIM115 - the child keeps it
+        command = ["taskset", "-c", "0", *self.command()]
+        began = time.monotonic()
+        self.process = subprocess.Popen(command, stdout=log, stderr=log, cwd=HERE, env=self.env())
+        while (waited := time.monotonic() - began) < self.start_timeout:
+            if self.process.poll() is not None:
+                raise RuntimeError(
+                    f"{self.kind} exited with {self.process.returncode} after {waited:.1f} s; "
+                    f"command: {' '.join(command)}\nlast lines of {self.log_path}:\n"
+                    f"{self.log_tail()}"
+                )
+            if self.ready():
+                self.started_in = waited
+                return
+            time.sleep(0.1 if self.kind == "jupyter" else 0.05)
+        self.stop()
+        what = (
+            "its /nyo-realtime/settings route did not answer 200"
+            if self.kind == "jupyter"
+            else "it did not listen"
+        )
+        raise RuntimeError(
+            f"{self.kind} did not start within {self.start_timeout:.0f} s ({what}; "
+            f"--start-timeout to wait longer); command: {' '.join(command)}\n"
+            f"last lines of {self.log_path}:\n{self.log_tail()}"
+        )
 
     @property
     def pid(self) -> int:
@@ -227,39 +327,43 @@ class Peer:
         return waiter
 
 
-async def open_many(peer: Peer, count: int, prefix: str) -> list[RawSocket]:
+async def open_idle(peer: Peer, count: int, prefix: str) -> list[RawSocket]:
+    """`count` idle connections, user `{prefix}{i}` in `room(i)`: bench/connections.py's
+    clients (token in the URL, a presence channel each) for every server speaking
+    nyo-realtime's frames; socket.io's joins the room of that name."""
+    if not peer.sio:
+        clients = [Client(f"{prefix}{i}", room(i)) for i in range(count)]
+        await open_all(clients, peer.url)
+        return [c.sock for c in clients if c.sock is not None]
     gate = asyncio.Semaphore(100)
 
     async def one(i: int) -> RawSocket:
         async with gate:
-            return await peer.connect(f"{prefix}{i}", f"room-{i % ROOMS}")
+            return await peer.connect(f"{prefix}{i}", room(i))
 
     return list(await asyncio.gather(*(one(i) for i in range(count))))
 
 
-async def settle(pid: int) -> int:
-    await asyncio.sleep(2.0)
-    last = proc_status(pid, "VmRSS")
-    for _ in range(20):
-        await asyncio.sleep(0.5)
-        rss = proc_status(pid, "VmRSS")
-        if abs(rss - last) < 256:
-            return rss
-        last = rss
-    return last
+def make_peer(kind: str, tmp: Path, args: argparse.Namespace) -> Peer:
+    peer = Peer(kind, tmp)
+    if kind == "jupyter":
+        peer.start_timeout = args.start_timeout
+    return peer
 
 
 async def run_peer(kind: str, args: argparse.Namespace) -> dict[str, Any]:
     result: dict[str, Any] = {"server": kind}
     with tempfile.TemporaryDirectory() as tmp:
-        peer = Peer(kind, Path(tmp))
+        peer = make_peer(kind, Path(tmp), args)
         peer.start()
+        if kind == "jupyter":
+            print(f"jupyter: jupyter server ready in {peer.started_in:.1f} s", flush=True)
         socks: list[RawSocket] = []
         try:
-            # Idle connections.
-            socks += await open_many(peer, WARMUP, "w")
+            # Idle connections: bench/connections.py's method (warm-up, then RSS delta).
+            socks += await open_idle(peer, WARMUP, "w")
             before = await settle(peer.pid)
-            idle = await open_many(peer, args.idle, "u")
+            idle = await open_idle(peer, args.idle, "u")
             socks += idle
             after = await settle(peer.pid)
             result["kb_idle"] = (after - before) / args.idle
@@ -285,7 +389,7 @@ async def run_peer(kind: str, args: argparse.Namespace) -> dict[str, Any]:
             gc.collect()
             gc.freeze()
             gc.disable()
-            cpu0, self0, started = process_cpu(peer.pid), process_cpu(os.getpid()), time.monotonic()
+            cpu0, self0, started = cpu_seconds(peer.pid), cpu_seconds(os.getpid()), time.monotonic()
             window = asyncio.Semaphore(args.window) if args.window else None
             pending = set()
             for _ in range(args.messages):
@@ -301,8 +405,8 @@ async def run_peer(kind: str, args: argparse.Namespace) -> dict[str, Any]:
                 await asyncio.sleep(0.01)
             elapsed = time.monotonic() - started
             result["deliv_s"] = count[0] / elapsed
-            result["cpu_us"] = (process_cpu(peer.pid) - cpu0) / max(count[0], 1) * 1e6
-            result["client_cpu"] = (process_cpu(os.getpid()) - self0) / elapsed * 100
+            result["cpu_us"] = (cpu_seconds(peer.pid) - cpu0) / max(count[0], 1) * 1e6
+            result["client_cpu"] = (cpu_seconds(os.getpid()) - self0) / elapsed * 100
             result["lost"] = expected - count[0]
 
             got.clear()
@@ -338,7 +442,7 @@ async def run_peer(kind: str, args: argparse.Namespace) -> dict[str, Any]:
                     window_s = min(MAX_RECONNECT_DELAY, RECONNECT_DELAY * 2 ** (attempt - 1))
                     await asyncio.sleep(random.random() * window_s)
                     try:
-                        socks.append(await peer.connect(f"u{i}", f"room-{i % ROOMS}"))
+                        socks.append(await peer.connect(f"u{i}", room(i)))
                         return time.monotonic()
                     except (OSError, ConnectionError, asyncio.TimeoutError, AssertionError):
                         if time.monotonic() - restarted > 300:
@@ -360,14 +464,120 @@ async def run_peer(kind: str, args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
+async def mixed_round(kind: str, args: argparse.Namespace) -> dict[str, Any]:
+    """One server, fresh, under `loads.mixed` (the load of `compare.py --mode mixed`)."""
+    waited = wait_quiet(args.wait_quiet)
+    with tempfile.TemporaryDirectory() as tmp:
+        peer = make_peer(kind, Path(tmp), args)
+        peer.start()
+        try:
+            dialect = SioDialect() if peer.sio else loads.NYO
+            result = await loads.mixed([peer.url], Meter([peer], None), args, dialect)
+        finally:
+            peer.stop()
+    result["server"], result["waited"] = kind, waited
+    return result
+
+
+def channels_of(kind: str) -> str:
+    return "presence" if kind in PRESENCE else "rooms (no presence)"
+
+
+async def run_mixed(kinds: list[str], args: argparse.Namespace) -> None:
+    print(
+        f"mixed: {loads.MIX_CHANNELS} channels x {loads.MIX_MEMBERS} subscribers, "
+        f"{loads.MIX_PUBLISHERS} publishers, {args.rate:.0f} deliveries/s for "
+        f"{args.seconds:.0f} s, payload {args.size} B; {args.rounds} round(s), servers "
+        f"alternating. nyo-realtime's channels are presence channels; node ws and socket.io "
+        f"have no presence: theirs are plain rooms of the same names and members."
+    )
+    print()
+    cols = ["round", "channels", "server µs/deliv", "deliv/s", "p50 ms", "p99 ms",
+            "server CPU %", "client CPU %", "other CPU %", "lost"]  # fmt: skip
+    print("| " + " | ".join(cols) + " |\n|---|---|" + "--:|" * (len(cols) - 2), flush=True)
+    results: dict[str, list[dict[str, Any]]] = {kind: [] for kind in kinds}
+    for n in range(1, args.rounds + 1):
+        for kind in kinds:
+            r = await mixed_round(kind, args)
+            results[kind].append(r)
+            print(
+                f"| {kind} #{n} | {channels_of(kind)} | {r['us']:.2f} | "
+                f"{r['deliv_s'] / 1000:.1f}k | {r['p50']:.2f} | {r['p99']:.2f} | "
+                f"{r['server_pct']:.0f} | {r['client_pct']:.0f} | {r['other_pct']:.0f} | "
+                f"{r['lost']} |",
+                flush=True,
+            )
+    med = {
+        kind: {
+            key: statistics.median(r[key] for r in rs) for key in ("us", "p50", "p99", "deliv_s")
+        }
+        for kind, rs in results.items()
+    }
+
+    def ratio(kind: str, key: str) -> str:
+        return f"{med[kind][key] / med['ws'][key]:.2f}x" if "ws" in med else "-"
+
+    print()
+    print(f"median of {args.rounds} round(s) per server:")
+    print(
+        "| server | channels | server CPU µs/deliv | / node ws | p50 ms | p99 ms | p99 / node ws "
+        "| deliv/s | other CPU % |"
+    )
+    print("|---|---|--:|--:|--:|--:|--:|--:|--:|")
+    for kind, m in med.items():
+        other = statistics.median(r["other_pct"] for r in results[kind])
+        print(
+            f"| {kind} | {channels_of(kind)} | {m['us']:.2f} | {ratio(kind, 'us')} | "
+            f"{m['p50']:.2f} | {m['p99']:.2f} | {ratio(kind, 'p99')} | "
+            f"{m['deliv_s'] / 1000:.1f}k | {other:.0f} |"
+        )
+    if "nyo" in med and "ws" in med:
+        print()
+        print(
+            f"nyo / node ws: {med['nyo']['us'] / med['ws']['us']:.2f}x server CPU per delivery, "
+            f"{med['nyo']['p99'] / med['ws']['p99']:.2f}x p99 (issue 18 asks for at most 1.00x "
+            f"each; nyo does presence, auth and history, node ws none of them)"
+        )
+    noisy = sum(1 for rs in results.values() for r in rs if r["other_pct"] > 10)
+    if noisy:
+        print(f"note: {noisy} round(s) had other CPU above 10 % of a core: the box was shared")
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--only", default=",".join(SERVERS), help=f"of {', '.join(SERVERS)}")
+    parser.add_argument(
+        "--mode",
+        choices=("all", "mixed"),
+        default="all",
+        help="all: idle memory, fan-out, latency, storm; mixed: compare.py's mixed load",
+    )
+    parser.add_argument(
+        "--only",
+        help=f"of {', '.join(SERVERS)} (default: all of them; --mode mixed: "
+        f"{','.join(MIXED_SERVERS)})",
+    )
     parser.add_argument("--idle", type=int, default=2000)
     parser.add_argument("--subscribers", type=int, default=100)
     parser.add_argument("--messages", type=int, default=2000)
-    parser.add_argument("--rate", type=float, default=100.0)
-    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument(
+        "--rate",
+        type=float,
+        help="all: messages/s of the latency phase (100); mixed: deliveries/s (20000)",
+    )
+    parser.add_argument(
+        "--seconds", type=float, help="latency phase (all: 5) or measured phase (mixed: 10)"
+    )
+    parser.add_argument("--size", type=int, default=100, help="mixed: payload bytes")
+    parser.add_argument("--rounds", type=int, default=2, help="mixed: rounds per server")
+    parser.add_argument(
+        "--wait-quiet", type=float, default=5.0, help="mixed: s to wait for an idle machine"
+    )
+    parser.add_argument(
+        "--start-timeout",
+        type=float,
+        default=300.0,
+        help="s to wait for jupyter server to start (a loaded box can take minutes)",
+    )
     parser.add_argument(
         "--window", type=int, default=WINDOW, help="unacked publishes at most (0: no limit)"
     )
@@ -378,10 +588,27 @@ async def main() -> None:
     raise_open_file_limit()
     if len(os.sched_getaffinity(0)) > 1:
         os.sched_setaffinity(0, {1})  # the servers have core 0
-    kinds = args.only.split(",")
-    if args.jupyter and "jupyter" not in kinds:
-        kinds.append("jupyter")
-    results = [await run_peer(kind, args) for kind in kinds]
+    mixed = args.mode == "mixed"
+    if args.rate is None:
+        args.rate = 20000.0 if mixed else 100.0
+    if args.seconds is None:
+        args.seconds = 10.0 if mixed else 5.0
+    kinds = (args.only or ",".join(MIXED_SERVERS if mixed else SERVERS)).split(",")
+    if args.jupyter:
+        if "nyo" not in kinds:
+            kinds.insert(0, "nyo")  # the standalone figures it is compared with
+        if "jupyter" not in kinds:
+            kinds.append("jupyter")
+    if mixed:
+        await run_mixed(kinds, args)
+        return
+    results, failed = [], []
+    for kind in kinds:
+        try:
+            results.append(await run_peer(kind, args))
+        except RuntimeError as e:  # a server that did not start: say why, go on with the rest
+            print(f"{kind}: FAILED: {e}", file=sys.stderr, flush=True)
+            failed.append(kind)
     cpu = {r["server"]: r["cpu_us"] for r in results}
 
     def ratio(kind: str, base: str) -> str:
@@ -402,6 +629,28 @@ async def main() -> None:
             f"{r['cpu_us']:.2f} | {ratio(kind, 'sio-node')} | {ratio(kind, 'ws')} | "
             f"{r['p50']:.2f} | {r['p99']:.2f} | {r['storm_s']:.1f} |"
         )
+    by = {r["server"]: r for r in results}
+    if "jupyter" in by and "nyo" in by:
+        jp, nyo = by["jupyter"], by["nyo"]
+        print()
+        print(
+            "| under jupyter server / standalone | jupyter | standalone | ratio | issue 18 asks |"
+        )
+        print("|---|--:|--:|--:|---|")
+        print(
+            f"| server CPU µs/deliv | {jp['cpu_us']:.2f} | {nyo['cpu_us']:.2f} | "
+            f"{jp['cpu_us'] / nyo['cpu_us']:.2f}x | ≤ 1.5x |"
+        )
+        print(
+            f"| KB/idle conn ({args.idle}, {ROOMS} presence channels) | {jp['kb_idle']:.1f} | "
+            f"{nyo['kb_idle']:.1f} | {jp['kb_idle'] / nyo['kb_idle']:.2f}x | ≤ 8 KB under Jupyter |"
+        )
+        print(
+            f"| p99 ms at {args.rate:.0f} msg/s x {args.subscribers} | {jp['p99']:.2f} | "
+            f"{nyo['p99']:.2f} | {jp['p99'] / nyo['p99']:.2f}x | - |"
+        )
+    if failed:
+        sys.exit(f"did not run: {', '.join(failed)} (see the errors above)")
 
 
 if __name__ == "__main__":

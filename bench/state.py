@@ -51,7 +51,12 @@ def percentile(values: list[float], q: float) -> float:
 async def fan_out(server: Server, subscribers: int, rounds: int) -> dict[str, list[float]]:
     arrived: dict[str, asyncio.Event] = {}
     seen: dict[str, int] = {}
-    times: dict[str, list[float]] = {"state": [], "broadcast": [], "state last": [], "broadcast last": []}
+    times: dict[str, list[float]] = {
+        "state": [],
+        "broadcast": [],
+        "state last": [],
+        "broadcast last": [],
+    }
     started: dict[str, float] = {}
 
     def on_frame(sock: RawSocket, frame: dict[str, Any]) -> None:
@@ -87,7 +92,9 @@ async def fan_out(server: Server, subscribers: int, rounds: int) -> dict[str, li
             if n % 2 == 0:
                 writer.send({"type": "state:set", "channel": CHANNEL, "key": "k", "value": value})
             else:
-                writer.send({"type": "broadcast", "channel": CHANNEL, "event": "e", "payload": value})
+                writer.send(
+                    {"type": "broadcast", "channel": CHANNEL, "event": "e", "payload": value}
+                )
             await asyncio.wait_for(arrived[tag].wait(), 30)
     finally:
         gc.enable()
@@ -102,7 +109,12 @@ async def snapshot(server: Server, keys: int, rounds: int) -> tuple[list[float],
     await writer.request({"type": "subscribe", "channel": SNAPSHOT_CHANNEL})
     for n in range(keys):
         await writer.request(
-            {"type": "state:set", "channel": SNAPSHOT_CHANNEL, "key": f"key-{n:04d}", "value": VALUE}
+            {
+                "type": "state:set",
+                "channel": SNAPSHOT_CHANNEL,
+                "key": f"key-{n:04d}",
+                "value": VALUE,
+            }
         )
     got: asyncio.Future[dict[str, Any]] | None = None
     size = 0
@@ -155,7 +167,14 @@ async def main(args: argparse.Namespace) -> None:
     print(f"\n{args.subscribers} subscribers, {args.rounds} rounds of each (ms)")
     print(f"{'':<28} {'p50':>8} {'p99':>8} {'samples':>7}")
     for label in ("state", "broadcast", "state last", "broadcast last"):
-        print(row(f"{label} (each subscriber)" if "last" not in label else f"{label} of {args.subscribers}", times[label]))
+        print(
+            row(
+                f"{label} (each subscriber)"
+                if "last" not in label
+                else f"{label} of {args.subscribers}",
+                times[label],
+            )
+        )
     print(f"\nsubscribe, {size} keys of ~100 B (ms)")
     print(row("with state: to `state`", with_state))
     print(row("without state: to `subscribed`", without))

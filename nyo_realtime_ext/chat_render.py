@@ -3,7 +3,8 @@
 
 - Markdown (CommonMark with tables and strikethrough, through mistune), then
   sanitised (bleach, an allowlist: nothing that runs, no event handlers, no
-  `javascript:` links), as JupyterLab's renderer does for untrusted Markdown;
+  `javascript:` links; a `<script>` or `<style>` goes with its content), as
+  JupyterLab's renderer does for untrusted Markdown;
 - a newline is a line break, as in the panel;
 - at most `MAX_MARKDOWN_LENGTH` characters go through the Markdown parser: a
   longer message (a hostile `*a*a*a…` takes a parser seconds to minutes) shows
@@ -129,6 +130,16 @@ _cleaner = bleach.Cleaner(
 )
 
 
+# Elements whose content is not text to read: they go whole, content and all, as
+# JupyterLab's sanitiser (sanitize-html's nonTextTags) drops them in the panel.
+# Unclosed, one runs to the end, as a browser would parse it. Only what the panel
+# shows is at stake here: bleach strips every tag it does not allow in any case.
+_NON_TEXT = re.compile(
+    r"<(script|style|textarea|option|noscript)\b[^>]*>.*?(?:</\1\s*>|$)",
+    re.IGNORECASE | re.DOTALL,
+)
+
+
 def _safe_links(html_text: str) -> str:
     # `data:` is allowed for images only; a link to data: goes.
     return re.sub(r'<a href="data:[^"]*"', "<a", html_text)
@@ -144,4 +155,4 @@ def render_chat_text(text: str) -> str:
         )
     rendered = _markdown(chat_markdown(text))
     assert isinstance(rendered, str)
-    return _safe_links(_cleaner.clean(rendered)).strip()
+    return _safe_links(_cleaner.clean(_NON_TEXT.sub("", rendered))).strip()

@@ -171,7 +171,9 @@ class Realtime(Configurable):
         "",
         help=(
             "Redis to share channels, history and presence with other nodes, e.g. "
-            "redis://host:6379/0; empty runs the embedded engine (SQLite at `db_path`)."
+            "redis://host:6379/0, a Redis Cluster (redis+cluster://host:port,host:port,...) "
+            "or the master Sentinel names (redis+sentinel://host:port,.../service); empty "
+            "runs the embedded engine (SQLite at `db_path`)."
         ),
     ).tag(config=True)
     redis_prefix = Unicode(
@@ -196,6 +198,35 @@ class Realtime(Configurable):
         help=(
             "Frames per second and HTTP API requests per second one user may send, all their"
             " connections together (bursts up to twice that); 0 turns it off."
+        ),
+    ).tag(config=True)
+    max_chat_length = Int(
+        16 * 1024,
+        help=(
+            'Characters of a chat message (event `chat:message`, payload `{"text"}`), '
+            "over WebSocket and HTTP; a longer one is refused with `payload_too_large`. "
+            "Every reader renders chat as Markdown, so it has a bound of its own, below "
+            "`max_payload_size`."
+        ),
+    ).tag(config=True)
+    profile_changes_per_minute = Float(
+        6.0,
+        help=(
+            "Profile changes (`PUT profile` with a name or colour) one user may make per "
+            "minute, bursts up to twice that; each is shown on every presence channel the "
+            "user is on, so one change can cost a frame per channel per watcher. Past it: "
+            "429 with `Retry-After`. 0 turns it off."
+        ),
+    ).tag(config=True)
+    replay_rate = Float(
+        1024.0 * 1024,
+        help=(
+            "Bytes of history per second one user may have sent back to them, all their "
+            "connections and HTTP reads together (bursts up to twice that): recoveries "
+            "after a reconnect and history reads. A recovery past it is cut short, and "
+            "the client learns `recovered: false`; a history read past it is a 429 with "
+            "`Retry-After`. So asking for the same history again and again costs the "
+            "asker, not the server. 0 turns it off."
         ),
     ).tag(config=True)
     max_send_buffer = Int(

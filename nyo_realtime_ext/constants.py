@@ -17,6 +17,10 @@ PERSON = "person"
 KERNEL = "kernel"
 KINDS = (PERSON, KERNEL)
 
+# The event of a chat message (`{"text": ...}`), which the server bounds in size
+# (`Realtime.max_chat_length`) and the panel and ChatWidget render as Markdown.
+CHAT_EVENT = "chat:message"
+
 # The environment the extension gives the kernels it starts (kernel_env.py), which
 # `client.connect()` reads to find the server with no arguments.
 ENV_URL = "NYO_REALTIME_URL"

@@ -16,6 +16,8 @@ and written once per client per burst.
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 from collections.abc import Awaitable
 from typing import Any
 
@@ -121,19 +123,33 @@ class RealtimeSocket(WebSocketHandler):
         # A coroutine: tornado reads no frame of the connection before it returns.
         # Everything from the request was read in `get`, before the move lets it go.
         ws = self.ws_connection
-        taken = await take_over(ws.stream, self.service) if ws is not None else None
+        # Jupyter keeps the current handler in a context variable, and every callback
+        # made from here copies the context: the moved socket's reads would hold this
+        # handler, its request and its stream (8 KB) for its whole life. So the socket
+        # starts in a context of its own.
+        fresh = contextvars.Context()
+        taken = (
+            await fresh.run(asyncio.ensure_future, take_over(ws.stream, self.service))
+            if ws is not None
+            else None
+        )
         if taken is None:
             self.set_nodelay(True)
             await self._connect(self)
             return
         assert ws is not None
         ws.client_terminated = ws.server_terminated = True  # tornado's loop ends here
+        # And its keep-alive pings (Jupyter sets websocket_ping_interval): their task
+        # would hold this handler, its request and its stream, 8 KB a connection.
+        pinging = getattr(ws, "_ping_coroutine", None)
+        if pinging is not None:
+            pinging.cancel()
         self.handed_over()
         wire, leftover = taken
         if wire.transport is None or wire.transport.is_closing():
             return  # gone during the move: the hub never knew it
         try:
-            wire.start(await self._connect(wire), leftover)
+            fresh.run(wire.start, await self._connect(wire), leftover)
         except BaseException:
             # tornado would close only its own, already closed stream: without this
             # the client would wait for `authenticated` on a socket nobody reads.

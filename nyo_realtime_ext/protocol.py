@@ -15,6 +15,7 @@ from typing import Any
 
 import orjson
 
+from .constants import CHAT_EVENT
 from .constants import STATUSES as STATUSES  # re-exported: the frames check statuses
 from .frames import encode as encode
 from .frames import error as error
@@ -78,6 +79,7 @@ class ProtocolError(Exception):
         ref: Any = None,
         channel: str | None = None,
         extra: dict[str, Any] | None = None,
+        retry_after: int | None = None,
     ) -> None:
         super().__init__(message)
         self.code = code
@@ -86,6 +88,7 @@ class ProtocolError(Exception):
         self.channel = channel
         # Fields the error carries beyond these (a `conflict`'s current `entry`).
         self.extra = extra or {}
+        self.retry_after = retry_after  # seconds, for HTTP's `Retry-After`
 
     def to_wire(self) -> dict[str, Any]:
         return {**error(self.code, self.message, self.ref, self.channel), **self.extra}
@@ -231,6 +234,23 @@ def check_event(event: Any, ref: Any = None, channel: str | None = None) -> None
         raise ProtocolError(
             ErrorCode.BAD_REQUEST, "`event` must be a string of 1-100 characters", ref, channel
         )
+
+
+def check_chat(payload: Any, max_length: int, ref: Any = None, channel: str | None = None) -> None:
+    """A chat message is `{"text": <at most max_length characters>, ...}`: every reader's
+    browser renders it as Markdown, so its size has a bound of its own."""
+    text = payload.get("text") if isinstance(payload, dict) else None
+    if not isinstance(text, str):
+        raise ProtocolError(
+            ErrorCode.BAD_REQUEST, f"a `{CHAT_EVENT}` payload is an object with a `text` string",
+            ref, channel,
+        )  # fmt: skip
+    if len(text) > max_length:
+        raise ProtocolError(
+            ErrorCode.PAYLOAD_TOO_LARGE,
+            f"a chat message is at most {max_length} characters (max_chat_length)",
+            ref, channel,
+        )  # fmt: skip
 
 
 def check_presence_update(

@@ -9,6 +9,7 @@ only ever err toward admitting a request.
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 from collections.abc import Hashable
 
@@ -25,9 +26,11 @@ class TokenBucket:
 
 
 class RateLimiter:
-    def __init__(self, rate: float, max_callers: int = MAX_TRACKED_CALLERS) -> None:
+    def __init__(
+        self, rate: float, max_callers: int = MAX_TRACKED_CALLERS, burst: float | None = None
+    ) -> None:
         self.rate = rate
-        self.burst = 2 * rate
+        self.burst = 2 * rate if burst is None else burst  # a second's worth, twice
         self.max_callers = max_callers
         self._buckets: OrderedDict[Hashable, TokenBucket] = OrderedDict()
 
@@ -64,3 +67,23 @@ class RateLimiter:
         if self.rate <= 0:
             return True
         return self.take(self.bucket_for(caller, now), now)
+
+    def available(self, caller: Hashable, now: float) -> float:
+        """How much `caller` may spend now: below 0 while it pays off a debt."""
+        if self.rate <= 0:
+            return math.inf
+        return self.refill(self.bucket_for(caller, now), now)
+
+    def spend(self, caller: Hashable, amount: float, now: float) -> None:
+        """Take `amount` from `caller`'s bucket, into debt if it holds less: what was
+        already sent is paid for by waiting longer before the next."""
+        if self.rate > 0:
+            bucket = self.bucket_for(caller, now)
+            self.refill(bucket, now)
+            bucket.tokens -= amount
+
+    def wait(self, caller: Hashable, now: float) -> float:
+        """Seconds until `caller` holds a whole token again."""
+        if self.rate <= 0:
+            return 0.0
+        return max(0.0, 1 - self.available(caller, now)) / self.rate

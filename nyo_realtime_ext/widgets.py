@@ -46,10 +46,9 @@ from traitlets import Bool, Dict, Enum, List, Unicode
 from .chat_render import render_chat_text
 from .client import SyncChannel, ThreadedClient, shared_client
 from .colors import is_color, user_color
-from .constants import PERSON, STATUSES
+from .constants import CHAT_EVENT, PERSON, STATUSES
 
 STATUS_COLORS = {"online": "#2e7d32", "away": "#f9a825", "busy": "#c62828", "offline": "#9e9e9e"}
-CHAT_EVENT = "chat:message"
 
 _lock = threading.RLock()
 # Widgets on the same client and channel share one subscription; the last one
@@ -272,9 +271,15 @@ class ChatLog(anywidget.AnyWidget):
     _esm = """
     const TIME = { hour: 'numeric', minute: '2-digit' };
     export default {
-      render({ model, el }) {
-        el.classList.add('nyo-chat-widget-log');
+      render({ model, el: view }) {
+        // The scrolled box is ours, inside the view's element: ipywidgets applies
+        // the widget's Layout to that element after this runs, and an unset
+        // `overflow` there removes any overflow set on it (the log then spilled
+        // over the text box, and nothing scrolled).
+        const el = document.createElement('div');
+        el.className = 'nyo-chat-widget-log';
         el.style.overflowY = 'auto';
+        view.appendChild(el);
         const content = document.createElement('div');
         el.appendChild(content);
         let atBottom = true;
@@ -318,7 +323,7 @@ class ChatLog(anywidget.AnyWidget):
         // the event, and the widget's kernel says why it does not send.
         const relay = event => {
           const channel = model.get('relay');
-          const root = el.closest('.nyo-chat-widget');
+          const root = view.closest('.nyo-chat-widget');
           if (!channel || !root || !root.contains(event.target)) {
             return;
           }
@@ -357,6 +362,7 @@ class ChatLog(anywidget.AnyWidget):
         document.addEventListener('keydown', relay, true);
         document.addEventListener('click', relay, true);
         return () => {
+          el.remove();
           observer.disconnect();
           model.off('change:value', draw);
           model.off('change:height', draw);

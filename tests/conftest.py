@@ -3,6 +3,7 @@ with the extension (pytest-jupyter), and a small WebSocket test client."""
 
 from __future__ import annotations
 
+import secrets
 import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -12,6 +13,7 @@ import pytest
 
 # The helpers are modules of their own; they are imported here for the fixtures,
 # and names such as SECRET stay importable from here for older tests.
+from .support.redis_cluster import RedisCluster
 from .support.redis_server import RedisServer
 from .support.standalone_server import StandaloneServer, free_port  # noqa: F401
 from .support.tokens import SECRET, make_token
@@ -50,6 +52,19 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
     server.kill()
 
 
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisCluster]:
+    """A real Redis Cluster (three masters, three replicas), once per session: tests
+    share it, each under a prefix of its own. Skipped where redis-server is missing."""
+    if shutil.which("redis-server") is None or shutil.which("redis-cli") is None:
+        pytest.skip("redis-server and redis-cli are not installed (.ci/run installs them)")
+    cluster = RedisCluster(tmp_path_factory.mktemp("redis-cluster"))
+    try:
+        yield cluster.start()
+    finally:
+        cluster.stop()
+
+
 @pytest.fixture
 def nodes(
     standalone: Callable[..., StandaloneServer], redis_server: RedisServer
@@ -58,6 +73,22 @@ def nodes(
 
     def start(count: int, *args: str) -> list[StandaloneServer]:
         return [standalone("--redis", redis_server.url, *args) for _ in range(count)]
+
+    return start
+
+
+@pytest.fixture
+def cluster_nodes(
+    standalone: Callable[..., StandaloneServer], redis_cluster: RedisCluster
+) -> Callable[..., list[StandaloneServer]]:
+    """As `nodes`, on the session's Redis Cluster, under a prefix of this test's own."""
+    prefix = f"e2e-{secrets.token_hex(3)}"
+
+    def start(count: int, *args: str) -> list[StandaloneServer]:
+        return [
+            standalone("--redis", redis_cluster.url, f"--Realtime.redis_prefix={prefix}", *args)
+            for _ in range(count)
+        ]
 
     return start
 

@@ -507,6 +507,35 @@ async def test_too_many_requests_is_429_per_user(standalone, token):
     assert (await bob.get("channels")).status == 200  # someone else is not slowed down
 
 
+async def test_reading_history_past_the_replay_budget_is_429_with_retry_after(standalone, token):
+    # Issue 23, finding 4: history read again and again costs the reader, who waits.
+    server = standalone("--Realtime.replay_rate=2000", "--Realtime.default_channel_type=public")
+    ada, bob = api_of(server, token("ada")), api_of(server, token("bob"))
+    for _ in range(10):
+        await ada.post(f"channels/{ch('room')}/messages", {"event": "e", "payload": "x" * 1000})
+    answers = [await ada.get(f"channels/{ch('room')}/messages") for _ in range(4)]
+    assert [a.status for a in answers[:2]] == [200, 200]
+    assert 1 <= len(answers[0].body["messages"]) < 10  # what fits in 4 KB
+    limited = answers[-1]
+    assert_error(limited, 429, "rate_limited")
+    assert int(limited.headers["Retry-After"]) >= 1
+    assert "bytes of history per second" in limited.body["error"]["message"]
+    assert (await bob.get(f"channels/{ch('room')}/messages")).status == 200  # bob's is whole
+
+
+async def test_an_oversized_chat_message_over_http_is_413_and_not_published(server, token):
+    ada = api_of(server, token("ada"))
+    room = f"channels/{ch('lobby')}/messages"
+    too_long = {"event": "chat:message", "payload": {"text": "x" * 16385}}
+    assert_error(await ada.post(room, too_long), 413, "payload_too_large")
+    assert_error(await ada.post(room, {"event": "chat:message", "payload": 7}), 400, "bad_request")
+    assert (
+        await ada.post(room, {"event": "chat:message", "payload": {"text": "hi"}})
+    ).status == 201
+    texts = [m["payload"]["text"] for m in (await ada.get(room)).body["messages"]]
+    assert texts == ["hi"]
+
+
 async def test_openapi_document_is_served_and_names_every_route(server):
     answer = await api_of(server, None).get("openapi.json")
     document = answer.body

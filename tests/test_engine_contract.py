@@ -172,10 +172,16 @@ class Harness:
         )
 
 
-@pytest.fixture(params=["memory", "redis"])
+# "cluster": the Redis engine on a real Redis Cluster (three masters, sharded pub/sub),
+# started once for the session.
+SERVERS = {"memory": None, "redis": "redis_server", "cluster": "redis_cluster"}
+
+
+@pytest.fixture(params=list(SERVERS))
 def engine(request: pytest.FixtureRequest) -> Iterator[Harness]:
-    redis_url = request.getfixturevalue("redis_server").url if request.param == "redis" else None
-    harness = Harness(request.param, redis_url)
+    server = SERVERS[request.param]
+    redis_url = request.getfixturevalue(server).url if server else None
+    harness = Harness("memory" if server is None else "redis", redis_url)
     yield harness
     # The test's loop is not running any more: close on it what the test opened.
     if harness.loop is not None and not harness.loop.is_closed():
@@ -854,8 +860,21 @@ async def _wire_of(engine: Harness) -> tuple[list[tuple[bytes, str | None]], lis
     return delivered, lists
 
 
-async def test_both_engines_send_byte_identical_frames(redis_server):
-    memory, redis = Harness("memory", None), Harness("redis", redis_server.url)
+class _Plain(NamedTuple):
+    url: str
+
+
+@pytest.fixture(params=["redis", "cluster", "cluster-plain"])
+def any_redis(request: pytest.FixtureRequest) -> Any:
+    """One Redis, or the session's Redis Cluster (with sharded pub/sub, or plain
+    PUBLISH/SUBSCRIBE: `sharded=no`): what has a `url`."""
+    if request.param == "cluster-plain":
+        return _Plain(request.getfixturevalue("redis_cluster").url + "?sharded=no")
+    return request.getfixturevalue(SERVERS[request.param])
+
+
+async def test_both_engines_send_byte_identical_frames(any_redis):
+    memory, redis = Harness("memory", None), Harness("redis", any_redis.url)
     memory_frames, memory_lists = await _wire_of(memory)
     redis_frames, redis_lists = await _wire_of(redis)
     types = [orjson.loads(frame)["type"] for frame, _ in memory_frames]
@@ -876,8 +895,8 @@ async def test_both_engines_send_byte_identical_frames(redis_server):
 
 
 @pytest.fixture
-def redis_engine(redis_server: Any) -> Iterator[Harness]:
-    harness = Harness("redis", redis_server.url)
+def redis_engine(any_redis: Any) -> Iterator[Harness]:
+    harness = Harness("redis", any_redis.url)
     yield harness
     if harness.loop is not None and not harness.loop.is_closed():
         harness.loop.run_until_complete(harness.close())
@@ -911,13 +930,6 @@ async def test_a_channel_used_while_it_is_being_collected_survives(redis_engine,
             await use_it()
         return await plain_run(script, *args)
 
-    plain_run_keyed = redis.run_keyed
-
-    async def run_keyed(script: str, keys: list[str], *args: Any) -> Any:
-        if script == "collect" and not raced:
-            await use_it()
-        return await plain_run_keyed(script, keys, *args)
-
     async def call(*command: Any) -> Any:
         # Whatever deletes the channel's record: the latest moment a racer can land.
         if command[0] in ("HDEL", "DEL") and not raced:
@@ -925,7 +937,6 @@ async def test_a_channel_used_while_it_is_being_collected_survives(redis_engine,
         return await plain_call(*command)
 
     monkeypatch.setattr(redis, "run", run)
-    monkeypatch.setattr(redis, "run_keyed", run_keyed)
     monkeypatch.setattr(redis, "call", call)
     gone = await e.channels.collect_idle(now - 100, set())
     monkeypatch.undo()
@@ -957,8 +968,7 @@ async def test_the_collect_script_refuses_channels_in_use(redis_engine):
 
     def collect(name: str) -> Any:
         key = ChannelKey("acme", name)
-        state = e.redis.tagged("state", key)
-        return e.redis.run_keyed("collect", [state], f"4:acme:{name}", key.name, cutoff)
+        return e.channels.collect_one(key, cutoff)
 
     assert [await collect(name) for name in names] == [1, 0, 0, 0, 0]
     assert await collect("idle") == 0  # gone already
@@ -1055,16 +1065,16 @@ async def test_a_listen_cancelled_midway_does_not_break_the_channel(redis_server
 
 
 async def test_a_sequence_that_goes_back_gives_no_id_twice_and_tells_the_listeners(
-    redis_server,
+    any_redis,
 ):
     """Issue 23, 1b: Redis came back older than its last writes (here its sequence is
     put back by hand, the connections stay). A node that never saw the newer ids (one
     started after) hands one out again, which is the documented limit; the nodes that
     delivered it before deliver nothing under it and tell the channel's subscribers
     (resync_failed). A node that saw them starts a new epoch when it publishes."""
-    a, b, got_a, got_b = await two_nodes(redis_server)
+    a, b, got_a, got_b = await two_nodes(any_redis)
     late = RedisEngine(
-        Realtime(redis_url=redis_server.url, redis_prefix=a.redis.prefix, heartbeat_timeout=2.0)
+        Realtime(redis_url=any_redis.url, redis_prefix=a.redis.prefix, heartbeat_timeout=2.0)
     )
     late.bind(Recorder())
     key = ChannelKey("acme", "room")
@@ -1106,10 +1116,10 @@ async def test_a_sequence_that_goes_back_gives_no_id_twice_and_tells_the_listene
             await engine.close()
 
 
-async def test_presence_put_back_after_redis_lost_it_keeps_status_and_meta(redis_server):
+async def test_presence_put_back_after_redis_lost_it_keeps_status_and_meta(any_redis):
     """A user who set `away` and a file comes back as they were after Redis lost its
     data, whether they changed it through this node or another one."""
-    a, b, _, got = await two_nodes(redis_server)
+    a, b, _, got = await two_nodes(any_redis)
     here, there = ChannelKey("acme", "here"), ChannelKey("acme", "there")
     try:
         for key in (here, there):
@@ -1196,3 +1206,67 @@ async def test_five_hundred_concurrent_subscribes_on_one_node_are_all_answered(r
         assert len(members) == 125
     finally:
         await hub.shutdown()
+
+
+async def test_a_profile_change_between_a_joins_two_steps_is_shown_by_the_join(any_redis):
+    """On Redis a join is two steps on two slots (the user's: note the channel, read the
+    profile; the channel's: join). A change landing between them reaches the channel
+    before the member does, and the join shows it: never the older name."""
+    a, b, got, _ = await two_nodes(any_redis)
+    key = ChannelKey("acme", "race")
+    if not b.redis.cluster:
+        for engine in (a, b):
+            await engine.close()
+        pytest.skip("on one Redis a join is one step (join.lua reads the profile itself)")
+    try:
+        await a.channels.create(Channel(key, "presence", None, clock()))
+        await a.broker.listen(key)
+        plain_run = b.redis.run
+        raced: list[str] = []
+
+        async def run(script: str, *args: Any) -> Any:
+            answer = await plain_run(script, *args)
+            if script == "enter" and not raced:
+                raced.append(script)  # node a changes her profile meanwhile
+                await a.profiles.update(ADA, {"name": "Countess"}, clock())
+            return answer
+
+        b.redis.run = run  # type: ignore[method-assign]
+        member, joined = await b.presence.join(key, ADA, "c1", clock())
+        assert raced and joined and member.name == "Countess"
+        await eventually(lambda: got.of(key, "user:joined"), "the join")
+        assert got.of(key, "user:joined")[0].frame["member"]["name"] == "Countess"
+        assert [m.name for m in await a.presence.members(key)] == ["Countess"]
+        # A later change is shown as usual; it is the channel's first update (frames of
+        # a channel arrive in its one order): the race showed nothing twice.
+        await a.profiles.update(ADA, {"name": "Ada L."}, clock())
+        await eventually(lambda: got.of(key, "presence:updated"), "the update")
+        (update,) = got.of(key, "presence:updated")
+        assert update.frame["member"]["name"] == "Ada L."
+    finally:
+        for engine in (a, b):
+            await engine.close()
+
+
+async def test_a_dead_nodes_members_are_gone_from_a_channel_nobody_listens_to(any_redis):
+    """Reaping is per channel: a live node visits the channels it listens to or is on.
+    A channel no live node visits drops a dead node's members when it is read."""
+    a, b, _, _ = await two_nodes(any_redis)
+    key = ChannelKey("acme", "unwatched")
+    try:
+        await b.channels.create(Channel(key, "presence", None, clock()))
+        await b.presence.join(key, ADA, "c1", clock())
+        await b.presence.join(key, BOB, "http-bob", clock(), lease=60.0)
+        assert [m.user_id for m in await a.presence.members(key)] == ["ada", "bob"]
+        await b.broker.stop()  # b dies: no retirement, no more renewals
+        b.presence._local.clear()
+        b.presence._mine.clear()
+        deadline = time.monotonic() + WAIT
+        while [m.user_id for m in await a.presence.members(key)] != ["bob"]:
+            assert time.monotonic() < deadline, "ada stayed listed"
+            await a.presence.maintain(time.time())  # a is healthy; it does not visit `key`
+            await asyncio.sleep(0.2)
+        assert [m.user_id for m in await a.presence.offline(key)] == ["ada"]
+    finally:
+        await a.close()
+        await b.redis.client.aclose()

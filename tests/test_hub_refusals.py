@@ -237,3 +237,71 @@ async def test_identities_with_control_characters_or_css_are_refused_at_the_door
         f"channels/{ch('presence-room')}/members"
     )
     assert [m["userId"] for m in members.body["members"]] == ["bob"]
+
+
+async def test_asking_for_the_same_history_again_and_again_costs_the_asker() -> None:
+    """Issue 23, finding 4: 36 recoveries in 15 s made the server send 295 MB. Now
+    the bytes a user has replayed to them come out of a budget of their own
+    (`replay_rate`, bursts to twice that), over WebSocket and HTTP alike."""
+    world = World(replay_rate=20_000, default_channel_type="public")
+    key = ChannelKey("acme", "room")
+    for n in range(50):
+        await world.hub.publish_from_server(key, "e", {"n": n, "pad": "x" * 1000})
+    mallory, peer = await world.join("mallory")
+
+    async def recover() -> tuple[list[int], bool]:
+        await world.send(mallory, {"type": "unsubscribe", "channel": "room"})
+        await world.send(mallory, {"type": "subscribe", "channel": "room", "since": ""})
+        frames = peer.take()
+        (subscribed,) = [f for f in frames if f["type"] == "subscribed"]
+        return [f["payload"]["n"] for f in frames if f["type"] == "message"], subscribed[
+            "recovered"
+        ]
+
+    first, recovered = await recover()
+    assert not recovered and 30 <= len(first) < 50  # a burst of 40 KB: the newest fit
+    assert first == list(range(50 - len(first), 50))
+    again, recovered = await recover()
+    assert again == [] and not recovered  # spent: asking again costs mallory only
+    # HTTP history draws on the same budget: what is left (one message at the
+    # most), then a 429 until it is paid off.
+    assert len((await world.hub.read_history(mallory.identity, key, None, 100)).messages) <= 1
+    with pytest.raises(ProtocolError) as refused:
+        await world.hub.read_history(mallory.identity, key, None, 100)
+    assert refused.value.code == "rate_limited" and refused.value.retry_after >= 1
+
+    bob, bob_peer = await world.join("bob")  # someone else's budget is whole
+    await world.send(bob, {"type": "subscribe", "channel": "room", "since": ""})
+    assert len(bob_peer.frames("message")) == len(first)
+
+    world.clock.now += 10  # paid off: 20 KB a second
+    back, _ = await recover()
+    assert len(back) == len(first)
+
+
+@pytest.mark.parametrize(
+    "payload, code",
+    [
+        ({"text": "*a" * 8193}, "payload_too_large"),  # 16,386 characters
+        ({"body": "hi"}, "bad_request"),
+        ("hi", "bad_request"),
+        (None, "bad_request"),
+    ],
+)
+async def test_a_chat_message_is_a_text_of_bounded_size(payload: Any, code: str) -> None:
+    """Issue 23, finding 16: one 128 KiB chat message of `*a` froze every reader's
+    browser, and came back from history on every reload. Refused at the door, and
+    nothing is published: the watcher hears nothing, the next id is the next one."""
+    world = World(default_channel_type="public")
+    (ada, ada_peer), (bob, bob_peer) = await world.join("ada"), await world.join("bob")
+    await world.subscribe_all("lobby", [(ada, ada_peer), (bob, bob_peer)])
+    chat = {"type": "broadcast", "channel": "lobby", "event": "chat:message", "ref": 1}
+    await world.send(ada, {**chat, "payload": {"text": "before"}})
+    await world.send(ada, {**chat, "payload": payload, "ref": 2})
+    (refused,) = [f for f in ada_peer.frames("error") if f.get("ref") == 2]
+    assert refused["code"] == code and refused["channel"] == "lobby"
+    await world.send(ada, {**chat, "payload": {"text": "*a" * 8192}, "ref": 3})  # 16,384: fits
+    heard = bob_peer.frames("message")
+    assert [m["payload"]["text"][:6] for m in heard] == ["before", "*a*a*a"]
+    first, last = (int(m["id"].rpartition("-")[2]) for m in heard)
+    assert last == first + 1  # the refused one took no id

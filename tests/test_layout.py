@@ -141,3 +141,56 @@ def test_the_redis_engine_runs_every_lua_file_it_ships():
         assert source.startswith(scripts.PRELUDE), name
     engine = (package / "engine.py").read_text()
     assert "ARGV[" not in engine and "redis.call('" not in engine
+
+
+def test_every_redis_script_gets_its_keys_in_keys_under_one_hash_tag():
+    # Redis Cluster runs a script on the shard of its keys: each must name every key it
+    # touches in KEYS (none built from ARGV or the prefix), and they must share a slot.
+    import re
+
+    from redis.crc import key_slot
+
+    from nyo_realtime_ext.engines.redis import scripts
+    from nyo_realtime_ext.engines.redis.keys import Keys
+    from nyo_realtime_ext.models import ChannelKey
+
+    package = PACKAGE / "engines" / "redis"
+    for path in package.glob("*.lua"):
+        lua = path.read_text()
+        # No key is assembled in Lua: no concatenation onto a key-like ':' string, no
+        # prefix variable, and every redis.call names its key through KEYS or K.
+        assert "ARGV[1] .." not in lua and "local P " not in lua, path.name
+        for call in re.finditer(r"redis\.call\('([A-Z]+)', ([^,)]+)", lua):
+            command, first = call.group(1), call.group(2).strip()
+            if command in ("TIME",):
+                continue
+            assert first.startswith(("KEYS[", "K.", "PUB", "ARGV[1]")) or re.fullmatch(
+                r"[a-z_]+", first
+            ), f"{path.name}: {call.group(0)}"
+            # A bare name must be a local bound from KEYS (or a prelude parameter).
+            if re.fullmatch(r"[a-z_]+", first) and path.name != "prelude.lua":
+                bound = re.search(rf"local [a-z_, ]*\b{first}\b[a-z_, ]* = (.*)", lua)
+                assert bound and ("KEYS[" in bound.group(1) or "K." in bound.group(1)), first
+        for used in re.findall(r"KEYS\[(\d+)\]", lua):
+            assert int(used) >= 1
+    keys = Keys("nyo-realtime")
+    for key in (ChannelKey("acme", "room"), ChannelKey("a{b}", "c:d"), ChannelKey("", "x")):
+        lists = [keys.publish(key), keys.history(key), keys.presence(key), keys.collect(key)]
+        lists += [keys.state(key), keys.snapshot(key)]
+        lists += [keys.registry(key.tenant), keys.profile(key.tenant, "ada")]
+        for names in lists:
+            assert len({key_slot(n.encode()) for n in names}) == 1, names
+    # Each script's KEYS count matches what keys.py gives it.
+    counts = {"publish": 3, "history": 2, "collect": 10, "create": 2, "unlist": 2}
+    counts |= {"state": 4, "snapshot": 2}
+    counts |= {n: 2 for n in ("enter", "profile", "forget")}
+    counts |= {n: 7 for n in ("leave", "update", "renew", "retire", "members", "reprofile")}
+    # join: the channel's 7; on one Redis (no slots) also the user's 2, for one round trip.
+    counts["join"] = 9
+    assert set(counts) == set(scripts.NAMES)
+    for name, count in counts.items():
+        lua = (package / f"{name}.lua").read_text()
+        used = {int(i) for i in re.findall(r"KEYS\[(\d+)\]", lua)}
+        if "presence_keys()" in lua:
+            used |= set(range(1, 8))
+        assert used and max(used) <= count, (name, used)

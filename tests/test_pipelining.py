@@ -4,6 +4,7 @@ it asked, on both engines (hub/dispatch.py `Dispatch.receive`)."""
 
 from __future__ import annotations
 
+import secrets
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -37,12 +38,16 @@ async def answers(client: Raw, count: int) -> list[dict[str, Any]]:
     return received
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "cluster"])
 def engine_options(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, Any]:
     options: dict[str, Any] = {"default_channel_type": "public"}
     if request.param == "redis":
         redis = request.getfixturevalue("redis_server")
         options["redis_url"] = redis.url
+    elif request.param == "cluster":
+        # The session's cluster (a pipeline per master), under a prefix of this test's.
+        options["redis_url"] = request.getfixturevalue("redis_cluster").url
+        options["redis_prefix"] = f"pipe-{secrets.token_hex(3)}"
     return options
 
 

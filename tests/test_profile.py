@@ -204,6 +204,29 @@ async def test_the_profile_route_is_rate_limited(standalone, token):
     assert 429 in statuses and 200 in statuses
 
 
+async def test_profile_changes_are_a_few_per_minute_and_a_refused_one_changes_nothing(
+    standalone, connect, token
+):
+    # Issue 23, finding 6: each change is one `presence:updated` per channel per
+    # watcher, so 279 renames in 5 s cost the server seconds of CPU.
+    server = standalone("--Realtime.profile_changes_per_minute=3")
+    ada, bob = api_of(server, token("ada")), api_of(server, token("bob"))
+    watcher = await connect(server.url, token("bob"))
+    await watcher.request({"type": "subscribe", "channel": "presence-room"})
+    present = await connect(server.url, token("ada"))
+    await present.request({"type": "subscribe", "channel": "presence-room"})
+    answers = [await ada.put("profile", {"name": f"Ada {i}"}) for i in range(8)]
+    assert [a.status for a in answers] == [200] * 6 + [429] * 2  # bursts of twice 3
+    assert_error(answers[-1], 429, "rate_limited")
+    assert int(answers[-1].headers["Retry-After"]) >= 1
+    assert "profile changes per minute" in answers[-1].body["error"]["message"]
+    assert (await ada.get("profile")).body["profile"]["name"] == "Ada 5"  # refused: unchanged
+    members = (await bob.get(f"channels/{ch('presence-room')}/members")).body["members"]
+    assert {m["userId"]: m["name"] for m in members}["ada"] == "Ada 5"
+    assert (await ada.get("profile")).status == 200  # reading is not a change
+    assert (await bob.put("profile", {"name": "Bob"})).status == 200  # bob's own budget
+
+
 # -- the rule for names, as the OpenAPI document publishes it ---------------------------
 
 SPACES = " \t\n\r\x0b\x0c\x1c\x1f\x85\xa0\u1680\u2000\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"

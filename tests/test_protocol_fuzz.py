@@ -886,6 +886,12 @@ class Oracle:
         if key not in client.subs:
             return self.refuse(client, "not_subscribed", ref, key.name)
         payload = frame.get("payload")
+        if frame["event"] == "chat:message":  # docs/protocol.md, "Chat messages"
+            text = payload.get("text") if isinstance(payload, dict) else None
+            if not isinstance(text, str):
+                return self.refuse(client, "bad_request", ref, key.name)
+            if len(text) > 16 * 1024:
+                return self.refuse(client, "payload_too_large", ref, key.name)
         if not _encodes({"payload": payload}):
             return self.refuse(client, "bad_request", ref, key.name)
         history = self.history[key]

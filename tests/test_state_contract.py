@@ -27,21 +27,27 @@ def seq(version: str) -> int:
     return int(match.group(2))
 
 
-@pytest.fixture(params=["memory", "redis"])
+# "cluster": the Redis engine on a real Redis Cluster (tests/support/redis_cluster.py).
+SERVERS = {"memory": None, "redis": "redis_server", "cluster": "redis_cluster"}
+
+
+@pytest.fixture(params=list(SERVERS))
 def make_world(request: pytest.FixtureRequest) -> Iterator[Callable[..., Any]]:
     """Factory of hubs on the engine of the test's parameter (closed at the end, on the
     loop the test ran in: async tests run on a loop of their own here)."""
-    redis_url = request.getfixturevalue("redis_server").url if request.param == "redis" else None
+    server = SERVERS[request.param]
+    redis_url = request.getfixturevalue(server).url if server else None
+    kind = "memory" if server is None else "redis"
     worlds: list[StateWorld] = []
     loops: list[asyncio.AbstractEventLoop] = []
 
     async def make(**config: Any) -> StateWorld:
-        world = StateWorld(request.param, redis_url, **config)
+        world = StateWorld(kind, redis_url, **config)
         worlds.append(world)
         loops.append(asyncio.get_running_loop())
         return await world.start()
 
-    make.kind = request.param  # type: ignore[attr-defined]
+    make.kind = kind  # type: ignore[attr-defined]
     yield make
     for world, loop in zip(worlds, loops, strict=True):
         if not world.hub.stopped and not loop.is_closed():

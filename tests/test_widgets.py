@@ -21,7 +21,13 @@ CONFIGURED_NAME = "Ada Lovelace (kernel)"
 
 @pytest.fixture
 def jp_server_config(jp_server_config: dict[str, Any]) -> dict[str, Any]:
-    realtime = {**jp_server_config["Realtime"], "kernel_user_name": CONFIGURED_NAME}
+    realtime = {
+        **jp_server_config["Realtime"],
+        "kernel_user_name": CONFIGURED_NAME,
+        # The server refuses chat past 16 KiB; the widget must render safely whatever
+        # a server lets through (an older one, a larger `max_chat_length`).
+        "max_chat_length": 1 << 20,
+    }
     return {**jp_server_config, "Realtime": realtime}
 
 

@@ -10,7 +10,7 @@ import { useEffect, useLayoutEffect, useMemo, useRef, useState } from 'react';
 import { Avatar } from './avatar';
 import { chatMarkdown, chatTime, MAX_MARKDOWN_LENGTH } from './chatText';
 import { Member } from './client';
-import { useChannel } from './hooks';
+import { useChannel } from './reactHooks';
 import {
   completeMention,
   mentionCandidates,

@@ -38,7 +38,7 @@ import { createRealtime, IRealtime } from './tokens';
 import { DocumentPresence, PresenceStatus } from './views';
 
 export * from './client';
-export * from './hooks';
+export * from './reactHooks';
 export * from './store';
 export * from './tokens';
 export { documentChannel, LOBBY } from './channels';

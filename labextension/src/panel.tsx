@@ -1,5 +1,5 @@
 /**
- * The side panel, in React on the hooks other extensions get (`hooks.ts`):
+ * The side panel, in React on the hooks other extensions get (`reactHooks.ts`):
  * the connection (`useWebSocket`), who is here (`usePresence`) and the lobby
  * chat with its history (`useChannel`), all on the page's one connection.
  *
@@ -18,7 +18,7 @@ import { personOf, STATUS_LABELS } from './avatars';
 import { timeOf } from './cells';
 import { Chat, MarkdownRenderer } from './chat';
 import { isPerson, Member, Status } from './client';
-import { usePresence, useWebSocket } from './hooks';
+import { usePresence, useWebSocket } from './reactHooks';
 import { RealtimeModel } from './model';
 import { ProfileApi } from './profile';
 import { ProfileForm } from './profileForm';

@@ -82,7 +82,8 @@ def api_error_for(exc: BaseException | None) -> ApiError | None:
     if isinstance(exc, ApiError):
         return exc
     if isinstance(exc, ProtocolError):
-        return ApiError(exc.code, exc.message, extra=exc.extra)
+        retry = {} if exc.retry_after is None else {"Retry-After": str(exc.retry_after)}
+        return ApiError(exc.code, exc.message, extra=exc.extra, headers=retry)
     if isinstance(exc, EngineUnavailable):
         return ApiError(ErrorCode.UNAVAILABLE, str(exc), headers={"Retry-After": "1"})
     if isinstance(exc, orjson.JSONEncodeError):

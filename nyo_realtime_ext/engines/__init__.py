@@ -33,6 +33,9 @@ ENGINES = {
     "redis": "nyo_realtime_ext.engines.redis:RedisEngine",
     "rediss": "nyo_realtime_ext.engines.redis:RedisEngine",
     "unix": "nyo_realtime_ext.engines.redis:RedisEngine",
+    # A Redis Cluster, or the master Sentinel names (engines/redis/connect.py).
+    "redis+cluster": "nyo_realtime_ext.engines.redis:RedisEngine",
+    "redis+sentinel": "nyo_realtime_ext.engines.redis:RedisEngine",
 }
 
 

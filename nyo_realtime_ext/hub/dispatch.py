@@ -304,13 +304,26 @@ class Dispatch:
     ) -> tuple[list[Message], bool]:
         """The messages after `since` and whether that is all of them.
 
-        A recovery is cut to what fits in the connection's send buffer (the
-        newest messages, then): the client learns `recovered: false` and
-        reloads history, instead of being cut off for asking. The engine reads
-        no more than that room, so a replay costs what it sends.
+        A recovery is cut to what fits in the connection's send buffer and in the
+        user's `replay_rate` budget (the newest messages, then): the client learns
+        `recovered: false` and reloads history, instead of being cut off for
+        asking. The engine reads no more than that room, so a replay costs what it
+        sends, and what it sends is charged to the asker.
         """
-        room = self.config.max_send_buffer - session.conn.backlog() - RECOVERY_HEADROOM
         limit, now = self.config.history_size, self.clock()
+        assert session.identity is not None  # subscribed: authenticated
+        caller = session.identity.tenant_id, session.identity.user_id
+        room = self.config.max_send_buffer - session.conn.backlog() - RECOVERY_HEADROOM
+        room = int(min(room, self.hub.replays.available(caller, now)))
+        kept, recovered = await self._fitting(key, since, limit, now, room)
+        self.hub.replays.spend(caller, sum(len(m.encoded()) for m in kept), now)
+        return kept, recovered
+
+    async def _fitting(
+        self, key: ChannelKey, since: str, limit: int, now: float, room: int
+    ) -> tuple[list[Message], bool]:
+        """The newest messages after `since` that fit in `room` bytes, and whether
+        they are all of them."""
         history = await self.engine.broker.history(key, since, limit, now, max(room, 0))
         recovered = history.recovered and not history.more
         messages = history.messages

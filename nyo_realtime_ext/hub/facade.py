@@ -11,6 +11,7 @@ do what. `Hub` is a `Facade`: these are its methods, kept apart by job.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +26,7 @@ from ..protocol import (
     check_if_version,
     check_state_key,
 )
+from ..ratelimit import RateLimiter
 
 if TYPE_CHECKING:
     from .channels import Channels
@@ -43,6 +45,8 @@ class Facade:
     channels: Channels
     rules: Rules
     state: SharedState
+    replays: RateLimiter
+    renames: RateLimiter
 
     def record(
         self, action: str, identity: Identity | None, connection_id: str | None, **fields: Any
@@ -192,7 +196,21 @@ class Facade:
         max_bytes: int | None = None,
     ) -> History:
         await self.readable_channel(identity, key)
-        return await self.engine.broker.history(key, since, limit, self.clock(), max_bytes)
+        caller, now = (identity.tenant_id, identity.user_id), self.clock()
+        available = self.replays.available(caller, now)
+        if available <= 0:
+            wait = math.ceil(self.replays.wait(caller, now))
+            raise ProtocolError(
+                ErrorCode.RATE_LIMITED,
+                f"more than {self.replays.rate:g} bytes of history per second; "
+                f"try again in {wait} s",
+                retry_after=wait,
+            )
+        if available != math.inf:
+            max_bytes = int(available) if max_bytes is None else min(max_bytes, int(available))
+        history = await self.engine.broker.history(key, since, limit, now, max_bytes)
+        self.replays.spend(caller, sum(len(m.encoded()) for m in history.messages), now)
+        return history
 
     async def http_members(
         self, identity: Identity, key: ChannelKey, include_offline: bool = False
@@ -274,7 +292,16 @@ class Facade:
         presence channel the user is on, on every node, gets one `presence:updated`."""
         changes = check_profile_update(body)
         if changes:
-            chosen = await self.engine.profiles.update(identity, changes, self.clock())
+            caller, now = (identity.tenant_id, identity.user_id), self.clock()
+            if not self.renames.admit(caller, now):
+                wait = math.ceil(self.renames.wait(caller, now))
+                raise ProtocolError(
+                    ErrorCode.RATE_LIMITED,
+                    f"more than {self.config.profile_changes_per_minute:g} profile changes "
+                    f"per minute; try again in {wait} s",
+                    retry_after=wait,
+                )
+            chosen = await self.engine.profiles.update(identity, changes, now)
         else:
             chosen = await self.engine.profiles.get(identity.tenant_id, identity.user_id)
         return profile_wire(identity, chosen)

@@ -65,6 +65,11 @@ class Hub(Facade):
         self.admission = Admission(config)
         self.stopped = False  # after shutdown: new connections are turned away
         self.limiter = RateLimiter(config.rate_limit)
+        # Bytes of history sent back per user (`replay_rate`): recoveries and history reads.
+        self.replays = RateLimiter(config.replay_rate)
+        # Profile changes per user: each fans out to every presence channel of theirs.
+        per_minute = config.profile_changes_per_minute
+        self.renames = RateLimiter(per_minute / 60, burst=2 * per_minute)
         self.hooks = Hooks(config)
         # Facts for administrators (audit.py): log lines, or Jupyter events under Jupyter.
         self.audit: Audit = log_audit

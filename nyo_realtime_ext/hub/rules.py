@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ..constants import CHAT_EVENT
 from ..hooks import Client
 from ..models import Channel, ChannelKey, Identity
-from ..protocol import ErrorCode, ProtocolError
+from ..protocol import ErrorCode, ProtocolError, check_chat
 
 if TYPE_CHECKING:
     from .hub import Hub
@@ -33,6 +34,8 @@ class Rules:
         payload: Any,
         ref: Any = None,
     ) -> None:
+        if event == CHAT_EVENT:
+            check_chat(payload, self.config.max_chat_length, ref, key.name)
         if self.hooks.has("on_publish"):
             client = Client.of(identity, connection_id)
             if not await self.hooks.allows("on_publish", client, key.name, event, payload):

@@ -94,7 +94,14 @@ def jp_server_cleanup() -> None:
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabServer]:
-    yield from start_lab(tmp_path_factory.mktemp("chat"))
+    # The server refuses chat messages past 16 KiB; the page must stay responsive
+    # whatever a server lets through (an older one, a larger `max_chat_length`).
+    yield from start_lab(tmp_path_factory.mktemp("chat"), realtime={"max_chat_length": 1 << 20})
+
+
+@pytest.fixture(scope="module")
+def notebook7(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabServer]:
+    yield from start_lab(tmp_path_factory.mktemp("chat7"), app="notebook")
 
 
 @pytest.fixture(scope="module")
@@ -182,6 +189,46 @@ def test_unread_messages_are_in_view_when_the_panel_opens(lab: LabServer, browse
         bob.show_panel()
         newest_wholly_in_view(bob, "while you were away 9")
         bob.shot("02-bob-reopens-the-chat-at-the-unread-messages")
+        assert ada.errors == [] and bob.errors == []
+    finally:
+        ada.close()
+        bob.close()
+
+
+def open_notebook_7(person: Person, server: LabServer) -> None:
+    """A notebook in Notebook 7, then the side panel from View > Left Sidebar,
+    where Notebook 7 lists side panels (it has no side bar of tabs)."""
+    person.page.goto(server.url("notebooks/shared.ipynb"))
+    person.wait_for_document("shared.ipynb")
+    person.me = person.page.evaluate("fetch('/api/me').then(r => r.json())")["identity"]
+    person.page.get_by_role("menuitem", name="View").click()
+    person.page.locator(".lm-Menu-item", has_text="Left Sidebar").click()
+    person.page.locator(".lm-Menu-item", has_text="Collaborators and chat").click()
+    expect(person.page.locator("#nyo-realtime-panel")).to_be_visible()
+
+
+def test_notebook_7_opens_the_chat_at_the_newest_message(
+    notebook7: LabServer, browser: Browser
+) -> None:
+    ada = Person(browser, "ada", SHOTS)
+    bob = Person(browser, "bob", SHOTS)
+    try:
+        open_notebook_7(ada, notebook7)
+        for n in range(12):
+            ada.say(f"before bob came {n}\n\n```python\nvalue = {n}\nprint(value)\n```")
+        expect(chat_entries(ada)).to_have_count(12, timeout=SEEN_TIMEOUT)
+
+        # Bob opens the chat on a long conversation: he sees its end, not its start.
+        open_notebook_7(bob, notebook7)
+        newest_wholly_in_view(bob, "before bob came 11")
+        expect(chat_entries(bob).first).not_to_be_in_viewport()
+        bob.shot("05-notebook7-bob-opens-the-chat-at-the-newest-message")
+
+        # Each new message, Markdown filled in after React rendered it, wholly in view.
+        for n in range(3):
+            ada.say(f"**newest {n}**\n\n```python\nfor i in range(3):\n    print(i)\n```")
+            newest_wholly_in_view(bob, f"newest {n}")
+        bob.shot("06-notebook7-bob-sees-the-newest-message-whole")
         assert ada.errors == [] and bob.errors == []
     finally:
         ada.close()

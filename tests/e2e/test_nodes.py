@@ -19,6 +19,12 @@ from ..support.redis_server import RedisServer
 from ..support.tokens import make_token
 
 
+@pytest.fixture(params=["redis", "cluster"])
+def any_nodes(request: pytest.FixtureRequest) -> Callable[..., list[Any]]:
+    """`nodes` on one Redis, or `cluster_nodes` on the session's Redis Cluster."""
+    return request.getfixturevalue("nodes" if request.param == "redis" else "cluster_nodes")
+
+
 def api(node: Any, user: str) -> Api:
     return Api(node.http_url + "/api/", make_token(user))
 
@@ -34,8 +40,10 @@ async def eventually(check: Callable[[], Any], timeout: float = 20.0) -> Any:
         await asyncio.sleep(0.1)
 
 
-async def test_concurrent_publishes_on_three_nodes_arrive_everywhere_in_one_order(nodes, connect):
-    a, b, c = nodes(3)
+async def test_concurrent_publishes_on_three_nodes_arrive_everywhere_in_one_order(
+    any_nodes, connect
+):
+    a, b, c = any_nodes(3)
     watchers = [await connect(n.url, make_token(f"w{i}")) for i, n in enumerate((a, b, c))]
     for watcher in watchers:
         await watcher.subscribe("room")
@@ -63,9 +71,9 @@ async def test_concurrent_publishes_on_three_nodes_arrive_everywhere_in_one_orde
 
 
 async def test_many_concurrent_subscribes_to_a_new_channel_all_get_what_another_node_sends(
-    nodes, connect
+    any_nodes, connect
 ):
-    a, b = nodes(2)
+    a, b = any_nodes(2)
     readers = [await connect(a.url, make_token(f"r{i}")) for i in range(20)]
     # All at once, on a channel nobody has used: one subscription to Redis for all.
     replies = await asyncio.gather(*(r.subscribe("fresh") for r in readers))
@@ -81,8 +89,8 @@ async def test_many_concurrent_subscribes_to_a_new_channel_all_get_what_another_
         assert (got["id"], got["payload"]) == (sent["id"], "hello")
 
 
-async def test_a_user_with_tabs_on_two_nodes_is_one_member(nodes, connect):
-    a, b = nodes(2)
+async def test_a_user_with_tabs_on_two_nodes_is_one_member(any_nodes, connect):
+    a, b = any_nodes(2)
     watcher = await connect(a.url, make_token("watcher"))
     await watcher.subscribe("lobby")
     tab_a = await connect(a.url, make_token("ada"))
@@ -109,8 +117,8 @@ async def test_a_user_with_tabs_on_two_nodes_is_one_member(nodes, connect):
     assert not [f for f in watcher.backlog if f["type"] in ("user:joined", "user:left")]
 
 
-async def test_a_profile_changed_on_one_node_shows_on_every_node_once(nodes, connect):
-    a, b, c = nodes(3)
+async def test_a_profile_changed_on_one_node_shows_on_every_node_once(any_nodes, connect):
+    a, b, c = any_nodes(3)
     ada_token = make_token("ada")
     watchers = [await connect(n.url, make_token(f"w{i}")) for i, n in enumerate((a, b, c))]
     for watcher in watchers:
@@ -158,8 +166,8 @@ async def test_a_profile_changed_on_one_node_shows_on_every_node_once(nodes, con
     assert {m["userId"]: m["name"] for m in members} == {"ada": "Countess", "w0": "W0"}
 
 
-async def test_a_client_recovers_on_another_node_exactly_what_it_missed(nodes, connect):
-    a, b, c = nodes(3)
+async def test_a_client_recovers_on_another_node_exactly_what_it_missed(any_nodes, connect):
+    a, b, c = any_nodes(3)
     reader = await connect(a.url, make_token("reader"))
     await reader.subscribe("news")
     writer = await connect(b.url, make_token("writer"))
@@ -191,8 +199,8 @@ async def test_a_client_recovers_on_another_node_exactly_what_it_missed(nodes, c
     assert nxt["id"] == live["id"]
 
 
-async def test_http_on_one_node_reaches_websockets_and_long_polls_on_another(nodes, connect):
-    a, b, c = nodes(3)
+async def test_http_on_one_node_reaches_websockets_and_long_polls_on_another(any_nodes, connect):
+    a, b, c = any_nodes(3)
     subscriber = await connect(a.url, make_token("sub"))
     await subscriber.subscribe("feed")
     first = await api(b, "poster").post(f"channels/{ch('feed')}/messages", {"event": "e"})
@@ -219,8 +227,8 @@ async def test_http_on_one_node_reaches_websockets_and_long_polls_on_another(nod
     assert len(histories[0]["messages"]) == 2
 
 
-async def test_http_presence_heartbeats_on_any_node_keep_one_member(nodes, connect):
-    a, b = nodes(2)
+async def test_http_presence_heartbeats_on_any_node_keep_one_member(any_nodes, connect):
+    a, b = any_nodes(2)
     watcher = await connect(a.url, make_token("watcher"))
     await watcher.subscribe("presence-desk")
     path = f"channels/{ch('presence-desk')}/presence"
@@ -235,9 +243,9 @@ async def test_http_presence_heartbeats_on_any_node_keep_one_member(nodes, conne
 
 
 async def test_taking_a_member_off_a_private_channel_on_one_node_puts_them_out_on_another(
-    nodes, connect
+    any_nodes, connect
 ):
-    a, b = nodes(2)
+    a, b = any_nodes(2)
     owner = Api(a.http_url + "/api/", make_token("owner", channels=["private-ops"]))
     created = await owner.post(
         "channels", {"name": "private-ops", "type": "private", "members": ["eve"]}
@@ -250,8 +258,8 @@ async def test_taking_a_member_off_a_private_channel_on_one_node_puts_them_out_o
     assert out["channel"] == "private-ops" and out["reason"] == "forbidden"
 
 
-async def test_a_killed_node_leaves_no_ghosts(nodes, connect):
-    a, b, c = nodes(3, "--heartbeat-timeout", "6")
+async def test_a_killed_node_leaves_no_ghosts(any_nodes, connect):
+    a, b, c = any_nodes(3, "--heartbeat-timeout", "6")
     watcher = await connect(a.url, make_token("watcher"))
     await watcher.subscribe("lobby")
     victims = [await connect(b.url, make_token(f"v{i}")) for i in range(3)]
@@ -317,8 +325,8 @@ async def test_nodes_survive_redis_being_killed_and_restarted(nodes, redis_serve
     assert first["id"] == before["id"]
 
 
-async def test_sigterm_on_one_node_tells_the_others_its_people_left(nodes, connect):
-    a, b = nodes(2)
+async def test_sigterm_on_one_node_tells_the_others_its_people_left(any_nodes, connect):
+    a, b = any_nodes(2)
     watcher = await connect(a.url, make_token("watcher"))
     await watcher.subscribe("lobby")
     leaver = await connect(b.url, make_token("leaver"))

@@ -101,7 +101,7 @@ def check_tarball(tarball: Path) -> None:
     assert modules, f"the tarball has no lib/ (build it first: npm run build:lib:prod): {names}"
     missing = [m for m in modules if m.removesuffix(".js") + ".d.ts" not in names]
     assert not missing, f"the tarball lacks the type declarations of {missing}"
-    for entry in ("lib/index.js", "lib/index.d.ts", "lib/hooks.d.ts", "lib/tokens.d.ts"):
+    for entry in ("lib/index.js", "lib/index.d.ts", "lib/reactHooks.d.ts", "lib/tokens.d.ts"):
         assert entry in names, f"the tarball lacks {entry}: {sorted(names)}"
     assert packed["main"] in names and packed["types"] in names, packed
     assert {"style/index.js", "style/index.css", "schema/plugin.json"} <= names, names

@@ -82,6 +82,48 @@ RECORD_TOASTS = """
 })();
 """
 
+# Every status each notebook's kernel indicator (`.jp-Notebook-ExecutionIndicator`,
+# on the notebook's toolbar in JupyterLab and Notebook 7) showed, kept on the node
+# as `__nyoStatuses`, from the page's start. The indicator shows "idle" from the
+# moment it is drawn, before the notebook has any kernel (its first state is a
+# default), and follows the kernel only from the first status it is told; so
+# "idle" means ready only once it has shown another status before (it shows
+# "initializing", "connecting" or "unknown" while the page gets its kernel).
+RECORD_KERNEL_STATUS = """
+(() => {
+  const note = node => {
+    const status = node.getAttribute('data-status');
+    const seen = (node.__nyoStatuses = node.__nyoStatuses || []);
+    if (status !== null && seen[seen.length - 1] !== status) seen.push(status);
+  };
+  new MutationObserver(records => {
+    for (const record of records) {
+      if (record.type === 'attributes' &&
+          record.target.classList.contains('jp-Notebook-ExecutionIndicator')) {
+        note(record.target);
+      }
+    }
+    for (const node of document.querySelectorAll('.jp-Notebook-ExecutionIndicator')) {
+      if (!node.__nyoStatuses) note(node);
+    }
+  }).observe(document, {
+    childList: true, subtree: true, attributes: true, attributeFilter: ['data-status']
+  });
+})();
+"""
+
+# Ready to run a cell: the indicator followed the kernel (it showed a status
+# other than its default "idle") and now shows it idle or busy (a busy kernel
+# queues the run). Before that, JupyterLab has no kernel to send a run to: it
+# clears the cell, or asks which kernel to start, and the run is lost.
+KERNEL_READY = """
+node => {
+  const seen = node.__nyoStatuses || [];
+  return seen.some(status => status !== 'idle') &&
+    ['idle', 'busy'].includes(node.getAttribute('data-status'));
+}
+"""
+
 NOTEBOOK = {
     "cells": [
         {
@@ -143,8 +185,12 @@ class LabServer:
 
 
 def start_lab(
-    base: Path, app: str = "jupyterlab", labextensions: Path | None = None
+    base: Path,
+    app: str = "jupyterlab",
+    labextensions: Path | None = None,
+    realtime: dict[str, Any] | None = None,
 ) -> Iterator[LabServer]:
+    """A JupyterLab (or Notebook 7) with the extension; `realtime`: more `Realtime` options."""
     root, config = base / "root", base / "config"
     root.mkdir(parents=True)
     (config / "labconfig").mkdir(parents=True)
@@ -158,7 +204,7 @@ def start_lab(
         json.dumps(
             {
                 "ServerApp": {"jpserver_extensions": {"nyo_realtime_ext": True}},
-                "Realtime": {"db_path": str(base / "realtime.db")},
+                "Realtime": {"db_path": str(base / "realtime.db"), **(realtime or {})},
                 # More lab extensions than the installed ones (`who_is_here`).
                 **(
                     {"LabApp": {"extra_labextensions_path": [str(labextensions)]}}
@@ -219,11 +265,21 @@ def launch_browser(shots: Path) -> Iterator[Browser]:
 class Person:
     """One browser context: one login, one Jupyter user."""
 
-    def __init__(self, browser: Browser, label: str, shots: Path = SCREENSHOTS) -> None:
+    def __init__(
+        self,
+        browser: Browser,
+        label: str,
+        shots: Path = SCREENSHOTS,
+        locale: str | None = None,
+    ) -> None:
         self.label = label
         self.shots = shots
-        self.context: BrowserContext = browser.new_context(viewport={"width": 1400, "height": 860})
+        # `locale`: the browser's language and region (dates, times), else chromium's.
+        self.context: BrowserContext = browser.new_context(
+            viewport={"width": 1400, "height": 860}, **({"locale": locale} if locale else {})
+        )
         self.context.add_init_script(RECORD_TOASTS)
+        self.context.add_init_script(RECORD_KERNEL_STATUS)
         self.page: Page = self.context.new_page()
         # JupyterLab's dialogs are modal: one that opens on its own (a file
         # changed on disk, a kernel to pick, a slow server's "connection
@@ -364,16 +420,33 @@ def click_cell(person: Person, index: int) -> None:
     expect(cells(person).nth(index)).to_have_class(ACTIVE)
 
 
+def wait_for_kernel(person: Person) -> None:
+    """Until the visible notebook's kernel indicator says its kernel is there, idle
+    or busy, as a person waits before running a cell (see KERNEL_READY)."""
+    indicator = person.page.locator(".jp-NotebookPanel:visible .jp-Notebook-ExecutionIndicator")
+    node = indicator.element_handle(timeout=LOAD_TIMEOUT)
+    try:
+        person.page.wait_for_function(KERNEL_READY, arg=node, timeout=KERNEL_TIMEOUT)
+    except Exception as error:
+        seen = node.evaluate("node => node.__nyoStatuses || []")
+        raise AssertionError(
+            f"{person.label}: the notebook's kernel is not ready; its indicator showed {seen}"
+        ) from error
+
+
 def run_cell(person: Person, index: int) -> None:
     """Run a cell as a person does (Shift+Enter in it), and see it start.
 
-    The key goes once the cell's editor has the focus: a page still settling (a
-    kernel starting, focus moving to a new tab) would swallow it otherwise. It is
-    pressed once: pressing again because the page seems slow could run it twice.
-    Its prompt shows `[*]` when queued or running and `[n]` when done.
+    The key goes once the notebook has its kernel (the toolbar's kernel indicator,
+    `wait_for_kernel`: before that JupyterLab loses the run) and the cell's editor
+    has the focus (a page still settling, focus moving to a new tab, would swallow
+    it otherwise). It is pressed once: pressing again because the page seems slow
+    could run it twice. Its prompt shows `[*]` when queued or running and `[n]`
+    when done.
     """
     started = re.compile(r"\[[*0-9]+\]")
     cell = cells(person).nth(index)
+    wait_for_kernel(person)
     click_cell(person, index)
     expect(cell.locator(".jp-InputArea-editor .cm-editor.cm-focused")).to_have_count(
         1, timeout=SEEN_TIMEOUT

@@ -1,4 +1,4 @@
-"""The shared engine: many processes or machines (nodes), one Redis.
+"""The shared engine: many processes or machines (nodes), one Redis (or a cluster).
 
 Learned from centrifuge's Redis broker and presence manager, written for this
 protocol:
@@ -19,9 +19,14 @@ protocol:
 - **Presence across nodes.** A member is one user per channel, however many
   connections on however many nodes; joins and leaves are scripts too, so
   exactly one `user:joined` and one `user:left` go out, on the channel's
-  pub/sub, in order with its messages. A node renews its lease every second;
-  the connections of a node whose lease ran out are removed by whichever node
-  sees it first (one script, so once). HTTP members have leases of their own.
+  pub/sub, in order with its messages. A node renews its lease on each channel
+  it has connections on; the connections of a node whose lease there ran out are
+  removed by whichever node visits the channel first (one script, so once). HTTP
+  members have leases of their own.
+- **One Redis, a Cluster, or Sentinel** (connect.py). Every key of a script is in
+  its KEYS under one hash tag (keys.py), so each step is atomic on one shard; on a
+  cluster of Redis >= 7 delivery is sharded pub/sub, one listener per master
+  (shards.py). docs/architecture.md lists what is atomic and what is eventual.
 - **A bounded pool.** A node holds at most `redis_max_connections` connections for
   its commands (and two more: the pub/sub listener, the collection of idle
   channels). A command that finds them all busy queues for one, up to
@@ -44,7 +49,6 @@ from __future__ import annotations
 import asyncio
 import builtins
 import logging
-import random
 import secrets
 import time
 from collections.abc import Awaitable, Callable
@@ -52,28 +56,27 @@ from functools import partial
 from typing import Any
 
 import orjson
-import redis.asyncio as aioredis
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import MaxConnectionsError, RedisError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ... import frames
 from ...constants import PERSON
 from ...lograte import Occasional
 from ...models import Channel, ChannelKey, Identity, Member, Message, Profile
+from ...profiles import effective
 from ..base import Engine, EngineEvents, EngineUnavailable, History, StateSnapshot
 from ..ids import parse_message_id
 from ..meta import json_key
+from .connect import UNAVAILABLE_ERRORS, client_for, drop_idle, node_client, parse
+from .keys import Keys
 from .pipeline import Pipeline
 from .scripts import SCRIPTS
+from .shards import Shard
 from .state import RedisState
 
 log = logging.getLogger(__name__)
 
 # A node's lease on its connections, at least; renewed at every maintenance tick.
 MIN_NODE_LEASE = 3.0
-# Backoff of the listener between attempts to reach Redis.
-RECONNECT_MIN, RECONNECT_MAX = 0.1, 5.0
 # How long a subscription may wait for the listener's connection, then for Redis
 # to confirm it, before the caller is told the engine is unavailable.
 SUBSCRIBE_TIMEOUT = 5.0
@@ -89,11 +92,6 @@ POOL_RESERVE = 2
 # Channels whose newest id a node remembers (for publishes to notice a Redis that
 # came back older); past that many, the least recently seen are forgotten.
 SEEN_MAX = 100_000
-
-
-def _channel_part(key: ChannelKey) -> str:
-    """The key part of a channel: unambiguous whatever its tenant contains."""
-    return f"{len(key.tenant)}:{key.tenant}:{key.name}"
 
 
 def _ms(seconds: float) -> int:
@@ -116,7 +114,7 @@ class _Reachable:
 
     __slots__ = ("client", "busy")
 
-    def __init__(self, client: aioredis.Redis, busy: Occasional) -> None:
+    def __init__(self, client: Any, busy: Occasional) -> None:
         self.client = client
         self.busy = busy
 
@@ -128,7 +126,7 @@ class _Reachable:
         return False
 
 
-async def _translate(client: aioredis.Redis, busy: Occasional, exc: BaseException | None) -> None:
+async def _translate(client: Any, busy: Occasional, exc: BaseException | None) -> None:
     """Raise what the hub understands for a Redis failure `exc`, if it is one."""
     if exc is None:
         return
@@ -137,11 +135,11 @@ async def _translate(client: aioredis.Redis, busy: Occasional, exc: BaseExceptio
         # is dropped and nobody is told that Redis went.
         busy.note()
         raise EngineUnavailable(_BUSY) from exc
-    if isinstance(exc, (RedisConnectionError, RedisTimeoutError, OSError)):
+    if isinstance(exc, UNAVAILABLE_ERRORS):
         # One broken connection means the others in the pool are likely broken
         # too (Redis restarted): drop them all, so that each request after
         # Redis is back gets a fresh one instead of failing once per stale one.
-        await client.connection_pool.disconnect(inuse_connections=False)
+        await drop_idle(client)
         raise EngineUnavailable(_UNAVAILABLE) from exc
 
 
@@ -152,7 +150,7 @@ class _Slot:
 
     __slots__ = ("client", "busy", "free")
 
-    def __init__(self, client: aioredis.Redis, busy: Occasional, size: int) -> None:
+    def __init__(self, client: Any, busy: Occasional, size: int) -> None:
         self.client = client
         self.busy = busy
         self.free = asyncio.Semaphore(size)
@@ -178,18 +176,21 @@ class _Redis:
 
     def __init__(self, config: Any) -> None:
         self.prefix = config.redis_prefix
+        self.keys = Keys(self.prefix)
+        self.target = parse(config.redis_url)
         size = max(1, config.redis_max_connections)
         # Commands queue for one of `size` connections at `slot` (redis-py's pool
         # would refuse at once); the pool has room beyond them for the listener and
         # the scan, which take theirs outside `slot`.
-        pool = aioredis.ConnectionPool.from_url(
-            config.redis_url,
-            max_connections=size + POOL_RESERVE,
-            socket_connect_timeout=2,
-            socket_timeout=5,
-            health_check_interval=10,
-        )
-        self.client = aioredis.Redis.from_pool(pool)
+        self.pool_size = size + POOL_RESERVE
+        self.client: Any = client_for(self.target, self.pool_size)
+        self._nodes: dict[tuple[str, int], Any] = {}  # see `node`
+        self._refreshed = 0.0  # when the cluster's topology was last asked for
+        self.cluster = self.target.mode == "cluster"
+        # Sharded pub/sub: SPUBLISH from the scripts, SSUBSCRIBE per shard. Decided at
+        # `start` (a cluster of Redis >= 7), before anything is published or listened.
+        self.sharded = False
+        self.pub = "PUBLISH"
         self.events: EngineEvents | None = None
         self.node_id = secrets.token_hex(6)
         self.busy = Occasional(
@@ -207,14 +208,30 @@ class _Redis:
         # Publishes, many to a round trip and in the order they were asked for.
         self.pipeline = Pipeline(self)
 
-    async def run(self, script: str, *args: Any) -> Any:
-        async with self.slot:
-            return await self._scripts[script](args=[self.prefix, *args])
+    async def start(self) -> None:
+        """Learn the cluster's topology and whether it has sharded pub/sub (Redis 7)."""
+        if not self.cluster:
+            return
+        sharded = self.target.sharded
+        try:
+            async with self.reachable:
+                await self.client.initialize()
+                info = await self.client.execute_command(
+                    "INFO", "server", target_nodes=self.client.get_random_node()
+                )
+            if isinstance(info, dict):
+                version = str(info.get("redis_version", "7"))
+                sharded = sharded and int(version.split(".")[0]) >= 7
+        except EngineUnavailable:
+            # Not reachable yet: every node of a deployment must agree, and a
+            # cluster is Redis 7 today; `sharded=no` in the URL says otherwise.
+            log.warning("Redis Cluster not reachable yet; assuming Redis >= 7")
+        self.sharded = sharded
+        self.pub = "SPUBLISH" if sharded else "PUBLISH"
 
-    async def run_keyed(self, script: str, keys: list[str], *args: Any) -> Any:
-        """A script that gets every key it touches in KEYS (Redis Cluster needs them)."""
+    async def run(self, script: str, keys: list[str], *args: Any) -> Any:
         async with self.slot:
-            return await self._scripts[script](keys=keys, args=[self.prefix, *args])
+            return await self._scripts[script](keys=keys, args=[self.pub, *args])
 
     def sha(self, script: str) -> str:
         return self._scripts[script].sha
@@ -227,13 +244,45 @@ class _Redis:
         async with self.slot:
             return await self.client.execute_command(*command)
 
-    def key(self, kind: str, key: ChannelKey) -> str:
-        return f"{self.prefix}:{kind}:{_channel_part(key)}"
+    async def publish(self, channel: str, data: bytes) -> None:
+        await self.call(self.pub, channel, data)
 
-    def tagged(self, kind: str, key: ChannelKey) -> str:
-        """`<prefix>:{<channel part>}:<kind>`: a per-channel key with the channel's hash
-        tag, so that Redis Cluster keeps every key of one channel in one slot."""
-        return f"{self.prefix}:{{{_channel_part(key)}}}:{kind}"
+    def key(self, kind: str, key: ChannelKey) -> str:
+        return self.keys.channel(kind, key)
+
+    def node(self, host: str, port: int) -> Any:
+        """A plain client of one cluster master (pipelines of scripts go through it)."""
+        client = self._nodes.get((host, port))
+        if client is None:
+            client = self._nodes[(host, port)] = node_client(
+                self.target, host, port, self.pool_size, socket_timeout=5
+            )
+        return client
+
+    async def refresh_topology(self) -> None:
+        """Ask the cluster again who serves which slots; at most twice a second."""
+        now = time.monotonic()
+        if now - self._refreshed < 0.5:
+            return
+        self._refreshed = now
+        try:
+            await self.client.nodes_manager.initialize()
+        except Exception as exc:  # still failing over: the next failure asks again
+            log.debug("cluster topology not refreshed: %s", exc)
+
+    def owner(self, name: bytes) -> tuple[str, int]:
+        """The cluster master that owns `name`'s slot, as the client last learned it."""
+        node = self.client.get_node_from_key(name)
+        return (node.host, node.port)
+
+    def make_pubsub(self, address: tuple[str, int] | None) -> Any:
+        if not self.cluster:
+            return self.client.pubsub()
+        if address is None:
+            # Plain pub/sub on a cluster: PUBLISH reaches every node, so any one.
+            node = self.client.get_random_node()
+            address = (node.host, node.port)
+        return node_client(self.target, *address).pubsub()
 
 
 class RedisBroker:
@@ -244,9 +293,9 @@ class RedisBroker:
         # pub/sub channel name -> channel; and the last (epoch, seq) delivered here.
         self._listened: dict[bytes, ChannelKey] = {}
         self._last: dict[ChannelKey, tuple[bytes, int]] = {}
-        # The last (epoch, seq) pub/sub brought on the listener's current connection,
-        # which brings each channel's messages in order: a lower seq of the same
-        # epoch means the channel's sequence went back.
+        # The last (epoch, seq) pub/sub brought on the current connection of its
+        # shard, which brings each channel's messages in order: a lower seq of the
+        # same epoch means the channel's sequence went back.
         self._live: dict[ChannelKey, tuple[bytes, int]] = {}
         # The newest (epoch, seq) this node has seen of a channel, from any source
         # (acks, pub/sub, positions, history); given to every publish, whose script
@@ -255,27 +304,108 @@ class RedisBroker:
         self._confirmed: dict[bytes, asyncio.Future[None]] = {}
         # pub/sub channel name -> its subscription under way (see `listen`).
         self._subscribing: dict[bytes, asyncio.Task[None]] = {}
-        self._pubsub: Any = None
-        self._connected = asyncio.Event()
+        # The pub/sub connections: one (key None), or one per cluster master.
+        self._shards: dict[tuple[str, int] | None, Shard] = {}
+        self._moving: asyncio.Task[None] | None = None
         # Told of every presence event of a listened channel (RedisPresence.observe).
         self.on_presence: Callable[[ChannelKey, bytes], None] | None = None
         # Reads a channel's state since an id (RedisState.read), to fill gaps.
         self.read_state: Callable[[ChannelKey, str], Awaitable[StateSnapshot]] | None = None
-        self._reader: asyncio.Task[None] | None = None
+
+    # -- the pub/sub connections (shards.Owner) ------------------------------------
+
+    @property
+    def sharded(self) -> bool:
+        return self.redis.sharded
+
+    def make_pubsub(self, address: tuple[str, int] | None) -> Any:
+        return self.redis.make_pubsub(address)
+
+    @property
+    def _connected(self) -> asyncio.Event:
+        """The first shard's: with one Redis, whether the listener is connected."""
+        first = next(iter(self._shards.values()), None)
+        return first.connected if first is not None else asyncio.Event()
+
+    @property
+    def _pubsub(self) -> Any:
+        first = next(iter(self._shards.values()), None)
+        return first.pubsub if first is not None else None
+
+    def listened(self) -> builtins.list[ChannelKey]:
+        return list(self._listened.values())
+
+    def _shard_for(self, name: bytes) -> Shard:
+        address = self.redis.owner(name) if self.sharded else None
+        shard = self._shards.get(address)
+        if shard is None or shard.retired:
+            shard = self._shards[address] = Shard(self, address)
+            shard.start()
+        return shard
+
+    async def connected_again(self, shard: Shard) -> None:
+        """A shard (re)subscribed its channels: what each published meanwhile."""
+        keys = [self._listened[n] for n in shard.names if n in self._listened]
+        for key in keys:
+            self._live.pop(key, None)
+        await self._resync(keys)
+
+    async def lost(self, shard: Shard) -> None:
+        """A cluster's pub/sub connection broke: learn the topology again (a replica
+        may have taken over); sharded, move each channel to the shard of its owner now."""
+        if not self.redis.cluster:
+            return  # one Redis, or Sentinel: the pool finds the master again
+        await self.redis.client.nodes_manager.initialize()
+        if self.sharded:
+            await self._move(shard)
+
+    async def _move(self, shard: Shard) -> None:
+        moved = [n for n in sorted(shard.names) if self.redis.owner(n) != shard.address]
+        for name in moved:
+            shard.names.discard(name)
+            if name not in self._listened:
+                continue
+            target = self._shard_for(name)
+            target.names.add(name)
+            if target.connected.is_set():
+                # Not yet connected: it subscribes to its names, and fills them, then.
+                await target.subscribe(name)
+                await self._resync([self._listened[name]])
+        primaries = {(n.host, n.port) for n in self.redis.client.get_primaries()}
+        if not shard.names and shard.address not in primaries:
+            shard.retired = True
+            if self._shards.get(shard.address) is shard:
+                del self._shards[shard.address]
+            asyncio.ensure_future(shard.stop())
+
+    def _start_move(self, shard: Shard) -> None:
+        """Redis took a shard channel from us (its slot moved): subscribe it at its
+        new owner, in the background, once at a time."""
+        if self._moving is not None and not self._moving.done():
+            return
+
+        async def move() -> None:
+            try:
+                await self.lost(shard)
+            except Exception as exc:  # the cluster is still changing: next time
+                log.warning("could not follow a moved slot yet (%s)", exc)
+
+        self._moving = asyncio.ensure_future(move())
 
     # -- listening ------------------------------------------------------------
 
     def start(self) -> None:
-        self._reader = asyncio.ensure_future(self._read_forever())
+        if not self.sharded:
+            self._shard_for(b"")  # the one listener, connected from the start
 
     async def stop(self) -> None:
         # Shielded subscriptions outlive their callers: end those under way too.
-        tasks = [*self._subscribing.values(), *([self._reader] if self._reader else [])]
+        tasks = [*self._subscribing.values(), *([self._moving] if self._moving else [])]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        if self._pubsub is not None:
-            await self._pubsub.aclose()
+        for shard in list(self._shards.values()):
+            await shard.stop()
 
     async def listen(self, key: ChannelKey) -> None:
         name = self.redis.key("ps", key).encode()
@@ -295,16 +425,26 @@ class RedisBroker:
 
     async def _subscribe(self, name: bytes, key: ChannelKey) -> None:
         confirmed = self._confirmed[name] = asyncio.get_running_loop().create_future()
+        shard: Shard | None = None
         try:
-            await asyncio.wait_for(self._connected.wait(), SUBSCRIBE_TIMEOUT)
-            await self._pubsub.subscribe(name)
+            try:
+                shard = self._shard_for(name)
+            except UNAVAILABLE_ERRORS:  # the cluster's topology is not known yet
+                async with self.redis.reachable:
+                    await self.redis.client.initialize()
+                shard = self._shard_for(name)
+            shard.names.add(name)
+            await asyncio.wait_for(shard.connected.wait(), SUBSCRIBE_TIMEOUT)
+            await shard.subscribe(name)
             await asyncio.wait_for(asyncio.shield(confirmed), SUBSCRIBE_TIMEOUT)
             # Where this node starts: the gap check of later messages counts from here.
             epoch, seq = await self._position(key)
             self._last.setdefault(key, (epoch, seq))
-        except (asyncio.TimeoutError, RedisError, OSError, EngineUnavailable) as exc:
+        except (asyncio.TimeoutError, EngineUnavailable, *UNAVAILABLE_ERRORS, RedisError) as exc:
             if self._listened.get(name) is key:
                 self._listened.pop(name)
+                if shard is not None:
+                    shard.names.discard(name)
             raise EngineUnavailable(_UNAVAILABLE) from exc
         finally:
             if self._confirmed.get(name) is confirmed:
@@ -321,11 +461,14 @@ class RedisBroker:
             return
         self._last.pop(key, None)
         self._live.pop(key, None)
-        if self._connected.is_set():
-            try:
-                await self._pubsub.unsubscribe(name)
-            except (RedisError, OSError):
-                pass  # the next reconnection subscribes to what is listened to only
+        for shard in self._shards.values():
+            if name in shard.names:
+                shard.names.discard(name)
+                if shard.connected.is_set():
+                    try:
+                        await shard.unsubscribe(name)
+                    except (RedisError, OSError):
+                        pass  # the next reconnection subscribes to what is listened to only
 
     async def _position(self, key: ChannelKey) -> tuple[bytes, int]:
         epoch, seq = await self.redis.call("HMGET", self.redis.key("meta", key), "epoch", "seq")
@@ -366,44 +509,19 @@ class RedisBroker:
         if self.redis.events is not None:
             self.redis.events.resync_failed(key)
 
-    async def _read_forever(self) -> None:
-        delay = RECONNECT_MIN
-        while True:
-            try:
-                self._pubsub = self.redis.client.pubsub()
-                await self._pubsub.ping()  # connect now, so a failure is seen here
-                if self._listened:
-                    await self._pubsub.subscribe(*self._listened)
-                self._live.clear()
-                self._connected.set()
-                delay = RECONNECT_MIN
-                await self._resync()
-                while True:
-                    item = await self._pubsub.get_message(timeout=1.0)
-                    if item is not None:
-                        await self._on_item(item)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # Redis went away (or a bug): back off, reconnect
-                if self._connected.is_set():
-                    log.warning("lost Redis (%s); reconnecting", exc)
-                self._connected.clear()
-                try:
-                    await self._pubsub.aclose()
-                except Exception:
-                    pass
-                await asyncio.sleep(delay * (0.5 + random.random()))
-                delay = min(RECONNECT_MAX, delay * 2)
-
-    async def _on_item(self, item: dict[str, Any]) -> None:
+    async def on_item(self, shard: Shard, item: dict[str, Any]) -> None:
         kind, name = item["type"], item["channel"]
-        if kind == "subscribe":
+        if kind in ("subscribe", "ssubscribe"):
             confirmed = self._confirmed.pop(name, None)
             if confirmed is not None and not confirmed.done():
                 confirmed.set_result(None)
             return
         key = self._listened.get(name)
-        if kind != "message" or key is None:
+        if kind == "sunsubscribe" and key is not None and name in shard.names:
+            # Not asked for: Redis moved the channel's slot to another master.
+            self._start_move(shard)
+            return
+        if kind not in ("message", "smessage") or key is None:
             return
         head, _, frame = item["data"].partition(b"\n")
         events = self.redis.events
@@ -492,10 +610,13 @@ class RedisBroker:
                 events.deliver(key, frame, id_, None)
         return True
 
-    async def _resync(self) -> None:
+    async def _resync(self, keys: builtins.list[ChannelKey]) -> None:
         """After (re)subscribing: what each channel published while this node was away."""
         events = self.redis.events
-        for key, (epoch, seq) in list(self._last.items()):
+        for key in keys:
+            if key not in self._last:
+                continue
+            epoch, seq = self._last[key]
             now_epoch, now_seq = await self._position(key)
             if now_epoch == epoch and now_seq == seq:
                 continue
@@ -526,7 +647,6 @@ class RedisBroker:
         head, tail = frames.message_pieces(key.name, event, payload, sender, _ms(now))
         seen_epoch, seen_seq = self._seen.get(key, (b"", 0))
         args = (
-            _channel_part(key),
             secrets.token_hex(4),
             self.history_size,
             max(1, int(self.history_ttl)),
@@ -537,7 +657,9 @@ class RedisBroker:
             seen_seq,
             tail,
         )
-        return self.redis.pipeline.run("publish", args, partial(self._published, key))
+        return self.redis.pipeline.run(
+            "publish", self.redis.keys.publish(key), args, partial(self._published, key)
+        )
 
     def _published(self, key: ChannelKey, message_id: bytes) -> str:
         epoch, _, seq = message_id.rpartition(b"-")
@@ -557,14 +679,14 @@ class RedisBroker:
         bounds = (limit, budget, _ms(now - self.history_ttl))
         if since is None:
             epoch, last_seq, _, entries, more = await self.redis.run(
-                "history", _channel_part(key), "latest", "", 0, *bounds
+                "history", self.redis.keys.history(key), "latest", "", 0, *bounds
             )
             self._see(key, epoch, last_seq)
             return History(self._messages(key, entries[::-1]), True, bool(more))
         parsed = ("", 0) if since == "" else parse_message_id(since)
         since_epoch, after = parsed if parsed is not None else ("?", 0)
         epoch, last_seq, known, entries, more, complete = await self.redis.run(
-            "history", _channel_part(key), "after", since_epoch, after, *bounds
+            "history", self.redis.keys.history(key), "after", since_epoch, after, *bounds
         )
         self._see(key, epoch, last_seq)
         # Complete when nothing after `since` left history (history.lua): the seqs of
@@ -596,15 +718,27 @@ class RedisPresence:
         self.lease = max(MIN_NODE_LEASE, heartbeat_timeout / 2)
         # This node's own presence connections, to put back if Redis forgot them.
         self._local: dict[tuple[ChannelKey, str], Identity] = {}
+        # How many of them each channel has: the channels whose lease this node renews.
+        self._mine: dict[ChannelKey, int] = {}
         # (channel, user) of those connections -> [status, meta, how many]: what the
         # user last showed there (changed on any node), so that they come back as
         # they were, not `online` with no meta, when Redis forgets them.
         self._shown: dict[tuple[ChannelKey, str], list[Any]] = {}
+        # When this node last renewed and reaped each channel (time.monotonic()).
+        self._visited: dict[ChannelKey, float] = {}
+        # The channels this node listens to (RedisBroker.listened): reaped here too.
+        self.listened: Callable[[], builtins.list[ChannelKey]] = list
         self._healthy_since: float | None = None
         self._registered = False
         # The members read of a channel under way, and the one that follows it.
         self._reading: dict[ChannelKey, asyncio.Future[list[Member]]] = {}
         self._next_read: dict[ChannelKey, asyncio.Future[list[Member]]] = {}
+
+    def _reaping(self) -> bool:
+        """Only once this node has been in touch with Redis for a whole lease, so that
+        nodes coming back together after an outage do not reap each other."""
+        since = self._healthy_since
+        return since is not None and time.monotonic() - since >= self.lease
 
     async def join(
         self,
@@ -616,13 +750,29 @@ class RedisPresence:
         meta: dict[str, Any] | None = None,
         lease: float | None = None,
     ) -> tuple[Member, bool]:
-        name = identity.name or identity.user_id
+        keys = self.redis.keys
+        user_keys = keys.profile(identity.tenant_id, identity.user_id)
+        shown, version, join_keys = identity, 0, keys.presence(key)
+        if self.redis.cluster:
+            # Two steps, each on its own slot: the channel is noted among the user's,
+            # and the profile read; then the join shows it. A profile change between
+            # the two reaches the channel first and is kept there for the join
+            # (reprofile.lua). On one Redis, join.lua does both in one step.
+            chosen, read = await self.redis.run("enter", user_keys, key.name)
+            shown, version = effective(identity, _profile(chosen)), int(read or 0)
+        else:
+            join_keys = [*join_keys, *user_keys]
         head = frames.member_head(
-            identity.user_id, name, identity.color, identity.avatar_url, _ms(now), identity.kind
+            identity.user_id,
+            shown.name or identity.user_id,
+            shown.color,
+            identity.avatar_url,
+            _ms(now),
+            identity.kind,
         )
         member, joined, connections = await self.redis.run(
             "join",
-            _channel_part(key),
+            join_keys,
             key.name,
             connection_id,
             identity.user_id,
@@ -632,19 +782,22 @@ class RedisPresence:
             json_key(meta or {}),
             _ms(now),
             "" if lease is not None else self.redis.node_id,
-            _ms(lease or 0),
-            frames.encode(name),
+            _ms(lease if lease is not None else self.lease),
+            version,
+            frames.encode(identity.name or identity.user_id),
             frames.encode(identity.color) if identity.color else "",
             frames.LUA_PIECES,
         )
-        shown = _member(member, connections)
+        shown_member = _member(member, connections)
         if lease is None:
             if (key, connection_id) not in self._local:  # not a connection put back
                 self._local[(key, connection_id)] = identity
+                self._mine[key] = self._mine.get(key, 0) + 1
+                self._visited.setdefault(key, time.monotonic())  # join renewed the lease
                 entry = self._shown.setdefault((key, identity.user_id), ["online", {}, 0])
                 entry[2] += 1
-            self._remember(key, shown)
-        return shown, bool(joined)
+            self._remember(key, shown_member)
+        return shown_member, bool(joined)
 
     def _remember(self, key: ChannelKey, member: Member) -> None:
         entry = self._shown.get((key, member.user_id))
@@ -666,18 +819,19 @@ class RedisPresence:
     ) -> Member | None:
         # Forgotten here only once Redis has it: a leave that fails is retried (the
         # hub does) as this node's, and until then the node's lease covers it.
-        local = self._local.get((key, connection_id))
         member = await self.redis.run(
             "leave",
-            _channel_part(key),
+            self.redis.keys.presence(key),
             key.name,
             connection_id,
             user_id,
             _ms(now),
-            self.redis.node_id if local is not None else "",
             frames.LUA_PIECES,
         )
         if self._local.pop((key, connection_id), None) is not None:
+            self._mine[key] -= 1
+            if not self._mine[key]:
+                del self._mine[key]
             entry = self._shown[(key, user_id)]
             entry[2] -= 1
             if not entry[2]:
@@ -694,7 +848,7 @@ class RedisPresence:
     ) -> Member | None:
         changed = await self.redis.run(
             "update",
-            _channel_part(key),
+            self.redis.keys.presence(key),
             key.name,
             user_id,
             _ms(now),
@@ -738,10 +892,19 @@ class RedisPresence:
                 del self._reading[key]
 
     async def _members(self, key: ChannelKey) -> list[Member]:
-        # redis-py answers HGETALL with a dict.
-        fields = await self.redis.call("HGETALL", self.redis.key("users", key))
+        # Reaped first, in the same step: a channel that no live node maintains
+        # (nobody listens to it) shows no member of a dead node either.
+        flat = await self.redis.run(
+            "members",
+            self.redis.keys.presence(key),
+            key.name,
+            int(self._reaping()),
+            _ms(time.time()),
+            REAP_BATCH,
+            frames.LUA_PIECES,
+        )
         by_user: dict[bytes, dict[bytes, bytes]] = {}
-        for field, value in fields.items():
+        for field, value in zip(flat[::2], flat[1::2], strict=True):
             by_user.setdefault(field[2:], {})[field[:1]] = value
         members = []
         for _, parts in sorted(by_user.items()):
@@ -762,50 +925,95 @@ class RedisPresence:
         return sorted((_member(v) for v in gone.values()), key=lambda m: m.user_id)
 
     async def maintain(self, now: float) -> None:
-        """Renew this node's lease; reap dead nodes and expired leases, but only
-        after this node has itself been in touch with Redis for a whole lease, so
-        that nodes coming back together after an outage do not reap each other."""
+        """Renew this node's lease, and per channel its lease on its connections there;
+        reap, per channel, the connections of dead nodes and expired HTTP leases.
+
+        Each channel this node has connections on or listens to is visited every
+        third of a lease (one script on the channel's shard), not every tick: a node
+        on many channels spreads them out. Where a channel had lost this node's lease
+        (reaped while away, or Redis lost its data), its people there join again."""
         monotonic = time.monotonic()
-        reap = self._healthy_since is not None and monotonic - self._healthy_since >= self.lease
         try:
-            had = await self.redis.run(
-                "maintain",
-                self.redis.node_id,
-                _ms(self.lease),
-                int(reap),
-                _ms(now),
-                REAP_BATCH,
-                frames.LUA_PIECES,
+            # The node's own key: gone means Redis lost its data, or this node was away
+            # longer than a lease; then every channel is visited now, not in turn.
+            had = await self.redis.call(
+                "SET", self.redis.keys.node(self.redis.node_id), 1, "PX", _ms(self.lease), "GET"
             )
         except EngineUnavailable:
             self._healthy_since = None
             raise
         if self._healthy_since is None:
             self._healthy_since = monotonic
-        if not had and self._registered and self._local:
-            # Reaped while away, or Redis lost its data: this node's people are
-            # still here, so they join again (others see them come back).
+        lost = had is None and self._registered
+        if lost and self._local:
             log.warning("this node's presence was lost in Redis; restoring %d", len(self._local))
-            for (key, connection_id), identity in list(self._local.items()):
+        self._registered = True
+        reap = self._reaping()
+        watched = {*self._mine, *self.listened()}
+        for key in [k for k in self._visited if k not in watched]:
+            del self._visited[key]  # neither here nor listened to: visited no more
+        due = [
+            key
+            for key in watched
+            if lost or monotonic - self._visited.get(key, 0.0) >= self.lease / 3
+        ]
+        await asyncio.gather(*(self._visit(key, now, reap) for key in due))
+
+    async def _visit(self, key: ChannelKey, now: float, reap: bool) -> None:
+        self._visited[key] = time.monotonic()
+        mine = key in self._mine
+        had = await self.redis.run(
+            "renew",
+            self.redis.keys.presence(key),
+            key.name,
+            self.redis.node_id,
+            _ms(self.lease),
+            int(mine),
+            int(reap),
+            _ms(now),
+            REAP_BATCH,
+            frames.LUA_PIECES,
+        )
+        if had or not mine:
+            return
+        # This node's connections here were reaped while it was away, or Redis lost
+        # them: they join again (others see them come back), as they were.
+        for (channel, connection_id), identity in list(self._local.items()):
+            if channel == key:
                 status, meta, _ = self._shown.get((key, identity.user_id), ("online", {}, 0))
                 await self.join(key, identity, connection_id, now, status, meta)
-        self._registered = True
 
     async def retire(self, now: float) -> None:
+        channels = list(self._mine)
         self._local.clear()
         self._shown.clear()
-        await self.redis.run("retire", self.redis.node_id, _ms(now), frames.LUA_PIECES)
+        self._mine.clear()
+        await asyncio.gather(
+            *(
+                self.redis.run(
+                    "retire",
+                    self.redis.keys.presence(key),
+                    key.name,
+                    self.redis.node_id,
+                    _ms(now),
+                    frames.LUA_PIECES,
+                )
+                for key in channels
+            )
+        )
+        await self.redis.call("DEL", self.redis.keys.node(self.redis.node_id))
 
 
 class RedisRegistry:
     def __init__(self, redis: _Redis) -> None:
         self.redis = redis
+        self._reaping: Callable[[], bool] = lambda: False
 
     def _hash(self, tenant: str) -> str:
-        return f"{self.redis.prefix}:channels:{len(tenant)}:{tenant}"
+        return self.redis.keys.tenant("channels", tenant)
 
     def _created(self, tenant: str) -> str:
-        return f"{self.redis.prefix}:created:{len(tenant)}:{tenant}"
+        return self.redis.keys.tenant("created", tenant)
 
     async def get(self, key: ChannelKey) -> Channel | None:
         raw = await self.redis.call("HGET", self._hash(key.tenant), key.name)
@@ -822,10 +1030,12 @@ class RedisRegistry:
             }
         )
         tenant = channel.key.tenant
-        # One round trip: stored and counted, or the record that was there.
+        # The tenant first, so that the collection of idle channels walks it; then,
+        # in one round trip, stored and counted, or the record that was there.
+        await self.redis.call("SADD", self.redis.keys.tenants(), tenant)
         created, stored = await self.redis.run(
             "create",
-            _tenant_part(tenant),
+            self.redis.keys.registry(tenant),
             channel.key.name,
             record,
             channel.created_by if channel.created_by is not None else "",
@@ -842,26 +1052,60 @@ class RedisRegistry:
 
     async def collect_idle(self, not_used_since: float, live: set[ChannelKey]) -> int:
         redis, gone = self.redis, 0
-        pattern = f"{redis.prefix}:channels:*"
-        async with redis.reachable:  # the scan's own commands too
-            async for hash_key in redis.client.scan_iter(match=pattern, count=100):
-                part = hash_key.decode()[len(redis.prefix) + len(":channels:") :]
-                length, _, rest = part.partition(":")
-                tenant = rest[: int(length)]
-                for name in await redis.call("HKEYS", hash_key):
-                    key = ChannelKey(tenant, name.decode())
-                    if key in live:
-                        continue
-                    # Checked and forgotten in one script: between a check here and a
-                    # deletion in later commands, a publish or join could be lost.
-                    gone += await redis.run_keyed(
-                        "collect",
-                        [redis.tagged("state", key)],
-                        _channel_part(key),
-                        key.name,
-                        not_used_since,
-                    )
+        # The tenants set, not a SCAN of key names: one key on one slot, whatever the
+        # number of shards; each tenant's records are one hash on its own slot.
+        tenants = await redis.call("SMEMBERS", redis.keys.tenants())
+        for raw_tenant in sorted(tenants):
+            tenant = raw_tenant.decode()
+            async with redis.reachable:  # the scan's own commands too
+                records = [
+                    (name, record)
+                    async for name, record in redis.client.hscan_iter(self._hash(tenant), count=100)
+                ]
+            for name, record in records:
+                key = ChannelKey(tenant, name.decode())
+                if key not in live:
+                    gone += await self.collect_one(key, not_used_since, record)
         return gone
+
+    async def collect_one(
+        self, key: ChannelKey, not_used_since: float, record: bytes | None = None
+    ) -> int:
+        """Forget `key` (its record as read: `record`, else read now) if it is idle:
+        its data in one step on its own slot (collect.lua: the check and the deletion
+        together), then its record on the tenant's (unlist.lua), unless the record
+        changed meanwhile. Returns 1 when it went."""
+        if record is None:
+            record = await self.redis.call("HGET", self._hash(key.tenant), key.name)
+        if record is None:
+            return 0
+        parsed = orjson.loads(record)
+        if parsed["owner"] is not None:
+            return 0
+        gone = await self.redis.run(
+            "collect",
+            self.redis.keys.collect(key),
+            key.name,
+            not_used_since,
+            parsed["createdAt"],
+            int(self._reaping()),
+            _ms(time.time()),
+            REAP_BATCH,
+            frames.LUA_PIECES,
+        )
+        if not gone:
+            return 0
+        # A publish or join that lands between the two steps keeps its message and
+        # member; its record is made anew on the channel's next use (docs/architecture.md).
+        creator = parsed.get("createdBy")
+        await self.redis.run(
+            "unlist",
+            self.redis.keys.registry(key.tenant),
+            key.name,
+            record,
+            creator if creator is not None else "",
+        )
+        return 1
 
     # `builtins.list`: inside this class, `list` names the method above.
     async def set_members(self, key: ChannelKey, user_ids: builtins.list[str]) -> Channel:
@@ -871,7 +1115,7 @@ class RedisRegistry:
         encoded = orjson.dumps(record)
         await self.redis.call("HSET", self._hash(key.tenant), key.name, encoded)
         # Every node re-checks its subscribers' rights (`channel_changed`).
-        await self.redis.call("PUBLISH", self.redis.key("ps", key), b"c\n")
+        await self.redis.publish(self.redis.key("ps", key), b"c\n")
         return _channel(key, encoded)
 
 
@@ -880,34 +1124,55 @@ class RedisProfiles:
         self.redis = redis
 
     async def get(self, tenant: str, user_id: str) -> Profile:
-        raw = await self.redis.call(
-            "HGET", f"{self.redis.prefix}:profiles:{_tenant_part(tenant)}", user_id
-        )
+        raw = await self.redis.call("HGET", self.redis.keys.user("profile", tenant, user_id), "j")
         return _profile(raw)
 
     async def update(
         self, identity: Identity, changes: dict[str, str | None], now: float
     ) -> Profile:
-        # One script: the profile is stored and shown on every channel in one step,
-        # so each channel gets one `presence:updated` however many nodes listen.
-        raw = await self.redis.run(
+        # Stored (with a new version) in one step on the user's slot; then shown on
+        # each channel the user entered, one step on each channel's slot, so each
+        # channel gets one `presence:updated` however many nodes listen. An older
+        # version reaching a channel after a newer one changes nothing there.
+        tenant, user_id = identity.tenant_id, identity.user_id
+        user_keys = self.redis.keys.profile(tenant, user_id)
+        raw, version, entered = await self.redis.run(
             "profile",
-            _tenant_part(identity.tenant_id),
-            identity.user_id,
+            user_keys,
             orjson.dumps(changes),
-            frames.encode(identity.name or identity.user_id),
-            frames.encode(identity.color) if identity.color else "",
             # What is set, as it goes in members; '' where not set.
             frames.encode(changes["name"]) if changes.get("name") is not None else "",
             frames.encode(changes["color"]) if changes.get("color") is not None else "",
-            frames.LUA_PIECES,
         )
-        return _profile(raw)
-
-
-def _tenant_part(tenant: str) -> str:
-    """As in `_channel_part`: a tenant's part of a key, unambiguous whatever it contains."""
-    return f"{len(tenant)}:{tenant}"
+        profile = _profile(raw)
+        shown = effective(identity, profile)
+        piece = frames.shown_piece(shown.name or user_id, shown.color)
+        stamps = dict(zip(entered[::2], entered[1::2], strict=True))
+        names = sorted(stamps)
+        present = await asyncio.gather(
+            *(
+                self.redis.run(
+                    "reprofile",
+                    self.redis.keys.presence(ChannelKey(tenant, name.decode())),
+                    name,
+                    user_id,
+                    version,
+                    piece,
+                    frames.LUA_PIECES,
+                )
+                for name in names
+            )
+        )
+        # The channels the user left since: forgotten, unless entered again meanwhile.
+        absent = [
+            part
+            for name, here in zip(names, present, strict=True)
+            if not here
+            for part in (name, stamps[name])
+        ]
+        if absent:
+            await self.redis.run("forget", user_keys, *absent)
+        return profile
 
 
 def _profile(raw: bytes | None) -> Profile:
@@ -959,6 +1224,8 @@ class RedisEngine(Engine):
         self.state = RedisState(self.redis, self.broker)
         self.broker.on_presence = self.presence.observe
         self.broker.read_state = self.state.read
+        self.presence.listened = self.broker.listened
+        self.channels._reaping = self.presence._reaping
 
     @classmethod
     def from_config(cls, config: Any) -> RedisEngine:
@@ -968,6 +1235,7 @@ class RedisEngine(Engine):
         self.redis.events = events
 
     async def start(self) -> None:
+        await self.redis.start()
         self.broker.start()
         try:
             await self.presence.maintain(time.time())
@@ -980,4 +1248,6 @@ class RedisEngine(Engine):
         except EngineUnavailable:
             log.warning("Redis is not reachable: this node's members leave when its lease ends")
         await self.broker.stop()
+        for node in self.redis._nodes.values():
+            await node.aclose()
         await self.redis.client.aclose()

@@ -1,12 +1,13 @@
--- ARGV: prefix, ck, mode ('latest' or 'after'), since epoch ('' = current), since seq,
--- limit, max bytes (-1 = no bound), not before (ms). The stream holds at most
--- history_size entries; only what is returned leaves Redis. Returns epoch, last seq,
--- whether `since` is known, the entries, more, and ('after') whether none is missing.
-local ck, mode, since_epoch, since_seq = ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
-local limit, budget, not_before = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
-local m = redis.call('HMGET', key('meta', ck), 'epoch', 'seq', 'cut', 'lm')
+-- KEYS: meta, hist. ARGV: pub/sub command, mode ('latest' or 'after'), since epoch
+-- ('' = current), since seq, limit, max bytes (-1 = no bound), not before (ms). The
+-- stream holds at most history_size entries; only what is returned leaves Redis.
+-- Returns epoch, last seq, whether `since` is known, the entries, more, and ('after')
+-- whether none is missing.
+local meta, hist = KEYS[1], KEYS[2]
+local mode, since_epoch, since_seq = ARGV[2], ARGV[3], tonumber(ARGV[4])
+local limit, budget, not_before = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
+local m = redis.call('HMGET', meta, 'epoch', 'seq', 'cut', 'lm')
 local epoch, last = m[1] or '', tonumber(m[2] or '0')
-local hist = key('hist', ck)
 -- The highest seq of a message no longer in history (publish.lua keeps it as the
 -- stream is trimmed; a stream expired whole took every message with it; and entries
 -- older than the ttl are gone though still there): `since` before it misses some.

@@ -19,7 +19,7 @@ import asyncio
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from redis.exceptions import NoScriptError
+from redis.exceptions import AskError, ClusterDownError, NoScriptError
 
 if TYPE_CHECKING:
     from .engine import _Redis
@@ -27,9 +27,9 @@ if TYPE_CHECKING:
 # Scripts per round trip: a bound on the bytes a batch holds on both sides.
 MAX_BATCH = 256
 
-# One asked-for script: its name, its ARGV after the prefix, what turns Redis's
-# answer into the caller's, and the caller's future.
-_Call = tuple[str, tuple[Any, ...], Callable[[Any], Any], "asyncio.Future[Any]"]
+# One asked-for script: its name, its KEYS, its ARGV after the pub/sub command, what
+# turns Redis's answer into the caller's, and the caller's future.
+_Call = tuple[str, list[str], tuple[Any, ...], Callable[[Any], Any], "asyncio.Future[Any]"]
 
 
 class Pipeline:
@@ -41,12 +41,13 @@ class Pipeline:
         self._runner: asyncio.Task[None] | None = None
 
     def run(
-        self, script: str, args: tuple[Any, ...], then: Callable[[Any], Any]
+        self, script: str, keys: list[str], args: tuple[Any, ...], then: Callable[[Any], Any]
     ) -> asyncio.Future[Any]:
-        """`script` with `args`, after every script asked for before it; a future of
-        `then(answer)`. The place in line is taken now, not when the future is awaited."""
+        """`script` with `keys` and `args`, after every script asked for before it; a
+        future of `then(answer)`. The place in line is taken now, not when the future is
+        awaited."""
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._waiting.append((script, args, then, future))
+        self._waiting.append((script, keys, args, then, future))
         if self._runner is None:
             self._runner = asyncio.ensure_future(self._run_batches())
         return future
@@ -67,7 +68,7 @@ class Pipeline:
                     for *_, future in batch:
                         future.cancel()
                     raise
-                for (_, _, then, future), answer in zip(batch, answers, strict=True):
+                for (_, _, _, then, future), answer in zip(batch, answers, strict=True):
                     if future.done():  # its caller gave up
                         continue
                     if isinstance(answer, Exception):  # the script's own error reply
@@ -89,15 +90,20 @@ class Pipeline:
         """Every script of `batch`, in one pipeline; their answers or errors, in order.
         Scripts Redis does not have (it restarted) are loaded and those calls made
         again, still in their order."""
+        if self.redis.cluster:
+            return await self._execute_sharded(batch)
+        return await self._pipelined(self.redis.client, batch, list(range(len(batch))))
+
+    async def _pipelined(self, client: Any, batch: list[_Call], todo: list[int]) -> list[Any]:
+        """The scripts `todo` of `batch` in one pipeline on `client`; answers by index."""
         redis = self.redis
         answers: list[Any] = [None] * len(batch)
-        todo: list[int] = list(range(len(batch)))
         for attempt in (1, 2):
             async with redis.slot:
-                pipe = redis.client.pipeline(transaction=False)
+                pipe = client.pipeline(transaction=False)
                 for i in todo:
-                    name, args, _, _ = batch[i]
-                    pipe.evalsha(redis.sha(name), 0, redis.prefix, *args)
+                    name, keys, args, _, _ = batch[i]
+                    pipe.evalsha(redis.sha(name), len(keys), *keys, redis.pub, *args)
                 results = await pipe.execute(raise_on_error=False)
                 for i, answer in zip(todo, results, strict=True):
                     answers[i] = answer
@@ -106,4 +112,40 @@ class Pipeline:
                     break
                 for name in {batch[i][0] for i in todo}:
                     await redis.load(name)
+        return answers
+
+    async def _execute_sharded(self, batch: list[_Call]) -> list[Any]:
+        """On a cluster (whose client pipelines no EVALSHA): one pipeline per master,
+        on a plain connection to it, all at once. A shard's scripts keep their order,
+        and so does each channel's, which lives on one shard. A shard that moved
+        meanwhile (MOVED, ASK) gets its scripts again once the topology is re-learned;
+        one that fails fails only its own scripts."""
+        redis = self.redis
+        answers: list[Any] = [None] * len(batch)
+        todo = list(range(len(batch)))
+        failed = False
+        for attempt in (1, 2):
+            groups: dict[tuple[str, int], list[int]] = {}
+            async with redis.reachable:  # no topology yet: `unavailable`, as any outage
+                for i in todo:
+                    groups.setdefault(redis.owner(batch[i][1][0].encode()), []).append(i)
+
+            async def run(address: tuple[str, int], indexes: list[int]) -> None:
+                nonlocal failed
+                try:
+                    got = await self._pipelined(redis.node(*address), batch, indexes)
+                except Exception as exc:  # that shard is gone: its scripts did not run
+                    got = [exc] * len(batch)
+                    failed = True
+                for i in indexes:
+                    answers[i] = got[i]
+
+            await asyncio.gather(*(run(address, indexes) for address, indexes in groups.items()))
+            todo = [i for i in todo if isinstance(answers[i], (AskError, ClusterDownError))]
+            if failed or todo:
+                # A master died or a slot moved: learn who serves what now, so that the
+                # client's retry goes to the replica that took over.
+                await redis.refresh_topology()
+            if not todo or attempt == 2:
+                break
         return answers

@@ -1,41 +1,33 @@
 -- Shared by every script of the Redis engine (scripts.py puts it before each).
--- ARGV[1] is always the key prefix, ARGV[2] a channel's key part ("<len>:<tenant>:<name>").
+-- Every key is in KEYS (keys.py names them and lists each script's, one hash tag per
+-- script, so a script is one atomic step on one shard of a Redis Cluster); no script
+-- builds a key name. ARGV[1] is always the pub/sub command: PUBLISH, or SPUBLISH on a
+-- cluster with sharded pub/sub.
 --
--- Per channel: meta (hash: epoch, seq), hist (stream, ids 0-<seq>), conns (hash:
--- connection -> user), users (hash: p:<user> the member's head, frames.member_head,
--- s: status, m: meta JSON as given, k: its text for comparing (presence.json_key),
--- l: lastSeen ms, c: JSON list of the user's connection ids), gone (hash: user -> offline
--- member JSON), and the pub/sub channel ps. Per tenant ("<len>:<tenant>"): profiles
--- (hash: user -> JSON of what they chose, {"name"?, "color"?}) and pwire (hash: n:<user>,
--- c:<user>, the chosen name and colour as frames.py encoded them); per user of a tenant:
--- uch:<tenant part>:<user> (set of the channel names the user is a member of, so
--- that a profile change reaches each). Per deployment: nodes (zset: node ->
--- lease expiry ms), node:<id> (set of that node's presence entries), leases
--- (zset: HTTP presence entry -> expiry ms).
+-- Per channel: meta (hash: epoch, seq, t), hist (stream, ids 0-<seq>), conns (hash:
+-- connection -> JSON [user, node], node '' for an HTTP lease), users (hash: p:<user>
+-- the member's head, frames.member_head, s: status, m: meta JSON as given, k: its text
+-- for comparing (presence.json_key), l: lastSeen ms, c: JSON list of the user's
+-- connection ids, v: the version of the profile shown), gone (hash: user -> offline
+-- member JSON), nodes (zset: node -> its lease on its connections here, ms), leases
+-- (zset: HTTP connection -> expiry ms), pend (hash: user -> "<version> <shown piece>",
+-- a profile change that came before the user's join finished), and the pub/sub
+-- channel ps.
 --
 -- No script writes a JSON key of a frame: the pieces come from frames.py (see its
 -- docstring), the values were encoded there.
 
-local P = ARGV[1]
+local PUB = ARGV[1]
 
-local function key(kind, ck)
-  return P .. ':' .. kind .. ':' .. ck
+-- The presence keys of a channel, in keys.Keys.presence's order.
+local function presence_keys()
+  return {conns = KEYS[1], users = KEYS[2], gone = KEYS[3], nodes = KEYS[4],
+    leases = KEYS[5], pend = KEYS[6], ps = KEYS[7]}
 end
 
 local function now_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-end
-
--- "<len>:<tenant>" of a channel's key part "<len>:<tenant>:<name>". Cut by the name's
--- length: <len> counts characters, Lua counts bytes, and names are ASCII.
-local function tenant_part(ck, name)
-  return string.sub(ck, 1, #ck - #name - 1)
-end
-
--- The set of the channels (names) the user is a member of, in the channel's tenant.
-local function user_channels(tp, user)
-  return P .. ':uch:' .. tp .. ':' .. user
 end
 
 -- The user's connection ids on the channel (a short list: tabs, not people).
@@ -70,26 +62,9 @@ end
 
 -- A presence event, on the channel's pub/sub, in order with its messages.
 -- Channel names need no JSON escaping: they are [A-Za-z0-9_:.@/=+-].
-local function event(ck, name, type, member, skip)
+local function event(K, name, type, member, skip)
   local k = pieces()
-  redis.call('PUBLISH', key('ps', ck), 'p ' .. skip .. '\n' .. k[type] .. name .. k.member
-    .. member .. k.close)
-end
-
--- What the user chose to be shown as, encoded by frames.py: per tenant, the hash
--- pwire:<tp> holds n:<user> (the chosen name, JSON) and c:<user> (the colour, JSON).
-local function chosen_wire(tp, user)
-  return redis.call('HMGET', P .. ':pwire:' .. tp, 'n:' .. user, 'c:' .. user)
-end
-
--- The name-and-colour part of a member head (frames.shown_piece): the chosen
--- values over the identity's (own_name: JSON; own_color: JSON or '').
-local function shown_piece(name_json, color_json)
-  local k = pieces()
-  if color_json and color_json ~= '' then
-    return k.name .. name_json .. k.color .. color_json
-  end
-  return k.name .. name_json
+  redis.call(PUB, K.ps, 'p ' .. skip .. '\n' .. k[type] .. name .. k.member .. member .. k.close)
 end
 
 -- Where a head's name-and-colour part starts and ends (the byte after it): from its
@@ -116,11 +91,12 @@ end
 
 -- Remove one connection; when it was its user's last, the user leaves:
 -- one `user:left`, and an offline record. Returns the member JSON or nil.
-local function leave(ck, name, conn, user, lastseen)
-  if redis.call('HDEL', key('conns', ck), conn) == 0 then
+local function leave(K, name, conn, user, lastseen)
+  if redis.call('HDEL', K.conns, conn) == 0 then
     return nil
   end
-  local users = key('users', ck)
+  redis.call('ZREM', K.leases, conn)
+  local users = K.users
   redis.call('HSET', users, 'l:' .. user, lastseen)
   local rest = {}
   for _, id in ipairs(conns_of(users, user)) do
@@ -134,17 +110,52 @@ local function leave(ck, name, conn, user, lastseen)
   end
   redis.call('HSET', users, 's:' .. user, 'offline')
   local member = member_json(users, user, 0)
-  redis.call('HDEL', users, 'p:' .. user, 's:' .. user, 'm:' .. user, 'k:' .. user, 'l:' .. user, 'c:' .. user)
-  redis.call('SREM', user_channels(tenant_part(ck, name), user), name)
+  redis.call('HDEL', users, 'p:' .. user, 's:' .. user, 'm:' .. user, 'k:' .. user, 'l:' .. user,
+    'c:' .. user, 'v:' .. user)
   if member then
-    redis.call('HSET', key('gone', ck), user, member)
-    event(ck, name, 'user:left', member, '-')
+    redis.call('HSET', K.gone, user, member)
+    event(K, name, 'user:left', member, '-')
   end
   return member
 end
 
--- Every entry of a dead node, or an expired lease, leaves.
-local function leave_entry(entry, lastseen)
-  local e = cjson.decode(entry)
-  return leave(e[1], e[2], e[3], e[4], lastseen)
+-- The connections here of nodes whose lease ran out, and expired HTTP leases, leave:
+-- at most `budget` of them (the rest next time). Returns what is left of the budget.
+local function reap(K, name, lastseen, budget)
+  local now = now_ms()
+  local dead = redis.call('ZRANGEBYSCORE', K.nodes, '-inf', '(' .. now, 'LIMIT', 0, 10)
+  if #dead > 0 then
+    local is_dead, unfinished = {}, {}
+    for _, node in ipairs(dead) do
+      is_dead[node] = true
+    end
+    local all = redis.call('HGETALL', K.conns)
+    for i = 1, #all, 2 do
+      local owner = cjson.decode(all[i + 1])
+      if is_dead[owner[2]] then
+        if budget > 0 then
+          leave(K, name, all[i], owner[1], lastseen)
+          budget = budget - 1
+        else
+          unfinished[owner[2]] = true
+        end
+      end
+    end
+    for _, node in ipairs(dead) do
+      if not unfinished[node] then
+        redis.call('ZREM', K.nodes, node)
+      end
+    end
+  end
+  if budget > 0 then
+    for _, conn in ipairs(redis.call('ZRANGEBYSCORE', K.leases, '-inf', now, 'LIMIT', 0, budget)) do
+      local raw = redis.call('HGET', K.conns, conn)
+      redis.call('ZREM', K.leases, conn)
+      if raw then
+        leave(K, name, conn, cjson.decode(raw)[1], lastseen)
+        budget = budget - 1
+      end
+    end
+  end
+  return budget
 end

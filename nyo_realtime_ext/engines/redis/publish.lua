@@ -1,9 +1,9 @@
--- ARGV: prefix, ck, a fresh epoch, history size, ttl, head, skip, now, the
--- newest (epoch, seq) of the channel the publishing node has seen, and tail. The frame
--- is head .. id .. tail (frames.message_pieces).
-local ck, fresh, keep, ttl, head, skip, ts = ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5], ARGV[6], ARGV[7], ARGV[8]
-local seen_epoch, seen_seq, tail = ARGV[9], tonumber(ARGV[10]), ARGV[11]
-local meta, hist = key('meta', ck), key('hist', ck)
+-- KEYS: meta, hist, ps. ARGV: pub/sub command, a fresh epoch, history size, ttl, head,
+-- skip, now, the newest (epoch, seq) of the channel the publishing node has seen, and
+-- tail. The frame is head .. id .. tail (frames.message_pieces).
+local meta, hist, ps = KEYS[1], KEYS[2], KEYS[3]
+local fresh, keep, ttl, head, skip, ts = ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5], ARGV[6], ARGV[7]
+local seen_epoch, seen_seq, tail = ARGV[8], tonumber(ARGV[9]), ARGV[10]
 local m = redis.call('HMGET', meta, 'epoch', 'seq')
 local epoch = m[1]
 if not epoch or (epoch == seen_epoch and tonumber(m[2]) < seen_seq) then
@@ -35,5 +35,5 @@ if keep > 0 then
 else
   redis.call('HSET', meta, 'cut', seq)
 end
-redis.call('PUBLISH', key('ps', ck), 'm ' .. epoch .. ' ' .. seq .. ' ' .. skip .. '\n' .. frame)
+redis.call(PUB, ps, 'm ' .. epoch .. ' ' .. seq .. ' ' .. skip .. '\n' .. frame)
 return id

@@ -1,11 +1,10 @@
 """The engine's Lua scripts, read from this package's `.lua` files at import.
 
 One file per script (`publish.lua`, `history.lua`, ...), each run with the shared
-`prelude.lua` before it. Every value comes in as ARGV (ARGV[1] is always the key
-prefix): no Lua is assembled from Python values, so a script's text, and the SHA
-Redis caches it by, is the same on every node whatever its settings. Newer scripts
-(`state.lua`) get every key they touch in KEYS, built in Python, as Redis Cluster
-needs; they use nothing of the prelude that builds keys.
+`prelude.lua` before it. Every key comes in as KEYS (keys.py lists each script's, all
+under one hash tag) and every value as ARGV (ARGV[1] is always the pub/sub command):
+no Lua is assembled from Python values, so a script's text, and the SHA Redis caches
+it by, is the same on every node whatever its settings.
 """
 
 from __future__ import annotations
@@ -13,17 +12,26 @@ from __future__ import annotations
 from importlib.resources import files
 
 NAMES = (
+    # per channel
     "publish",
     "history",
     "join",
     "leave",
     "update",
-    "profile",
-    "maintain",
+    "renew",
     "retire",
+    "members",
+    "reprofile",
     "collect",
-    "create",
     "state",
+    "snapshot",
+    # per user
+    "enter",
+    "profile",
+    "forget",
+    # per tenant
+    "create",
+    "unlist",
 )
 
 _HERE = files(__package__)

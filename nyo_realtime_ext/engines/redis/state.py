@@ -7,8 +7,9 @@ writes and messages in one order. Every key the script touches comes in KEYS, an
 state hash carries the channel's hash tag, so that it works on Redis Cluster.
 
 The frames are made by frames.py: the script only puts the version between the
-pieces of `frames.state_pieces`. A read is one MULTI of the channel's position and
-its hash, so that it says where in the sequence it was made (`StateSnapshot.seq`).
+pieces of `frames.state_pieces`. A read is one script (`snapshot.lua`) that reads the
+channel's position and its hash together, so that it says where in the sequence it
+was made (`StateSnapshot.seq`).
 """
 
 from __future__ import annotations
@@ -46,9 +47,9 @@ class RedisState:
         head, tail, start = frames.state_pieces(key.name, entry_key, value, sender)
         size = 0 if value is None else len(entry_key.encode()) + len(frames.encode(value))
         seen_epoch, seen_seq = self.broker.seen(key)
-        outcome, detail = await redis.run_keyed(
+        outcome, detail = await redis.run(
             "state",
-            [redis.key("meta", key), redis.key("hist", key), redis.tagged("state", key)],
+            redis.keys.state(key),
             secrets.token_hex(4),
             seen_epoch,
             seen_seq,
@@ -64,7 +65,6 @@ class RedisState:
             head,
             tail,
             start,
-            redis.key("ps", key),
         )
         if outcome == b"conflict":
             raise StateConflict(_entry(detail) if detail else None)
@@ -76,13 +76,9 @@ class RedisState:
         return StateEntry(entry_key, value, version, sender)
 
     async def read(self, key: ChannelKey, since: str | None = None) -> StateSnapshot:
-        redis = self.redis
-        async with redis.slot:
-            async with redis.client.pipeline(transaction=True) as pipe:
-                pipe.hmget(redis.key("meta", key), "epoch", "seq")
-                pipe.hgetall(redis.tagged("state", key))
-                (epoch_raw, seq_raw), fields = await pipe.execute()
-        epoch, seq = (epoch_raw or b"").decode(), int(seq_raw or 0)
+        epoch_raw, seq, flat = await self.redis.run("snapshot", self.redis.keys.snapshot(key))
+        epoch = epoch_raw.decode()
+        fields = dict(zip(flat[::2], flat[1::2], strict=True))
         floor = fields.get(b"#floor")
         after = delta_after(since, epoch, seq, floor.decode() if floor else None)
         entries = [_entry(raw) for field, raw in fields.items() if field.startswith(b"e:")]

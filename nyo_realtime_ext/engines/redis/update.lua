@@ -1,9 +1,11 @@
--- ARGV: prefix, ck, name, user, now, status ('' = unchanged), meta and its json_key
--- ('' = unchanged), frames.LUA_PIECES. Returns the member and its connection ids when something
--- changed: meta compares by its json_key, as the memory engine by same_json.
-local ck, name, user, now = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
-local status, meta, sorted_meta = ARGV[6], ARGV[7], ARGV[8]
-local users = key('users', ck)
+-- KEYS: the channel's presence keys. ARGV: pub/sub command, name, user, now, status
+-- ('' = unchanged), meta and its json_key ('' = unchanged), frames.LUA_PIECES. Returns
+-- the member and its connection ids when something changed: meta compares by its
+-- json_key, as the memory engine by same_json.
+local K = presence_keys()
+local name, user, now = ARGV[2], ARGV[3], ARGV[4]
+local status, meta, sorted_meta = ARGV[5], ARGV[6], ARGV[7]
+local users = K.users
 local old = redis.call('HMGET', users, 'p:' .. user, 's:' .. user, 'k:' .. user)
 if not old[1] then
   return nil
@@ -23,5 +25,5 @@ if not changed then
 end
 local conns = conns_of(users, user)
 local member = member_json(users, user, #conns)
-event(ck, name, 'presence:updated', member, '-')
+event(K, name, 'presence:updated', member, '-')
 return {member, conns}

@@ -1,6 +1,6 @@
 // @vitest-environment jsdom
 /**
- * The React hooks (src/hooks.ts) in jsdom, with React Testing Library, against
+ * The React hooks (src/reactHooks.ts) in jsdom, with React Testing Library, against
  * a real `nyo-realtime serve` subprocess: what a component sees as state, and
  * what another client (a plain `RealtimeClient`) sees of it.
  */
@@ -26,7 +26,7 @@ import {
   useWebSocket,
   UseWebSocketOptions,
   WEBSOCKET_DEFAULTS
-} from '../src/hooks';
+} from '../src/reactHooks';
 import { peekChannel } from '../src/store';
 import { createRealtime } from '../src/tokens';
 import {
