@@ -12,6 +12,9 @@ __version__ = "0.1.0"
 _LAZY = {
     "PresenceWidget": "widgets",
     "ChatWidget": "widgets",
+    "PollWidget": "poll",
+    "link": "linking",
+    "Link": "linking",
     "connect": "client",
     "RealtimeClient": "client",
     "ThreadedClient": "client",

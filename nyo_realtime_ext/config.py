@@ -140,6 +140,25 @@ class Realtime(Configurable):
         1000,
         help="Longest member list of a channel (HTTP create or PATCH); longer is `limit_exceeded`.",
     ).tag(config=True)
+    max_state_keys = Int(
+        1000,
+        help=(
+            "Keys of shared state one channel holds (`state:set`, HTTP `PUT .../state/{key}`); "
+            "a write of one more key is `limit_exceeded`. Deleted keys do not count."
+        ),
+    ).tag(config=True)
+    max_state_value_size = Int(
+        64 * 1024,
+        help="Bytes of one shared-state value, encoded as JSON; more is `payload_too_large`.",
+    ).tag(config=True)
+    max_state_bytes = Int(
+        1024 * 1024,
+        help=(
+            "Bytes of shared state one channel holds (each key's UTF-8 bytes plus its "
+            "value's encoded bytes); a write past it is `limit_exceeded`. This also bounds "
+            "the `state` snapshot a subscriber gets."
+        ),
+    ).tag(config=True)
     channel_idle_ttl = Float(
         30 * 24 * 3600.0,
         help=(

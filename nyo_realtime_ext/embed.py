@@ -67,6 +67,23 @@ class RealtimeServer:
         self.service.writer.commit_now()  # the caller may show it at once
         return message_id
 
+    async def set_state(
+        self, channel: str, key: str, value: Any, tenant: str | None = None
+    ) -> dict[str, Any]:
+        """Set one key of `channel`'s shared state as the server (`from: null`; None
+        deletes it); returns the entry. The limits hold; rights are not asked."""
+        entry = await self.service.hub.set_state_from_server(self._key(channel, tenant), key, value)
+        self.service.writer.commit_now()
+        return entry.to_wire()
+
+    async def state(self, channel: str, tenant: str | None = None) -> dict[str, Any]:
+        """`channel`'s shared state, key -> value (empty for a channel without any)."""
+        key = self._key(channel, tenant)
+        if await self.service.hub.find_channel(key) is None:
+            return {}
+        snapshot = await self.service.hub.state.read(key)
+        return {entry.key: entry.value for entry in snapshot.entries}
+
     async def members(self, channel: str, tenant: str | None = None) -> list[dict[str, Any]]:
         """Who is on `channel` now, on every node, as the wire's member objects."""
         return [m.to_wire() for m in await self.service.hub.members_of(self._key(channel, tenant))]

@@ -12,7 +12,9 @@ them to it), so each object has one order, written down here once:
 - a message: type, channel, id, event, payload, from, ts;
 - a member: userId, kind? (kernels only), name, color?, avatar_url?, joinedAt, status, meta, lastSeen,
   connections (`?`: only when set);
-- a presence event: type, channel, member.
+- a presence event: type, channel, member;
+- a shared-state entry: key, value, version, from; `state:changed` is type, channel,
+  then the entry's keys; a `state` snapshot: type, channel, entries, complete.
 
 **Encoded once.** A frame for many recipients is encoded once and the same bytes
 go to each (engines hand them to `EngineEvents.deliver`); nothing here is called
@@ -38,6 +40,11 @@ its scripts, from pieces made here, and never writes a JSON key itself:
   presence event up to the channel's name (names need no JSON escaping: they are
   ``[A-Za-z0-9_:.@/=+-]``). Values Lua puts in (status, meta, names, colours) were
   encoded here too, and stored as bytes.
+- A shared-state write gets its version in the state script, like a message its id:
+  `state_pieces` gives the entry's bytes before the version and after it, and the
+  start of a `state:changed` frame up to the entry's first key; the script stores
+  ``entry = head .. version .. tail`` and publishes ``start .. entry`` without the
+  entry's opening brace.
 """
 
 from __future__ import annotations
@@ -49,7 +56,7 @@ import orjson
 from .constants import PERSON
 
 if TYPE_CHECKING:
-    from .models import Channel, Identity, Member, Message
+    from .models import Channel, Identity, Member, Message, StateEntry
 
 encode = orjson.dumps  # a frame (dict) to the bytes every recipient gets
 
@@ -211,6 +218,53 @@ LUA_PIECES = orjson.dumps(
 PRESENCE_UPDATED_START = b'{"type":"presence:updated"'  # how an update frame starts
 
 
+# -- shared state --------------------------------------------------------------------
+
+STATE_CHANGED = "state:changed"
+STATE = "state"
+
+
+def state_entry_wire(entry: StateEntry) -> dict[str, Any]:
+    return {
+        "key": entry.key,
+        "value": entry.value,
+        "version": entry.version,
+        "from": entry.sender,
+    }
+
+
+def state_changed(channel: str, entry: StateEntry) -> bytes:
+    """`state:changed`, for every subscriber that asked for state (a delete: value null)."""
+    return orjson.dumps({"type": STATE_CHANGED, "channel": channel, **state_entry_wire(entry)})
+
+
+def state_snapshot(channel: str, entries: list[StateEntry], complete: bool) -> bytes:
+    """`state`: the entries after `subscribed` (all of them when `complete`, else the
+    ones changed since the subscriber's `since`, deletions included as value null)."""
+    return orjson.dumps(
+        {
+            "type": STATE,
+            "channel": channel,
+            "entries": [state_entry_wire(e) for e in entries],
+            "complete": complete,
+        }
+    )
+
+
+def state_pieces(
+    channel: str, key: str, value: Any, sender: dict[str, Any] | None
+) -> tuple[bytes, bytes, bytes]:
+    """(entry head, entry tail, frame start): ``head + version + tail`` is the entry as
+    `state_entry_wire` encodes it, and ``start + entry[1:]`` its `state:changed` frame.
+    Raises orjson.JSONEncodeError for a value that cannot be sent."""
+    entry = orjson.dumps({"key": key, "value": value, "version": "", "from": sender})
+    # The last `,"version":""`: the value before it may hold one, `from` after it cannot
+    # (its keys are userId and connectionId, and a `"` inside a string is escaped).
+    cut = entry.rindex(b',"version":""') + len(b',"version":"')
+    start = orjson.dumps({"type": STATE_CHANGED, "channel": channel})[:-1] + b","
+    return entry[:cut], entry[cut:], start
+
+
 # -- replies, errors, records -------------------------------------------------------
 
 
@@ -220,6 +274,13 @@ def error(code: str, message: str, ref: Any = None, channel: str | None = None) 
         frame["ref"] = ref
     if channel is not None:
         frame["channel"] = channel
+    return frame
+
+
+def conflict(message: str, entry: StateEntry | None, ref: Any, channel: str) -> dict[str, Any]:
+    """The `conflict` error of a compare-and-set: the entry as it is now (null: no key)."""
+    frame = error("conflict", message, ref, channel)
+    frame["entry"] = state_entry_wire(entry) if entry is not None else None
     return frame
 
 

@@ -84,6 +84,24 @@ class Message:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class StateEntry:
+    """The latest value of one key of a channel's shared state.
+
+    `version` is a message id from the channel's own sequence (the write's place in
+    the channel's one order); `value` None is a deleted key (a tombstone), kept so
+    that a resubscription with `since` learns of the deletion.
+    """
+
+    key: str
+    value: Any
+    version: str
+    sender: dict[str, Any] | None  # {userId, connectionId}; None from server-side code
+
+    def to_wire(self) -> dict[str, Any]:
+        return frames.state_entry_wire(self)
+
+
 @dataclass(slots=True)
 class Member:
     """One user on one channel, however many connections it has."""

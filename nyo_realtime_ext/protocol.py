@@ -29,6 +29,12 @@ MAX_EVENT_LENGTH = 100
 # Presence meta is copied into every `subscribed` and `presence:state` of the
 # channel, so it is kept small; messages are the place for bulk data.
 MAX_META_SIZE = 8 * 1024
+# A shared-state key: any text without control characters, short enough to sit in
+# every snapshot and in a Redis hash field name (values have their own limit).
+MAX_STATE_KEY_LENGTH = 256
+# Per-user keys: `~<userId>/...` is written only by that user (votes, per-person entries).
+USER_KEY_PREFIX = "~"
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 class ErrorCode:
@@ -47,8 +53,10 @@ class ErrorCode:
     LIMIT_EXCEEDED = "limit_exceeded"
     # The engine (say, Redis) cannot store or deliver right now; nothing happened.
     UNAVAILABLE = "unavailable"
-    # HTTP API only: its answers need two more outcomes.
+    # HTTP API only.
     NOT_FOUND = "not_found"
+    # A compare-and-set whose `ifVersion` is not the entry's (both transports), or
+    # over HTTP, a name that exists.
     CONFLICT = "conflict"
 
 
@@ -70,6 +78,7 @@ class ProtocolError(Exception):
         message: str,
         ref: Any = None,
         channel: str | None = None,
+        extra: dict[str, Any] | None = None,
         retry_after: int | None = None,
     ) -> None:
         super().__init__(message)
@@ -77,10 +86,12 @@ class ProtocolError(Exception):
         self.message = message
         self.ref = ref
         self.channel = channel
+        # Fields the error carries beyond these (a `conflict`'s current `entry`).
+        self.extra = extra or {}
         self.retry_after = retry_after  # seconds, for HTTP's `Retry-After`
 
     def to_wire(self) -> dict[str, Any]:
-        return error(self.code, self.message, self.ref, self.channel)
+        return {**error(self.code, self.message, self.ref, self.channel), **self.extra}
 
 
 def encode_value(value: Any, field: str, ref: Any = None, channel: str | None = None) -> bytes:
@@ -164,6 +175,50 @@ def _check_subscribe(frame: dict[str, Any], ref: Any) -> None:
         )
 
 
+def _check_subscribe_state(frame: dict[str, Any], ref: Any) -> None:
+    _check_subscribe(frame, ref)
+    if not isinstance(frame.get("state", False), bool):
+        raise ProtocolError(
+            ErrorCode.BAD_REQUEST, "`state` must be a boolean", ref, frame["channel"]
+        )
+
+
+def check_state_key(key: Any, ref: Any = None, channel: str | None = None) -> None:
+    if (
+        not isinstance(key, str)
+        or not 1 <= len(key) <= MAX_STATE_KEY_LENGTH
+        or _CONTROL.search(key) is not None
+    ):
+        raise ProtocolError(
+            ErrorCode.BAD_REQUEST,
+            f"`key` must be a string of 1-{MAX_STATE_KEY_LENGTH} characters without "
+            "control characters",
+            ref,
+            channel,
+        )
+
+
+def check_if_version(if_version: Any, ref: Any = None, channel: str | None = None) -> None:
+    if if_version is not None and not isinstance(if_version, str):
+        raise ProtocolError(
+            ErrorCode.BAD_REQUEST,
+            '`ifVersion` must be a version (string), or "" for "only if the key is absent"',
+            ref,
+            channel,
+        )
+
+
+def _check_state_set(frame: dict[str, Any], ref: Any) -> None:
+    _require_channel(frame, ref)
+    channel = frame["channel"]
+    check_state_key(frame.get("key"), ref, channel)
+    if "value" not in frame:
+        raise ProtocolError(
+            ErrorCode.BAD_REQUEST, "`value` is required (null deletes the key)", ref, channel
+        )
+    check_if_version(frame.get("ifVersion"), ref, channel)
+
+
 def _check_broadcast(frame: dict[str, Any], ref: Any) -> None:
     _require_channel(frame, ref)
     check_event(frame.get("event"), ref, frame["channel"])
@@ -226,9 +281,10 @@ def _check_presence(frame: dict[str, Any], ref: Any) -> None:
 
 _VALIDATORS = {
     "auth": _check_auth,
-    "subscribe": _check_subscribe,
+    "subscribe": _check_subscribe_state,
     "unsubscribe": _require_channel,
     "broadcast": _check_broadcast,
     "presence": _check_presence,
+    "state:set": _check_state_set,
     "ping": lambda frame, ref: None,
 }

@@ -547,6 +547,8 @@ async def test_openapi_document_is_served_and_names_every_route(server):
         "/channels/{name}/members",
         "/channels/{name}/messages",
         "/channels/{name}/presence",
+        "/channels/{name}/state",
+        "/channels/{name}/state/{key}",
         "/profile",
         "/openapi.json",
     }

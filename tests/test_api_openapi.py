@@ -59,6 +59,9 @@ def test_live_api_matches_its_openapi_document(standalone) -> None:
         "POST /channels/{name}/messages",
         "POST /channels/{name}/presence",
         "DELETE /channels/{name}/presence",
+        "GET /channels/{name}/state",
+        "PUT /channels/{name}/state/{key}",
+        "DELETE /channels/{name}/state/{key}",
         "GET /profile",
         "PUT /profile",
     }

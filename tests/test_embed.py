@@ -54,6 +54,15 @@ async def test_create_server_serves_in_a_running_loop_with_hooks_and_publishes(
     with pytest.raises(ValueError):
         await server.publish("not a name!", "e")
 
+    # Shared state from server code: `from` null, seen by a state subscriber.
+    assert await server.state("board") == {}
+    await ada.subscribe("board", state=True)
+    await ada.expect("state")
+    entry = await server.set_state("board", "~ada/anything", {"by": "the server"})
+    changed = await ada.expect("state:changed")
+    assert changed["version"] == entry["version"] and changed["from"] is None
+    assert await server.state("board") == {"~ada/anything": {"by": "the server"}}
+
     await server.close()  # clients are told 1001, the way SIGTERM does
     assert await ada.closed() == 1001
     await asyncio.wait_for(serving, 10)

@@ -15,7 +15,13 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parent.parent / "nyo_realtime_ext"
 NAME = "nyo_realtime_ext"
 # `chat_render` is what ChatWidget shows: Markdown made safe, in the kernel.
-CLIENT_SIDE = (f"{NAME}.client", f"{NAME}.widgets", f"{NAME}.chat_render")
+CLIENT_SIDE = (
+    f"{NAME}.client",
+    f"{NAME}.widgets",
+    f"{NAME}.chat_render",
+    f"{NAME}.linking",
+    f"{NAME}.poll",
+)
 # The package's facade loads the client lazily (PEP 562), for users, never for the server.
 FACADE = f"{NAME}"
 
@@ -170,12 +176,13 @@ def test_every_redis_script_gets_its_keys_in_keys_under_one_hash_tag():
     keys = Keys("nyo-realtime")
     for key in (ChannelKey("acme", "room"), ChannelKey("a{b}", "c:d"), ChannelKey("", "x")):
         lists = [keys.publish(key), keys.history(key), keys.presence(key), keys.collect(key)]
-        lists += [[keys.channel("state", key)]]  # issue 20's keyed state, same tag
+        lists += [keys.state(key), keys.snapshot(key)]
         lists += [keys.registry(key.tenant), keys.profile(key.tenant, "ada")]
         for names in lists:
             assert len({key_slot(n.encode()) for n in names}) == 1, names
     # Each script's KEYS count matches what keys.py gives it.
     counts = {"publish": 3, "history": 2, "collect": 10, "create": 2, "unlist": 2}
+    counts |= {"state": 4, "snapshot": 2}
     counts |= {n: 2 for n in ("enter", "profile", "forget")}
     counts |= {n: 7 for n in ("leave", "update", "renew", "retire", "members", "reprofile")}
     # join: the channel's 7; on one Redis (no slots) also the user's 2, for one round trip.

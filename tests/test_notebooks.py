@@ -62,3 +62,17 @@ async def test_client_api_notebook_runs(jp_fetch: Any, jp_serverapp: Any) -> Non
     text = outputs_text(nb)
     assert "acknowledged:" in text
     assert "states seen: ['connecting', 'open', 'closed']" in text
+
+
+@pytest.mark.timeout(300)
+async def test_shared_state_notebook_runs(jp_fetch: Any, jp_serverapp: Any) -> None:
+    nb = await run_notebook("shared_state.ipynb", jp_fetch, jp_serverapp)
+    text = outputs_text(nb)
+    assert "connected as" in text
+    assert "linked slider: plot/frequency = 1.0" in text
+    assert "params: {'learning_rate': 0.01, 'epochs': 10}" in text
+    assert "epochs for everyone: 11" in text
+    assert "counts: {'blue': 0, 'green': 1, 'orange': 0}" in text
+    assert "application/vnd.jupyter.widget-view+json" in text
+    first = nb.cells[0]
+    assert first.cell_type == "markdown" and "Open this notebook as two people" in first.source

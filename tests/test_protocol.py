@@ -43,8 +43,12 @@ def refusal(frame: Any, authenticated: bool = True) -> ProtocolError:
         {"type": "broadcast", "channel": "room", "event": "e" * 100, "echo": False},
         {"type": "presence", "channel": "presence-room", "status": "away", "meta": {"x": 1}},
         {"type": "presence", "channel": "presence-room"},
+        {"type": "subscribe", "channel": "room", "state": True, "since": "abc-3"},
+        {"type": "state:set", "channel": "room", "key": "k", "value": None},
+        {"type": "state:set", "channel": "room", "key": "~ada/vote", "value": [1], "ifVersion": ""},
+        {"type": "state:set", "channel": "room", "key": "é" * 256, "value": {"a": 1}},
     ],
-)
+)  # fmt: skip
 def test_valid_frames_decode_to_themselves(frame: dict[str, Any]) -> None:
     assert decode(orjson.dumps(frame).decode()) == frame
 
@@ -81,6 +85,14 @@ def test_valid_frames_decode_to_themselves(frame: dict[str, Any]) -> None:
         # Optional, yet a null is refused rather than read as "unchanged".
         ({"type": "presence", "channel": "r", "meta": None}, ErrorCode.BAD_REQUEST, "`meta`"),
         ({"type": "presence", "channel": "r", "status": None}, ErrorCode.BAD_REQUEST, "`status`"),
+        ({"type": "subscribe", "channel": "r", "state": 1}, ErrorCode.BAD_REQUEST, "`state`"),
+        ({"type": "state:set", "channel": "r", "value": 1}, ErrorCode.BAD_REQUEST, "`key`"),
+        ({"type": "state:set", "channel": "r", "key": "", "value": 1}, ErrorCode.BAD_REQUEST, "`key`"),
+        ({"type": "state:set", "channel": "r", "key": "k" * 257, "value": 1}, ErrorCode.BAD_REQUEST, "`key`"),
+        ({"type": "state:set", "channel": "r", "key": "a\tb", "value": 1}, ErrorCode.BAD_REQUEST, "`key`"),
+        ({"type": "state:set", "channel": "r", "key": "k"}, ErrorCode.BAD_REQUEST, "`value`"),
+        ({"type": "state:set", "channel": "r", "key": "k", "value": 1, "ifVersion": 2}, ErrorCode.BAD_REQUEST, "`ifVersion`"),
+        ({"type": "state:set", "channel": "no way", "key": "k", "value": 1}, ErrorCode.INVALID_CHANNEL, "channel"),
     ],
 )  # fmt: skip
 def test_bad_frames_are_refused_with_the_documented_code(data: Any, code: str, says: str) -> None:

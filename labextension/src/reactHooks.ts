@@ -7,6 +7,8 @@
  * - `useChannel(ws, channel, {onMessage})`: `{messages, send, isSubscribed}`.
  * - `usePresence(ws, channel)`: `{members, updateStatus}`.
  * - `useRealtimeChannel(options, channel)`: all of it in one call.
+ * - `useSharedState(ws, channel)`: `{state, set, remove, compareAndSet, version, loaded}`,
+ *   the channel's shared state (docs/protocol.md, "Shared state").
  * - `useLobby(realtime)`: `realtime.lobby`, re-rendering when the setting moves it.
  *
  * `ws` is what `useWebSocket` returned, an `IRealtime`, or a `RealtimeClient`.
@@ -33,6 +35,8 @@ import {
   Message,
   RealtimeClient,
   RealtimeError,
+  SharedState,
+  StateEntry,
   Status,
   User,
   WebSocketFactory,
@@ -365,6 +369,124 @@ export function useRealtimeChannel(
   return useMemo(
     () => ({ connectionState, isSubscribed, messages, members, send, updateStatus }),
     [connectionState, isSubscribed, messages, members, send, updateStatus]
+  );
+}
+
+export interface UseSharedStateResult {
+  /** The values by key (a new object after each change). */
+  readonly state: Readonly<Record<string, unknown>>;
+  /** Whether the server's snapshot has arrived. */
+  readonly loaded: boolean;
+  /** The entry of `key`: value, version and who wrote it. */
+  entry(key: string): StateEntry | undefined;
+  /** The version of `key`, for `compareAndSet`. */
+  version(key: string): string | undefined;
+  /** Set `key` (null deletes it); resolves with the new version. */
+  set(key: string, value: unknown): Promise<string>;
+  /** Delete `key`. */
+  remove(key: string): Promise<string>;
+  /**
+   * Set `key` only if its version is `ifVersion` (undefined: only if absent); rejects
+   * with a `RealtimeError` of code `conflict` (its `entry`: the entry as it is).
+   */
+  compareAndSet(
+    key: string,
+    value: unknown,
+    ifVersion: string | undefined
+  ): Promise<string>;
+}
+
+interface StateView {
+  stamp: number;
+  state: Readonly<Record<string, unknown>>;
+  loaded: boolean;
+}
+
+const NO_STATE: StateView = Object.freeze({
+  stamp: -1,
+  state: Object.freeze({}),
+  loaded: false
+});
+const stateViews = new WeakMap<SharedState, StateView>();
+
+/** One immutable view per change of `shared`, as `useSyncExternalStore` wants. */
+function viewOf(shared: SharedState | undefined): StateView {
+  if (!shared) {
+    return NO_STATE;
+  }
+  const cached = stateViews.get(shared);
+  if (cached && cached.stamp === shared.stamp) {
+    return cached;
+  }
+  const view = {
+    stamp: shared.stamp,
+    state: Object.freeze(shared.toObject()),
+    loaded: shared.isLoaded
+  };
+  stateViews.set(shared, view);
+  return view;
+}
+
+/**
+ * A channel's shared state as React state: re-renders on every change, whoever made
+ * it, on any server; writes go through the server. The channel is shared with the
+ * rest of the page, as `useChannel`'s is.
+ */
+export function useSharedState(
+  ws: RealtimeSource,
+  channelId: string
+): UseSharedStateResult {
+  const client = clientOf(ws);
+  useLobby(ws);
+  const subscribe = useCallback(
+    (notify: () => void) => {
+      if (!client || !channelId) {
+        return () => undefined;
+      }
+      // State first: the channel is then subscribed with `state: true` at once.
+      const shared = client.sharedState(channelId);
+      const lease = openChannel(client, channelId);
+      const offs = [shared.changed.connect(notify), shared.loaded.connect(notify)];
+      notify();
+      return () => {
+        offs.forEach(off => off());
+        lease.release();
+      };
+    },
+    [client, channelId]
+  );
+  const shared = useCallback(
+    (): SharedState | undefined =>
+      client && channelId ? peekChannel(client, channelId)?.channel.state : undefined,
+    [client, channelId]
+  );
+  const view = useSyncExternalStore(
+    subscribe,
+    useCallback(() => viewOf(shared()), [shared])
+  );
+  const write = useCallback(
+    (run: (state: SharedState) => Promise<string>) => {
+      const state = shared();
+      return state
+        ? run(state)
+        : Promise.reject(
+            new RealtimeError('not_subscribed', 'the channel is not open', channelId)
+          );
+    },
+    [shared, channelId]
+  );
+  return useMemo(
+    () => ({
+      state: view.state,
+      loaded: view.loaded,
+      entry: (key: string) => shared()?.entries.get(key),
+      version: (key: string) => shared()?.entries.get(key)?.version,
+      set: (key: string, value: unknown) => write(state => state.set(key, value)),
+      remove: (key: string) => write(state => state.delete(key)),
+      compareAndSet: (key: string, value: unknown, ifVersion: string | undefined) =>
+        write(state => state.compareAndSet(key, value, ifVersion))
+    }),
+    [view, write, shared]
   );
 }
 

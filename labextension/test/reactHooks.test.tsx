@@ -22,6 +22,7 @@ import {
   useLobby,
   usePresence,
   useRealtimeChannel,
+  useSharedState,
   useWebSocket,
   UseWebSocketOptions,
   WEBSOCKET_DEFAULTS
@@ -527,5 +528,37 @@ describe('client options', () => {
     const pings = rec.frames('ping').length;
     expect(pings).toBeGreaterThanOrEqual(3);
     expect(pings).toBeLessThanOrEqual(6);
+  });
+});
+
+describe('useSharedState', () => {
+  it('shows the state as it changes anywhere, and writes through the server', async () => {
+    const room = fresh('state');
+    const bob = await other('bob');
+    const bobs = bob.sharedState(room);
+    await eventually(() => bobs.isLoaded, 'bob has the snapshot');
+    await bobs.set('params', { epochs: 10 });
+
+    const { result } = renderHook(() => {
+      const ws = useWebSocket(options('ada'));
+      return useSharedState(ws, room);
+    });
+    // A component mounted late starts from the current state.
+    await waitFor(() =>
+      expect(result.current.state).toEqual({ params: { epochs: 10 } })
+    );
+    expect(result.current.loaded).toBe(true);
+
+    await bobs.set('slider', 3);
+    await waitFor(() => expect(result.current.state.slider).toBe(3));
+    const version = await result.current.set('slider', 4);
+    await eventually(() => bobs.get('slider') === 4, 'bob sees 4');
+    expect(result.current.version('slider')).toBe(version);
+    const stale = await result.current
+      .compareAndSet('slider', 5, 'nope-1')
+      .catch(error => error);
+    expect(stale.code).toBe('conflict');
+    await result.current.remove('params');
+    await waitFor(() => expect(result.current.state).toEqual({ slider: 4 }));
   });
 });

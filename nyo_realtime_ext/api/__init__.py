@@ -23,6 +23,7 @@ from .messages import MessagesHandler
 from .openapi import OpenApiHandler
 from .presence import PresenceHandler
 from .profile import ProfileHandler
+from .state import StateEntryHandler, StateHandler
 
 __all__ = ["HTTP_METHODS", "ROUTES", "ApiError", "ApiHandler", "api_routes"]
 
@@ -34,6 +35,8 @@ ROUTES: list[tuple[str, type[ApiHandler]]] = [
     ("channels/([^/]+)/members", MembersHandler),
     ("channels/([^/]+)/messages", MessagesHandler),
     ("channels/([^/]+)/presence", PresenceHandler),
+    ("channels/([^/]+)/state", StateHandler),
+    ("channels/([^/]+)/state/([^/]+)", StateEntryHandler),
     ("profile", ProfileHandler),
     ("openapi.json", OpenApiHandler),
     (".*", NotFoundHandler),  # last: the API's 404 for everything else

@@ -64,11 +64,13 @@ class ApiError(HTTPError):
         message: str,
         status: int | None = None,
         headers: dict[str, str] | None = None,
+        extra: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(status or STATUS_FOR_CODE.get(code, 500))
         self.code = code
         self.message = message
         self.headers = headers or {}  # set on the answer: tornado clears earlier ones
+        self.extra = extra or {}  # more fields of the error (a conflict's `entry`)
 
 
 def api_error_for(exc: BaseException | None) -> ApiError | None:
@@ -81,7 +83,7 @@ def api_error_for(exc: BaseException | None) -> ApiError | None:
         return exc
     if isinstance(exc, ProtocolError):
         retry = {} if exc.retry_after is None else {"Retry-After": str(exc.retry_after)}
-        return ApiError(exc.code, exc.message, headers=retry)
+        return ApiError(exc.code, exc.message, extra=exc.extra, headers=retry)
     if isinstance(exc, EngineUnavailable):
         return ApiError(ErrorCode.UNAVAILABLE, str(exc), headers={"Retry-After": "1"})
     if isinstance(exc, orjson.JSONEncodeError):
@@ -229,8 +231,9 @@ class ApiHandler(RequestHandler):
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         exc = kwargs.get("exc_info", (None, None, None))[1]
         error = api_error_for(exc)
+        extra: dict[str, Any] = {}
         if error is not None:
-            code, message = error.code, error.message
+            code, message, extra = error.code, error.message, error.extra
             self.set_status(error.status_code)  # tornado set 500 for what it did not know
             for name, value in error.headers.items():
                 self.set_header(name, value)
@@ -240,7 +243,7 @@ class ApiHandler(RequestHandler):
         else:  # a bug: say so without leaking it
             code, message = ErrorCode.INTERNAL, "internal server error"
         self.set_header("Content-Type", "application/json")
-        self.finish(orjson.dumps({"error": {"code": code, "message": message}}))
+        self.finish(orjson.dumps({"error": {"code": code, "message": message, **extra}}))
 
     # -- request bodies and queries -------------------------------------------------
 

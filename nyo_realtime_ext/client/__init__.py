@@ -40,7 +40,15 @@ from .channel import CHANNEL_EVENTS, FROM_START, Channel
 from .discovery import discover
 from .errors import ClientClosed, ConnectionLost, RealtimeError, RequestError
 from .events import Callback
-from .threaded import SyncChannel, ThreadedClient, connect, shared_client, use_realtime_channel
+from .state import Conflict, SharedState
+from .threaded import (
+    SyncChannel,
+    SyncState,
+    ThreadedClient,
+    connect,
+    shared_client,
+    use_realtime_channel,
+)
 
 __all__ = [
     "CHANNEL_EVENTS",
@@ -61,12 +69,15 @@ __all__ = [
     "Callback",
     "Channel",
     "ClientClosed",
+    "Conflict",
     "ConnectionLost",
     "ConnectionState",
     "RealtimeClient",
     "RealtimeError",
     "RequestError",
+    "SharedState",
     "SyncChannel",
+    "SyncState",
     "ThreadedClient",
     "TokenProvider",
     "backoff_delay",

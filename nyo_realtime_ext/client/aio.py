@@ -37,6 +37,7 @@ from .backoff import (
 from .channel import Channel
 from .errors import ClientClosed, ConnectionLost, RequestError
 from .events import Emitter
+from .state import SharedState
 
 log = logging.getLogger(__name__)
 
@@ -206,6 +207,30 @@ class RealtimeClient(Emitter):
         return channel
 
     subscribe = channel
+
+    async def shared_state(self, name: str, *, timeout: float | None = 30.0) -> SharedState:
+        """The channel's shared state, a live mapping (subscribes with `state: true`,
+        or asks for it on a channel already subscribed); returns once the snapshot is in.
+        (Not `state`: that is the connection's state.)
+
+        Raises `RequestError` if the server refuses (forbidden, invalid name).
+        """
+        channel = self._channels.get(name)
+        if channel is not None and channel.state is not None:
+            await channel._ready(timeout)
+            return channel.state
+        if channel is None:
+            channel = self._channels[name] = Channel(self, name, False, self.max_messages)
+            channel.state = SharedState(channel)
+            self.start()
+            if self._authenticated.is_set():
+                await self._subscribe(channel, timeout)
+        else:
+            channel.state = SharedState(channel)
+            await channel._ready(timeout)
+            await self._subscribe(channel, timeout)  # a repeated subscribe: the snapshot
+        await channel._ready(timeout)
+        return channel.state
 
     async def _subscribe(
         self, channel: Channel, timeout: float | None, retrying: bool = False
@@ -629,6 +654,12 @@ class RealtimeClient(Emitter):
         elif type_ == "subscribed":
             if channel is not None:
                 channel._on_subscribed(frame)
+        elif type_ == "state:changed":
+            if channel is not None:
+                channel._on_state_changed(frame)
+        elif type_ == "state":
+            if channel is not None:
+                channel._on_state(frame)
         elif type_ in ("user:joined", "user:left", "presence:updated"):
             if channel is not None and isinstance(frame.get("member"), dict):
                 channel._on_member(type_, frame["member"])

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import ClientClosed, ConnectionLost, RealtimeError, RequestError
 from .events import Emitter
+from .state import SharedState
 
 if TYPE_CHECKING:  # the client makes its channels; a channel only calls back
     from .aio import RealtimeClient
@@ -63,6 +64,8 @@ class Channel(Emitter):
         # One's own status and meta as last set here: put back after a reconnect,
         # when the server has made us a fresh member ("online", empty meta).
         self._presence: dict[str, Any] = {}
+        #: The channel's shared state, once asked for (`RealtimeClient.shared_state`).
+        self.state: SharedState | None = None
 
     def __repr__(self) -> str:
         return f"<Channel {self.name!r} subscribed={self.subscribed.is_set()}>"
@@ -142,6 +145,8 @@ class Channel(Emitter):
 
     def _subscribe_frame(self) -> dict[str, Any]:
         frame: dict[str, Any] = {"type": "subscribe", "channel": self.name}
+        if self.state is not None:
+            frame["state"] = True
         if self.last_id is not None:
             frame["since"] = self.last_id
         elif self._history or not self._first_subscribe:
@@ -189,6 +194,20 @@ class Channel(Emitter):
         event = message.get("event")
         if isinstance(event, str) and event not in CHANNEL_EVENTS:
             self.emit(event, message)
+
+    def _on_state(self, frame: dict[str, Any]) -> None:
+        if self.state is not None:
+            self.state._on_snapshot(frame)
+
+    def _on_state_changed(self, frame: dict[str, Any]) -> None:
+        if self.state is None:
+            return
+        version = frame.get("version")
+        if isinstance(version, str):
+            # Numbered in the channel's one sequence, as message ids: resubscribing
+            # from it asks for the messages and the state written after it.
+            self.last_id = version
+        self.state._on_changed(frame)
 
     def _on_member(self, type_: str, member: dict[str, Any]) -> None:
         others = [m for m in self.members if m.get("userId") != member.get("userId")]

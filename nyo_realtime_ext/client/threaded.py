@@ -14,7 +14,7 @@ import concurrent.futures
 import os
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from typing import Any
 
 import orjson
@@ -25,6 +25,7 @@ from .channel import Channel
 from .discovery import discover
 from .errors import ClientClosed
 from .events import Callback
+from .state import SharedState
 
 
 class ThreadedClient:
@@ -52,6 +53,7 @@ class ThreadedClient:
 
         self.client: RealtimeClient = self._call(make(), None)
         self._channels: dict[str, SyncChannel] = {}
+        self._states: dict[str, SyncState] = {}
 
     def _call(self, coro: Awaitable[Any], timeout: float | None) -> Any:
         if threading.current_thread() is self._thread:
@@ -114,6 +116,15 @@ class ThreadedClient:
         return self._channels[name]
 
     subscribe = channel
+
+    def shared_state(self, name: str, *, timeout: float | None = 30.0) -> SyncState:
+        """The channel's shared state, a live mapping; blocks until its snapshot is in."""
+        existing = self._states.get(name)
+        if existing is not None and existing._channel.active:
+            return existing
+        shared = self._call(self.client.shared_state(name, timeout=timeout), None)
+        self._states[name] = SyncState(self, shared)
+        return self._states[name]
 
     def ping(self, timeout: float | None = None) -> int:
         return self._call(self.client.ping(timeout), None)
@@ -230,6 +241,90 @@ class SyncChannel:
 
     def __repr__(self) -> str:
         return f"<SyncChannel {self.name!r} messages={len(self._channel.messages)} members={len(self._channel.members)}>"
+
+
+class SyncState(Mapping[str, Any]):
+    """The thread-safe face of a `SharedState`: reads are local (a copy of what the
+    client's thread holds, taken at once), writes block until the server answers,
+    and `observe` callbacks run on the client's thread."""
+
+    def __init__(self, client: ThreadedClient, shared: SharedState) -> None:
+        self._client = client
+        self._shared = shared
+        self._channel = shared.channel
+        self.name = shared.channel.name
+
+    @property
+    def client(self) -> ThreadedClient:
+        return self._client
+
+    def __getitem__(self, key: str) -> Any:
+        return self._shared._entries[key]["value"]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(self._shared._entries))
+
+    def __len__(self) -> int:
+        return len(self._shared._entries)
+
+    def entry(self, key: str) -> dict[str, Any] | None:
+        return self._shared.entry(key)
+
+    def version(self, key: str) -> str | None:
+        return self._shared.version(key)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {key: entry["value"] for key, entry in list(self._shared._entries.items())}
+
+    def set(self, key: str, value: Any, timeout: float | None = None) -> str:
+        return self._client._call(self._shared.set(key, value, timeout), None)
+
+    def set_nowait(self, key: str, value: Any) -> concurrent.futures.Future[str]:
+        """Write without blocking; the future holds the version or the error."""
+        return self._client._submit(self._shared.set(key, value))
+
+    def delete(self, key: str, timeout: float | None = None) -> str:
+        return self._client._call(self._shared.delete(key, timeout), None)
+
+    def compare_and_set(
+        self, key: str, value: Any, if_version: str | None, timeout: float | None = None
+    ) -> str:
+        """See `SharedState.compare_and_set`; raises `Conflict`."""
+        return self._client._call(
+            self._shared.compare_and_set(key, value, if_version, timeout), None
+        )
+
+    def observe(
+        self, key: str | None, callback: Callable[[str, Any, dict[str, Any]], Any]
+    ) -> Callable[[], None]:
+        """Call `callback(key, value, entry)` on the client's thread on each change of
+        `key` (None: any key); returns a remover, safe from any thread."""
+        off = self._client._call_soon(self._shared.observe, key, callback)
+
+        def remove() -> None:
+            if not self._client.closed:
+                self._client._loop.call_soon_threadsafe(off)
+
+        return remove
+
+    def wait_for(self, predicate: Callable[[SyncState], bool], timeout: float = 30.0) -> SyncState:
+        """Block until `predicate(state)` holds, re-checked at every change."""
+        changed = threading.Event()
+        off = self.observe(None, lambda *_: changed.set())
+        try:
+            deadline = time.monotonic() + timeout
+            while not predicate(self):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError(f"condition not met on {self.name!r} within {timeout} s")
+                changed.wait(min(remaining, 0.5))
+                changed.clear()
+            return self
+        finally:
+            off()
+
+    def __repr__(self) -> str:
+        return f"<SyncState {self.name!r} {self.to_dict()!r}>"
 
 
 def connect(

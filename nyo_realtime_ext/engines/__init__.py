@@ -18,6 +18,11 @@ from .base import (
     History,
     PresenceManager,
     ProfileStore,
+    StateConflict,
+    StateLimitExceeded,
+    StateLimits,
+    StateSnapshot,
+    StateStore,
 )
 from .memory import MemoryEngine
 
@@ -57,5 +62,10 @@ __all__ = [
     "MemoryEngine",
     "PresenceManager",
     "ProfileStore",
+    "StateConflict",
+    "StateLimitExceeded",
+    "StateLimits",
+    "StateSnapshot",
+    "StateStore",
     "make_engine",
 ]

@@ -10,7 +10,9 @@ Modelled on centrifuge's split of its `Node` from `Broker` and `PresenceManager`
   connections of a node that stops refreshing its liveness expire;
 - a `ChannelRegistry` keeps channels: types, owners, member lists;
 - a `ProfileStore` keeps the names and colours users chose (profiles.py), and
-  shows a change on every channel its user is on, on every node.
+  shows a change on every channel its user is on, on every node;
+- a `StateStore` keeps each channel's shared state (the latest value per key),
+  numbers each write in the channel's one sequence, and delivers `state:changed`.
 
 Every method that may cross a network is a coroutine. The memory engine never
 suspends in them; the Redis engine does. Either way the hub calls them alike,
@@ -28,11 +30,48 @@ import builtins
 from collections.abc import Awaitable, Callable
 from typing import Any, NamedTuple, Protocol
 
-from ..models import Channel, ChannelKey, Identity, Member, Message, Profile
+from ..models import Channel, ChannelKey, Identity, Member, Message, Profile, StateEntry
 
 
 class EngineUnavailable(Exception):
     """The engine cannot store or deliver right now (say, Redis is down); nothing happened."""
+
+
+class StateConflict(Exception):
+    """A compare-and-set found another version; nothing changed. `current` is the
+    entry as it is (None: the key is absent)."""
+
+    def __init__(self, current: StateEntry | None) -> None:
+        super().__init__("the entry has another version")
+        self.current = current
+
+
+class StateLimitExceeded(Exception):
+    """A write would pass a per-channel limit (`max_state_keys` or `max_state_bytes`,
+    named by `setting`); nothing changed."""
+
+    def __init__(self, setting: str) -> None:
+        super().__init__(setting)
+        self.setting = setting
+
+
+class StateLimits(NamedTuple):
+    max_keys: int  # live keys per channel
+    max_bytes: int  # UTF-8 bytes of the keys plus encoded bytes of the values
+
+
+class StateSnapshot(NamedTuple):
+    """A channel's state as read in one step.
+
+    `entries` by key; with `complete`, the live ones (the whole state), else the ones
+    written after the `since` asked for, deletions included (value None). `epoch` and
+    `seq` are where the channel's sequence stood at the read: a `state:changed` of
+    this epoch numbered at or before `seq` is in it already."""
+
+    entries: list[StateEntry]
+    complete: bool
+    epoch: str
+    seq: int
 
 
 class History(NamedTuple):
@@ -53,6 +92,10 @@ class EngineEvents(Protocol):
 
         `message_id` is set for messages (None for presence events); frames of
         one channel arrive in the channel's one order."""
+
+    def deliver_state(self, key: ChannelKey, frame: bytes, version: str) -> None:
+        """Send a `state:changed` frame to this node's subscribers of `key` that asked
+        for state; in the channel's one order with its messages."""
 
     def channel_changed(self, key: ChannelKey) -> None:
         """The channel's record (its member list) was changed, maybe on another node."""
@@ -192,6 +235,35 @@ class ProfileStore(Protocol):
         the new ones."""
 
 
+class StateStore(Protocol):
+    """The shared state of each channel: the latest value of each key.
+
+    A write takes the next number of the channel's own sequence (the one messages
+    take ids from), so its version is a message id, and `state:changed` reaches every
+    node in order with the channel's messages. State outlives history: it is kept
+    however many messages come after it, and as long as its channel is."""
+
+    async def write(
+        self,
+        key: ChannelKey,
+        entry_key: str,
+        value: Any,
+        sender: dict[str, Any] | None,
+        now: float,
+        if_version: str | None,
+        limits: StateLimits,
+    ) -> StateEntry:
+        """Set `entry_key` to `value` (None deletes it), deliver `state:changed`, and
+        return the entry with its new version. With `if_version`, only if the entry's
+        version is that one (`""`: only if the key is absent), else StateConflict.
+        A new key past `limits.max_keys`, or a write that makes the channel's state
+        pass `limits.max_bytes`, raises StateLimitExceeded. Either way nothing changed."""
+
+    async def read(self, key: ChannelKey, since: str | None = None) -> StateSnapshot:
+        """The whole state (`since` None, `""`, unknown, of another epoch, or from before
+        deletions that were forgotten), or only what changed after `since`."""
+
+
 # Periodic work an engine needs: every `seconds`, call `work` (which may return an
 # awaitable; a failure is logged and the next round tries again).
 Timer = tuple[float, Callable[[], Any]]
@@ -208,6 +280,7 @@ class Engine:
     presence: PresenceManager
     channels: ChannelRegistry
     profiles: ProfileStore
+    state: StateStore
 
     @classmethod
     def from_config(cls, config: Any) -> Engine:

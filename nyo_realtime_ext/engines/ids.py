@@ -21,11 +21,15 @@ def parse_message_id(message_id_: str) -> tuple[str, int] | None:
     return epoch, int(seq)
 
 
-def is_complete(after: int, last_seq: int, seqs: list[int], more: bool) -> bool:
-    """Whether messages `seqs` (in order), read after seq `after` of a channel whose
-    last is `last_seq`, leave nothing out: nothing missing before the first (dropped
-    from history) nor after the last (history_size lowered). An answer cut short
-    (`more`) is complete as far as it goes."""
-    return after == last_seq or bool(
-        seqs and seqs[0] == after + 1 and (more or seqs[-1] == last_seq)
-    )
+def delta_after(since: str | None, epoch: str, last_seq: int, floor: str | None) -> int | None:
+    """The seq after which a channel's shared state can be sent as a delta to a
+    subscriber who brings `since`, or None when only the whole state will do: no
+    `since` (or `""`), an unknown one, one of another epoch, or one from before
+    deletions were forgotten (`floor`, the version of the newest forgotten one)."""
+    parsed = parse_message_id(since) if since else None
+    if parsed is None or parsed[0] != epoch or parsed[1] > last_seq:
+        return None
+    floor_id = parse_message_id(floor) if floor else None
+    if floor_id is not None and floor_id[0] == epoch and floor_id[1] > parsed[1]:
+        return None
+    return parsed[1]

@@ -21,6 +21,8 @@ class ChannelState:
 
     channel: Channel
     subscribers: dict[str, Session] = field(default_factory=dict)
+    # The subscribers (session ids) that asked for the channel's state (`state: true`).
+    state_readers: set[str] = field(default_factory=set)
     # Told each message id, None at shutdown (the HTTP API's long-polls: see `observe`).
     observers: list[Callable[[str | None], None]] = field(default_factory=list)
 
@@ -51,6 +53,7 @@ class Channels:
         if state is None:
             return False
         state.subscribers.pop(session.id, None)
+        state.state_readers.discard(session.id)
         return state.channel.type == "presence" and session.identity is not None
 
     async def listened(self, key: ChannelKey, create: Channel | None = None) -> ChannelState | None:
@@ -146,12 +149,27 @@ class Channels:
                 continue
             held = session.held
             if held is not None and key in held:
-                held[key].append((frame, message_id))
+                held[key].append((frame, message_id, None))
             else:
                 session.conn.send(frame)
         if message_id is not None and state.observers:
             for observer in list(state.observers):  # one may cancel itself
                 observer(message_id)
+
+    def deliver_state(self, key: ChannelKey, frame: bytes, version: str) -> None:
+        """A `state:changed`, to this node's subscribers that asked for state only."""
+        state = self.states.get(key)
+        if state is None or not state.state_readers:
+            return
+        for session_id in list(state.state_readers):
+            session = state.subscribers.get(session_id)
+            if session is None:
+                continue
+            held = session.held
+            if held is not None and key in held:
+                held[key].append((frame, None, version))
+            else:
+                session.conn.send(frame)
 
     def channel_changed(self, key: ChannelKey) -> None:
         if key in self.states:

@@ -9,8 +9,10 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from .. import frames
 from ..auth import AuthError, TokenExpired
-from ..engines.base import EngineUnavailable
+from ..engines.base import EngineUnavailable, StateSnapshot
+from ..engines.ids import parse_message_id
 from ..frames import error, reply
 from ..hooks import HookFailed
 from ..models import Channel, ChannelKey, Identity, Message
@@ -76,7 +78,9 @@ class Dispatch:
         name = frame["channel"]
         key = ChannelKey(identity.tenant_id, name)
         if type_ == "subscribe":
-            await self._on_subscribe(session, identity, key, frame.get("since"), ref)
+            await self._on_subscribe(
+                session, identity, key, frame.get("since"), ref, frame.get("state", False)
+            )
         elif type_ == "unsubscribe":
             subscribed = key in session.subscriptions
             if self.hub.channels.unsubscribe(session, key):
@@ -102,6 +106,30 @@ class Dispatch:
             self._acked(session, identity, frame, size, await answer)
         elif type_ == "presence":
             await self._on_presence(session, identity, key, frame, ref, now)
+        elif type_ == "state:set":
+            await self._on_state_set(session, identity, key, frame, ref, size)
+
+    async def _on_state_set(
+        self,
+        session: Session,
+        identity: Identity,
+        key: ChannelKey,
+        frame: dict[str, Any],
+        ref: Any,
+        size: int,
+    ) -> None:
+        state = self.hub.channels.require_subscribed(session, key, ref)
+        entry_key, value = frame["key"], frame["value"]
+        shared = self.hub.state
+        await shared.require_writer(identity, session.id, state.channel, entry_key, value, ref)
+        sender = {"userId": identity.user_id, "connectionId": session.id}
+        entry = await shared.write(key, entry_key, value, sender, frame.get("ifVersion"), ref)
+        if ref is not None:  # as for a broadcast: an answer only to who asks for one
+            session.send(reply("ack", ref, id=entry.version))
+        # Audited as what it is, a publish (audit.py's schema lists its actions).
+        self.hub.record(
+            "published", identity, session.id, channel=key.name, event="state:set", size=size
+        )
 
     def _published(
         self,
@@ -157,7 +185,13 @@ class Dispatch:
             self.hub.channels.recheck_rights(session)
 
     async def _on_subscribe(
-        self, session: Session, identity: Identity, key: ChannelKey, since: str | None, ref: Any
+        self,
+        session: Session,
+        identity: Identity,
+        key: ChannelKey,
+        since: str | None,
+        ref: Any,
+        with_state: bool = False,
     ) -> None:
         if (
             key not in session.subscriptions
@@ -183,7 +217,22 @@ class Dispatch:
             # message since its first one, and replays are what a flood would ask for.
             if channel.type == "presence":
                 fields["members"] = await self.hub.channels.members_wire(key)
+            if not with_state:
+                session.send(reply("subscribed", ref, **fields))
+                return
+            # The whole state, then what changes: what arrives while it is read is
+            # held back, and what the snapshot already holds is not sent again.
+            held = self._hold(session, key)
+            state.state_readers.add(session.id)
+            try:
+                whole = await self.hub.state.read(key)
+            finally:
+                self._release(session, key)
+            if session.closed:
+                return
             session.send(reply("subscribed", ref, **fields))
+            session.conn.send(frames.state_snapshot(key.name, whole.entries, True))
+            self._flush(session, held, set(), whole)
             return
         if session.closed:
             return  # gone while the engine answered
@@ -191,10 +240,9 @@ class Dispatch:
         # until `subscribed` and its recovery are out.
         session.subscriptions.add(key)
         state.subscribers[session.id] = session
-        held: Held = []
-        if session.held is None:
-            session.held = {}
-        session.held[key] = held
+        if with_state:
+            state.state_readers.add(session.id)
+        held = self._hold(session, key)
         try:
             missed: list[Message] = []
             if since is not None:
@@ -202,25 +250,53 @@ class Dispatch:
             if channel.type == "presence":
                 await self.engine.presence.join(key, identity, session.id, self.clock())
                 fields["members"] = await self.hub.channels.members_wire(key)
+            # Read last: what changes after it arrives as `state:changed`, held meanwhile.
+            snapshot = await self.hub.state.read(key, since) if with_state else None
         except BaseException:
             if self.hub.channels.unsubscribe(session, key):  # True only for a presence channel
                 self.hub.spawn(self.hub.leave_all([key], identity.user_id, session.id))
             raise
         finally:
-            if session.held is not None:
-                session.held.pop(key, None)
-                if not session.held:
-                    session.held = None
+            self._release(session, key)
         if session.closed:
             return
         session.send(reply("subscribed", ref, **fields))
         self.hub.record("subscribed", identity, session.id, channel=key.name)
+        if snapshot is not None:
+            session.conn.send(frames.state_snapshot(key.name, snapshot.entries, snapshot.complete))
         sent = set()
         for message in missed:
             session.conn.send(message.encoded())
             sent.add(message.id)
-        for frame, message_id in held:
-            if message_id is None or message_id not in sent:
+        self._flush(session, held, sent, snapshot)
+
+    @staticmethod
+    def _hold(session: Session, key: ChannelKey) -> Held:
+        """From now until `_release`, the channel's frames for `session` wait in the list."""
+        held: Held = []
+        if session.held is None:
+            session.held = {}
+        session.held[key] = held
+        return held
+
+    @staticmethod
+    def _release(session: Session, key: ChannelKey) -> None:
+        if session.held is not None:
+            session.held.pop(key, None)
+            if not session.held:
+                session.held = None
+
+    @staticmethod
+    def _flush(
+        session: Session, held: Held, sent: set[str], snapshot: StateSnapshot | None
+    ) -> None:
+        """What was held back, but the messages a recovery sent (`sent`) and the state
+        changes the snapshot holds."""
+        for frame, message_id, version in held:
+            if version is not None:
+                if snapshot is None or not _in_snapshot(version, snapshot):
+                    session.conn.send(frame)
+            elif message_id is None or message_id not in sent:
                 session.conn.send(frame)
 
     async def _missed(
@@ -316,6 +392,13 @@ class Dispatch:
         if session.rejected > limiter.burst:
             self.hub.close(session, CloseCode.TOO_MANY, "rate limit exceeded")
         return False
+
+
+def _in_snapshot(version: str, snapshot: StateSnapshot) -> bool:
+    """Whether a `state:changed` of this version was written before the snapshot was
+    read (so the snapshot has it, or what came after it)."""
+    parsed = parse_message_id(version)
+    return parsed is not None and parsed[0] == snapshot.epoch and parsed[1] <= snapshot.seq
 
 
 async def _settled(session: Session) -> None:

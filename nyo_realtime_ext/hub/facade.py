@@ -16,14 +16,22 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ..engines.base import Engine, EngineUnavailable, History
-from ..models import Channel, ChannelKey, Identity, Member, Profile
+from ..models import Channel, ChannelKey, Identity, Member, Profile, StateEntry
 from ..profiles import check_profile_update, profile_wire
-from ..protocol import ErrorCode, ProtocolError, channel_type_for, check_event
+from ..protocol import (
+    ErrorCode,
+    ProtocolError,
+    channel_type_for,
+    check_event,
+    check_if_version,
+    check_state_key,
+)
 from ..ratelimit import RateLimiter
 
 if TYPE_CHECKING:
     from .channels import Channels
     from .rules import Rules
+    from .state import SharedState
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +44,7 @@ class Facade:
     clock: Callable[[], float]
     channels: Channels
     rules: Rules
+    state: SharedState
     replays: RateLimiter
     renames: RateLimiter
 
@@ -132,6 +141,47 @@ class Facade:
         message_id = await self.engine.broker.publish(key, event, payload, None, self.clock())
         self.record("published", None, None, tenant=key.tenant, channel=key.name, event=event)
         return message_id
+
+    async def state_of(self, identity: Identity, key: ChannelKey) -> list[StateEntry]:
+        """`GET channels/{name}/state`: the whole state, for whoever may read the channel."""
+        await self.readable_channel(identity, key)
+        return (await self.state.read(key)).entries
+
+    async def set_state_http(
+        self,
+        identity: Identity,
+        key: ChannelKey,
+        entry_key: str,
+        value: Any,
+        if_version: str | None,
+        create: bool = True,
+    ) -> StateEntry:
+        """`PUT` (value set; the channel is created on first use, as a publish does) or
+        `DELETE` (value None; a channel that does not exist is not_found) of one key."""
+        check_state_key(entry_key)
+        check_if_version(if_version)
+        self.state.check_value(value)
+
+        async def as_a_writer(channel: Channel) -> None:
+            await self.state.require_writer(identity, None, channel, entry_key, value)
+
+        if not create and await self.find_channel(key) is None:
+            raise ProtocolError(ErrorCode.NOT_FOUND, f"no channel named {key.name!r}")
+        await self.channels.open(identity, key, "publish", admit=as_a_writer)
+        sender = {"userId": identity.user_id, "connectionId": None}
+        entry = await self.state.write(key, entry_key, value, sender, if_version)
+        self.record("published", identity, None, channel=key.name, event="state:set")
+        return entry
+
+    async def set_state_from_server(
+        self, key: ChannelKey, entry_key: str, value: Any
+    ) -> StateEntry:
+        """A write by the application's own code: no user (`from` null), no rights asked,
+        the channel created on first use without a quota; the limits still hold."""
+        check_state_key(entry_key)
+        if self.channels.states.get(key) is None and await self.engine.channels.get(key) is None:
+            await self.engine.channels.create(self.channels.new(key))
+        return await self.state.write(key, entry_key, value, None, None)
 
     async def members_of(self, key: ChannelKey) -> list[Member]:
         """Who is on a channel, for the application's own code; no access check."""

@@ -33,6 +33,7 @@ from .dispatch import Dispatch, auth_error_code
 from .facade import Facade
 from .rules import Rules
 from .session import Connection, Session, who
+from .state import SharedState
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +82,7 @@ class Hub(Facade):
         )
         self.rules = Rules(self)
         self.channels = Channels(self)
+        self.state = SharedState(self)
         self.dispatch = Dispatch(self)
         # What transports call for each frame (`charge`: for a ping, a pong or a
         # fragment), bound once: no call in between.

@@ -13,8 +13,9 @@ from ..ratelimit import TokenBucket
 if TYPE_CHECKING:
     from .admission import Slot
 
-# What a subscriber being set up holds back: (frame, message id or None).
-Held = list[tuple[bytes, str | None]]
+# What a subscriber being set up holds back: (frame, message id or None, state
+# version or None: set for a `state:changed`, which its snapshot may already hold).
+Held = list[tuple[bytes, str | None, str | None]]
 
 
 class Connection(Protocol):

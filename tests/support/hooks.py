@@ -77,3 +77,8 @@ async def stubborn(*args: Any, after: float = 1.0) -> bool:
     except asyncio.CancelledError:
         await asyncio.sleep(after)
     return True
+
+
+def readers_all_writers_ada(identity: Any, channel: str, action: str) -> bool:
+    """`private-notes`: everyone of the tenant may read it, only Ada may write."""
+    return channel == "private-notes" and (action == "subscribe" or identity.user_id == "ada")

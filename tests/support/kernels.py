@@ -126,3 +126,17 @@ async def comm_update_containing(kernel: Kernel, text: str, timeout: float = 60.
             if text in json.dumps(content["data"].get("state", {})):
                 return
     raise AssertionError(f"no widget update mentioning {text!r} reached the front end")
+
+
+async def converged(kernels: list[Kernel], expression: str, timeout: float = TIMEOUT) -> Any:
+    """Poll until `expression` has one value in every kernel (kernels hear of each
+    other's writes through the server, each at its own time); that value."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        values = [await kernel.value(expression) for kernel in kernels]
+        if all(value == values[0] for value in values):
+            return values[0]
+        if loop.time() > deadline:
+            raise AssertionError(f"{expression} differs between kernels: {values}")
+        await asyncio.sleep(0.2)

@@ -6,6 +6,7 @@
 import type { RealtimeClient } from './client';
 import { RealtimeError } from './errors';
 import { Emitter } from './events';
+import { SharedState } from './state';
 import type { Member, Message, Status } from './types';
 
 /** A `since` no server knows; see `Channel.subscribeFrame`. */
@@ -35,6 +36,8 @@ export class Channel {
   channelType: string | undefined;
   /** Whether the server has confirmed the current subscription. */
   isSubscribed = false;
+  /** The channel's shared state, once asked for (`RealtimeClient.sharedState`). */
+  state: SharedState | undefined;
 
   private _seen = new Set<string>();
   private _seenOrder: string[] = [];
@@ -121,6 +124,11 @@ export class Channel {
     }
   }
 
+  /** The client this channel belongs to. */
+  get client(): RealtimeClient {
+    return this._client;
+  }
+
   /** Stop following the channel; members and history are forgotten. */
   async leave(): Promise<void> {
     await this._client.unsubscribe(this.name);
@@ -135,6 +143,9 @@ export class Channel {
       channel: this.name
     };
     this._askedSince = this.lastId !== undefined;
+    if (this.state) {
+      frame.state = true;
+    }
     if (this.lastId !== undefined) {
       frame.since = this.lastId;
     } else if (this._wantsHistory || !this._firstSubscribe) {
@@ -180,6 +191,22 @@ export class Channel {
     this.messages.emit(message);
   }
 
+  onState(frame: any): void {
+    this.state?.onSnapshot(frame);
+  }
+
+  onStateChanged(frame: any): void {
+    if (!this.state) {
+      return;
+    }
+    if (typeof frame.version === 'string') {
+      // Numbered in the channel's one sequence, as message ids: a resubscription
+      // from it asks for the messages and the state written after it.
+      this.lastId = frame.version;
+    }
+    this.state.onChanged(frame);
+  }
+
   onMember(type: string, member: Member): void {
     if (type === 'user:left') {
       this.members.delete(member.userId);
@@ -214,5 +241,7 @@ export class Channel {
     this.messages.clear();
     this.membersChanged.clear();
     this.subscribed.clear();
+    this.state?.changed.clear();
+    this.state?.loaded.clear();
   }
 }

@@ -7,6 +7,7 @@ import { backoffDelay, backoffWindow, DEFAULTS } from './backoff';
 import { Channel } from './channel';
 import { RealtimeError } from './errors';
 import { Emitter } from './events';
+import { SharedState } from './state';
 import type { Member, Message, User } from './types';
 
 /** Where the connection is, as a person should see it; the Python client's states too. */
@@ -185,6 +186,27 @@ export class RealtimeClient {
       }
     }
     return channel;
+  }
+
+  /**
+   * A channel's shared state, a live map: the channel is followed with `state: true`
+   * (asked again on a channel already followed, for its snapshot).
+   */
+  sharedState(name: string): SharedState {
+    let channel = this._channels.get(name);
+    if (channel?.state) {
+      return channel.state;
+    }
+    if (!channel) {
+      channel = new Channel(name, this, {});
+      this._channels.set(name, channel);
+    }
+    const state = (channel.state = new SharedState(channel));
+    if (this.isOpen) {
+      // A first subscribe, or a repeated one (answered with the whole state).
+      this._subscribe(channel);
+    }
+    return state;
   }
 
   async unsubscribe(name: string): Promise<void> {
@@ -369,7 +391,11 @@ export class RealtimeClient {
       this._pending.delete(ref);
       clearTimeout(pending.timer);
       if (frame.type === 'error') {
-        pending.reject(new RealtimeError(frame.code, frame.message, frame.channel));
+        const error = new RealtimeError(frame.code, frame.message, frame.channel);
+        if ('entry' in frame) {
+          error.entry = frame.entry;
+        }
+        pending.reject(error);
       } else {
         pending.resolve(frame);
       }
@@ -391,6 +417,12 @@ export class RealtimeClient {
         break;
       case 'message':
         channel?.onMessage(frame as Message);
+        break;
+      case 'state':
+        channel?.onState(frame);
+        break;
+      case 'state:changed':
+        channel?.onStateChanged(frame);
         break;
       case 'user:joined':
       case 'user:left':

@@ -2,6 +2,9 @@
 
 /** An `error` frame from the server, as an exception. */
 export class RealtimeError extends Error {
+  /** For a `conflict` of a compare-and-set: the entry as it is (null: absent). */
+  entry?: unknown;
+
   constructor(
     readonly code: string,
     message: string,

@@ -29,6 +29,8 @@ export type {
   WebSocketLike
 } from './client';
 export { RealtimeError } from './errors';
+export { isNewer, SharedState } from './state';
+export type { StateChange, StateEntry } from './state';
 export { Emitter } from './events';
 export { isPerson, STATUSES } from './types';
 export type { Member, Message, Status, User } from './types';

@@ -18,6 +18,7 @@ import builtins
 import logging
 import secrets
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -25,7 +26,8 @@ from ... import frames
 from ...models import Channel, ChannelKey, Identity, Member, Message, Profile
 from ...profiles import changed, effective
 from ..base import Engine, EngineEvents, History, Timer
-from ..ids import is_complete, message_id, parse_message_id
+from ..ids import message_id, parse_message_id
+from .state import MemoryState
 from .store import Store
 from .tracker import PresenceTracker
 
@@ -39,6 +41,9 @@ EXPIRE_HISTORY_SECONDS = 60.0
 
 class _NoEvents:
     def deliver(self, *args: Any) -> None:
+        pass
+
+    def deliver_state(self, *args: Any) -> None:
         pass
 
     def channel_changed(self, key: ChannelKey) -> None:
@@ -55,6 +60,13 @@ class MemoryBroker:
         self.history_ttl = history_ttl
         self.events: EngineEvents = _NoEvents()
         self._sequences: dict[ChannelKey, list[Any]] = {}  # key -> [epoch, last_seq]
+        # The seqs of the retained messages of the channels listened to, oldest first:
+        # where history is cut after each publish is found here, not by a query.
+        self._retained: dict[ChannelKey, deque[int]] = {}
+
+    def sequence(self, key: ChannelKey) -> list[Any]:
+        """[epoch, last_seq] of the channel, shared with its state writes (`MemoryState`)."""
+        return self._sequence(key)
 
     def _sequence(self, key: ChannelKey) -> list[Any]:
         """[epoch, last_seq]: kept in memory while the channel is listened to, read
@@ -70,9 +82,12 @@ class MemoryBroker:
 
     async def listen(self, key: ChannelKey) -> None:
         self._sequences.setdefault(key, self._sequence(key))
+        if key not in self._retained:
+            self._retained[key] = self.store.retained_seqs(key, self.history_size)
 
     async def unlisten(self, key: ChannelKey) -> None:
         self._sequences.pop(key, None)
+        self._retained.pop(key, None)
 
     async def publish(
         self,
@@ -87,7 +102,7 @@ class MemoryBroker:
         seq = sequence[1] + 1
         message = Message(key.name, message_id(sequence[0], seq), event, payload, sender, now)
         frame = message.encoded()  # first: what cannot be encoded is refused before it is stored
-        self.store.append_message(key, seq, message, self.history_size)
+        self.store.append_message(key, seq, message, self.history_size, self._retained.get(key))
         sequence[1] = seq
         self.events.deliver(key, frame, message.id, skip)
         return message.id
@@ -115,7 +130,9 @@ class MemoryBroker:
             return History([m for _, m in messages], False, more)
         after = parsed[1]
         messages, more = self.store.read_messages(key, epoch, after, not_before, limit, max_bytes)
-        complete = is_complete(after, last_seq, [seq for seq, _ in messages], more)
+        # State writes leave gaps in the seqs of messages: what tells whether one is
+        # missing is where history was cut.
+        complete = self.store.history_cut(key, not_before) <= after
         return History([m for _, m in messages], complete, more)
 
 
@@ -248,6 +265,7 @@ class MemoryEngine(Engine):
     broker: MemoryBroker
     presence: MemoryPresence
     channels: MemoryRegistry
+    state: MemoryState
 
     def __init__(self, store: Store, history_size: int, history_ttl: float) -> None:
         self.store = store
@@ -256,6 +274,7 @@ class MemoryEngine(Engine):
         self.presence = MemoryPresence(store)
         self.channels = MemoryRegistry(store)
         self.profiles = MemoryProfiles(store, self.presence)
+        self.state = MemoryState(store, self.broker)
 
         self._checkpointing: asyncio.Future[None] | None = None
 
@@ -267,6 +286,7 @@ class MemoryEngine(Engine):
 
     def bind(self, events: EngineEvents) -> None:
         self.broker.events = self.presence.events = self.channels.events = events
+        self.state.events = events
 
     def on_commit_due(self, book: Callable[[], None]) -> None:
         self.store.on_append = book

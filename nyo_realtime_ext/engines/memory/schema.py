@@ -1,12 +1,13 @@
 """The SQLite schema of the embedded engine, and its versioned migrations.
 
-nyo-realtime keeps its state in five tables of one SQLite file (`Realtime.db_path`):
+nyo-realtime keeps its state in six tables of one SQLite file (`Realtime.db_path`):
 
 - ``channels``: one row per channel of each tenant;
 - ``channel_members``: the member list of a channel (who may join a private one);
 - ``messages``: the history, the last `history_size` messages of each channel;
 - ``presence``: the last known presence of each user on each channel;
-- ``profiles``: the display name and colour each user chose.
+- ``profiles``: the display name and colour each user chose;
+- ``state``: the shared state of each channel, the latest value of each key.
 
 `TABLES` describes every table, column and index as they are at `CURRENT_VERSION`,
 for applications that read the file or keep tables of their own beside ours. The
@@ -21,7 +22,10 @@ Migration *n* is schema version *n*, named ``000n_...``:
 2. ``0002_channel_creator_and_activity``: ``channels.created_by`` (quotas),
    ``channels.last_active`` (collection of idle channels) and an index on
    ``(tenant, created_by)``;
-3. ``0003_profiles``: the ``profiles`` table (names and colours users choose).
+3. ``0003_profiles``: the ``profiles`` table (names and colours users choose);
+4. ``0004_shared_state``: the ``state`` table, ``channels.history_cut`` (where the
+   history starts, now that state writes take sequence numbers too) and
+   ``channels.state_floor`` (deletions forgotten up to there).
 
 `upgrade` brings a database to `CURRENT_VERSION`; `Store` calls it when it opens a
 file, and ``nyo-realtime db status`` / ``nyo-realtime db upgrade`` run it by hand.
@@ -173,6 +177,23 @@ TABLES: dict[str, Table] = {
                     "version 2; `created_at` stands in.",
                     since=2,
                 ),
+                Column(
+                    "history_cut",
+                    "INTEGER",
+                    "The highest seq of a message no longer in history (trimmed to "
+                    "`history_size` or expired), 0 if none: a `since` at or after it recovers "
+                    "every message. Needed because shared-state writes take sequence numbers "
+                    "too, so the retained messages' seqs have gaps.",
+                    since=4,
+                ),
+                Column(
+                    "state_floor",
+                    "TEXT",
+                    "The version (`<epoch>-<seq>`) of the newest deletion of a state key that "
+                    "was forgotten (see `state`), NULL if none: a resubscription from before it "
+                    "gets the whole state.",
+                    since=4,
+                ),
             ),
             pk=("tenant", "name"),
             indexes=(
@@ -265,6 +286,49 @@ TABLES: dict[str, Table] = {
             ),
             pk=("tenant", "user_id"),
         ),
+        Table(
+            "state",
+            "The shared state of each channel: one row per key, its latest value, kept "
+            "beyond `history_size` and `history_ttl`, as long as the channel is. A deleted "
+            "key stays as a row with a NULL value (so that a resubscription learns of the "
+            "deletion) until there are more such rows than `max_state_keys`; then they go "
+            "and `channels.state_floor` moves up.",
+            (
+                Column("tenant", "TEXT", _TENANT.doc, not_null=True, since=4),
+                Column("channel", "TEXT", _CHANNEL.doc, not_null=True, since=4),
+                Column("key", "TEXT", "The key, as the writer gave it.", not_null=True, since=4),
+                Column("value", "TEXT", "The value as JSON text; NULL: deleted.", since=4),
+                Column(
+                    "epoch",
+                    "TEXT",
+                    "The channel's epoch at the write: the version is `<epoch>-<seq>`.",
+                    not_null=True,
+                    since=4,
+                ),
+                Column(
+                    "seq",
+                    "INTEGER",
+                    "The write's number in the channel's sequence (shared with messages).",
+                    not_null=True,
+                    since=4,
+                ),
+                Column(
+                    "sender",
+                    "TEXT",
+                    'JSON `{"userId", "connectionId"}` of the writer; NULL for server code.',
+                    since=4,
+                ),
+                Column(
+                    "size",
+                    "INTEGER",
+                    "Bytes it counts against `max_state_bytes`: the key's UTF-8 bytes plus "
+                    "the value's; 0 when deleted.",
+                    not_null=True,
+                    since=4,
+                ),
+            ),
+            pk=("tenant", "channel", "key"),
+        ),
     )
 }
 
@@ -336,6 +400,24 @@ _V3_PROFILES: dict[str, Any] = {
 }
 
 
+# Version 4: shared state.
+_V4_STATE: dict[str, Any] = {
+    "columns": {
+        "tenant": str,
+        "channel": str,
+        "key": str,
+        "value": str,
+        "epoch": str,
+        "seq": int,
+        "sender": str,
+        "size": int,
+    },
+    "pk": ("tenant", "channel", "key"),
+    "not_null": {"tenant", "channel", "key", "epoch", "seq", "size"},
+}
+_V4_COLUMNS = {"history_cut": int, "state_floor": str}
+
+
 def _migration(name: str) -> Callable[[Callable[[Database], None]], Callable[[Database], None]]:
     """Register a migration under `name`; its version is its place in `MIGRATION_NAMES`."""
     version = len(MIGRATION_NAMES) + 1
@@ -376,6 +458,23 @@ def profiles(db: Database) -> None:
     """Version 3: `profiles`, the display name and colour each user chose."""
     db.table("profiles").create(
         _V3_PROFILES["columns"], pk=_V3_PROFILES["pk"], not_null=_V3_PROFILES["not_null"]
+    )
+
+
+@_migration("0004_shared_state")
+def shared_state(db: Database) -> None:
+    """Version 4: `state`, `channels.history_cut`, `channels.state_floor`."""
+    db.table("state").create(
+        _V4_STATE["columns"], pk=_V4_STATE["pk"], not_null=_V4_STATE["not_null"]
+    )
+    channels = db.table("channels")
+    for column, type_ in _V4_COLUMNS.items():
+        channels.add_column(column, type_)
+    # Until now every sequence number was a message's, trimmed oldest first: history
+    # starts right after the oldest retained message, or after the last if none is.
+    db.execute(
+        "UPDATE channels SET history_cut = coalesce((SELECT min(seq) - 1 FROM messages m"
+        " WHERE m.tenant = channels.tenant AND m.channel = channels.name), last_seq)"
     )
 
 

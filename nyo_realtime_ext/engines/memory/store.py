@@ -1,5 +1,5 @@
 """Durable state in SQLite through sqlite-utils: channels, members, messages, presence,
-profiles.
+profiles, shared state.
 
 sqlite-utils owns the schema (tables, keys, indexes, versioned migrations: see
 `nyo_realtime_ext.schema`, which documents every table); the hot paths (append
@@ -9,7 +9,9 @@ WAL mode lets readers run beside the writer.
 Messages are group-committed: `append_message` leaves its transaction open,
 tells `on_append`, and the writer (`outbox.Writer`) calls `commit` once per burst,
 before it writes any frame of that burst to a socket, so a client never sees an
-id (in an `ack` or a `message`) that a crash could take back. Every other
+id (in an `ack` or a `message`) that a crash could take back. A shared-state
+write (`put_state`) is group-committed the same way, as it takes a sequence
+number too. Every other
 write first commits what is pending and then runs in a transaction of its
 own, so its failure can only undo itself.
 """
@@ -19,6 +21,7 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -200,6 +203,7 @@ class Store:
                 ("messages", "channel"),
                 ("channel_members", "channel"),
                 ("presence", "channel"),
+                ("state", "channel"),
             ):
                 self.conn.executemany(f"DELETE FROM {table} WHERE tenant=? AND {column}=?", idle)
             self.conn.execute(
@@ -226,15 +230,44 @@ class Store:
 
     # -- messages -----------------------------------------------------------
 
-    def append_message(self, key: ChannelKey, seq: int, message: Message, keep: int) -> None:
+    def append_message(
+        self,
+        key: ChannelKey,
+        seq: int,
+        message: Message,
+        keep: int,
+        retained: deque[int] | None = None,
+    ) -> None:
         """Store a message and drop what falls out of the last `keep` of its channel.
 
         With `keep` 0 only the sequence is recorded, so ids never repeat. The
         transaction stays open until `commit` (see the module's docstring).
+
+        State writes take sequence numbers too, so the seqs of messages have gaps
+        and the `keep`-th newest is looked up, not computed: in `retained` (the
+        caller's record of the channel's retained seqs, kept up to date here), or
+        else in the table. The seqs that leave are where history now starts
+        (`history_cut`), in the same statement as the sequence.
         """
+        cut: int | None
+        if keep <= 0:
+            cut = seq  # kept nowhere: missing at once
+        elif retained is not None:
+            retained.append(seq)
+            cut = None
+            while len(retained) > keep:
+                cut = retained.popleft()
+        else:
+            row = self.conn.execute(
+                "SELECT seq FROM messages WHERE tenant=? AND channel=?"
+                " ORDER BY seq DESC LIMIT 1 OFFSET ?",
+                (*key, keep - 1),
+            ).fetchone()
+            cut = row[0] if row is not None else None
         self.conn.execute(
-            "UPDATE channels SET last_seq=?, last_active=? WHERE tenant=? AND name=?",
-            (seq, message.ts, *key),
+            "UPDATE channels SET last_seq=?, last_active=?,"
+            " history_cut=max(coalesce(history_cut, 0), ?) WHERE tenant=? AND name=?",
+            (seq, message.ts, cut or 0, *key),
         )
         if keep > 0:
             self.conn.execute(
@@ -249,10 +282,31 @@ class Store:
                     message.ts,
                 ),
             )
-            self.conn.execute(
-                "DELETE FROM messages WHERE tenant=? AND channel=? AND seq<=?", (*key, seq - keep)
-            )
+            if cut is not None:
+                self.conn.execute(
+                    "DELETE FROM messages WHERE tenant=? AND channel=? AND seq<=?", (*key, cut)
+                )
         self.on_append()
+
+    def retained_seqs(self, key: ChannelKey, keep: int) -> deque[int]:
+        """The seqs of the channel's newest `keep` messages, oldest first: what
+        `append_message` is given as `retained` by a caller that keeps it."""
+        rows = self.conn.execute(
+            "SELECT seq FROM messages WHERE tenant=? AND channel=? ORDER BY seq DESC LIMIT ?",
+            (*key, max(keep, 0)),
+        ).fetchall()
+        return deque(seq for (seq,) in reversed(rows))
+
+    def history_cut(self, key: ChannelKey, not_before: float) -> int:
+        """The highest seq of a message of `key` that is no longer in history (trimmed,
+        or older than `not_before`), 0 if none: history is whole after it."""
+        (cut,) = self.conn.execute(
+            "SELECT max(coalesce((SELECT history_cut FROM channels WHERE tenant=? AND name=?),"
+            " 0), coalesce((SELECT max(seq) FROM messages WHERE tenant=? AND channel=?"
+            " AND ts<?), 0))",
+            (*key, *key, not_before),
+        ).fetchone()
+        return int(cut)
 
     def read_messages(
         self,
@@ -309,7 +363,96 @@ class Store:
 
     def drop_expired(self, not_before: float) -> int:
         with self._own_transaction():
+            self.conn.execute(
+                "UPDATE channels SET history_cut=max(coalesce(history_cut, 0), (SELECT max(seq)"
+                " FROM messages m WHERE m.tenant=channels.tenant AND m.channel=channels.name"
+                " AND m.ts<?)) WHERE EXISTS (SELECT 1 FROM messages m WHERE"
+                " m.tenant=channels.tenant AND m.channel=channels.name AND m.ts<?)",
+                (not_before, not_before),
+            )
             return self.conn.execute("DELETE FROM messages WHERE ts<?", (not_before,)).rowcount
+
+    # -- shared state ---------------------------------------------------------
+
+    def state_row(self, key: ChannelKey, entry_key: str) -> tuple[Any, ...] | None:
+        """(key, value JSON or None, epoch, seq, sender JSON, size) of one key, or None."""
+        row: tuple[Any, ...] | None = self.conn.execute(
+            "SELECT key, value, epoch, seq, sender, size FROM state"
+            " WHERE tenant=? AND channel=? AND key=?",
+            (*key, entry_key),
+        ).fetchone()
+        return row
+
+    def state_rows(self, key: ChannelKey) -> list[tuple[Any, ...]]:
+        """Every row of the channel's state, deletions too, by key."""
+        return self.conn.execute(
+            "SELECT key, value, epoch, seq, sender, size FROM state"
+            " WHERE tenant=? AND channel=? ORDER BY key",
+            key,
+        ).fetchall()
+
+    def state_totals(self, key: ChannelKey) -> tuple[int, int]:
+        """(live keys, their bytes) of the channel's state."""
+        count, total = self.conn.execute(
+            "SELECT count(*), coalesce(sum(size), 0) FROM state"
+            " WHERE tenant=? AND channel=? AND value IS NOT NULL",
+            key,
+        ).fetchone()
+        return count, total
+
+    def state_floor(self, key: ChannelKey) -> str | None:
+        row = self.conn.execute(
+            "SELECT state_floor FROM channels WHERE tenant=? AND name=?", key
+        ).fetchone()
+        return row[0] if row else None
+
+    def put_state(
+        self,
+        key: ChannelKey,
+        epoch: str,
+        seq: int,
+        now: float,
+        entry_key: str,
+        value: str | None,
+        sender: dict[str, Any] | None,
+        size: int,
+        max_deleted: int,
+    ) -> None:
+        """Keep `entry_key`'s value (None: deleted) as the channel's write `seq`.
+
+        Like `append_message`, the transaction stays open until `commit`. Past
+        `max_deleted` deleted keys, they all go, and `state_floor` is this version.
+        """
+        self.conn.execute(
+            "UPDATE channels SET last_seq=?, last_active=? WHERE tenant=? AND name=?",
+            (seq, now, *key),
+        )
+        self.conn.execute(
+            "INSERT OR REPLACE INTO state (tenant, channel, key, value, epoch, seq, sender, size)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                *key,
+                entry_key,
+                value,
+                epoch,
+                seq,
+                orjson.dumps(sender).decode() if sender else None,
+                size,
+            ),
+        )
+        if value is None:
+            (deleted,) = self.conn.execute(
+                "SELECT count(*) FROM state WHERE tenant=? AND channel=? AND value IS NULL", key
+            ).fetchone()
+            if deleted > max_deleted:
+                self.conn.execute(
+                    "DELETE FROM state WHERE tenant=? AND channel=? AND value IS NULL", key
+                )
+                self.conn.execute(
+                    "UPDATE channels SET state_floor=? WHERE tenant=? AND name=?",
+                    (message_id(epoch, seq), *key),
+                )
+        self.on_append()
 
     # -- presence records ---------------------------------------------------
 

@@ -51,7 +51,7 @@ import builtins
 import logging
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any
 
@@ -63,14 +63,15 @@ from ...constants import PERSON
 from ...lograte import Occasional
 from ...models import Channel, ChannelKey, Identity, Member, Message, Profile
 from ...profiles import effective
-from ..base import Engine, EngineEvents, EngineUnavailable, History
-from ..ids import is_complete, parse_message_id
+from ..base import Engine, EngineEvents, EngineUnavailable, History, StateSnapshot
+from ..ids import parse_message_id
 from ..meta import json_key
 from .connect import UNAVAILABLE_ERRORS, client_for, drop_idle, node_client, parse
-from .keys import Keys, channel_part
+from .keys import Keys
 from .pipeline import Pipeline
 from .scripts import SCRIPTS
 from .shards import Shard
+from .state import RedisState
 
 log = logging.getLogger(__name__)
 
@@ -91,11 +92,6 @@ POOL_RESERVE = 2
 # Channels whose newest id a node remembers (for publishes to notice a Redis that
 # came back older); past that many, the least recently seen are forgotten.
 SEEN_MAX = 100_000
-
-
-def _channel_part(key: ChannelKey) -> str:
-    """The key part of a channel (keys.channel_part): what a channel's hash tag holds."""
-    return channel_part(key)
 
 
 def _ms(seconds: float) -> int:
@@ -313,6 +309,8 @@ class RedisBroker:
         self._moving: asyncio.Task[None] | None = None
         # Told of every presence event of a listened channel (RedisPresence.observe).
         self.on_presence: Callable[[ChannelKey, bytes], None] | None = None
+        # Reads a channel's state since an id (RedisState.read), to fill gaps.
+        self.read_state: Callable[[ChannelKey, str], Awaitable[StateSnapshot]] | None = None
 
     # -- the pub/sub connections (shards.Owner) ------------------------------------
 
@@ -477,6 +475,14 @@ class RedisBroker:
         self._see(key, epoch or b"", int(seq or 0))
         return epoch or b"", int(seq or 0)
 
+    def seen(self, key: ChannelKey) -> tuple[bytes, int]:
+        """The newest (epoch, seq) of `key` this node has seen, for a script that
+        numbers a write (publish.lua, state.lua) to start a new epoch if Redis is behind."""
+        return self._seen.get(key, (b"", 0))
+
+    def see(self, key: ChannelKey, epoch: bytes, seq: int) -> None:
+        self._see(key, epoch, seq)
+
     def _see(self, key: ChannelKey, epoch: bytes, seq: int) -> None:
         """Remember (epoch, seq) of `key` if it is newer than what this node has seen:
         a lower seq of the same epoch never replaces a higher one."""
@@ -524,25 +530,16 @@ class RedisBroker:
         if head[0:1] == b"m":
             _, epoch, seq_text, skip = head.split(b" ")
             seq = int(seq_text)
-            self._see(key, epoch, seq)
-            live = self._live.get(key)
-            self._live[key] = (epoch, seq)
-            if live is not None and live[0] == epoch and seq <= live[1]:
-                self._rewound(key, epoch, seq, live[1])
+            if not await self._in_order(key, epoch, seq):
                 return
-            last = self._last.get(key)
-            if last is not None:
-                if last[0] != epoch:
-                    # A new epoch (the old sequence was lost, or went back): its
-                    # messages count from the first.
-                    last = self._last[key] = (epoch, 0)
-                if seq <= last[1]:
-                    return  # already delivered (by a resync)
-                if seq > last[1] + 1 and not await self._fill(key, last[1], seq):
-                    return
-            self._last[key] = (epoch, seq)
             message_id = f"{epoch.decode()}-{seq}"
             events.deliver(key, frame, message_id, None if skip == b"-" else skip.decode())
+        elif head[0:1] == b"s":  # a state write: numbered in the same sequence
+            _, epoch, seq_text = head.split(b" ")
+            seq = int(seq_text)
+            if not await self._in_order(key, epoch, seq):
+                return
+            events.deliver_state(key, frame, f"{epoch.decode()}-{seq}")
         elif head[0:1] == b"p":
             if self.on_presence is not None:
                 self.on_presence(key, frame)
@@ -551,26 +548,66 @@ class RedisBroker:
         elif head[0:1] == b"c":
             events.channel_changed(key)
 
+    async def _in_order(self, key: ChannelKey, epoch: bytes, seq: int) -> bool:
+        """Whether the message or state write numbered (epoch, seq) that pub/sub just
+        brought is to be delivered now (after filling any gap before it)."""
+        self._see(key, epoch, seq)
+        live = self._live.get(key)
+        self._live[key] = (epoch, seq)
+        if live is not None and live[0] == epoch and seq <= live[1]:
+            self._rewound(key, epoch, seq, live[1])
+            return False
+        last = self._last.get(key)
+        if last is not None:
+            if last[0] != epoch:
+                # A new epoch (the old sequence was lost, or went back): its
+                # messages count from the first.
+                last = self._last[key] = (epoch, 0)
+            if seq <= last[1]:
+                return False  # already delivered (by a resync)
+            if seq > last[1] + 1 and not await self._fill(key, last[1], seq):
+                return False
+        self._last[key] = (epoch, seq)
+        return True
+
     async def _fill(self, key: ChannelKey, after: int, upto: int) -> bool:
-        """Deliver the messages of `key` after seq `after` and before `upto` from
-        its stream; False (and the subscribers told to recover) if they are gone."""
+        """Deliver what `key` numbered after seq `after` and before `upto`: messages
+        from its stream and the state writes still current; False (and the
+        subscribers told to recover) if messages are gone."""
         epoch = self._last[key][0]
-        history = await self.history(
-            key, f"{epoch.decode()}-{after}", upto - after - 1, time.time()
-        )
+        since = f"{epoch.decode()}-{after}"
+        history = await self.history(key, since, upto - after - 1, time.time())
         events = self.redis.events
         if not history.recovered and len(history.messages) < upto - after - 1:
             self._last.pop(key, None)
             if events is not None:
                 events.resync_failed(key)
             return False
-        for message in history.messages:
-            seq = int(message.id.rpartition("-")[2])
+        # A key written twice in the gap shows its last value only: that is the state.
+        written = await self.read_state(key, since) if self.read_state is not None else None
+        gap: list[tuple[int, bytes, str, bool]] = [
+            (int(m.id.rpartition("-")[2]), m.encoded(), m.id, False) for m in history.messages
+        ]
+        if written is not None and not written.complete:
+            for entry in written.entries:
+                gap.append(
+                    (
+                        int(entry.version.rpartition("-")[2]),
+                        frames.state_changed(key.name, entry),
+                        entry.version,
+                        True,
+                    )
+                )
+        for seq, frame, id_, is_state in sorted(gap):
             if seq >= upto:
                 break
             self._last[key] = (epoch, seq)
-            if events is not None:
-                events.deliver(key, message.encoded(), message.id, None)
+            if events is None:
+                continue
+            if is_state:
+                events.deliver_state(key, frame, id_)
+            else:
+                events.deliver(key, frame, id_, None)
         return True
 
     async def _resync(self, keys: builtins.list[ChannelKey]) -> None:
@@ -648,15 +685,13 @@ class RedisBroker:
             return History(self._messages(key, entries[::-1]), True, bool(more))
         parsed = ("", 0) if since == "" else parse_message_id(since)
         since_epoch, after = parsed if parsed is not None else ("?", 0)
-        epoch, last_seq, known, entries, more = await self.redis.run(
+        epoch, last_seq, known, entries, more, complete = await self.redis.run(
             "history", self.redis.keys.history(key), "after", since_epoch, after, *bounds
         )
         self._see(key, epoch, last_seq)
-        messages = self._messages(key, entries)
-        if not known:
-            return History(messages, False, bool(more))
-        seqs = [int(m.id.rpartition("-")[2]) for m in messages]
-        return History(messages, is_complete(after, last_seq, seqs, bool(more)), bool(more))
+        # Complete when nothing after `since` left history (history.lua): the seqs of
+        # messages have gaps where state writes took theirs.
+        return History(self._messages(key, entries), bool(known and complete), bool(more))
 
     def _messages(self, key: ChannelKey, entries: list[Any]) -> list[Message]:
         messages = []
@@ -1178,6 +1213,7 @@ class RedisEngine(Engine):
     broker: RedisBroker
     presence: RedisPresence
     channels: RedisRegistry
+    state: RedisState
 
     def __init__(self, config: Any) -> None:
         self.redis = _Redis(config)
@@ -1185,7 +1221,9 @@ class RedisEngine(Engine):
         self.presence = RedisPresence(self.redis, config.heartbeat_timeout)
         self.channels = RedisRegistry(self.redis)
         self.profiles = RedisProfiles(self.redis)
+        self.state = RedisState(self.redis, self.broker)
         self.broker.on_presence = self.presence.observe
+        self.broker.read_state = self.state.read
         self.presence.listened = self.broker.listened
         self.channels._reaping = self.presence._reaping
 

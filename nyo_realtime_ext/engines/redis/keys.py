@@ -65,6 +65,14 @@ class Keys:
     def history(self, key: ChannelKey) -> list[str]:
         return [self.channel(k, key) for k in ("meta", "hist")]
 
+    def state(self, key: ChannelKey) -> list[str]:
+        """state (a write): meta and hist, as publish numbers messages, then the state
+        hash and the pub/sub channel."""
+        return [self.channel(k, key) for k in ("meta", "hist", "state", "ps")]
+
+    def snapshot(self, key: ChannelKey) -> list[str]:
+        return [self.channel(k, key) for k in ("meta", "state")]
+
     def presence(self, key: ChannelKey) -> list[str]:
         """join, leave, update, renew, retire, members and reprofile: prelude.lua's
         `presence_keys` names them."""

@@ -12,15 +12,28 @@ if not epoch or (epoch == seen_epoch and tonumber(m[2]) < seen_seq) then
   -- no stream of the old one.
   epoch = fresh
   redis.call('HSET', meta, 'epoch', epoch, 'seq', 0)
+  redis.call('HDEL', meta, 'cut', 'lm')
   redis.call('DEL', hist)
 end
 local seq = redis.call('HINCRBY', meta, 'seq', 1)
-redis.call('HSET', meta, 't', ts) -- last use, for the collection of idle channels
+-- t: last use, for the collection of idle channels; lm: the last message's seq (state
+-- writes take seqs too, so it is not always `seq`).
+redis.call('HSET', meta, 't', ts, 'lm', seq)
 local id = epoch .. '-' .. seq
 local frame = head .. id .. tail
 if keep > 0 then
+  -- cut: the highest seq of a message no longer in history. The seqs of messages have
+  -- gaps (state writes), so what XADD trims is looked at before it does.
+  local over = redis.call('XLEN', hist) - keep + 1
+  if over > 0 then
+    local trimmed = redis.call('XRANGE', hist, '-', '+', 'COUNT', over)
+    local last = trimmed[#trimmed][1]
+    redis.call('HSET', meta, 'cut', string.sub(last, 3))
+  end
   redis.call('XADD', hist, 'MAXLEN', keep, '0-' .. seq, 'f', frame, 't', ts)
   redis.call('EXPIRE', hist, ttl)
+else
+  redis.call('HSET', meta, 'cut', seq)
 end
 redis.call(PUB, ps, 'm ' .. epoch .. ' ' .. seq .. ' ' .. skip .. '\n' .. frame)
 return id

@@ -23,6 +23,8 @@ NAMES = (
     "members",
     "reprofile",
     "collect",
+    "state",
+    "snapshot",
     # per user
     "enter",
     "profile",
