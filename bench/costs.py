@@ -20,7 +20,8 @@ every node and every redis-server; 'other' = the rest of the machine):
 
 * `connect`: --users (1500) WebSockets, user i on node i % nodes, each a different user
   (a JWT in the URL), up to 100 handshakes in flight: per connection (TCP, upgrade, JWT,
-  `authenticated`).
+  `authenticated`). `idle 3 s`: the same connections doing nothing for 3 s (heartbeat
+  timers, presence leases, Redis's own cron): read its CPU %, not its µs/unit.
 * `join 1`: every user subscribes to a presence channel of its own (nobody else there):
   the cost of a join without fan-out, the channel's creation included (its record, the
   quota). `leave 1`: every one unsubscribes. `join 1 again`: the same joins into the
@@ -72,6 +73,7 @@ from rawws import raise_open_file_limit  # noqa: E402
 
 WINDOW = 32  # unacked publishes
 SETTLE = 0.5  # s of background work allowed after the last reply of a phase
+IDLE = 3.0  # s of the idle phase
 PAD = "x" * 80
 SETUPS = {"memory": "1 node, memory", "redis": "3 nodes, 1 shard", "cluster": "3 nodes, 3 shards"}
 
@@ -126,6 +128,8 @@ class Phase:
             "redis_ticks": round(m.redis_cpu * 100),
             "node_ticks": round(m.server * 100),
             "rate": self.units / m.wall,
+            "node_pct": m.server / m.wall * 100,
+            "redis_pct": m.redis_cpu / m.wall * 100 if m.redis else None,
             "other_pct": m.other / m.wall * 100,
         }
 
@@ -138,6 +142,9 @@ async def joins(urls: list[str], meter: Meter, args: argparse.Namespace) -> list
         socks = await connect_many([(urls[i % len(urls)], f"j{i}", []) for i in range(n)])
     rows.append(meter_phase.row())
     try:
+        async with Phase(meter, "idle 3 s", n) as phase:  # heartbeats, leases, Redis's cron
+            await asyncio.sleep(IDLE - SETTLE)
+        rows.append(phase.row())
         alone = [{"type": "subscribe", "channel": f"presence-alone-{i}"} for i in range(n)]
         before = frames(socks)
         async with Phase(meter, "join 1", n) as phase:
@@ -250,8 +257,8 @@ def report(results: list[tuple[str, int, list[dict[str, Any]]]], args: argparse.
     print()
     print("| setup | phase | units | frames out | node CPU µs/unit | per node µs/unit "
           "| redis CPU µs/unit | busiest shard µs/unit | node / redis ticks | units/s "
-          "| other CPU % |")  # fmt: skip
-    print("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
+          "| node / redis CPU % | other CPU % |")  # fmt: skip
+    print("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
     for setup, round_, rows in results:
         for r in rows:
             each = " / ".join(f"{x:.0f}" for x in r["node_each_us"])
@@ -259,7 +266,7 @@ def report(results: list[tuple[str, int, list[dict[str, Any]]]], args: argparse.
             print(f"| {SETUPS[setup]} #{round_} | {r['phase']} | {r['units']} "
                   f"| {fmt(r['frames'])} | {r['node_us']:.0f} | {each} | {fmt(r['redis_us'], 1)} "
                   f"| {shard} | {r['node_ticks']} / {r['redis_ticks']} | {r['rate']:.0f} "
-                  f"| {r['other_pct']:.0f} |")  # fmt: skip
+                  f"| {r['node_pct']:.0f} / {fmt(r['redis_pct'])} | {r['other_pct']:.0f} |")  # fmt: skip
     print()
     print(
         "| setup | redis µs per publish (R1 − per-receipt) | redis µs per pub/sub receipt "
@@ -279,7 +286,9 @@ def report(results: list[tuple[str, int, list[dict[str, Any]]]], args: argparse.
               f"| {r1['node_each_us'][0]:.0f} | {remote:.0f} |")  # fmt: skip
     print()
     print("µs/unit = CPU seconds (utime+stime) in the phase / units (connections, joins, leaves")
-    print("or publishes); node = all nodes summed, 'per node' = node 1 / 2 / 3; ticks = 10 ms of")
+    print(
+        "or publishes; the idle row: per connection over 3 s); node = all nodes summed, 'per node' = node 1 / 2 / 3; ticks = 10 ms of"
+    )
     print("CPU (under ~20 ticks a figure is coarse); 'frames out' = frames the clients received")
     print("in the phase; 'other' = the rest of the machine, % of one core (should be near 0).")
     lost = [r for _, _, rows in results for r in rows if r.get("lost")]
