@@ -267,30 +267,30 @@ def report(results: list[tuple[str, int, list[dict[str, Any]]]], args: argparse.
                   f"| {fmt(r['frames'])} | {r['node_us']:.0f} | {each} | {fmt(r['redis_us'], 1)} "
                   f"| {shard} | {r['node_ticks']} / {r['redis_ticks']} | {r['rate']:.0f} "
                   f"| {r['node_pct']:.0f} / {fmt(r['redis_pct'])} | {r['other_pct']:.0f} |")  # fmt: skip
-    print()
-    print(
-        "| setup | redis µs per publish (R1 − per-receipt) | redis µs per pub/sub receipt "
-        "((R3 − R1) / 2) | node 1 µs per publish (k=1) | nodes 2-3 µs per receipt (k=3) |"
-    )
-    print("|---|--:|--:|--:|--:|")
-    for setup, round_, rows in results:
-        by = {r["phase"]: r for r in rows}
-        if "publish k=1" not in by or "publish k=3" not in by:
-            continue
-        r1, r3 = by["publish k=1"], by["publish k=3"]
-        receipt = (r3["redis_us"] - r1["redis_us"]) / 2
-        per_pub = r1["redis_us"] - receipt
-        # k=3: nodes 2 and 3 each received every publish once (one WebSocket delivery each).
-        remote = (r3["node_each_us"][1] + r3["node_each_us"][2]) / 2
-        print(f"| {SETUPS[setup]} #{round_} | {per_pub:.1f} | {receipt:.1f} "
-              f"| {r1['node_each_us'][0]:.0f} | {remote:.0f} |")  # fmt: skip
+    if any(r["phase"] == "publish k=3" for _, _, rows in results for r in rows):
+        print()
+        print(
+            "| setup | redis µs per publish (R1 − per-receipt) | redis µs per pub/sub receipt "
+            "((R3 − R1) / 2) | node 1 µs per publish (k=1) | nodes 2-3 µs per receipt (k=3) |"
+        )
+        print("|---|--:|--:|--:|--:|")
+        for setup, round_, rows in results:
+            by = {r["phase"]: r for r in rows}
+            if "publish k=1" not in by or "publish k=3" not in by:
+                continue
+            r1, r3 = by["publish k=1"], by["publish k=3"]
+            receipt = (r3["redis_us"] - r1["redis_us"]) / 2
+            per_pub = r1["redis_us"] - receipt
+            # k=3: nodes 2 and 3 each received every publish once (one WebSocket delivery each).
+            remote = (r3["node_each_us"][1] + r3["node_each_us"][2]) / 2
+            print(f"| {SETUPS[setup]} #{round_} | {per_pub:.1f} | {receipt:.1f} "
+                  f"| {r1['node_each_us'][0]:.0f} | {remote:.0f} |")  # fmt: skip
     print()
     print("µs/unit = CPU seconds (utime+stime) in the phase / units (connections, joins, leaves")
-    print(
-        "or publishes; the idle row: per connection over 3 s); node = all nodes summed, 'per node' = node 1 / 2 / 3; ticks = 10 ms of"
-    )
-    print("CPU (under ~20 ticks a figure is coarse); 'frames out' = frames the clients received")
-    print("in the phase; 'other' = the rest of the machine, % of one core (should be near 0).")
+    print("or publishes; the idle row: per connection over 3 s); node = all nodes summed,")
+    print("'per node' = node 1 / 2 / 3; ticks = 10 ms of CPU (under ~20 ticks a figure is coarse);")
+    print("'frames out' = frames the clients received in the phase, replies included; 'other' =")
+    print("the rest of the machine, % of one core (should be near 0).")
     lost = [r for _, _, rows in results for r in rows if r.get("lost")]
     if lost:
         print(f"WARNING: {len(lost)} publish phase(s) lost deliveries")
