@@ -1,7 +1,7 @@
 """Unit costs for docs/scaling.md: node and Redis CPU per connection, per join, per
 leave, per publish and per delivery received through pub/sub, on 1 shard and on 3.
 
-    .venv/bin/python bench/costs.py                    # 3 nodes, 1 shard and 3 shards; ~1.5 minutes
+    .venv/bin/python bench/costs.py                    # 3 nodes, 1 shard and 3 shards; ~70 s
     .venv/bin/python bench/costs.py --rounds 2         # the two setups alternating, twice
     .venv/bin/python bench/costs.py --setups memory    # one node on the embedded engine (joins only)
 
