@@ -155,25 +155,37 @@ class HasPid(Protocol):
     def pid(self) -> int: ...
 
 
-class Meter:
-    """Server, redis, own and machine CPU over a phase."""
+class HasPids(Protocol):
+    @property
+    def pids(self) -> list[int]: ...
 
-    def __init__(self, servers: Sequence[HasPid], redis: HasPid | None) -> None:
+
+class Meter:
+    """Server, redis, own and machine CPU over a phase. `redis` is one redis-server or
+    several (nodes.RedisClusterServers: every shard's); `server_each` and `redis_each`
+    keep each process's share (CPU seconds), in the order given."""
+
+    def __init__(self, servers: Sequence[HasPid], redis: HasPids | None) -> None:
         self.pids = [s.pid for s in servers]
-        self.redis = redis.pid if redis else None
+        self.redis_pids = list(redis.pids) if redis else []
+        self.redis = bool(self.redis_pids)
 
     def __enter__(self) -> Meter:
         self.t0 = time.monotonic()
         self.busy0 = machine_busy_seconds()
-        self.srv0 = sum(cpu_seconds(p) for p in self.pids)
-        self.redis0 = cpu_seconds(self.redis) if self.redis else 0.0
+        self.srv0 = [cpu_seconds(p) for p in self.pids]
+        self.redis0 = [cpu_seconds(p) for p in self.redis_pids]
         self.self0 = cpu_seconds(os.getpid())
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.wall = time.monotonic() - self.t0
-        self.server = sum(cpu_seconds(p) for p in self.pids) - self.srv0
-        self.redis_cpu = (cpu_seconds(self.redis) - self.redis0) if self.redis else 0.0
+        self.server_each = [cpu_seconds(p) - c for p, c in zip(self.pids, self.srv0, strict=True)]
+        self.redis_each = [
+            cpu_seconds(p) - c for p, c in zip(self.redis_pids, self.redis0, strict=True)
+        ]
+        self.server = sum(self.server_each)
+        self.redis_cpu = sum(self.redis_each)
         self.client = cpu_seconds(os.getpid()) - self.self0
         busy = machine_busy_seconds() - self.busy0
         self.other = max(0.0, busy - self.server - self.redis_cpu - self.client)
