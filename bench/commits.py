@@ -26,7 +26,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from nyo_realtime_ext.engines.ids import message_id
 from nyo_realtime_ext.engines.memory import Store  # noqa: E402
-from nyo_realtime_ext.models import Channel, ChannelKey, Message  # noqa: E402
+from nyo_realtime_ext.models import ChannelKey, ChannelRecord, Message  # noqa: E402
 
 KEY = ChannelKey("bench", "history")
 
@@ -36,7 +36,7 @@ async def run(threaded: bool, messages: int, batch: int, size: int) -> list[floa
         store = Store(str(Path(tmp) / "bench.db"))
         if not threaded:
             store.conn.execute("PRAGMA wal_autocheckpoint=1000")
-        store.create_channel(Channel(KEY, "public", None, time.time()), "e")
+        store.create_channel(ChannelRecord(KEY, "public", None, time.time()), "e")
         durations: list[float] = []
         checkpointing: asyncio.Future[None] | None = None
         next_checkpoint = time.monotonic() + 1.0

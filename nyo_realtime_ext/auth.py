@@ -17,7 +17,7 @@ import jwt
 
 from .colors import is_color
 from .constants import KINDS, PERSON
-from .models import Channel, Identity
+from .models import ChannelRecord, Identity
 from .profiles import cleaned_name, refused_character
 
 
@@ -180,7 +180,7 @@ class Authenticator:
             ("username", "tenant", "display name"),
         )
 
-    def may_access(self, identity: Identity, channel: Channel, action: str) -> bool:
+    def may_access(self, identity: Identity, channel: ChannelRecord, action: str) -> bool:
         """Whether `identity` may `action` ('subscribe' or 'publish') on `channel`."""
         if channel.type != "private":
             return True

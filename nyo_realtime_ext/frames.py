@@ -56,7 +56,7 @@ import orjson
 from .constants import PERSON
 
 if TYPE_CHECKING:
-    from .models import Channel, Identity, Member, Message, StateEntry
+    from .models import ChannelRecord, Identity, Member, Message, StateEntry
 
 encode = orjson.dumps  # a frame (dict) to the bytes every recipient gets
 
@@ -311,7 +311,7 @@ def profile_answer(
     return {"userId": user_id, "name": name, "color": color, "chosen": chosen}
 
 
-def channel_wire(channel: Channel) -> dict[str, Any]:
+def channel_wire(channel: ChannelRecord) -> dict[str, Any]:
     """A channel's record over HTTP."""
     return {
         "name": channel.key.name,

@@ -51,7 +51,10 @@ class Profile:
 
 
 @dataclass(frozen=True, slots=True)
-class Channel:
+class ChannelRecord:
+    """A channel as the registry keeps it: its type, owner and members. (The live
+    channel a client subscribes to is `client.Channel`, a different thing.)"""
+
     key: ChannelKey
     type: str  # public | private | presence
     owner: str | None

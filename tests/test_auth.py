@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from nyo_realtime_ext.auth import Authenticator, AuthError, TokenExpired, resolve_hook
 from nyo_realtime_ext.config import Realtime
-from nyo_realtime_ext.models import Channel, ChannelKey, Identity
+from nyo_realtime_ext.models import ChannelKey, ChannelRecord, Identity
 
 from .support.tokens import SECRET, make_token
 
@@ -178,8 +178,8 @@ def test_the_jupyter_user_becomes_an_identity_in_the_default_tenant() -> None:
 
 def test_who_may_use_a_private_channel() -> None:
     auth = authenticator(authorize="tests.support.hooks:authorize")
-    ops = Channel(ChannelKey("acme", "private-ops"), "private", "owner", 0.0, ("bob",))
-    public = Channel(ChannelKey("acme", "room"), "public", None, 0.0)
+    ops = ChannelRecord(ChannelKey("acme", "private-ops"), "private", "owner", 0.0, ("bob",))
+    public = ChannelRecord(ChannelKey("acme", "room"), "public", None, 0.0)
     ada, bob, owner = Identity("ada", "acme"), Identity("bob", "acme"), Identity("owner", "acme")
     granted = Identity("eve", "acme", channels=frozenset({"private-o*"}))
     assert auth.may_access(ada, public, "subscribe")
@@ -187,7 +187,7 @@ def test_who_may_use_a_private_channel() -> None:
     assert auth.may_access(owner, ops, "subscribe")
     assert auth.may_access(granted, ops, "subscribe")  # a grant in the token
     assert not auth.may_access(ada, ops, "subscribe")  # the hook says no to this one
-    open_to_ada = Channel(ChannelKey("acme", "private-open-to-ada"), "private", None, 0.0)
+    open_to_ada = ChannelRecord(ChannelKey("acme", "private-open-to-ada"), "private", None, 0.0)
     assert auth.may_access(ada, open_to_ada, "subscribe")  # ... and yes to this one
     assert not authenticator().may_access(ada, open_to_ada, "subscribe")  # no hook: no
 

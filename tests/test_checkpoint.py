@@ -14,7 +14,7 @@ from pathlib import Path
 
 from nyo_realtime_ext.engines.ids import message_id
 from nyo_realtime_ext.engines.memory import Store
-from nyo_realtime_ext.models import Channel, ChannelKey, Message
+from nyo_realtime_ext.models import ChannelKey, ChannelRecord, Message
 
 KEY = ChannelKey("acme", "busy")
 ROUND = 400  # messages of ~4 KB: ~1.6 MB of WAL a round
@@ -36,7 +36,7 @@ async def test_checkpoints_in_a_thread_keep_the_wal_from_growing(tmp_path):
     path = tmp_path / "realtime.db"
     store = Store(str(path))
     try:
-        store.create_channel(Channel(KEY, "public", None, time.time()), "e")
+        store.create_channel(ChannelRecord(KEY, "public", None, time.time()), "e")
         write_round(store, 1)
         one_round = wal_size(path)
         for n in range(1, 6):
@@ -56,7 +56,7 @@ async def test_without_checkpoints_the_commit_leaves_the_wal_alone(tmp_path):
     path = tmp_path / "realtime.db"
     store = Store(str(path))
     try:
-        store.create_channel(Channel(KEY, "public", None, time.time()), "e")
+        store.create_channel(ChannelRecord(KEY, "public", None, time.time()), "e")
         write_round(store, 1)
         one_round = wal_size(path)
         write_round(store, 1 + ROUND)

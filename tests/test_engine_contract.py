@@ -25,7 +25,7 @@ from nyo_realtime_ext.engines import Engine, EngineUnavailable, History, MemoryE
 from nyo_realtime_ext.engines.memory import Store
 from nyo_realtime_ext.engines.redis import RedisEngine
 from nyo_realtime_ext.engines.redis import engine as redis_engine_module
-from nyo_realtime_ext.models import Channel, ChannelKey, Identity, Message, Profile
+from nyo_realtime_ext.models import ChannelKey, ChannelRecord, Identity, Message, Profile
 
 WAIT = 10.0  # seconds anything asynchronous (Redis pub/sub) may take
 SETTLE_EVENT = "test:settle"
@@ -144,7 +144,9 @@ class Harness:
         """A new channel that this node listens to."""
         assert self.engine is not None
         key = ChannelKey(tenant, name)
-        _, created = await self.engine.channels.create(Channel(key, "presence", owner, clock()))
+        _, created = await self.engine.channels.create(
+            ChannelRecord(key, "presence", owner, clock())
+        )
         assert created
         await self.engine.broker.listen(key)
         return key
@@ -581,18 +583,18 @@ async def test_a_lease_that_is_not_renewed_ends(engine):
 async def test_create_get_and_list_channels(engine):
     e = await engine.open()
     now = clock()
-    room = Channel(ChannelKey("acme", "room"), "private", "ada", now, ("bob", "ada"))
+    room = ChannelRecord(ChannelKey("acme", "room"), "private", "ada", now, ("bob", "ada"))
     channel, created = await e.channels.create(room)
     assert created
-    assert channel == Channel(room.key, "private", "ada", now, ("ada", "bob"))
-    again, created = await e.channels.create(Channel(room.key, "public", "eve", now + 5))
+    assert channel == ChannelRecord(room.key, "private", "ada", now, ("ada", "bob"))
+    again, created = await e.channels.create(ChannelRecord(room.key, "public", "eve", now + 5))
     assert not created and again == channel
     assert await e.channels.get(room.key) == channel
     assert await e.channels.get(ChannelKey("acme", "nowhere")) is None
 
     for name in ("zeta", "alpha"):
-        await e.channels.create(Channel(ChannelKey("acme", name), "public", None, now))
-    await e.channels.create(Channel(ChannelKey("globex", "beta"), "public", None, now))
+        await e.channels.create(ChannelRecord(ChannelKey("acme", name), "public", None, now))
+    await e.channels.create(ChannelRecord(ChannelKey("globex", "beta"), "public", None, now))
     listed = await e.channels.list("acme")
     assert [c.key for c in listed] == [ChannelKey("acme", n) for n in ("alpha", "room", "zeta")]
     assert listed[1] == channel
@@ -604,11 +606,11 @@ async def test_set_members_replaces_them_and_tells_every_node(engine):
     e = await engine.open()
     now = clock()
     key = ChannelKey("acme", "room")
-    await e.channels.create(Channel(key, "private", "ada", now, ("ada", "bob")))
+    await e.channels.create(ChannelRecord(key, "private", "ada", now, ("ada", "bob")))
     await e.broker.listen(key)
 
     channel = await e.channels.set_members(key, ["cy", "ada"])
-    assert channel == Channel(key, "private", "ada", now, ("ada", "cy"))
+    assert channel == ChannelRecord(key, "private", "ada", now, ("ada", "cy"))
     assert await e.channels.get(key) == channel
     await engine.wait_for(lambda: key in engine.events.changed, "channel_changed")
 
@@ -628,9 +630,9 @@ async def test_tenants_are_walls(engine):
         (ChannelKey("a", "b:c"), ChannelKey("a:b", "c")),
     ]
     for mine, theirs in pairs:
-        _, created = await e.channels.create(Channel(mine, "private", "ada", now, ("ada",)))
+        _, created = await e.channels.create(ChannelRecord(mine, "private", "ada", now, ("ada",)))
         assert created
-        _, created = await e.channels.create(Channel(theirs, "public", "bob", now))
+        _, created = await e.channels.create(ChannelRecord(theirs, "public", "bob", now))
         assert created, theirs
         for key in (mine, theirs):
             await e.broker.listen(key)
@@ -695,9 +697,9 @@ async def test_registry_pages_counts_creators_and_collects_idle_channels(engine)
     now = clock()
     long_ago = now - 10_000
     for name in ("c", "a", "b", "d"):
-        made = Channel(ChannelKey("acme", name), "public", None, long_ago, (), "ada")
+        made = ChannelRecord(ChannelKey("acme", name), "public", None, long_ago, (), "ada")
         assert (await e.channels.create(made))[1]
-    await e.channels.create(Channel(ChannelKey("acme", "owned"), "public", "bob", long_ago))
+    await e.channels.create(ChannelRecord(ChannelKey("acme", "owned"), "public", "bob", long_ago))
     page = await e.channels.list("acme", "", 2)
     assert [c.key.name for c in page] == ["a", "b"]
     assert [c.key.name for c in await e.channels.list("acme", "b", 2)] == ["c", "d"]
@@ -911,7 +913,7 @@ async def test_a_channel_used_while_it_is_being_collected_survives(redis_engine,
     assert isinstance(e, RedisEngine)
     now = clock()
     key = ChannelKey("acme", "idle")
-    await e.channels.create(Channel(key, "public", None, now - 10_000, (), "ada"))
+    await e.channels.create(ChannelRecord(key, "public", None, now - 10_000, (), "ada"))
 
     redis = e.redis
     plain_run, plain_call = redis.run, redis.call
@@ -960,7 +962,7 @@ async def test_the_collect_script_refuses_channels_in_use(redis_engine):
     names = ("idle", "member", "message", "left", "owned")
     for name in names:
         owner = "bob" if name == "owned" else None
-        await e.channels.create(Channel(ChannelKey("acme", name), "public", owner, long_ago))
+        await e.channels.create(ChannelRecord(ChannelKey("acme", name), "public", owner, long_ago))
     await e.presence.join(ChannelKey("acme", "member"), ADA, "c1", now)
     await e.broker.publish(ChannelKey("acme", "message"), "e", 1, None, now)
     await e.presence.join(ChannelKey("acme", "left"), ADA, "c2", now)
@@ -1008,7 +1010,7 @@ async def test_concurrent_listens_while_redis_is_unreachable_all_fail_cleanly(
     monkeypatch.setattr(redis_engine_module, "SUBSCRIBE_TIMEOUT", 1.0)
     a, b, _, got = await two_nodes(redis_server)
     key = ChannelKey("acme", "fresh")
-    await a.channels.create(Channel(key, "public", None, clock()))
+    await a.channels.create(ChannelRecord(key, "public", None, clock()))
     redis_server.kill()
     await eventually(lambda: not b.broker._connected.is_set(), "the listener saw Redis go")
     try:
@@ -1039,7 +1041,7 @@ async def test_concurrent_listens_while_redis_is_unreachable_all_fail_cleanly(
 async def test_a_listen_cancelled_midway_does_not_break_the_channel(redis_server, monkeypatch):
     a, b, _, got = await two_nodes(redis_server)
     key = ChannelKey("acme", "fresh")
-    await a.channels.create(Channel(key, "public", None, clock()))
+    await a.channels.create(ChannelRecord(key, "public", None, clock()))
     try:
         # The first caller is cancelled while its SUBSCRIBE is on its way.
         pubsub = b.broker._pubsub
@@ -1078,7 +1080,7 @@ async def test_a_sequence_that_goes_back_gives_no_id_twice_and_tells_the_listene
     )
     late.bind(Recorder())
     key = ChannelKey("acme", "room")
-    await a.channels.create(Channel(key, "public", None, clock()))
+    await a.channels.create(ChannelRecord(key, "public", None, clock()))
     try:
         for node in (a, b):
             await node.broker.listen(key)
@@ -1123,7 +1125,7 @@ async def test_presence_put_back_after_redis_lost_it_keeps_status_and_meta(any_r
     here, there = ChannelKey("acme", "here"), ChannelKey("acme", "there")
     try:
         for key in (here, there):
-            await a.channels.create(Channel(key, "presence", None, clock()))
+            await a.channels.create(ChannelRecord(key, "presence", None, clock()))
             for node in (a, b):
                 await node.broker.listen(key)
         now = clock()
@@ -1219,7 +1221,7 @@ async def test_a_profile_change_between_a_joins_two_steps_is_shown_by_the_join(a
             await engine.close()
         pytest.skip("on one Redis a join is one step (join.lua reads the profile itself)")
     try:
-        await a.channels.create(Channel(key, "presence", None, clock()))
+        await a.channels.create(ChannelRecord(key, "presence", None, clock()))
         await a.broker.listen(key)
         plain_run = b.redis.run
         raced: list[str] = []
@@ -1254,7 +1256,7 @@ async def test_a_dead_nodes_members_are_gone_from_a_channel_nobody_listens_to(an
     a, b, _, _ = await two_nodes(any_redis)
     key = ChannelKey("acme", "unwatched")
     try:
-        await b.channels.create(Channel(key, "presence", None, clock()))
+        await b.channels.create(ChannelRecord(key, "presence", None, clock()))
         await b.presence.join(key, ADA, "c1", clock())
         await b.presence.join(key, BOB, "http-bob", clock(), lease=60.0)
         assert [m.user_id for m in await a.presence.members(key)] == ["ada", "bob"]

@@ -11,7 +11,7 @@ from nyo_realtime_ext.config import Realtime
 from nyo_realtime_ext.engines import MemoryEngine
 from nyo_realtime_ext.engines.memory import Store
 from nyo_realtime_ext.hub import Hub
-from nyo_realtime_ext.models import Channel, ChannelKey
+from nyo_realtime_ext.models import ChannelKey, ChannelRecord
 
 from .support.hub_world import Peer, SlowPeer, World
 from .support.tokens import SECRET, make_token
@@ -221,7 +221,9 @@ async def test_tenants_are_walls(world: World) -> None:
 
 async def test_private_channel_needs_membership_claim_or_hook(world: World) -> None:
     key = ChannelKey("acme", "private-team")
-    await world.hub.engine.channels.create(Channel(key, "private", None, world.clock(), ("ada",)))
+    await world.hub.engine.channels.create(
+        ChannelRecord(key, "private", None, world.clock(), ("ada",))
+    )
     ada, ada_peer = await world.join("ada")
     eve, eve_peer = await world.join("eve")
     carl, carl_peer = await world.join("carl", channels=["private-t*"])

@@ -68,7 +68,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from nyo_realtime_ext.engines.ids import parse_message_id
-from nyo_realtime_ext.models import Channel, ChannelKey
+from nyo_realtime_ext.models import ChannelKey, ChannelRecord
 from nyo_realtime_ext.protocol import ProtocolError, decode, encode
 
 from .support.hub_world import Peer, World
@@ -1064,7 +1064,7 @@ class HubFuzz:
             (ChannelKey("acme", "news"), "public", ()),
             (ChannelKey("acme", "private-team"), "private", ("ada",)),
         ):
-            await engine.channels.create(Channel(key, type_, None, now, members))
+            await engine.channels.create(ChannelRecord(key, type_, None, now, members))
             self.oracle.channels[key] = (type_, members)
         for slot in range(self.slots):
             await self.run(Reconnect(slot, None, False))

@@ -14,7 +14,7 @@ import pytest
 import sqlite_utils
 
 from nyo_realtime_ext.engines.memory import Store, schema
-from nyo_realtime_ext.models import Channel, ChannelKey, Message
+from nyo_realtime_ext.models import ChannelKey, ChannelRecord, Message
 
 from .support.tokens import SECRET
 
@@ -273,7 +273,7 @@ def test_the_old_release_database_upgrades_without_losing_anything(tmp_path: Pat
         "SELECT last_active FROM channels WHERE tenant=? AND name=?", room
     ).fetchone() == (T0 + 40,)
     assert store.count_created(acme, "ada") == 0  # nobody is charged for old channels
-    new = Channel(ChannelKey(acme, "room:2"), "public", None, T0 + 50, (), created_by="ada")
+    new = ChannelRecord(ChannelKey(acme, "room:2"), "public", None, T0 + 50, (), created_by="ada")
     assert store.create_channel(new, "ep5")
     assert store.count_created(acme, "ada") == 1
     store.close()

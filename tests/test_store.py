@@ -12,7 +12,7 @@ import pytest
 
 from nyo_realtime_ext.engines.ids import message_id, parse_message_id
 from nyo_realtime_ext.engines.memory import Store, StoreInUse
-from nyo_realtime_ext.models import Channel, ChannelKey, Member, Message
+from nyo_realtime_ext.models import ChannelKey, ChannelRecord, Member, Message
 
 ROOM = ChannelKey("acme", "room")
 EPOCH = "e1"
@@ -48,11 +48,15 @@ def append(store: Store, *seqs: int, keep: int = 100, ts: float = 100.0) -> None
 
 
 def test_a_channel_is_created_once_with_its_members(store: Store, db: Path) -> None:
-    ops = Channel(ChannelKey("acme", "private-ops"), "private", "ada", 5.0, ("bob", "ada"), "ada")
+    ops = ChannelRecord(
+        ChannelKey("acme", "private-ops"), "private", "ada", 5.0, ("bob", "ada"), "ada"
+    )
     assert store.create_channel(ops, EPOCH)
     assert not store.create_channel(ops, "another-epoch")  # the first one stays
     channel, epoch, last_seq = store.get_channel(ops.key)  # type: ignore[misc]
-    assert channel == Channel(ops.key, "private", "ada", 5.0, ("ada", "bob"))  # members sorted
+    assert channel == ChannelRecord(
+        ops.key, "private", "ada", 5.0, ("ada", "bob")
+    )  # members sorted
     assert channel.created_by == "ada"
     assert (epoch, last_seq) == (EPOCH, 0)
     assert store.get_channel(ChannelKey("globex", "private-ops")) is None  # tenants are walls
@@ -62,7 +66,7 @@ def test_a_channel_is_created_once_with_its_members(store: Store, db: Path) -> N
 
 def test_member_lists_are_replaced_whole(store: Store) -> None:
     key = ChannelKey("acme", "private-team")
-    store.create_channel(Channel(key, "private", "ada", 1.0, ("ada", "bob")), EPOCH)
+    store.create_channel(ChannelRecord(key, "private", "ada", 1.0, ("ada", "bob")), EPOCH)
     store.set_channel_members(key, ["carl", "ada", "carl"])
     assert store.channel_members(key) == ["ada", "carl"]
     store.set_channel_members(key, [])
@@ -71,8 +75,8 @@ def test_member_lists_are_replaced_whole(store: Store) -> None:
 
 def test_channels_are_listed_by_name_a_page_at_a_time(store: Store) -> None:
     for name in ("c", "a", "b", "d"):
-        store.create_channel(Channel(ChannelKey("acme", name), "public", None, 1.0), EPOCH)
-    store.create_channel(Channel(ChannelKey("globex", "a"), "public", None, 1.0), EPOCH)
+        store.create_channel(ChannelRecord(ChannelKey("acme", name), "public", None, 1.0), EPOCH)
+    store.create_channel(ChannelRecord(ChannelKey("globex", "a"), "public", None, 1.0), EPOCH)
     store.set_channel_members(ChannelKey("acme", "b"), ["zoe", "al"])
     assert [c.key.name for c in store.list_channels("acme")] == ["a", "b", "c", "d"]
     page = store.list_channels("acme", after="a", limit=2)
@@ -81,7 +85,7 @@ def test_channels_are_listed_by_name_a_page_at_a_time(store: Store) -> None:
 
 
 def test_messages_are_read_back_in_order_after_an_id(store: Store) -> None:
-    store.create_channel(Channel(ROOM, "public", None, 1.0), EPOCH)
+    store.create_channel(ChannelRecord(ROOM, "public", None, 1.0), EPOCH)
     append(store, 1, 2, 3)
     read, more = store.read_messages(ROOM, EPOCH, after_seq=1, not_before=0.0, limit=10)
     assert [seq for seq, _ in read] == [2, 3] and not more
@@ -92,7 +96,7 @@ def test_messages_are_read_back_in_order_after_an_id(store: Store) -> None:
 
 
 def test_reads_stop_at_the_limit_or_the_byte_budget_and_say_so(store: Store) -> None:
-    store.create_channel(Channel(ROOM, "public", None, 1.0), EPOCH)
+    store.create_channel(ChannelRecord(ROOM, "public", None, 1.0), EPOCH)
     for seq in range(1, 6):
         store.append_message(ROOM, seq, message(seq, payload="x" * 1000), keep=100)
     store.commit()
@@ -109,7 +113,7 @@ def test_reads_stop_at_the_limit_or_the_byte_budget_and_say_so(store: Store) -> 
 
 
 def test_only_the_last_messages_are_kept_and_ids_never_repeat(store: Store) -> None:
-    store.create_channel(Channel(ROOM, "public", None, 1.0), EPOCH)
+    store.create_channel(ChannelRecord(ROOM, "public", None, 1.0), EPOCH)
     append(store, 1, 2, 3, 4, keep=2)
     assert [s for s, _ in store.read_messages(ROOM, EPOCH, 0, 0.0, 10)[0]] == [3, 4]
     append(store, 5, keep=0)  # no history: only the sequence is recorded
@@ -118,7 +122,7 @@ def test_only_the_last_messages_are_kept_and_ids_never_repeat(store: Store) -> N
 
 
 def test_old_messages_expire(store: Store) -> None:
-    store.create_channel(Channel(ROOM, "public", None, 1.0), EPOCH)
+    store.create_channel(ChannelRecord(ROOM, "public", None, 1.0), EPOCH)
     store.append_message(ROOM, 1, message(1, ts=10.0), keep=100)
     store.append_message(ROOM, 2, message(2, ts=20.0), keep=100)
     store.commit()
@@ -128,7 +132,7 @@ def test_old_messages_expire(store: Store) -> None:
 
 
 def test_appends_are_group_committed(store: Store, db: Path) -> None:
-    store.create_channel(Channel(ROOM, "public", None, 1.0), EPOCH)
+    store.create_channel(ChannelRecord(ROOM, "public", None, 1.0), EPOCH)
     booked: list[None] = []
     store.on_append = lambda: booked.append(None)
     store.append_message(ROOM, 1, message(1), keep=100)
@@ -143,7 +147,7 @@ def test_appends_are_group_committed(store: Store, db: Path) -> None:
 
 
 def test_any_other_write_commits_the_pending_appends_first(store: Store, db: Path) -> None:
-    store.create_channel(Channel(ROOM, "public", None, 1.0), EPOCH)
+    store.create_channel(ChannelRecord(ROOM, "public", None, 1.0), EPOCH)
     store.append_message(ROOM, 1, message(1), keep=100)
     store.save_presence(ROOM, Member("ada", "Ada"), online=True)
     assert other_reader(db, "SELECT seq FROM messages") == [(1,)]
@@ -171,8 +175,8 @@ def test_presence_records_remember_who_was_here(store: Store) -> None:
 def test_idle_channels_are_collected_with_everything_theirs(store: Store, db: Path) -> None:
     idle, busy, owned, live = (ChannelKey("acme", n) for n in ("idle", "busy", "owned", "live"))
     for key in (idle, busy, live):
-        store.create_channel(Channel(key, "public", None, 1.0), EPOCH)
-    store.create_channel(Channel(owned, "public", "ada", 1.0), EPOCH)  # made on purpose
+        store.create_channel(ChannelRecord(key, "public", None, 1.0), EPOCH)
+    store.create_channel(ChannelRecord(owned, "public", "ada", 1.0), EPOCH)  # made on purpose
     store.append_message(idle, 1, Message("idle", "e1-1", "e", None, None, 5.0), keep=10)
     store.append_message(busy, 1, Message("busy", "e1-1", "e", None, None, 50.0), keep=10)
     store.save_presence(idle, Member("ada", "Ada", last_seen=5.0), online=False)
@@ -194,7 +198,7 @@ def test_a_second_store_cannot_open_the_same_database(db: Path) -> None:
 
 def test_durable_across_reopening(db: Path) -> None:
     first = Store(str(db))
-    first.create_channel(Channel(ROOM, "public", None, 1.0), EPOCH)
+    first.create_channel(ChannelRecord(ROOM, "public", None, 1.0), EPOCH)
     first.append_message(ROOM, 1, message(1, payload=[1, "two"]), keep=10)
     first.close()  # closing commits what is pending
     first.close()  # and closing twice is harmless (shutdown paths may both close)

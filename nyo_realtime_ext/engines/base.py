@@ -30,7 +30,7 @@ import builtins
 from collections.abc import Awaitable, Callable
 from typing import Any, NamedTuple, Protocol
 
-from ..models import Channel, ChannelKey, Identity, Member, Message, Profile, StateEntry
+from ..models import ChannelKey, ChannelRecord, Identity, Member, Message, Profile, StateEntry
 
 
 class EngineUnavailable(Exception):
@@ -195,13 +195,15 @@ class PresenceManager(Protocol):
 
 
 class ChannelRegistry(Protocol):
-    async def get(self, key: ChannelKey) -> Channel | None: ...
+    async def get(self, key: ChannelKey) -> ChannelRecord | None: ...
 
-    async def create(self, channel: Channel) -> tuple[Channel, bool]:
+    async def create(self, channel: ChannelRecord) -> tuple[ChannelRecord, bool]:
         """Create the channel unless one of that name exists; the channel that is,
         and whether this call created it."""
 
-    async def list(self, tenant: str, after: str = "", limit: int | None = None) -> list[Channel]:
+    async def list(
+        self, tenant: str, after: str = "", limit: int | None = None
+    ) -> list[ChannelRecord]:
         """The tenant's channels by name, from the first after `after`; at most `limit`."""
 
     async def count_created(self, tenant: str, user_id: str) -> int:
@@ -213,7 +215,7 @@ class ChannelRegistry(Protocol):
         How many went."""
 
     # `builtins.list`: inside this class, `list` names the method above.
-    async def set_members(self, key: ChannelKey, user_ids: builtins.list[str]) -> Channel:
+    async def set_members(self, key: ChannelKey, user_ids: builtins.list[str]) -> ChannelRecord:
         """Replace the member list and tell every node (`channel_changed`)."""
 
 

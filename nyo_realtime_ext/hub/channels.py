@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .. import frames
-from ..models import Channel, ChannelKey, Identity
+from ..models import ChannelKey, ChannelRecord, Identity
 from ..protocol import CloseCode, ErrorCode, ProtocolError, channel_type_for
 from .session import Session
 
@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 class ChannelState:
     """A channel this node listens to, with its local subscribers."""
 
-    channel: Channel
+    channel: ChannelRecord
     subscribers: dict[str, Session] = field(default_factory=dict)
     # The subscribers (session ids) that asked for the channel's state (`state: true`).
     state_readers: set[str] = field(default_factory=set)
@@ -56,7 +56,9 @@ class Channels:
         state.state_readers.discard(session.id)
         return state.channel.type == "presence" and session.identity is not None
 
-    async def listened(self, key: ChannelKey, create: Channel | None = None) -> ChannelState | None:
+    async def listened(
+        self, key: ChannelKey, create: ChannelRecord | None = None
+    ) -> ChannelState | None:
         """The channel as this node listens to it; created as `create` if it does not exist."""
         state = self.states.get(key)
         if state is not None:
@@ -76,7 +78,7 @@ class Channels:
         key: ChannelKey,
         action: str,
         ref: Any = None,
-        admit: Callable[[Channel], Awaitable[None]] | None = None,
+        admit: Callable[[ChannelRecord], Awaitable[None]] | None = None,
     ) -> ChannelState:
         """The channel `identity` may `action` on, created on first use if it may.
 
@@ -111,9 +113,9 @@ class Channels:
         type_: str | None = None,
         members: tuple[str, ...] = (),
         created_by: Identity | None = None,
-    ) -> Channel:
+    ) -> ChannelRecord:
         creator = owner or created_by
-        return Channel(
+        return ChannelRecord(
             key,
             type_ or channel_type_for(key.name, self.config.default_channel_type),
             owner.user_id if owner else None,

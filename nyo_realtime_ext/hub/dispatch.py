@@ -15,7 +15,7 @@ from ..engines.base import EngineUnavailable, StateSnapshot
 from ..engines.ids import parse_message_id
 from ..frames import error, reply
 from ..hooks import HookFailed
-from ..models import Channel, ChannelKey, Identity, Message
+from ..models import ChannelKey, ChannelRecord, Identity, Message
 from ..protocol import CloseCode, ErrorCode, ProtocolError, decode
 from .session import Held, Session
 
@@ -204,7 +204,7 @@ class Dispatch:
                 key.name,
             )
 
-        async def as_a_reader(channel: Channel) -> None:
+        async def as_a_reader(channel: ChannelRecord) -> None:
             await self.hub.rules.require_reader(identity, channel, session.id, ref)
 
         # A repeated subscribe asks nothing new: the connection already is a reader.

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ..engines.base import Engine, EngineUnavailable, History
-from ..models import Channel, ChannelKey, Identity, Member, Profile, StateEntry
+from ..models import ChannelKey, ChannelRecord, Identity, Member, Profile, StateEntry
 from ..profiles import check_profile_update, profile_wire
 from ..protocol import (
     ErrorCode,
@@ -53,12 +53,12 @@ class Facade:
     ) -> None:
         raise NotImplementedError  # the Hub's
 
-    async def find_channel(self, key: ChannelKey) -> Channel | None:
+    async def find_channel(self, key: ChannelKey) -> ChannelRecord | None:
         """The channel if it exists; never creates one."""
         state = self.channels.states.get(key)
         return state.channel if state is not None else await self.engine.channels.get(key)
 
-    async def readable_channel(self, identity: Identity, key: ChannelKey) -> Channel:
+    async def readable_channel(self, identity: Identity, key: ChannelKey) -> ChannelRecord:
         """An existing channel `identity` may read (`Rules.reader_refusal`, as a WebSocket
         subscribe would be asked): else not_found or forbidden."""
         channel = await self.find_channel(key)
@@ -69,7 +69,7 @@ class Facade:
 
     async def visible_channels(
         self, identity: Identity, after: str = "", limit: int | None = None
-    ) -> tuple[list[Channel], str | None]:
+    ) -> tuple[list[ChannelRecord], str | None]:
         """One page of the channels of the caller's tenant it may subscribe to, by
         name, and the name to page on from (None on the last page).
 
@@ -82,7 +82,7 @@ class Facade:
 
     async def create_channel(
         self, identity: Identity, key: ChannelKey, type_: str, members: tuple[str, ...]
-    ) -> Channel:
+    ) -> ChannelRecord:
         """An explicit creation: the creator owns the channel; conflict if the name is taken.
 
         A name's prefix and its type always agree, and a `private-` name needs the
@@ -108,7 +108,7 @@ class Facade:
 
     async def change_members(
         self, identity: Identity, key: ChannelKey, user_ids: list[str]
-    ) -> Channel:
+    ) -> ChannelRecord:
         """Replace a channel's member list; only its owner may. Subscribers who lost
         their right, on any node, are put out at once (`channel_changed`)."""
         channel = await self.readable_channel(identity, key)
@@ -122,7 +122,7 @@ class Facade:
     ) -> str:
         """Publish from the HTTP API: created on first publish as over WebSocket."""
 
-        async def ask_the_application(_: Channel) -> None:
+        async def ask_the_application(_: ChannelRecord) -> None:
             await self.rules.require_publish_allowed(identity, None, key, event, payload)
 
         await self.channels.open(identity, key, "publish", admit=ask_the_application)
@@ -162,7 +162,7 @@ class Facade:
         check_if_version(if_version)
         self.state.check_value(value)
 
-        async def as_a_writer(channel: Channel) -> None:
+        async def as_a_writer(channel: ChannelRecord) -> None:
             await self.state.require_writer(identity, None, channel, entry_key, value)
 
         if not create and await self.find_channel(key) is None:
@@ -233,7 +233,7 @@ class Facade:
         node it lands; a user present over WebSocket and HTTP at once is one member.
         """
 
-        async def presence_only(channel: Channel) -> None:
+        async def presence_only(channel: ChannelRecord) -> None:
             await self.rules.require_reader(
                 identity, channel, None
             )  # before the type: 403, not 409

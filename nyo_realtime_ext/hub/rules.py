@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..constants import CHAT_EVENT
 from ..hooks import Client
-from ..models import Channel, ChannelKey, Identity
+from ..models import ChannelKey, ChannelRecord, Identity
 from ..protocol import ErrorCode, ProtocolError, check_chat
 
 if TYPE_CHECKING:
@@ -68,7 +68,7 @@ class Rules:
             )
 
     async def reader_refusal(
-        self, identity: Identity, channel: Channel, connection_id: str | None, ref: Any = None
+        self, identity: Identity, channel: ChannelRecord, connection_id: str | None, ref: Any = None
     ) -> ProtocolError | None:
         """THE rule for reading a channel or being present on it, for both transports:
         None if `identity` may, else the refusal to raise.
@@ -94,7 +94,7 @@ class Rules:
         return None
 
     async def require_reader(
-        self, identity: Identity, channel: Channel, connection_id: str | None, ref: Any = None
+        self, identity: Identity, channel: ChannelRecord, connection_id: str | None, ref: Any = None
     ) -> None:
         """`Rules.reader_refusal`, raised: forbidden unless `identity` may read `channel`."""
         refusal = await self.reader_refusal(identity, channel, connection_id, ref)
@@ -102,7 +102,7 @@ class Rules:
             raise refusal
 
     def require_access(
-        self, identity: Identity, channel: Channel, action: str, ref: Any = None
+        self, identity: Identity, channel: ChannelRecord, action: str, ref: Any = None
     ) -> None:
         if not self.auth.may_access(identity, channel, action):
             raise ProtocolError(

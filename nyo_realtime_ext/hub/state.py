@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from ..engines.base import StateConflict, StateLimitExceeded, StateLimits, StateSnapshot
 from ..frames import state_entry_wire
 from ..hooks import Client
-from ..models import Channel, ChannelKey, Identity, StateEntry
+from ..models import ChannelKey, ChannelRecord, Identity, StateEntry
 from ..protocol import USER_KEY_PREFIX, ErrorCode, ProtocolError, encode_value
 
 if TYPE_CHECKING:
@@ -45,7 +45,7 @@ class SharedState:
         self,
         identity: Identity,
         connection_id: str | None,
-        channel: Channel,
+        channel: ChannelRecord,
         entry_key: str,
         value: Any,
         ref: Any = None,

@@ -26,7 +26,7 @@ import pytest
 from nyo_realtime_ext.config import Realtime
 from nyo_realtime_ext.engines import EngineUnavailable
 from nyo_realtime_ext.engines.redis import RedisEngine
-from nyo_realtime_ext.models import Channel, ChannelKey, Identity
+from nyo_realtime_ext.models import ChannelKey, ChannelRecord, Identity
 
 from ..support.redis_cluster import RedisCluster, SentinelSet, wait_for
 
@@ -134,7 +134,7 @@ async def test_a_cluster_master_killed_while_publishing_with_acks(own_cluster):
     keys = [ChannelKey("acme", f"room{i}") for i in range(6)]  # on every shard, likely
     try:
         for key in keys:
-            await publisher.channels.create(Channel(key, "public", None, time.time()))
+            await publisher.channels.create(ChannelRecord(key, "public", None, time.time()))
             await listener_engine.broker.listen(key)
         victim_port = publisher.redis.owner(listener_engine.redis.key("ps", keys[0]).encode())[1]
         acked: dict[ChannelKey, list[str]] = {key: [] for key in keys}
@@ -187,7 +187,7 @@ async def test_nodes_follow_the_master_sentinel_promotes(sentinels):
     listener_engine, listener = await started(sentinels.url, prefix)
     key = ChannelKey("acme", "room")
     try:
-        await publisher.channels.create(Channel(key, "public", None, time.time()))
+        await publisher.channels.create(ChannelRecord(key, "public", None, time.time()))
         await listener_engine.broker.listen(key)
         acked = [await publisher.broker.publish(key, "n", i, None, time.time()) for i in range(50)]
         await until(lambda: listener.ids.get(key) == acked, "delivery before")

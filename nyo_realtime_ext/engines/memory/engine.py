@@ -23,7 +23,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ... import frames
-from ...models import Channel, ChannelKey, Identity, Member, Message, Profile
+from ...models import ChannelKey, ChannelRecord, Identity, Member, Message, Profile
 from ...profiles import changed, effective
 from ..base import Engine, EngineEvents, History, Timer
 from ..ids import message_id, parse_message_id
@@ -237,15 +237,17 @@ class MemoryRegistry:
         self.store = store
         self.events: EngineEvents = _NoEvents()
 
-    async def get(self, key: ChannelKey) -> Channel | None:
+    async def get(self, key: ChannelKey) -> ChannelRecord | None:
         found = self.store.get_channel(key)
         return found[0] if found is not None else None
 
-    async def create(self, channel: Channel) -> tuple[Channel, bool]:
+    async def create(self, channel: ChannelRecord) -> tuple[ChannelRecord, bool]:
         created = self.store.create_channel(channel, secrets.token_hex(4))
         return self.store.get_channel(channel.key)[0], created  # type: ignore[index]
 
-    async def list(self, tenant: str, after: str = "", limit: int | None = None) -> list[Channel]:
+    async def list(
+        self, tenant: str, after: str = "", limit: int | None = None
+    ) -> list[ChannelRecord]:
         return self.store.list_channels(tenant, after, -1 if limit is None else limit)
 
     async def count_created(self, tenant: str, user_id: str) -> int:
@@ -255,7 +257,7 @@ class MemoryRegistry:
         return self.store.collect_idle(not_used_since, live)
 
     # `builtins.list`: inside this class, `list` names the method above.
-    async def set_members(self, key: ChannelKey, user_ids: builtins.list[str]) -> Channel:
+    async def set_members(self, key: ChannelKey, user_ids: builtins.list[str]) -> ChannelRecord:
         self.store.set_channel_members(key, user_ids)
         self.events.channel_changed(key)
         return self.store.get_channel(key)[0]  # type: ignore[index]

@@ -29,7 +29,7 @@ from typing import Any
 import orjson
 import sqlite_utils
 
-from ...models import Channel, ChannelKey, Member, Message, Profile
+from ...models import ChannelKey, ChannelRecord, Member, Message, Profile
 from ..ids import message_id
 from . import schema
 
@@ -116,7 +116,7 @@ class Store:
 
     # -- channels -----------------------------------------------------------
 
-    def get_channel(self, key: ChannelKey) -> tuple[Channel, str, int] | None:
+    def get_channel(self, key: ChannelKey) -> tuple[ChannelRecord, str, int] | None:
         """The channel, its epoch and its last sequence number, or None."""
         row = self.conn.execute(
             "SELECT type, owner, created_at, epoch, last_seq, created_by FROM channels"
@@ -127,9 +127,9 @@ class Store:
             return None
         type_, owner, created_at, epoch, last_seq, created_by = row
         members = tuple(self.channel_members(key))
-        return Channel(key, type_, owner, created_at, members, created_by), epoch, last_seq
+        return ChannelRecord(key, type_, owner, created_at, members, created_by), epoch, last_seq
 
-    def create_channel(self, channel: Channel, epoch: str) -> bool:
+    def create_channel(self, channel: ChannelRecord, epoch: str) -> bool:
         """Insert a channel; False when one of that name exists already."""
         with self._own_transaction():
             cursor = self.conn.execute(
@@ -155,7 +155,7 @@ class Store:
         ).fetchone()
         return count
 
-    def list_channels(self, tenant: str, after: str = "", limit: int = -1) -> list[Channel]:
+    def list_channels(self, tenant: str, after: str = "", limit: int = -1) -> list[ChannelRecord]:
         """The tenant's channels by name, from the first after `after`; at most `limit`."""
         rows = self.conn.execute(
             "SELECT name, type, owner, created_at, created_by FROM channels"
@@ -173,7 +173,7 @@ class Store:
             ):
                 members.setdefault(channel, []).append(user_id)
         return [
-            Channel(
+            ChannelRecord(
                 ChannelKey(tenant, name),
                 type_,
                 owner,

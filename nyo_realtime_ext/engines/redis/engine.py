@@ -61,7 +61,7 @@ from redis.exceptions import MaxConnectionsError, RedisError
 from ... import frames
 from ...constants import PERSON
 from ...lograte import Occasional
-from ...models import Channel, ChannelKey, Identity, Member, Message, Profile
+from ...models import ChannelKey, ChannelRecord, Identity, Member, Message, Profile
 from ...profiles import effective
 from ..base import Engine, EngineEvents, EngineUnavailable, History, StateSnapshot
 from ..ids import parse_message_id
@@ -1015,11 +1015,11 @@ class RedisRegistry:
     def _created(self, tenant: str) -> str:
         return self.redis.keys.tenant("created", tenant)
 
-    async def get(self, key: ChannelKey) -> Channel | None:
+    async def get(self, key: ChannelKey) -> ChannelRecord | None:
         raw = await self.redis.call("HGET", self._hash(key.tenant), key.name)
         return _channel(key, raw) if raw else None
 
-    async def create(self, channel: Channel) -> tuple[Channel, bool]:
+    async def create(self, channel: ChannelRecord) -> tuple[ChannelRecord, bool]:
         record = orjson.dumps(
             {
                 "type": channel.type,
@@ -1042,7 +1042,9 @@ class RedisRegistry:
         )
         return _channel(channel.key, stored), bool(created)
 
-    async def list(self, tenant: str, after: str = "", limit: int | None = None) -> list[Channel]:
+    async def list(
+        self, tenant: str, after: str = "", limit: int | None = None
+    ) -> list[ChannelRecord]:
         raw = await self.redis.call("HGETALL", self._hash(tenant))
         names = sorted(n for n in (name.decode() for name in raw) if n > after)
         return [_channel(ChannelKey(tenant, name), raw[name.encode()]) for name in names[:limit]]
@@ -1108,7 +1110,7 @@ class RedisRegistry:
         return 1
 
     # `builtins.list`: inside this class, `list` names the method above.
-    async def set_members(self, key: ChannelKey, user_ids: builtins.list[str]) -> Channel:
+    async def set_members(self, key: ChannelKey, user_ids: builtins.list[str]) -> ChannelRecord:
         raw = await self.redis.call("HGET", self._hash(key.tenant), key.name)
         record = orjson.loads(raw)
         record["members"] = sorted(set(user_ids))
@@ -1180,9 +1182,9 @@ def _profile(raw: bytes | None) -> Profile:
     return Profile(chosen.get("name"), chosen.get("color"))
 
 
-def _channel(key: ChannelKey, raw: bytes) -> Channel:
+def _channel(key: ChannelKey, raw: bytes) -> ChannelRecord:
     record = orjson.loads(raw)
-    return Channel(
+    return ChannelRecord(
         key,
         record["type"],
         record["owner"],
