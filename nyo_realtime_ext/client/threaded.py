@@ -226,18 +226,8 @@ class SyncChannel:
         """Block until `predicate(channel)` holds, re-checked whenever something arrives."""
         changed = threading.Event()
         offs = [self.on(name, lambda *_: changed.set()) for name in ("message", "members")]
-        try:
-            deadline = time.monotonic() + timeout
-            while not predicate(self):
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise TimeoutError(f"condition not met on {self.name!r} within {timeout} s")
-                changed.wait(min(remaining, 0.5))
-                changed.clear()
-            return self
-        finally:
-            for off in offs:
-                off()
+        _wait_until(lambda: predicate(self), changed, self.name, timeout, offs)
+        return self
 
     def __repr__(self) -> str:
         return f"<SyncChannel {self.name!r} messages={len(self._channel.messages)} members={len(self._channel.members)}>"
@@ -310,18 +300,9 @@ class SyncState(Mapping[str, Any]):
     def wait_for(self, predicate: Callable[[SyncState], bool], timeout: float = 30.0) -> SyncState:
         """Block until `predicate(state)` holds, re-checked at every change."""
         changed = threading.Event()
-        off = self.observe(None, lambda *_: changed.set())
-        try:
-            deadline = time.monotonic() + timeout
-            while not predicate(self):
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise TimeoutError(f"condition not met on {self.name!r} within {timeout} s")
-                changed.wait(min(remaining, 0.5))
-                changed.clear()
-            return self
-        finally:
-            off()
+        offs = [self.observe(None, lambda *_: changed.set())]
+        _wait_until(lambda: predicate(self), changed, self.name, timeout, offs)
+        return self
 
     def __repr__(self) -> str:
         return f"<SyncState {self.name!r} {self.to_dict()!r}>"
@@ -376,3 +357,26 @@ def use_realtime_channel(options: dict[str, Any] | None, channel: str) -> SyncCh
     options = dict(options or {})
     history = options.pop("history", True)
     return shared_client(options).channel(channel, history=history)
+
+
+def _wait_until(
+    holds: Callable[[], bool],
+    changed: threading.Event,
+    name: str,
+    timeout: float,
+    offs: list[Callable[[], None]],
+) -> None:
+    """Block until `holds()`, re-checked each time `changed` is set (and twice a
+    second, in case a change came between a check and the wait); then remove `offs`,
+    the observers that set it."""
+    try:
+        deadline = time.monotonic() + timeout
+        while not holds():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"condition not met on {name!r} within {timeout} s")
+            changed.wait(min(remaining, 0.5))
+            changed.clear()
+    finally:
+        for off in offs:
+            off()

@@ -25,6 +25,22 @@ local function presence_keys()
     leases = KEYS[5], pend = KEYS[6], ps = KEYS[7]}
 end
 
+-- The next (epoch, seq) of a channel (meta: epoch, seq), for a message or a state
+-- write. The sequence is new or was lost, or it is behind ids a node has seen (Redis
+-- came back older than its last writes, seen_epoch/seen_seq): a new epoch `fresh`, so
+-- that no id is given twice, and no stream (hist) of the old one.
+local function next_seq(meta, hist, fresh, seen_epoch, seen_seq)
+  local m = redis.call('HMGET', meta, 'epoch', 'seq')
+  local epoch = m[1]
+  if not epoch or (epoch == seen_epoch and tonumber(m[2]) < seen_seq) then
+    epoch = fresh
+    redis.call('HSET', meta, 'epoch', epoch, 'seq', 0)
+    redis.call('HDEL', meta, 'cut', 'lm')
+    redis.call('DEL', hist)
+  end
+  return epoch, redis.call('HINCRBY', meta, 'seq', 1)
+end
+
 local function now_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)

@@ -4,18 +4,7 @@
 local meta, hist, ps = KEYS[1], KEYS[2], KEYS[3]
 local fresh, keep, ttl, head, skip, ts = ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5], ARGV[6], ARGV[7]
 local seen_epoch, seen_seq, tail = ARGV[8], tonumber(ARGV[9]), ARGV[10]
-local m = redis.call('HMGET', meta, 'epoch', 'seq')
-local epoch = m[1]
-if not epoch or (epoch == seen_epoch and tonumber(m[2]) < seen_seq) then
-  -- The sequence is new or was lost, or it is behind ids a node has seen (Redis came
-  -- back older than its last writes): a new epoch, so that no id is given twice, and
-  -- no stream of the old one.
-  epoch = fresh
-  redis.call('HSET', meta, 'epoch', epoch, 'seq', 0)
-  redis.call('HDEL', meta, 'cut', 'lm')
-  redis.call('DEL', hist)
-end
-local seq = redis.call('HINCRBY', meta, 'seq', 1)
+local epoch, seq = next_seq(meta, hist, fresh, seen_epoch, seen_seq)
 -- t: last use, for the collection of idle channels; lm: the last message's seq (state
 -- writes take seqs too, so it is not always `seq`).
 redis.call('HSET', meta, 't', ts, 'lm', seq)

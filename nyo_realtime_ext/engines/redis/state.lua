@@ -44,15 +44,7 @@ if not deleting then
 end
 
 -- The channel's sequence, as publish.lua numbers it.
-local m = redis.call('HMGET', meta, 'epoch', 'seq')
-local epoch = m[1]
-if not epoch or (epoch == seen_epoch and tonumber(m[2]) < seen_seq) then
-  epoch = fresh
-  redis.call('HSET', meta, 'epoch', epoch, 'seq', 0)
-  redis.call('HDEL', meta, 'cut', 'lm')
-  redis.call('DEL', hist)
-end
-local seq = redis.call('HINCRBY', meta, 'seq', 1)
+local epoch, seq = next_seq(meta, hist, fresh, seen_epoch, seen_seq)
 redis.call('HSET', meta, 't', ts)
 local version = epoch .. '-' .. seq
 local entry = head .. version .. tail
