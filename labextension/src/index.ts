@@ -346,14 +346,19 @@ const plugin: JupyterFrontEndPlugin<IRealtime> = {
     app.shell.add(panel, 'left', { rank: 1000 });
 
     // Mentions and unread messages reach a person with the panel closed too.
+    const mentionToasts = new Map<string, string>();
     new ChatNotifier(model, {
       isChatVisible: () => panel.isVisible,
       unread: () => {
         panel.unread += 1;
       },
-      mentioned: (author, text) => {
+      mentioned: (authorId, author, text, count) => {
         const first = text.length > 140 ? `${text.slice(0, 139)}…` : text;
-        Notification.info(`${author} mentioned you: ${first}`, {
+        const message =
+          count === 1
+            ? `${author} mentioned you: ${first}`
+            : `${author} mentioned you ${count} times; the latest: ${first}`;
+        const options = {
           autoClose: 10_000,
           actions: [
             {
@@ -361,7 +366,16 @@ const plugin: JupyterFrontEndPlugin<IRealtime> = {
               callback: () => app.shell.activateById(panel.id)
             }
           ]
-        });
+        };
+        // One toast per run of mentions from one sender: updated while shown.
+        const shown = mentionToasts.get(authorId);
+        if (
+          count === 1 ||
+          shown === undefined ||
+          !Notification.update({ id: shown, message, ...options })
+        ) {
+          mentionToasts.set(authorId, Notification.info(message, options));
+        }
       }
     });
 

@@ -483,6 +483,34 @@ def test_a_mention_notifies_and_unread_messages_are_counted(
         bob.close()
 
 
+def test_a_flood_of_mentions_is_one_notification_with_a_count(
+    lab: LabServer, browser: Browser
+) -> None:
+    """Issue 23, finding 12: 25 mentions in a row from one person are one toast
+    that says how many (the first at once, the rest gathered), not 25 toasts."""
+    ada = Person(browser, "ada", SHOTS).open_lab(lab.url("lab/workspaces/ada-flood?reset"))
+    bob = Person(browser, "bob", SHOTS).open_lab(lab.url("lab/workspaces/bob-flood?reset"))
+    try:
+        bob.show_files()
+        tab = bob.page.locator('.jp-SideBar .lm-TabBar-tab[data-id="nyo-realtime-panel"]')
+        for n in range(25):
+            ada.say(f"@{bob.name} look {n}")
+        expect(tab).to_have_attribute("data-nyo-unread", "25", timeout=SEEN_TIMEOUT)
+        # The rest are told when the sender's window (5 s) ends.
+        toast = bob.wait_for_notification(
+            f"{ada.name} mentioned you 25 times", timeout=SEEN_TIMEOUT + 10_000
+        )
+        assert "look 24" in toast["text"], toast
+        bob.shot("16-bob-is-told-of-25-mentions-once")
+        told = [t for t in bob.notifications() if "mentioned you" in (t["text"] or "")]
+        # One toast, updated; two if the first had closed before the update came.
+        assert 1 <= len(told) <= 2, told
+        assert ada.errors == [] and bob.errors == []
+    finally:
+        ada.close()
+        bob.close()
+
+
 def open_our_settings(person: Person) -> Any:
     person.page.get_by_role("menuitem", name="Settings").click()
     person.page.locator(".lm-Menu-item", has_text="Settings Editor").click()
