@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -9,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from .. import frames
 from ..models import ChannelKey, ChannelRecord, Identity
 from ..protocol import CloseCode, ErrorCode, ProtocolError, channel_type_for
-from .session import Session
+from .session import Held, Session
 
 if TYPE_CHECKING:
     from .hub import Hub
@@ -25,6 +26,14 @@ class ChannelState:
     state_readers: set[str] = field(default_factory=set)
     # Told each message id, None at shutdown (the HTTP API's long-polls: see `observe`).
     observers: list[Callable[[str | None], None]] = field(default_factory=list)
+    # What the engine delivered while this node was starting to listen, for the
+    # subscribers that opened it (`take_early`); emptied once they are in.
+    early: list[Early] = field(default_factory=list)
+
+
+# A frame delivered before the channel had subscribers here: the frame, its message
+# id, its state version (a `state:changed`), and the connection not to send it to.
+Early = tuple[bytes, str | None, str | None, str | None]
 
 
 class Channels:
@@ -35,6 +44,11 @@ class Channels:
         self.config, self.engine, self.clock = hub.config, hub.engine, hub.clock
         self.auth = hub.auth
         self.states: dict[ChannelKey, ChannelState] = {}
+        # Channels this node is starting to listen to: the engine may deliver their
+        # frames before the listen returns (Redis: between the SUBSCRIBE's
+        # confirmation and the position read), and those are kept for the
+        # subscribers that asked, not lost because nobody was subscribed yet.
+        self._opening: dict[ChannelKey, list[Early]] = {}
 
     def require_subscribed(self, session: Session, key: ChannelKey, ref: Any) -> ChannelState:
         state = self.states.get(key)
@@ -68,9 +82,30 @@ class Channels:
             if create is None:
                 return None
             channel, _ = await self.engine.channels.create(create)
-        await self.engine.broker.listen(key)
+        early = self._opening.setdefault(key, [])
+        try:
+            await self.engine.broker.listen(key)
+        finally:
+            self._opening.pop(key, None)
         # Another request may have loaded it while the engine answered.
-        return self.states.setdefault(key, ChannelState(channel))
+        state = self.states.get(key)
+        if state is None:
+            state = self.states[key] = ChannelState(channel, early=early)
+            if early:
+                # Those who opened it resume in this pass of the loop (they await the
+                # same listen) and take these; later subscribers came after them.
+                asyncio.get_running_loop().call_soon(state.early.clear)
+        return state
+
+    def take_early(self, state: ChannelState, session: Session, held: Held) -> None:
+        """What was delivered while the channel was being listened to, into the frames
+        held for a subscriber that opened it: those published once this node listened."""
+        for frame, message_id, version, skip in state.early:
+            if skip == session.id or (
+                version is not None and session.id not in state.state_readers
+            ):
+                continue
+            held.append((frame, message_id, version))
 
     async def open(
         self,
@@ -145,6 +180,11 @@ class Channels:
         """Fan a frame out to this node's subscribers: the same bytes for all."""
         state = self.states.get(key)
         if state is None:
+            opening = self._opening.get(key)
+            if opening is not None and message_id is not None:
+                # Messages only: what presence changed meanwhile, the member list
+                # a presence subscriber reads after its join already shows.
+                opening.append((frame, message_id, None, skip))
             return
         for session_id, session in list(state.subscribers.items()):
             if session_id == skip:
@@ -161,7 +201,12 @@ class Channels:
     def deliver_state(self, key: ChannelKey, frame: bytes, version: str) -> None:
         """A `state:changed`, to this node's subscribers that asked for state only."""
         state = self.states.get(key)
-        if state is None or not state.state_readers:
+        if state is None:
+            opening = self._opening.get(key)
+            if opening is not None:
+                opening.append((frame, None, version, None))
+            return
+        if not state.state_readers:
             return
         for session_id in list(state.state_readers):
             session = state.subscribers.get(session_id)

@@ -243,6 +243,7 @@ class Dispatch:
         if with_state:
             state.state_readers.add(session.id)
         held = self._hold(session, key)
+        self.hub.channels.take_early(state, session, held)
         try:
             missed: list[Message] = []
             if since is not None:
