@@ -92,6 +92,12 @@ POOL_RESERVE = 2
 # Channels whose newest id a node remembers (for publishes to notice a Redis that
 # came back older); past that many, the least recently seen are forgotten.
 SEEN_MAX = 100_000
+# Records of channels not listened to that a node keeps before it lets them go.
+KNOWN_SLACK = 10_000
+
+
+async def _nothing() -> None:
+    return None
 
 
 def _ms(seconds: float) -> int:
@@ -728,6 +734,9 @@ class RedisPresence:
         self._visited: dict[ChannelKey, float] = {}
         # The channels this node listens to (RedisBroker.listened): reaped here too.
         self.listened: Callable[[], builtins.list[ChannelKey]] = list
+        # Redis lost its data (this node's key is gone): the channel records go back
+        # first (RedisRegistry.restore), then the presence connections.
+        self.on_lost: Callable[[], Awaitable[None]] = _nothing
         self._healthy_since: float | None = None
         self._registered = False
         # The members read of a channel under way, and the one that follows it.
@@ -945,6 +954,8 @@ class RedisPresence:
         if self._healthy_since is None:
             self._healthy_since = monotonic
         lost = had is None and self._registered
+        if lost:
+            await self.on_lost()
         if lost and self._local:
             log.warning("this node's presence was lost in Redis; restoring %d", len(self._local))
         self._registered = True
@@ -1005,9 +1016,22 @@ class RedisPresence:
 
 
 class RedisRegistry:
+    """Channel records, one hash per tenant.
+
+    A node remembers the records of the channels it listens to (`_known`) and puts
+    them back when Redis lost them (a restart without persistence, FLUSHALL): found
+    missing when read, or all at once when the node's presence sees the loss
+    (`restore`). Otherwise the next subscribe would make the channel anew with the
+    name's default type, no owner and no members, and a members-only channel would be
+    open to all.
+    """
+
     def __init__(self, redis: _Redis) -> None:
         self.redis = redis
         self._reaping: Callable[[], bool] = lambda: False
+        self.listened: Callable[[], builtins.list[ChannelKey]] = list
+        self._known: dict[ChannelKey, ChannelRecord] = {}
+        self._prune_at = KNOWN_SLACK
 
     def _hash(self, tenant: str) -> str:
         return self.redis.keys.tenant("channels", tenant)
@@ -1017,7 +1041,37 @@ class RedisRegistry:
 
     async def get(self, key: ChannelKey) -> ChannelRecord | None:
         raw = await self.redis.call("HGET", self._hash(key.tenant), key.name)
-        return _channel(key, raw) if raw else None
+        if raw:
+            return self._remember(_channel(key, raw))
+        known = self._known.get(key)
+        if known is None or key not in self.listened():
+            return None
+        log.warning("the record of channel %r was lost in Redis; putting it back", key.name)
+        channel, _ = await self.create(known)
+        return channel
+
+    async def restore(self) -> None:
+        """Redis lost its data: put back the records of the channels listened to here."""
+        self._forget_unlistened()
+        if self._known:
+            log.warning("channel records were lost in Redis; restoring %d", len(self._known))
+        for known in list(self._known.values()):
+            await self.create(known)
+
+    def _remember(self, channel: ChannelRecord) -> ChannelRecord:
+        # Read before the channel is listened to (a subscribe reads, then listens), so
+        # every record read is kept, and those of channels not listened to are let go
+        # once they are many (HTTP reads of channels nobody here subscribes to).
+        self._known[channel.key] = channel
+        if len(self._known) > self._prune_at:
+            self._forget_unlistened()
+        return channel
+
+    def _forget_unlistened(self) -> None:
+        listened = set(self.listened())
+        for key in [k for k in self._known if k not in listened]:
+            del self._known[key]
+        self._prune_at = len(self._known) + KNOWN_SLACK
 
     async def create(self, channel: ChannelRecord) -> tuple[ChannelRecord, bool]:
         record = orjson.dumps(
@@ -1040,7 +1094,7 @@ class RedisRegistry:
             record,
             channel.created_by if channel.created_by is not None else "",
         )
-        return _channel(channel.key, stored), bool(created)
+        return self._remember(_channel(channel.key, stored)), bool(created)
 
     async def list(
         self, tenant: str, after: str = "", limit: int | None = None
@@ -1118,7 +1172,7 @@ class RedisRegistry:
         await self.redis.call("HSET", self._hash(key.tenant), key.name, encoded)
         # Every node re-checks its subscribers' rights (`channel_changed`).
         await self.redis.publish(self.redis.key("ps", key), b"c\n")
-        return _channel(key, encoded)
+        return self._remember(_channel(key, encoded))
 
 
 class RedisProfiles:
@@ -1226,7 +1280,8 @@ class RedisEngine(Engine):
         self.state = RedisState(self.redis, self.broker)
         self.broker.on_presence = self.presence.observe
         self.broker.read_state = self.state.read
-        self.presence.listened = self.broker.listened
+        self.presence.listened = self.channels.listened = self.broker.listened
+        self.presence.on_lost = self.channels.restore
         self.channels._reaping = self.presence._reaping
 
     @classmethod
