@@ -1272,3 +1272,55 @@ async def test_a_dead_nodes_members_are_gone_from_a_channel_nobody_listens_to(an
     finally:
         await a.close()
         await b.redis.client.aclose()
+
+
+async def test_a_redis_pause_longer_than_the_lease_leaves_everyone_present(redis_server):
+    """Issue 23, finding 17: Redis stopped (SIGSTOP) for two leases while a node's
+    upkeep was asked. That upkeep runs when Redis comes back, when every lease has
+    run out, and reaps the other node's people; the nodes put their own back, so
+    both people are members again on both nodes, as they were."""
+    import signal
+
+    a, b, _, _ = await two_nodes(redis_server)
+    key = ChannelKey("acme", "paused")
+    lease = a.presence.lease
+    try:
+        await a.channels.create(ChannelRecord(key, "presence", None, clock()))
+        for node in (a, b):
+            await node.broker.listen(key)
+        await a.presence.join(key, ADA, "c1", clock())
+        await b.presence.join(key, BOB, "c2", clock())
+        # In touch with Redis for a whole lease: from then on each node reaps.
+        for _ in range(3):
+            for node in (a, b):
+                await node.presence.maintain(time.time())
+            await asyncio.sleep(lease / 2)
+        assert a.presence._reaping() and b.presence._reaping()
+
+        process = redis_server.process
+        process.send_signal(signal.SIGSTOP)
+        try:
+            late = asyncio.ensure_future(a.presence.maintain(time.time()))
+            await asyncio.sleep(lease * 2)
+        finally:
+            process.send_signal(signal.SIGCONT)
+        try:
+            await late
+        except EngineUnavailable:
+            pass  # it timed out; what it sent ran all the same
+        # Upkeep on both nodes for two leases: every channel is visited, each node
+        # sees what it lost there and puts it back.
+        deadline = time.monotonic() + lease * 2
+        while time.monotonic() < deadline:
+            for node in (a, b):
+                try:
+                    await node.presence.maintain(time.time())
+                except EngineUnavailable:
+                    pass  # the pool reconnecting
+            await asyncio.sleep(0.2)
+        for node in (a, b):
+            members = await node.presence.members(key)
+            assert sorted(m.user_id for m in members) == ["ada", "bob"], members
+    finally:
+        for engine in (a, b):
+            await engine.close()
