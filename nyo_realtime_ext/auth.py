@@ -9,16 +9,19 @@ from __future__ import annotations
 
 import fnmatch
 import hmac
-import importlib
-from collections.abc import Callable
+import logging
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import jwt
 
 from .colors import is_color
 from .constants import KINDS, PERSON
+from .hooks import HookFailed, call_inline, describe, resolve_hook
 from .models import ChannelRecord, Identity
 from .profiles import cleaned_name, refused_character
+
+log = logging.getLogger(__name__)
 
 
 class AuthError(Exception):
@@ -27,18 +30,6 @@ class AuthError(Exception):
 
 class TokenExpired(AuthError):
     pass
-
-
-def resolve_hook(hook: Any) -> Callable[..., Any] | None:
-    """A hook is a callable or an import string, 'package.module:function'."""
-    if hook is None or hook == "":
-        return None
-    if callable(hook):
-        return hook
-    module_name, sep, attr = str(hook).partition(":")
-    if not sep:
-        module_name, _, attr = str(hook).rpartition(".")
-    return getattr(importlib.import_module(module_name), attr)
 
 
 class Authenticator:
@@ -72,7 +63,7 @@ class Authenticator:
             if hmac.compare_digest(known, token.encode()):
                 return identity
         if self._verify_hook is not None:
-            return self._from_hook(token)
+            return self._from_hook(self._verify_hook, token)
         return self._from_jwt(token)
 
     def verifies(self, token: str) -> bool:
@@ -82,12 +73,25 @@ class Authenticator:
             return False
         return True
 
-    def _from_hook(self, token: str) -> Identity:
-        result = self._verify_hook(token)  # type: ignore[misc]
+    def _from_hook(self, hook: Callable[..., Any], token: str) -> Identity:
+        """The identity `verify_token` answers. The hook is the deployment's code:
+        whatever it raises (but its own AuthError, a refusal with a reason) or any
+        answer but an identity, a dict or None is logged and refuses the token."""
+        try:
+            result = call_inline("verify_token", hook, token, passes=AuthError)
+        except HookFailed:
+            raise AuthError("the token could not be verified (the server's hook failed)") from None
         if result is None:
             raise AuthError("token refused")
         if isinstance(result, Identity):
             return checked(result)
+        if not isinstance(result, Mapping):
+            log.error(
+                "hook verify_token answered %s; only an identity dict or None are answers: "
+                "token refused",
+                describe(result),
+            )
+            raise AuthError("the token could not be verified (the server's hook failed)")
         return self.identity_from_claims(dict(result), default_sub=result.get("userId"))
 
     def _from_jwt(self, token: str) -> Identity:
@@ -190,7 +194,27 @@ class Authenticator:
         if identity.channels and any(fnmatch.fnmatchcase(name, p) for p in identity.channels):
             return True
         if self._authorize_hook is not None:
-            return bool(self._authorize_hook(identity, name, action))
+            return self._authorized(self._authorize_hook, identity, name, action)
+        return False
+
+    def _authorized(
+        self, hook: Callable[..., Any], identity: Identity, name: str, action: str
+    ) -> bool:
+        """`authorize`'s answer: exactly True allows; False or None refuses. It is the
+        deployment's code, so anything else it answers or raises is logged and
+        refuses too, compared by identity and never tested for truth."""
+        try:
+            answer = call_inline("authorize", hook, identity, name, action)
+        except HookFailed:
+            return False
+        if answer is True:
+            return True
+        if answer is not False and answer is not None:
+            log.error(
+                "hook authorize answered %s; only True (allow), False or None (refuse) "
+                "are answers: refused",
+                describe(answer),
+            )
         return False
 
 

@@ -58,7 +58,8 @@ class Realtime(Configurable):
         allow_none=True,
         help=(
             "Callable or import string 'module:function' (identity, channel, action) -> bool, "
-            "consulted for private channels after the member list and the `channels` claim."
+            "consulted for private channels after the member list and the `channels` claim: "
+            "exactly True allows; anything else, or an exception, refuses."
         ),
     ).tag(config=True)
 

@@ -19,19 +19,32 @@ so keep sync hooks quick.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import inspect
 import logging
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .auth import resolve_hook
 from .models import Identity
 
 log = logging.getLogger(__name__)
 
 HOOK_NAMES = ("on_connect", "on_disconnect", "on_subscribe", "on_publish")
+
+
+def resolve_hook(hook: Any) -> Callable[..., Any] | None:
+    """A hook is a callable or an import string, 'package.module:function'."""
+    if hook is None or hook == "":
+        return None
+    if callable(hook):
+        return hook
+    module_name, sep, attr = str(hook).partition(":")
+    if not sep:
+        module_name, _, attr = str(hook).rpartition(".")
+    return getattr(importlib.import_module(module_name), attr)
 
 
 @dataclass(frozen=True)
@@ -124,8 +137,7 @@ class Hooks:
         return value
 
     def _failed(self, name: str, exc: BaseException) -> HookFailed:
-        log.error("hook %s failed: %s", name, _describe_exception(exc))
-        return HookFailed(name)
+        return _failed(name, exc)
 
     def _detach(self, name: str, task: asyncio.Future[Any], awaitable: Any) -> None:
         """Leave the cancelled `task` of hook `name` to end as it will; log it if it
@@ -145,7 +157,7 @@ class Hooks:
                 name,
                 time.monotonic() - started,
                 "exception" if raised else "answer",
-                _describe_exception(value) if raised else _describe(value),
+                _describe_exception(value) if raised else describe(value),
             )
 
         task.add_done_callback(finished)
@@ -166,7 +178,7 @@ class Hooks:
         log.error(
             "hook %s answered %s; only True, None (allow) or False (refuse) are answers: refused",
             name,
-            _describe(answer),
+            describe(answer),
         )
         raise HookFailed(name)
 
@@ -176,6 +188,28 @@ class Hooks:
             await self.call(name, *args)
         except HookFailed:
             pass
+
+
+def call_inline(
+    name: str, hook: Callable[..., Any], *args: Any, passes: type[BaseException] | None = None
+) -> Any:
+    """The answer of the sync hook `name` (`verify_token`, `authorize`), run inline.
+
+    Everything it raises is contained, logged and raised as HookFailed,
+    `KeyboardInterrupt` and `SystemExit` too, which would otherwise stop the
+    server: except `passes`, an exception the hook may raise as an answer.
+    """
+    try:
+        return hook(*args)
+    except BaseException as exc:  # the application's code, all of it
+        if passes is not None and isinstance(exc, passes):
+            raise
+        raise _failed(name, exc) from None
+
+
+def _failed(name: str, exc: BaseException) -> HookFailed:
+    log.error("hook %s failed: %s", name, _describe_exception(exc))
+    return HookFailed(name)
 
 
 async def _outcome(awaitable: Any) -> tuple[bool, Any]:
@@ -201,7 +235,7 @@ def _cut(text: str, limit: int) -> str:
     return f"{text[: limit - 3]}... ({len(text)} characters)"
 
 
-def _describe(answer: Any) -> str:
+def describe(answer: Any) -> str:
     """A short text for a log line, whatever the object (its repr may raise)."""
     try:
         text = repr(answer)

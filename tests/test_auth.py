@@ -13,8 +13,9 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from nyo_realtime_ext.auth import Authenticator, AuthError, TokenExpired, resolve_hook
+from nyo_realtime_ext.auth import Authenticator, AuthError, TokenExpired
 from nyo_realtime_ext.config import Realtime
+from nyo_realtime_ext.hooks import resolve_hook
 from nyo_realtime_ext.models import ChannelKey, ChannelRecord, Identity
 
 from .support.tokens import SECRET, make_token

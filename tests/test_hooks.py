@@ -550,3 +550,38 @@ async def test_a_hook_raising_exit_or_interrupt_leaves_the_standalone_server_ser
         assert f"hook on_publish failed: {raised}" in log
     assert "hook on_subscribe did not finish within 0.3s" in log
     assert "x" * 1000 not in log
+
+
+async def test_verify_token_and_authorize_failing_refuse_and_leave_the_server_serving(
+    standalone, connect
+) -> None:
+    """The deployment's `verify_token` and `authorize` are contained like the other hooks:
+    whatever they raise (SystemExit too) or answer out of contract refuses, logged."""
+    server = standalone(
+        "--Realtime.verify_token=tests.support.hooks:unruly_verify",
+        "--Realtime.authorize=tests.support.hooks:unruly_authorize",
+    )
+    ada = await connect(server.url, "ticket-ada")
+    for token in ("exit", "interrupt", "string", "list"):
+        refused = await connect(server.url, token, authenticate=False)
+        error = await refused.expect("error")
+        assert error["code"] == "unauthorized", (token, error)
+        assert await refused.closed() == 4401, token
+        assert (await api_of(server, token).get("channels")).status == 401, token
+    banned = await connect(server.url, "banned", authenticate=False)
+    assert "banned until Monday" in (await banned.expect("error"))["message"]
+    assert (await ada.subscribe("private-open"))["type"] == "subscribed"
+    for word in ("exit", "interrupt", "yes", "untruthful"):
+        answer = await ada.request({"type": "subscribe", "channel": f"private-{word}"})
+        assert (answer["type"], answer.get("code")) == ("error", "forbidden"), (word, answer)
+    # Still serving: Ada's connection and new ones.
+    assert (await ada.request({"type": "ping"}))["type"] == "pong"
+    assert (await connect(server.url, "ticket-ada")).connection_id
+    assert server.process.poll() is None, server.output()
+    log = server.output()
+    for raised in ("SystemExit", "KeyboardInterrupt"):
+        assert f"hook verify_token failed: {raised}" in log
+        assert f"hook authorize failed: {raised}" in log
+    assert "hook verify_token answered 'ada' (a str)" in log
+    assert "hook authorize answered 'yes' (a str)" in log
+    assert "hook authorize answered" in log and "(a Untruthful)" in log

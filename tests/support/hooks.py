@@ -6,6 +6,8 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
+from nyo_realtime_ext.auth import AuthError
+
 # A toy token scheme: "user@tenant" signed by nobody; the test checks the plumbing.
 KNOWN = {"ticket-ada": {"userId": "ada", "tenantId": "acme", "name": "Ada"}}
 
@@ -82,3 +84,31 @@ async def stubborn(*args: Any, after: float = 1.0) -> bool:
 def readers_all_writers_ada(identity: Any, channel: str, action: str) -> bool:
     """`private-notes`: everyone of the tenant may read it, only Ada may write."""
     return channel == "private-notes" and (action == "subscribe" or identity.user_id == "ada")
+
+
+class Untruthful:
+    """An answer whose truth test raises: nobody may take it for yes."""
+
+    def __bool__(self) -> bool:
+        raise RuntimeError("no truth in me")
+
+
+def unruly_verify(token: str) -> Any:
+    """`verify_token` that raises SystemExit for the token `exit`, KeyboardInterrupt for
+    `interrupt`, answers a string for `string` and a list for `list`, refuses `banned`
+    with a reason of its own; else `verify`."""
+    if token == "banned":
+        raise AuthError("banned until Monday")
+    answers: dict[str, Callable[[], Any]] = {"string": lambda: "ada", "list": lambda: ["ada"]}
+    _unruly(token)
+    if token in answers:
+        return answers[token]()
+    return verify(token)
+
+
+def unruly_authorize(identity: Any, channel: str, action: str) -> Any:
+    """`authorize` for `private-<word>` channels: `exit` and `interrupt` raise, `yes`
+    answers the string "yes", `untruthful` an Untruthful; `open` answers True."""
+    word = channel.removeprefix("private-")
+    _unruly(word)
+    return {"open": True, "yes": "yes", "untruthful": Untruthful()}.get(word, False)
