@@ -53,6 +53,9 @@ class ErrorCode:
     LIMIT_EXCEEDED = "limit_exceeded"
     # The engine (say, Redis) cannot store or deliver right now; nothing happened.
     UNAVAILABLE = "unavailable"
+    # A publish or state write reached the engine, which never answered: it may have
+    # taken effect (and been delivered), or not. Look before sending it again.
+    OUTCOME_UNKNOWN = "outcome_unknown"
     # HTTP API only.
     NOT_FOUND = "not_found"
     # A compare-and-set whose `ifVersion` is not the entry's (both transports), or

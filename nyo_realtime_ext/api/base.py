@@ -18,7 +18,7 @@ import orjson
 from tornado.web import HTTPError, RequestHandler
 
 from ..auth import AuthError, TokenExpired
-from ..engines import EngineUnavailable
+from ..engines import EngineUnavailable, OutcomeUnknown
 from ..handlers import bearer_token
 from ..hooks import HookFailed
 from ..hub import Hub
@@ -41,6 +41,7 @@ STATUS_FOR_CODE = {
     ErrorCode.RATE_LIMITED: 429,
     ErrorCode.LIMIT_EXCEEDED: 403,
     ErrorCode.UNAVAILABLE: 503,
+    ErrorCode.OUTCOME_UNKNOWN: 504,
 }
 CODE_FOR_STATUS = {
     400: ErrorCode.BAD_REQUEST,
@@ -52,6 +53,7 @@ CODE_FOR_STATUS = {
     413: ErrorCode.PAYLOAD_TOO_LARGE,
     429: ErrorCode.RATE_LIMITED,
     503: ErrorCode.UNAVAILABLE,
+    504: ErrorCode.OUTCOME_UNKNOWN,
 }
 
 
@@ -84,6 +86,8 @@ def api_error_for(exc: BaseException | None) -> ApiError | None:
     if isinstance(exc, ProtocolError):
         retry = {} if exc.retry_after is None else {"Retry-After": str(exc.retry_after)}
         return ApiError(exc.code, exc.message, extra=exc.extra, headers=retry)
+    if isinstance(exc, OutcomeUnknown):
+        return ApiError(ErrorCode.OUTCOME_UNKNOWN, str(exc))
     if isinstance(exc, EngineUnavailable):
         return ApiError(ErrorCode.UNAVAILABLE, str(exc), headers={"Retry-After": "1"})
     if isinstance(exc, orjson.JSONEncodeError):

@@ -37,6 +37,12 @@ class EngineUnavailable(Exception):
     """The engine cannot store or deliver right now (say, Redis is down); nothing happened."""
 
 
+class OutcomeUnknown(EngineUnavailable):
+    """The request reached the engine (Redis), whose answer never came: it may have
+    been done, or not. Only writes whose every byte may have left say so; an outage
+    before that is EngineUnavailable, nothing happened."""
+
+
 class StateConflict(Exception):
     """A compare-and-set found another version; nothing changed. `current` is the
     entry as it is (None: the key is absent)."""

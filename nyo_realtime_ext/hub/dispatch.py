@@ -11,7 +11,7 @@ import orjson
 
 from .. import frames
 from ..auth import AuthError, TokenExpired
-from ..engines.base import EngineUnavailable, StateSnapshot
+from ..engines.base import EngineUnavailable, OutcomeUnknown, StateSnapshot
 from ..engines.ids import parse_message_id
 from ..frames import error, reply
 from ..hooks import HookFailed
@@ -420,6 +420,8 @@ def _error_frame(exc: BaseException, frame: dict[str, Any]) -> dict[str, Any]:
         return error(
             ErrorCode.BAD_REQUEST, "`payload` is nested too deep", ref, frame.get("channel")
         )
+    if isinstance(exc, OutcomeUnknown):
+        return error(ErrorCode.OUTCOME_UNKNOWN, str(exc), ref, frame.get("channel"))
     if isinstance(exc, EngineUnavailable):
         # With its channel, so that a client that subscribed without a ref (the
         # TypeScript client's resubscriptions) knows which to try again.

@@ -63,12 +63,19 @@ from ...constants import PERSON
 from ...lograte import Occasional
 from ...models import ChannelKey, ChannelRecord, Identity, Member, Message, Profile
 from ...profiles import effective
-from ..base import Engine, EngineEvents, EngineUnavailable, History, StateSnapshot
+from ..base import (
+    Engine,
+    EngineEvents,
+    EngineUnavailable,
+    History,
+    OutcomeUnknown,
+    StateSnapshot,
+)
 from ..ids import parse_message_id
 from ..meta import json_key
 from .connect import UNAVAILABLE_ERRORS, client_for, drop_idle, node_client, parse
 from .keys import Keys
-from .pipeline import Pipeline
+from .pipeline import Pipeline, Unanswered
 from .scripts import SCRIPTS
 from .shards import Shard
 from .state import RedisState
@@ -105,6 +112,10 @@ def _ms(seconds: float) -> int:
 
 
 _UNAVAILABLE = "the server cannot reach its engine (Redis); retry later"
+_UNANSWERED = (
+    "the server lost touch with its engine (Redis) after sending the request: it may "
+    "have been done; look (the channel's history, its state) before trying again"
+)
 _BUSY = "the server is busy (all its Redis connections are in use); retry later"
 
 
@@ -141,6 +152,9 @@ async def _translate(client: Any, busy: Occasional, exc: BaseException | None) -
         # is dropped and nobody is told that Redis went.
         busy.note()
         raise EngineUnavailable(_BUSY) from exc
+    if isinstance(exc, Unanswered):
+        await drop_idle(client)
+        raise OutcomeUnknown(_UNANSWERED) from exc.__cause__
     if isinstance(exc, UNAVAILABLE_ERRORS):
         # One broken connection means the others in the pool are likely broken
         # too (Redis restarted): drop them all, so that each request after

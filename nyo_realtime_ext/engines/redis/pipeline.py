@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import AskError, ClusterDownError, NoScriptError
 
+from .connect import UNAVAILABLE_ERRORS
+
 if TYPE_CHECKING:
     from .engine import _Redis
 
@@ -30,6 +32,11 @@ MAX_BATCH = 256
 # One asked-for script: its name, its KEYS, its ARGV after the pub/sub command, what
 # turns Redis's answer into the caller's, and the caller's future.
 _Call = tuple[str, list[str], tuple[Any, ...], Callable[[Any], Any], "asyncio.Future[Any]"]
+
+
+class Unanswered(Exception):
+    """A batch was written to Redis, whose answer never came (a timeout, a dropped
+    connection): its scripts may have run. The engine says `OutcomeUnknown`."""
 
 
 class Pipeline:
@@ -104,7 +111,13 @@ class Pipeline:
                 for i in todo:
                     name, keys, args, _, _ = batch[i]
                     pipe.evalsha(redis.sha(name), len(keys), *keys, redis.pub, *args)
-                results = await pipe.execute(raise_on_error=False)
+                # The connection first, on its own: a failure to get one sent nothing.
+                # Once it is ours, the scripts may have run whatever fails next.
+                pipe.connection = await client.connection_pool.get_connection()
+                try:
+                    results = await pipe.execute(raise_on_error=False)
+                except UNAVAILABLE_ERRORS as exc:
+                    raise Unanswered() from exc
                 for i, answer in zip(todo, results, strict=True):
                     answers[i] = answer
                 todo = [i for i in todo if isinstance(answers[i], NoScriptError)]
