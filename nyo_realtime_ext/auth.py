@@ -185,7 +185,8 @@ class Authenticator:
         )
 
     def may_access(self, identity: Identity, channel: ChannelRecord, action: str) -> bool:
-        """Whether `identity` may `action` ('subscribe' or 'publish') on `channel`."""
+        """Whether `identity` may `action` ('subscribe' or 'publish') on `channel`;
+        HookFailed when the `authorize` hook failed to say."""
         if channel.type != "private":
             return True
         if identity.user_id in channel.members or identity.user_id == channel.owner:
@@ -201,21 +202,19 @@ class Authenticator:
         self, hook: Callable[..., Any], identity: Identity, name: str, action: str
     ) -> bool:
         """`authorize`'s answer: exactly True allows; False or None refuses. It is the
-        deployment's code, so anything else it answers or raises is logged and
-        refuses too, compared by identity and never tested for truth."""
-        try:
-            answer = call_inline("authorize", hook, identity, name, action)
-        except HookFailed:
-            return False
+        deployment's code: anything else it answers (compared by identity, never
+        tested for truth) or raises is logged, and HookFailed (`internal`)."""
+        answer = call_inline("authorize", hook, identity, name, action)
         if answer is True:
             return True
-        if answer is not False and answer is not None:
-            log.error(
-                "hook authorize answered %s; only True (allow), False or None (refuse) "
-                "are answers: refused",
-                describe(answer),
-            )
-        return False
+        if answer is False or answer is None:
+            return False
+        log.error(
+            "hook authorize answered %s; only True (allow), False or None (refuse) "
+            "are answers: refused",
+            describe(answer),
+        )
+        raise HookFailed("authorize")
 
 
 def checked(

@@ -725,17 +725,19 @@ async def test_a_profile_is_kept_per_tenant_and_user(engine):
     e = await engine.open()
     now = clock()
     assert await e.profiles.get("acme", "ada") == Profile()
-    chosen = await e.profiles.update(ADA, {"name": "Countess", "color": "#abcdef"}, now)
-    assert chosen == Profile("Countess", "#abcdef")
+    chosen, channels = await e.profiles.update(ADA, {"name": "Countess", "color": "#abcdef"}, now)
+    assert (chosen, channels) == (Profile("Countess", "#abcdef"), 0)  # she is on none
     assert await e.profiles.get("acme", "ada") == chosen
     # Tenants are walls, and users are apart; a tenant with a colon is no other tenant.
     assert await e.profiles.get("globex", "ada") == Profile()
     assert await e.profiles.get("acme", "bob") == Profile()
     assert await e.profiles.get("acme:ada", "") == Profile()
     # Keys left out stay; None clears.
-    assert await e.profiles.update(ADA, {"color": "#000000"}, now) == Profile("Countess", "#000000")
-    assert await e.profiles.update(ADA, {"name": None}, now) == Profile(None, "#000000")
-    assert await e.profiles.update(ADA, {"color": None}, now) == Profile()
+    assert (await e.profiles.update(ADA, {"color": "#000000"}, now)).profile == Profile(
+        "Countess", "#000000"
+    )
+    assert (await e.profiles.update(ADA, {"name": None}, now)).profile == Profile(None, "#000000")
+    assert (await e.profiles.update(ADA, {"color": None}, now)).profile == Profile()
     assert await e.profiles.get("acme", "ada") == Profile()
 
 
@@ -777,7 +779,8 @@ async def test_a_profile_change_updates_each_channel_of_the_user_once(engine):
     for key in rooms:
         await e.presence.join(key, BOB, f"b-{key.name}", now)
 
-    await e.profiles.update(ADA, {"name": "Countess", "color": "#abcdef"}, now + 1)
+    change = await e.profiles.update(ADA, {"name": "Countess", "color": "#abcdef"}, now + 1)
+    assert change.channels == 3  # what it cost: one, two and three, not `left`
     for key in (one, two, three):
         (updated,) = await frames_of(engine, key, "presence:updated", 1)
         member = updated.frame["member"]

@@ -556,7 +556,8 @@ async def test_verify_token_and_authorize_failing_refuse_and_leave_the_server_se
     standalone, connect
 ) -> None:
     """The deployment's `verify_token` and `authorize` are contained like the other hooks:
-    whatever they raise (SystemExit too) or answer out of contract refuses, logged."""
+    whatever they raise (SystemExit too) or answer out of contract is logged and
+    refuses: the token, or the one request (`internal`, as for a failed hook)."""
     server = standalone(
         "--Realtime.verify_token=tests.support.hooks:unruly_verify",
         "--Realtime.authorize=tests.support.hooks:unruly_authorize",
@@ -573,7 +574,7 @@ async def test_verify_token_and_authorize_failing_refuse_and_leave_the_server_se
     assert (await ada.subscribe("private-open"))["type"] == "subscribed"
     for word in ("exit", "interrupt", "yes", "untruthful"):
         answer = await ada.request({"type": "subscribe", "channel": f"private-{word}"})
-        assert (answer["type"], answer.get("code")) == ("error", "forbidden"), (word, answer)
+        assert (answer["type"], answer.get("code")) == ("error", "internal"), (word, answer)
     # Still serving: Ada's connection and new ones.
     assert (await ada.request({"type": "ping"}))["type"] == "pong"
     assert (await connect(server.url, "ticket-ada")).connection_id

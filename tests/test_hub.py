@@ -355,6 +355,42 @@ async def test_rate_limit_forgives_after_the_bucket_refills() -> None:
     assert [f["code"] for f in peer.frames("error")] == ["rate_limited", "rate_limited"]
 
 
+async def test_a_rename_costs_its_fan_out_from_the_users_budget() -> None:
+    """Issue 23, finding 6: a user on many presence channels who renames costs every
+    watcher one `presence:updated` per channel. The user's budget pays for them, as
+    for that many frames: here 60 channels with a budget of 20 a second (bursts 40)
+    leave the next frames refused until the debt is paid, and nobody else pays."""
+    world = World(rate_limit=20)
+    ada, ada_peer = await world.join("ada")
+    bob, bob_peer = await world.join("bob")
+    rooms = [f"presence-room-{n}" for n in range(60)]
+    for n, room in enumerate(rooms):
+        if n % 20 == 0:
+            world.clock.now += 2  # a full bucket again: the set-up is within budget
+        await world.send(ada, {"type": "subscribe", "channel": room})
+        await world.send(bob, {"type": "subscribe", "channel": room})
+    world.clock.now += 2
+    ada_peer.take()
+    bob_peer.take()
+
+    assert ada.identity is not None
+    await world.hub.set_profile(ada.identity, {"name": "Countess"})
+    assert len(bob_peer.frames("presence:updated")) == 60
+    await world.send(ada, {"type": "ping", "ref": 1})
+    assert [f["code"] for f in ada_peer.frames("error")] == ["rate_limited"]
+    assert not ada_peer.frames("pong")
+    await world.send(bob, {"type": "ping"})
+    assert bob_peer.frames("pong")
+    # A full bucket (40) less 60: 20 frames' worth of debt at 20 a second. Served
+    # again once it is paid off, and not before.
+    world.clock.now += 0.5
+    await world.send(ada, {"type": "ping", "ref": 2})
+    assert not any(f.get("ref") == 2 for f in ada_peer.frames("pong"))
+    world.clock.now += 1
+    await world.send(ada, {"type": "ping", "ref": 3})
+    assert [f["ref"] for f in ada_peer.frames("pong")] == [3]
+
+
 @pytest.mark.parametrize(
     ("frame", "code"),
     [

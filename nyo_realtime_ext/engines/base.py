@@ -225,6 +225,13 @@ class ChannelRegistry(Protocol):
         """Replace the member list and tell every node (`channel_changed`)."""
 
 
+class ProfileChange(NamedTuple):
+    profile: Profile  # what the user chose, after the change
+    # The presence channels the user is on, each visited to show the change (one
+    # `presence:updated` where what shows changed): what the change cost.
+    channels: int
+
+
 class ProfileStore(Protocol):
     """The profile (chosen name and colour) of each user of each tenant."""
 
@@ -233,9 +240,9 @@ class ProfileStore(Protocol):
 
     async def update(
         self, identity: Identity, changes: dict[str, str | None], now: float
-    ) -> Profile:
+    ) -> ProfileChange:
         """Apply `changes` (keys `name` and/or `color`; None clears one) to the
-        caller's profile and return it. Then every presence channel the user is a
+        caller's profile and return it, with how many channels it was shown on. Then every presence channel the user is a
         member of (any connection, any node, HTTP members too) whose member shows
         other values than the effective ones (profiles.effective over `identity`)
         gets them, and exactly one `presence:updated`, in the same step: a join

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .. import frames
+from ..hooks import HookFailed
 from ..models import ChannelKey, ChannelRecord, Identity
 from ..protocol import CloseCode, ErrorCode, ProtocolError, channel_type_for
 from .session import Held, Session
@@ -166,13 +167,19 @@ class Channels:
             state = self.states.get(key)
             if identity is None or state is None:
                 continue
-            if not self.auth.may_access(identity, state.channel, "subscribe"):
+            if not self._still_allowed(identity, state.channel):
                 if self.unsubscribe(session, key):
                     self.hub.spawn(self.hub.leave_all([key], identity.user_id, session.id))
                 session.send({"type": "unsubscribed", "channel": key.name, "reason": "forbidden"})
                 self.hub.record(
                     "unsubscribed", identity, session.id, channel=key.name, reason="forbidden"
                 )
+
+    def _still_allowed(self, identity: Identity, channel: ChannelRecord) -> bool:
+        try:
+            return self.auth.may_access(identity, channel, "subscribe")
+        except HookFailed:  # logged where it failed; a right nobody can confirm is gone
+            return False
 
     def deliver(
         self, key: ChannelKey, frame: bytes, message_id: str | None, skip: str | None

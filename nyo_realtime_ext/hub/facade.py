@@ -45,6 +45,7 @@ class Facade:
     channels: Channels
     rules: Rules
     state: SharedState
+    limiter: RateLimiter
     replays: RateLimiter
     renames: RateLimiter
 
@@ -301,7 +302,12 @@ class Facade:
                     f"per minute; try again in {wait} s",
                     retry_after=wait,
                 )
-            chosen = await self.engine.profiles.update(identity, changes, now)
+            change = await self.engine.profiles.update(identity, changes, now)
+            # Each channel it was shown on cost the others one `presence:updated`: the
+            # user's budget pays for them as for that many requests, into debt if need
+            # be (the next requests wait), so a rename is never cheaper than the frames.
+            self.limiter.spend(caller, change.channels, now)
+            chosen = change.profile
         else:
             chosen = await self.engine.profiles.get(identity.tenant_id, identity.user_id)
         return profile_wire(identity, chosen)

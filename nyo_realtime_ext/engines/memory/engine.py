@@ -25,7 +25,7 @@ from typing import Any
 from ... import frames
 from ...models import ChannelKey, ChannelRecord, Identity, Member, Message, Profile
 from ...profiles import changed, effective
-from ..base import Engine, EngineEvents, History, Timer
+from ..base import Engine, EngineEvents, History, ProfileChange, Timer
 from ..ids import message_id, parse_message_id
 from .state import MemoryState
 from .store import Store
@@ -217,19 +217,20 @@ class MemoryProfiles:
 
     async def update(
         self, identity: Identity, changes: dict[str, str | None], now: float
-    ) -> Profile:
+    ) -> ProfileChange:
         tenant, user_id = identity.tenant_id, identity.user_id
         profile = changed(self.store.get_profile(tenant, user_id), changes)
         self.store.save_profile(tenant, user_id, profile, now)
         shown = effective(identity, profile)
         name = shown.name or user_id
         presence = self.presence
-        for key in presence.tracker.channels_of(tenant, user_id):
+        channels = list(presence.tracker.channels_of(tenant, user_id))
+        for key in channels:
             member = presence.tracker.show_as(key, user_id, name, shown.color)
             if member is not None:
                 presence.store.save_presence(key, member, online=True)
                 presence.emit(key, "presence:updated", member)
-        return profile
+        return ProfileChange(profile, len(channels))
 
 
 class MemoryRegistry:

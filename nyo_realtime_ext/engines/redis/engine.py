@@ -69,6 +69,7 @@ from ..base import (
     EngineUnavailable,
     History,
     OutcomeUnknown,
+    ProfileChange,
     StateSnapshot,
 )
 from ..ids import parse_message_id
@@ -1199,7 +1200,7 @@ class RedisProfiles:
 
     async def update(
         self, identity: Identity, changes: dict[str, str | None], now: float
-    ) -> Profile:
+    ) -> ProfileChange:
         # Stored (with a new version) in one step on the user's slot; then shown on
         # each channel the user entered, one step on each channel's slot, so each
         # channel gets one `presence:updated` however many nodes listen. An older
@@ -1242,7 +1243,7 @@ class RedisProfiles:
         ]
         if absent:
             await self.redis.run("forget", user_keys, *absent)
-        return profile
+        return ProfileChange(profile, len(names) - len(absent) // 2)
 
 
 def _profile(raw: bytes | None) -> Profile:
