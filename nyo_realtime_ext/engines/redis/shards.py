@@ -23,6 +23,8 @@ log = logging.getLogger(__name__)
 
 # Backoff between attempts to reach Redis.
 RECONNECT_MIN, RECONNECT_MAX = 0.1, 5.0
+# How long `stop` waits for the reader: past the 1 s of its reads, with room to spare.
+STOP_WITHIN = 5.0
 
 
 class Owner(Protocol):
@@ -55,7 +57,10 @@ class Shard:
         self.retired = True
         if self.task is not None:
             self.task.cancel()
-            await asyncio.gather(self.task, return_exceptions=True)
+            # Within a read's timeout once `retired` is seen; never a stop that hangs.
+            await asyncio.wait((self.task,), timeout=STOP_WITHIN)
+            if not self.task.done():
+                log.warning("Redis pub/sub reader did not stop within %g s", STOP_WITHIN)
         if self.pubsub is not None:
             await self.pubsub.aclose()
 
@@ -84,7 +89,10 @@ class Shard:
                 self.connected.set()
                 delay = RECONNECT_MIN
                 await self.owner.connected_again(self)
-                while True:
+                # Not `while True`: a cancel that lands as get_message's own timeout
+                # fires can be taken for that timeout (asyncio.timeout on Python 3.11)
+                # and lost; `retired`, which `stop` sets first, ends the loop then.
+                while not self.retired:
                     item = await self.pubsub.get_message(timeout=1.0)
                     if item is not None:
                         await self.owner.on_item(self, item)
