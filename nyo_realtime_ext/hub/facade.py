@@ -87,7 +87,8 @@ class Facade:
 
         A name's prefix and its type always agree, and a `private-` name needs the
         right to subscribe to it (a `channels` claim or the `authorize` hook), so
-        nobody can squat a private name as a public channel, or as an owner.
+        nobody can squat a private name as a public channel, or as an owner; nor can
+        anyone own another user's document channel (`Rules.document_refusal`).
         """
         prefixed = channel_type_for(key.name, "")
         if prefixed and prefixed != type_:
@@ -96,6 +97,9 @@ class Facade:
             )
         if prefixed == "private":
             await self.rules.require_reader(identity, self.channels.new(key), None)
+        refusal = self.rules.document_refusal(identity, key.name)
+        if refusal is not None:
+            raise refusal
         self.rules.require_member_quota(members)
         if await self.find_channel(key) is None:
             await self.rules.require_creation_quota(identity)
