@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..engines.base import Engine, EngineUnavailable, History
 from ..models import ChannelKey, ChannelRecord, Identity, Member, Profile, StateEntry
-from ..profiles import check_profile_update, profile_wire
+from ..profiles import check_profile_update, profile_wire, require_distinct_name
 from ..protocol import (
     ErrorCode,
     ProtocolError,
@@ -292,7 +292,9 @@ class Facade:
 
     async def set_profile(self, identity: Identity, body: dict[str, Any]) -> dict[str, Any]:
         """Change the caller's own profile (HTTP `PUT profile`): there is no way to
-        name another user. Checked whole before anything is stored; then every
+        name another user, nor to choose a name that looks like another member's name
+        or id (`conflict`; the try counts against the rate budget, so nobody probes
+        the tenant's names fast). Checked whole before anything is stored; then every
         presence channel the user is on, on every node, gets one `presence:updated`."""
         changes = check_profile_update(body)
         if changes:
@@ -305,6 +307,9 @@ class Facade:
                     f"per minute; try again in {wait} s",
                     retry_after=wait,
                 )
+            if changes.get("name"):
+                known = await self.engine.profiles.names(identity.tenant_id)
+                require_distinct_name(str(changes["name"]), identity.user_id, known)
             chosen = await self.engine.profiles.update(identity, changes, now)
         else:
             chosen = await self.engine.profiles.get(identity.tenant_id, identity.user_id)
