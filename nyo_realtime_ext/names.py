@@ -96,11 +96,16 @@ def colliding_users(name: str, known: Iterable[tuple[str, str]]) -> list[str]:
     return found
 
 
+def collides_with_another(name: str, user_id: str, others: Iterable[tuple[str, str]]) -> bool:
+    """Whether another user of `others` (pairs of user id and name) has a name, or an
+    id, that collides with `name`, the name of `user_id`."""
+    return any(
+        other_id != user_id and (collide(name, other_name) or collide(name, other_id))
+        for other_id, other_name in others
+    )
+
+
 def labelled(name: str, user_id: str, others: Iterable[tuple[str, str]]) -> str:
-    """`name` as shown alone (a chat author, a run mark): with `(@user id)` when
-    another user of `others` (pairs of user id and name) has a name, or an id, that
-    collides with it, so that nobody can pass for somebody else."""
-    for other_id, other_name in others:
-        if other_id != user_id and (collide(name, other_name) or collide(name, other_id)):
-            return f"{name} (@{user_id})"
-    return name
+    """`name` as shown alone (a chat author, a run mark): with `(@user id)` where it
+    collides with another's (`collides_with_another`), so nobody passes for another."""
+    return f"{name} (@{user_id})" if collides_with_another(name, user_id, others) else name
