@@ -7,7 +7,7 @@ Durations are in seconds; the wire reports milliseconds (docs/protocol.md).
 
 from __future__ import annotations
 
-from traitlets import Any, Enum, Float, Int, List, Unicode, Union
+from traitlets import Any, Dict, Enum, Float, Int, List, Unicode, Union
 from traitlets.config import Configurable
 
 
@@ -122,6 +122,17 @@ class Realtime(Configurable):
             "server name, else `kernel_user`), so two users' `Untitled.ipynb` on JupyterHub "
             "never merge. '' when every server shares one filesystem; any other string is "
             "a scope that servers configured alike share."
+        ),
+    ).tag(config=True)
+    document_readers = Dict(
+        key_trait=Unicode(),
+        value_trait=List(Unicode()),
+        default_value={},
+        help=(
+            "Who else may use the document channels of a scope (`presence-doc@<scope>:`), "
+            "as {scope: [user ids]}: by default only the scope's user (`ada` for `ada` and "
+            "`ada/<server>`) and whoever this server admits, for its own scope "
+            "(documents.py)."
         ),
     ).tag(config=True)
     history_size = Int(100, help="Messages kept per channel.").tag(config=True)

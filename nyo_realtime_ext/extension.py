@@ -18,9 +18,10 @@ from .api import HTTP_METHODS, ApiHandler, api_routes
 from .audit import jupyter_audit
 from .config import Realtime
 from .constants import API_PATH, SETTINGS_PATH, WS_PATH
+from .documents import document_scope
 from .embed import RealtimeServer
 from .handlers import RealtimeSocket, bearer_token
-from .kernel_env import clear_kernel_env, document_scope, setup_kernel_env
+from .kernel_env import clear_kernel_env, setup_kernel_env
 from .service import RealtimeService
 
 

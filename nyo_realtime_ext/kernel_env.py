@@ -29,7 +29,6 @@ Who a kernel is (issue 22: a kernel must never count as a person):
 
 from __future__ import annotations
 
-import getpass
 import os
 import posixpath
 import secrets
@@ -38,16 +37,12 @@ from typing import Any
 from tornado.ioloop import IOLoop
 
 from .constants import ENV_TOKEN, ENV_URL, KERNEL, PERSON, WS_PATH
+from .documents import server_user
 from .models import Identity
 from .service import RealtimeService
 
 _installed: dict[str, str] = {}
 _wrapped: list[Any] = []  # the session manager whose `get_kernel_env` we wrapped
-
-
-def server_user(config: Any) -> str:
-    """The user this server runs for: JupyterHub's, `kernel_user`, else the OS user."""
-    return config.kernel_user or os.environ.get("JUPYTERHUB_USER") or _os_user() or "jupyter"
 
 
 def kernels_are_a_person(config: Any) -> bool:
@@ -75,22 +70,6 @@ def kernel_identity(config: Any, path: str | None = None) -> Identity:
         name=f"{user_id}'s kernel",
         kind=KERNEL,
     )
-
-
-def document_scope(config: Any) -> str:
-    """The scope of this server's document channels (`Realtime.document_scope`)."""
-    if config.document_scope is not None:
-        return config.document_scope
-    server_name = os.environ.get("JUPYTERHUB_SERVER_NAME", "")
-    user_id = server_user(config)
-    return f"{user_id}/{server_name}" if server_name else user_id
-
-
-def _os_user() -> str | None:
-    try:
-        return getpass.getuser()
-    except Exception:  # no passwd entry and no $USER: e.g. an arbitrary uid in a container
-        return None
 
 
 def _full_name(user_id: str) -> str | None:

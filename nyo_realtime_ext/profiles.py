@@ -5,7 +5,10 @@ Jupyter) is what they are. What others see, in `authenticated.user` and in every
 member, is the *effective* value: the chosen one, else the identity's. The user id
 never changes and is never chosen; only the caller's own profile can be changed
 (the HTTP route has no user in its path), so nobody can take another's id or name
-another user. Two people may choose the same name: clients tell them apart by id.
+another user. Nobody may choose a name that looks like another known member's
+name or user id (`require_distinct_name`, by `names.skeletons`); a name that the
+identity provider gives (token, Jupyter) is not refused, and clients show it with
+its user id where it collides (`names.labelled`).
 
 Colour: chosen, else the identity's, else nothing on the wire; clients then use
 `colors.user_color(user_id)`, the one function every client implements alike.
@@ -20,6 +23,7 @@ from typing import Any
 from .colors import COLOR
 from .frames import profile_answer
 from .models import Identity, Profile
+from .names import colliding_users
 from .protocol import ErrorCode, ProtocolError
 
 MAX_NAME_LENGTH = 64
@@ -76,6 +80,21 @@ def check_name(value: Any) -> str:
             f"`name` must not contain control characters (U+{ord(refused.group()):04X})",
         )
     return name
+
+
+def require_distinct_name(name: str, user_id: str, known: list[tuple[str, str]]) -> None:
+    """`conflict` if the chosen `name` of `user_id` looks like (`names.collide`) the
+    name shown for, or the id of, another user of `known` (the tenant's members, as
+    `ProfileStore.names` gives them): nobody passes for somebody else by choice."""
+    others = [(other, shown) for other, shown in known if other != user_id]
+    ids = [(other, other) for other in dict.fromkeys(other for other, _ in others)]
+    taken = colliding_users(name, ids + others)
+    if taken:
+        raise ProtocolError(
+            ErrorCode.CONFLICT,
+            f"`name` {name!r} looks like the name or user id of another member "
+            f"({', '.join('@' + other for other in taken[:3])}); choose another",
+        )
 
 
 def refused_character(text: str) -> str | None:

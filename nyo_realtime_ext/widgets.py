@@ -11,7 +11,9 @@ front-end extension of ours. Messages are Markdown, sanitised, as in the panel
 People look the same here as in the JupyterLab extension: the name is the one the
 server shows (what they chose, else their identity's), the colour the member's own,
 else `colors.user_color(user_id)`, the function every client shares. Two people
-with the same name keep their ids apart on hover.
+whose names look alike (`names.collide`: case, homoglyphs, invisible characters)
+are shown with their ids, "Sam (@bob)", in the member list and as chat authors;
+anyone's id is on hover.
 
 Kernels are not people (docs/protocol.md, "kind"). A member of kind `kernel` is
 listed after the people, marked as a kernel, and never counted as a person.
@@ -35,7 +37,6 @@ from __future__ import annotations
 import datetime as dt
 import html
 import threading
-from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -47,6 +48,7 @@ from .chat_render import render_chat_text
 from .client import SyncChannel, ThreadedClient, shared_client
 from .colors import is_color, user_color
 from .constants import CHAT_EVENT, PERSON, STATUSES
+from .names import collides_with_another, labelled
 
 STATUS_COLORS = {"online": "#2e7d32", "away": "#f9a825", "busy": "#c62828", "offline": "#9e9e9e"}
 
@@ -228,12 +230,14 @@ class PresenceWidget(_ChannelWidget):
         self._picker.description = "Kernel:" if self.is_kernel else "Me:"
         rows = []
         names = [str(m.get("name") or m.get("userId")) for m in self.members]
-        shared = {name for name, count in Counter(names).items() if count > 1}
+        people = [(str(m.get("userId")), name) for m, name in zip(self.members, names, strict=True)]
         for member, name in zip(self.members, names, strict=True):
             label = html.escape(name)
-            if name in shared:  # the same name twice: their ids tell them apart
+            # Two names that look alike (names.py: case, homoglyphs, invisible
+            # characters): their ids, which nobody chooses, tell them apart.
+            if collides_with_another(name, str(member.get("userId")), people):
                 label += (
-                    f' <span style="color:#757575">({html.escape(str(member["userId"]))})</span>'
+                    f' <span style="color:#757575">(@{html.escape(str(member["userId"]))})</span>'
                 )
             mine = member.get("userId") == self.me
             # A kernel cannot know which person reads it: it marks itself, not "you".
@@ -401,7 +405,8 @@ class ChatWidget(_ChannelWidget):
     (nothing that runs; an image from another site shows as a link), each newline
     a line break, plain text past 16 KiB; times in the browser's locale. It
     follows the newest message unless one has scrolled up. Authors show with the name and colour others
-    see on the channel (renames show live); one who is not on it, by user id.
+    see on the channel (renames show live), with the user id where two names look
+    alike; one who is not on it, by user id.
     """
 
     messages = List(Dict())
@@ -550,12 +555,14 @@ class ChatWidget(_ChannelWidget):
     def _render(self) -> None:
         self._update_relay()  # the client's user is known once subscribed
         people = {m["userId"]: m for m in self._channel.members}
+        named = [(str(u), str(m.get("name") or u)) for u, m in people.items()]
         rows = []
         for message in self.messages:
             sender = message.get("from") or {}
             user_id = str(sender.get("userId", "server"))
             person = people.get(user_id, {})
             author = str(person.get("name") or user_id)
+            shown = labelled(author, user_id, named)  # "Sam (@bob)" where names look alike
             tag = "" if is_person(person) else " " + kernel_tag()
             ts = message.get("ts", 0)
             when = dt.datetime.fromtimestamp(ts / 1000, dt.timezone.utc)
@@ -564,7 +571,7 @@ class ChatWidget(_ChannelWidget):
                 'align-items:flex-start">'
                 f"{avatar_html({'userId': user_id, 'name': author, 'color': person.get('color')}, 22)}"
                 f'<div style="min-width:0;overflow-wrap:anywhere">'
-                f'<b title="{html.escape(user_id)}">{html.escape(author)}</b>{tag} '
+                f'<b title="{html.escape(user_id)}">{html.escape(shown)}</b>{tag} '
                 # The browser writes the time in its locale (ChatLog); until then, UTC.
                 f'<time class="nyo-chat-time" data-ts="{int(ts)}" datetime="{when.isoformat()}"'
                 f' style="color:#757575;font-size:80%">{when.strftime("%H:%M")} UTC</time>'

@@ -741,6 +741,23 @@ async def test_a_profile_is_kept_per_tenant_and_user(engine):
     assert await e.profiles.get("acme", "ada") == Profile()
 
 
+async def test_the_names_of_a_tenant_are_those_shown_and_chosen(engine):
+    """What a chosen name must not look like (issue 23, finding 7): every member
+    who joined a presence channel of the tenant, by the name shown, and every name
+    chosen; other tenants' are not there."""
+    e = await engine.open()
+    key = await engine.channel()
+    now = clock()
+    assert await e.profiles.names("acme") == []
+    await e.presence.join(key, BOB, "c1", now)
+    await e.profiles.update(ADA, {"name": "Countess"}, now)  # never joined: chose one
+    other = Identity("eve", "globex", name="Eve")
+    await e.presence.join(ChannelKey("globex", key.name), other, "c2", now)
+    assert set(await e.profiles.names("acme")) >= {("bob", "Bob"), ("ada", "Countess")}
+    assert {user for user, _ in await e.profiles.names("acme")} == {"bob", "ada"}
+    assert await e.profiles.names("globex") == [("eve", "Eve")]
+
+
 async def test_a_member_joins_with_the_chosen_profile(engine):
     e = await engine.open()
     key = await engine.channel()

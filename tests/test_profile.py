@@ -64,9 +64,11 @@ async def test_profiles_are_per_user_and_per_tenant(server, token):
     other_ada = api_of(server, token("ada", tenant="globex"))
     assert (await bob.get("profile")).body["profile"]["name"] == "Bob"
     assert (await other_ada.get("profile")).body["profile"]["name"] == "Ada"
-    # Two people may choose one name: their ids keep them apart.
-    same = (await bob.put("profile", {"name": "Ada A."})).body["profile"]
-    assert (same["userId"], same["name"]) == ("bob", "Ada A.")
+    # Nobody chooses another's name in a tenant (issue 23, finding 7; test_names.py),
+    # but the same name in another tenant is another person's.
+    assert_error(await bob.put("profile", {"name": "Ada A."}), 409, "conflict")
+    same = (await other_ada.put("profile", {"name": "Ada A."})).body["profile"]
+    assert (same["userId"], same["name"]) == ("ada", "Ada A.")
     assert (await ada.get("profile")).body["profile"]["userId"] == "ada"
 
 
@@ -189,7 +191,9 @@ async def test_nobody_changes_another_users_profile(server, connect, token):
     assert_error(
         await bob_api.put("profile", {"userId": "ada", "name": "Mallory"}), 400, "bad_request"
     )
-    changed = (await bob_api.put("profile", {"name": "Ada"})).body["profile"]
+    # Nor may he take Ada's name as his (test_names.py); a name of his own is his.
+    assert_error(await bob_api.put("profile", {"name": "Ada"}), 409, "conflict")
+    changed = (await bob_api.put("profile", {"name": "Not Ada"})).body["profile"]
     assert changed["userId"] == "bob"
     await no_frame(watcher)
     members = (await bob_api.get(f"channels/{ch('presence-room')}/members")).body["members"]

@@ -297,17 +297,18 @@ def test_people_with_one_name_stay_apart_and_chat_uses_their_profile(server: Any
 
     from .support.tokens import make_token
 
+    # Bob's name is Sam with a Cyrillic a: it looks the same (issue 23, finding 7).
     with (
         ThreadedClient(server.url, make_token("ada", name="Sam")) as ada,
-        ThreadedClient(server.url, make_token("bob", name="Sam", color="#0000aa")) as bob,
+        ThreadedClient(server.url, make_token("bob", name="S\u0430m", color="#0000aa")) as bob,
     ):
         presence = PresenceWidget("presence-same", client=ada)
         chat = ChatWidget("presence-same", client=ada)
         bobs = bob.channel("presence-same")
         presence.channel.wait_for(lambda c: len(c.members) == 2)
         shown = presence._list.value
-        assert shown.count(">Sam <span") == 2  # the same name twice...
-        assert "(ada)</span>" in shown and "(bob)</span>" in shown  # ...told apart by id
+        assert ">Sam <span" in shown and ">S\u0430m <span" in shown  # one name twice...
+        assert "(@ada)</span>" in shown and "(@bob)</span>" in shown  # ...told apart by id
         bobs.send("chat:message", {"text": "first line\nsecond line"})
         chat.channel.wait_for(
             lambda c: any(m.get("event") == "chat:message" for c in [c] for m in c.messages)
@@ -315,7 +316,7 @@ def test_people_with_one_name_stay_apart_and_chat_uses_their_profile(server: Any
         log = chat._log.value
         assert re.search(r"first line<br>\s*second line", log)
         assert "background:#0000aa" in log  # bob's own colour, as on the panel
-        assert '<b title="bob">Sam</b>' in log
+        assert '<b title="bob">S\u0430m (@bob)</b>' in log
         chat.close()
         presence.close()
 

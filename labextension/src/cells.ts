@@ -105,7 +105,7 @@ export class NotebookMarks implements IDisposable {
         cell.node.style.setProperty('--nyo-cell-color', effectiveColor(here[0]));
         const faces = document.createElement('span');
         faces.className = 'nyo-cell-presence';
-        faces.title = `Here: ${here.map(m => m.name).join(', ')}`;
+        faces.title = `Here: ${here.map(m => this._model.labelOf(m.userId)).join(', ')}`;
         for (const member of here) {
           faces.appendChild(renderAvatar(personOf(member)));
         }
@@ -119,7 +119,7 @@ export class NotebookMarks implements IDisposable {
   }
 
   private _ranMark(run: ExecutionEntry): HTMLElement {
-    const name = this._model.nameOf(run.userId);
+    const name = this._model.labelOf(run.userId);
     const mark = document.createElement('span');
     mark.className = 'nyo-cell-ran';
     mark.dataset.userId = run.userId ?? '';

@@ -18,6 +18,7 @@ import {
   Mentionable,
   mentions
 } from './mentions';
+import { labelled } from './names';
 import {
   CHAT_EVENT,
   ChatEntry,
@@ -101,7 +102,7 @@ function ChatLine(props: {
       {entry.userId && <Avatar person={model.personOf(entry.userId)} />}
       <div className="nyo-chat-body">
         <div className="nyo-chat-head">
-          <span className="nyo-chat-author">{model.nameOf(entry.userId)}</span>
+          <span className="nyo-chat-author">{model.labelOf(entry.userId)}</span>
           <time className="nyo-chat-time" dateTime={when.toISOString()}>
             {chatTime(entry.ts)}
           </time>
@@ -218,7 +219,7 @@ function Composer(props: {
                 complete(person);
               }}
             >
-              {person.name}
+              {labelled(person.name, person.userId, people)}
             </li>
           ))}
         </ul>

@@ -19,6 +19,7 @@ import {
 } from './client';
 import { CELL_EXECUTED_EVENT, CellRef, ExecutionEntry, executionOf } from './activity';
 import { documentChannel, LOBBY } from './channels';
+import { labelled } from './names';
 import { ChannelLease, openChannel } from './store';
 import { TrailingThrottle } from './throttle';
 
@@ -216,6 +217,17 @@ export class RealtimeModel {
     return this._people.get(userId)?.name ?? 'someone who left';
   }
 
+  /**
+   * The name to show alone (a chat author, a run mark, a mention toast, the
+   * member list): `nameOf`, with the user id when another person met on this
+   * page has a name or id that looks like it (names.ts), so that nobody passes
+   * for somebody else whatever name they were given.
+   */
+  labelOf(userId: string | null): string {
+    const name = this.nameOf(userId);
+    return userId === null ? name : labelled(name, userId, this._people.values());
+  }
+
   personOf(userId: string): {
     userId: string;
     name: string;
@@ -276,9 +288,13 @@ export class RealtimeModel {
         history: true
       });
       const channel = lease.channel;
-      const offMembers = channel.membersChanged.connect(() =>
-        this._documentChanged.emit(path)
-      );
+      const offMembers = channel.membersChanged.connect(members => {
+        // Known by name too: a run mark's author is labelled among everyone met.
+        for (const member of members.values()) {
+          this._remember(member);
+        }
+        this._documentChanged.emit(path);
+      });
       for (const message of lease.store.snapshot.messages) {
         this._onDocumentMessage(path, message);
       }

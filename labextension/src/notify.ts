@@ -73,7 +73,7 @@ export class ChatNotifier {
     if (mentions(entry.text, myself) && entry.userId !== null) {
       const authorId = entry.userId;
       this._mentions.add(authorId, entry.text, (text, count) =>
-        this._alerts.mentioned(authorId, this._model.nameOf(authorId), text, count)
+        this._alerts.mentioned(authorId, this._model.labelOf(authorId), text, count)
       );
     }
   }

@@ -87,7 +87,9 @@ function PersonRow(props: {
       <Avatar person={personOf(member)} size="large" showStatus />
       <div className="nyo-person-text">
         <span className="nyo-person-name">
-          {isMe ? `${member.name} (you)` : member.name}
+          {isMe
+            ? `${model.labelOf(member.userId)} (you)`
+            : model.labelOf(member.userId)}
         </span>
         <span className={`nyo-person-status nyo-status-${member.status}`}>
           {STATUS_LABELS[member.status]}
@@ -201,7 +203,7 @@ function Activity(props: {
                     }}
                   >
                     <span className="nyo-activity-who">
-                      {model.nameOf(entry.userId)}
+                      {model.labelOf(entry.userId)}
                     </span>
                     {` ran cell ${entry.cell.index + 1}`}
                     {entry.cell.line && (

@@ -238,6 +238,12 @@ class ProfileStore(Protocol):
     async def get(self, tenant: str, user_id: str) -> Profile:
         """What the user chose; an empty `Profile` when nothing."""
 
+    async def names(self, tenant: str) -> list[tuple[str, str]]:
+        """The members of `tenant` this engine knows, as (user id, name shown) pairs:
+        whoever joined a presence channel of the tenant (with the name they were last
+        shown with there) and whoever chose a name. What a chosen name must not look
+        like (profiles.require_distinct_name); a user may come more than once."""
+
     async def update(
         self, identity: Identity, changes: dict[str, str | None], now: float
     ) -> ProfileChange:

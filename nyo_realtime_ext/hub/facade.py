@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..engines.base import Engine, EngineUnavailable, History
 from ..models import ChannelKey, ChannelRecord, Identity, Member, Profile, StateEntry
-from ..profiles import check_profile_update, profile_wire
+from ..profiles import check_profile_update, profile_wire, require_distinct_name
 from ..protocol import (
     ErrorCode,
     ProtocolError,
@@ -88,7 +88,8 @@ class Facade:
 
         A name's prefix and its type always agree, and a `private-` name needs the
         right to subscribe to it (a `channels` claim or the `authorize` hook), so
-        nobody can squat a private name as a public channel, or as an owner.
+        nobody can squat a private name as a public channel, or as an owner; nor can
+        anyone own another user's document channel (`Rules.document_refusal`).
         """
         prefixed = channel_type_for(key.name, "")
         if prefixed and prefixed != type_:
@@ -97,6 +98,9 @@ class Facade:
             )
         if prefixed == "private":
             await self.rules.require_reader(identity, self.channels.new(key), None)
+        refusal = self.rules.document_refusal(identity, key.name)
+        if refusal is not None:
+            raise refusal
         self.rules.require_member_quota(members)
         if await self.find_channel(key) is None:
             await self.rules.require_creation_quota(identity)
@@ -289,7 +293,9 @@ class Facade:
 
     async def set_profile(self, identity: Identity, body: dict[str, Any]) -> dict[str, Any]:
         """Change the caller's own profile (HTTP `PUT profile`): there is no way to
-        name another user. Checked whole before anything is stored; then every
+        name another user, nor to choose a name that looks like another member's name
+        or id (`conflict`; the try counts against the rate budget, so nobody probes
+        the tenant's names fast). Checked whole before anything is stored; then every
         presence channel the user is on, on every node, gets one `presence:updated`."""
         changes = check_profile_update(body)
         if changes:
@@ -302,6 +308,9 @@ class Facade:
                     f"per minute; try again in {wait} s",
                     retry_after=wait,
                 )
+            if changes.get("name"):
+                known = await self.engine.profiles.names(identity.tenant_id)
+                require_distinct_name(str(changes["name"]), identity.user_id, known)
             change = await self.engine.profiles.update(identity, changes, now)
             # Each channel it was shown on cost the others one `presence:updated`: the
             # user's budget pays for them as for that many requests, into debt if need

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ..constants import CHAT_EVENT
+from ..documents import may_use_document
 from ..hooks import Client
 from ..models import ChannelKey, ChannelRecord, Identity
 from ..protocol import ErrorCode, ProtocolError, check_chat
@@ -34,6 +35,9 @@ class Rules:
         payload: Any,
         ref: Any = None,
     ) -> None:
+        refusal = self.document_refusal(identity, key.name, ref)
+        if refusal is not None:
+            raise refusal
         if event == CHAT_EVENT:
             check_chat(payload, self.config.max_chat_length, ref, key.name)
         if self.hooks.has("on_publish"):
@@ -80,7 +84,12 @@ class Rules:
         owner, `channels` claim, `authorize`), then the application's `on_subscribe`
         (`connection_id` None over HTTP). A hook that fails, or answers anything but
         True, None or False, raises HookFailed: the request fails closed with `internal`.
+        A scoped document channel is first only for those who may open its documents
+        (`document_refusal`).
         """
+        refusal = self.document_refusal(identity, channel.key.name, ref)
+        if refusal is not None:
+            return refusal
         if not self.auth.may_access(identity, channel, "subscribe"):
             return ProtocolError(
                 ErrorCode.FORBIDDEN, "you may not subscribe on this channel", ref, channel.key.name
@@ -92,6 +101,21 @@ class Rules:
                     ErrorCode.FORBIDDEN, "refused by the application", ref, channel.key.name
                 )
         return None
+
+    def document_refusal(
+        self, identity: Identity, channel: str, ref: Any = None
+    ) -> ProtocolError | None:
+        """None unless `channel` is a scoped document channel (`presence-doc@<scope>:`)
+        whose documents `identity` may not open (documents.py): then `forbidden`, for
+        reading, presence and publishing alike, so nobody forges another user's run marks."""
+        if may_use_document(self.config, identity.user_id, channel):
+            return None
+        return ProtocolError(
+            ErrorCode.FORBIDDEN,
+            "this document channel is for the users who may open its documents",
+            ref,
+            channel,
+        )
 
     async def require_reader(
         self, identity: Identity, channel: ChannelRecord, connection_id: str | None, ref: Any = None

@@ -8,11 +8,13 @@ Screenshots go to `test-output/lab-chat/`.
 from __future__ import annotations
 
 import http.server
+import json
 import threading
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from websockets.sync.client import connect as ws_connect
 
 from ..support.lab_e2e import (
     CHROMIUM,
@@ -26,6 +28,7 @@ from ..support.lab_e2e import (
     launch_browser,
     start_lab,
 )
+from ..support.tokens import SECRET, make_token
 
 if CHROMIUM.exists():
     from playwright.sync_api import Browser, expect
@@ -96,7 +99,11 @@ def jp_server_cleanup() -> None:
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabServer]:
     # The server refuses chat messages past 16 KiB; the page must stay responsive
     # whatever a server lets through (an older one, a larger `max_chat_length`).
-    yield from start_lab(tmp_path_factory.mktemp("chat"), realtime={"max_chat_length": 1 << 20})
+    # A JWT secret too: Mallory comes with a token whose name the identity provider chose.
+    yield from start_lab(
+        tmp_path_factory.mktemp("chat"),
+        realtime={"max_chat_length": 1 << 20, "jwt_secret": SECRET},
+    )
 
 
 @pytest.fixture(scope="module")
@@ -325,6 +332,48 @@ def test_a_hostile_message_does_not_freeze_the_page(lab: LabServer, browser: Bro
         # Responsive all along: the main thread was never busy a second at once.
         tasks = bob.page.evaluate("window.__nyoLongTasks")
         assert max(tasks, default=0) < 1000, sorted(tasks)[-5:]
+        assert bob.errors == []
+    finally:
+        bob.close()
+
+
+def test_a_name_given_twice_shows_with_the_user_id(lab: LabServer, browser: Browser) -> None:
+    """Issue 23, finding 7: Mallory comes with a token naming her as Bob (one the
+    identity provider gave, so not refused). On Bob's page her chat line, her
+    mention toast and the member list show the user id beside the name, which
+    nobody chooses: "Bob (@mallory)", and Bob as "Bob (@<his id>)"."""
+    bob = Person(browser, "bob", SHOTS).open_lab(lab.url("lab/workspaces/bob-twin?reset"))
+    url = f"ws://127.0.0.1:{lab.port}/nyo-realtime/ws"
+    try:
+        with ws_connect(url, open_timeout=30) as mallory:
+
+            def answer(frame: dict[str, Any], want: str) -> dict[str, Any]:
+                mallory.send(json.dumps(frame))
+                while True:
+                    got = json.loads(mallory.recv(timeout=30))
+                    assert got["type"] != "error", got
+                    if got["type"] == want:
+                        return got
+
+            # A Cyrillic В and о: it looks the same, and passes no equality test.
+            twin = bob.name.replace("A", "\u0410").replace("o", "\u043e")
+            answer({"type": "auth", "token": make_token("mallory", name=twin)}, "authenticated")
+            answer({"type": "subscribe", "channel": "lobby", "ref": 1}, "subscribed")
+            bob.show_panel()
+            answer(
+                {"type": "broadcast", "channel": "lobby", "event": "chat:message",
+                 "payload": {"text": f"@{bob.name} please run cell 1"}, "ref": 2},
+                "ack",
+            )  # fmt: skip
+            line = chat_entries(bob).last
+            expect(line).to_contain_text("please run cell 1", timeout=SEEN_TIMEOUT)
+            expect(line.locator(".nyo-chat-author")).to_have_text(f"{twin} (@mallory)")
+            toast = bob.wait_for_notification("(@mallory)")
+            assert twin in toast["text"]
+            people = bob.page.locator("#nyo-realtime-panel .nyo-person-name")
+            expect(people.filter(has_text="(@mallory)")).to_have_count(1, timeout=SEEN_TIMEOUT)
+            expect(people.filter(has_text=f"{bob.name} (@{bob.user_id}) (you)")).to_have_count(1)
+            bob.shot("07-bob-tells-his-twin-apart")
         assert bob.errors == []
     finally:
         bob.close()

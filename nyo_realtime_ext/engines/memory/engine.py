@@ -215,6 +215,9 @@ class MemoryProfiles:
     async def get(self, tenant: str, user_id: str) -> Profile:
         return self.store.get_profile(tenant, user_id)
 
+    async def names(self, tenant: str) -> list[tuple[str, str]]:
+        return self.store.shown_names(tenant)
+
     async def update(
         self, identity: Identity, changes: dict[str, str | None], now: float
     ) -> ProfileChange:

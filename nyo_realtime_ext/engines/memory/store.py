@@ -507,6 +507,17 @@ class Store:
         ).fetchone()
         return Profile(*row) if row else Profile()
 
+    def shown_names(self, tenant: str) -> list[tuple[str, str]]:
+        """(user id, name) of every user with a presence record in `tenant` (the name
+        it was last shown with) or a chosen name: the members a new name must not
+        look like. Read within the transaction, so a join not yet committed counts."""
+        rows = self.conn.execute(
+            "SELECT user_id, name FROM presence WHERE tenant=? AND name IS NOT NULL"
+            " UNION SELECT user_id, name FROM profiles WHERE tenant=? AND name IS NOT NULL",
+            (tenant, tenant),
+        ).fetchall()
+        return [(user_id, name) for user_id, name in rows]
+
     def save_profile(self, tenant: str, user_id: str, profile: Profile, now: float) -> None:
         """Keep `profile`; a profile with nothing chosen keeps no row."""
         with self._own_transaction():

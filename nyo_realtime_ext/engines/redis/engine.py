@@ -733,9 +733,35 @@ class RedisBroker:
         return messages
 
 
+class RedisNames:
+    """The tenant's members by the name last shown for them (one hash per tenant,
+    `names`: user -> name), for `ProfileStore.names`. Noted at each join and profile
+    change, as a command apart: a channel's scripts may not touch the tenant's slot.
+    Each node writes a (user, name) once; the hash never shrinks."""
+
+    MAX_NOTED = 100_000  # what this node remembers having written, then starts over
+
+    def __init__(self, redis: _Redis) -> None:
+        self.redis = redis
+        self._noted: dict[tuple[str, str], str] = {}
+
+    async def note(self, tenant: str, user_id: str, name: str) -> None:
+        if self._noted.get((tenant, user_id)) == name:
+            return
+        await self.redis.call("HSET", self.redis.keys.tenant("names", tenant), user_id, name)
+        if len(self._noted) >= self.MAX_NOTED:
+            self._noted.clear()
+        self._noted[(tenant, user_id)] = name
+
+    async def all(self, tenant: str) -> list[tuple[str, str]]:
+        raw = await self.redis.call("HGETALL", self.redis.keys.tenant("names", tenant))
+        return [(user.decode(), name.decode()) for user, name in (raw or {}).items()]
+
+
 class RedisPresence:
     def __init__(self, redis: _Redis, heartbeat_timeout: float) -> None:
         self.redis = redis
+        self.names = RedisNames(redis)
         self.lease = max(MIN_NODE_LEASE, heartbeat_timeout / 2)
         # This node's own presence connections, to put back if Redis forgot them.
         self._local: dict[tuple[ChannelKey, str], Identity] = {}
@@ -821,6 +847,7 @@ class RedisPresence:
                 entry = self._shown.setdefault((key, identity.user_id), ["online", {}, 0])
                 entry[2] += 1
             self._remember(key, shown_member)
+        await self.names.note(key.tenant, shown_member.user_id, shown_member.name)
         return shown_member, bool(joined)
 
     def _remember(self, key: ChannelKey, member: Member) -> None:
@@ -1191,8 +1218,12 @@ class RedisRegistry:
 
 
 class RedisProfiles:
-    def __init__(self, redis: _Redis) -> None:
+    def __init__(self, redis: _Redis, directory: RedisNames) -> None:
         self.redis = redis
+        self.directory = directory
+
+    async def names(self, tenant: str) -> list[tuple[str, str]]:
+        return await self.directory.all(tenant)
 
     async def get(self, tenant: str, user_id: str) -> Profile:
         raw = await self.redis.call("HGET", self.redis.keys.user("profile", tenant, user_id), "j")
@@ -1217,6 +1248,7 @@ class RedisProfiles:
         )
         profile = _profile(raw)
         shown = effective(identity, profile)
+        await self.directory.note(tenant, user_id, shown.name or user_id)
         piece = frames.shown_piece(shown.name or user_id, shown.color)
         stamps = dict(zip(entered[::2], entered[1::2], strict=True))
         names = sorted(stamps)
@@ -1291,7 +1323,7 @@ class RedisEngine(Engine):
         self.broker = RedisBroker(self.redis, config.history_size, config.history_ttl)
         self.presence = RedisPresence(self.redis, config.heartbeat_timeout)
         self.channels = RedisRegistry(self.redis)
-        self.profiles = RedisProfiles(self.redis)
+        self.profiles = RedisProfiles(self.redis, self.presence.names)
         self.state = RedisState(self.redis, self.broker)
         self.broker.on_presence = self.presence.observe
         self.broker.read_state = self.state.read

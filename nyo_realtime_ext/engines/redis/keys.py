@@ -7,7 +7,8 @@ that touches them is one atomic step there. Nothing crosses slots in one script:
 
 - per channel, ``{<channel part>}`` (`channel_part`): meta, hist, conns, users, gone,
   nodes, leases, pend, state, and the pub/sub channel ps;
-- per tenant, ``{<tenant part>}``: channels (the records), created (the quotas);
+- per tenant, ``{<tenant part>}``: channels (the records), created (the quotas),
+  names (each member's name last shown, what a chosen name must not look like);
 - per user of a tenant, ``{u<tenant part>:<user>}``: profile, chans (the channels the
   user entered, so that a profile change reaches each);
 - per node, ``{n:<node id>}``: alive (its lease, to notice a Redis that lost it);
