@@ -203,7 +203,10 @@ def start_lab(
     (config / "jupyter_server_config.json").write_text(
         json.dumps(
             {
-                "ServerApp": {"jpserver_extensions": {"nyo_realtime_ext": True}},
+                "ServerApp": {
+                    "jpserver_extensions": {"nyo_realtime_ext": True},
+                    "identity_provider_class": "tests.support.anonymous.DistinctAnonymous",
+                },
                 "Realtime": {"db_path": str(base / "realtime.db"), **(realtime or {})},
                 # More lab extensions than the installed ones (`who_is_here`).
                 **(
