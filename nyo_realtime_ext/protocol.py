@@ -202,7 +202,9 @@ def check_state_key(key: Any, ref: Any = None, channel: str | None = None) -> No
 
 
 def check_if_version(if_version: Any, ref: Any = None, channel: str | None = None) -> None:
-    if if_version is not None and not isinstance(if_version, str):
+    """A given `ifVersion`: a string. Null is no version: a client that means "no
+    condition" leaves it out, and one that means "only if absent" says ""."""
+    if not isinstance(if_version, str):
         raise ProtocolError(
             ErrorCode.BAD_REQUEST,
             '`ifVersion` must be a version (string), or "" for "only if the key is absent"',
@@ -219,7 +221,8 @@ def _check_state_set(frame: dict[str, Any], ref: Any) -> None:
         raise ProtocolError(
             ErrorCode.BAD_REQUEST, "`value` is required (null deletes the key)", ref, channel
         )
-    check_if_version(frame.get("ifVersion"), ref, channel)
+    if "ifVersion" in frame:
+        check_if_version(frame["ifVersion"], ref, channel)
 
 
 def _check_broadcast(frame: dict[str, Any], ref: Any) -> None:

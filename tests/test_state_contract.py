@@ -297,6 +297,7 @@ async def test_bad_state_frames_are_bad_requests_that_change_nothing(make_world)
         ({"key": "a\nb", "value": 1}, "bad_request"),
         ({"key": "k"}, "bad_request"),  # no value: null is how to delete
         ({"key": "k", "value": 1, "ifVersion": 3}, "bad_request"),
+        ({"key": "k", "value": 1, "ifVersion": None}, "bad_request"),
     ]
     for fields, code in bad:
         answer = await world.ask(ada, {"type": "state:set", "channel": "room", **fields})

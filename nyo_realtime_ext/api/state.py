@@ -5,6 +5,7 @@ entry as it is)."""
 
 from __future__ import annotations
 
+from ..protocol import check_if_version
 from .base import ApiHandler
 
 
@@ -18,6 +19,8 @@ class StateHandler(ApiHandler):
 class StateEntryHandler(ApiHandler):
     async def put(self, name: str, entry_key: str) -> None:
         body = self.json_body(("value", "ifVersion"), required=("value",))
+        if "ifVersion" in body:
+            check_if_version(body["ifVersion"])
         entry = await self.hub.set_state_http(
             self.identity, self.channel_key(name), entry_key, body["value"], body.get("ifVersion")
         )

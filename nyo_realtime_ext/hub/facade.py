@@ -164,7 +164,8 @@ class Facade:
         """`PUT` (value set; the channel is created on first use, as a publish does) or
         `DELETE` (value None; a channel that does not exist is not_found) of one key."""
         check_state_key(entry_key)
-        check_if_version(if_version)
+        if if_version is not None:
+            check_if_version(if_version)
         self.state.check_value(value)
 
         async def as_a_writer(channel: ChannelRecord) -> None:
