@@ -23,6 +23,8 @@ from .profiles import cleaned_name, refused_character
 
 log = logging.getLogger(__name__)
 
+_HOOK_FAILED = "the token could not be verified (the server's hook failed)"
+
 
 class AuthError(Exception):
     """The credentials were refused; the message says why, without secrets."""
@@ -80,7 +82,7 @@ class Authenticator:
         try:
             result = call_inline("verify_token", hook, token, passes=AuthError)
         except HookFailed:
-            raise AuthError("the token could not be verified (the server's hook failed)") from None
+            raise AuthError(_HOOK_FAILED) from None
         if result is None:
             raise AuthError("token refused")
         if isinstance(result, Identity):
@@ -91,7 +93,7 @@ class Authenticator:
                 "token refused",
                 describe(result),
             )
-            raise AuthError("the token could not be verified (the server's hook failed)")
+            raise AuthError(_HOOK_FAILED)
         return self.identity_from_claims(dict(result), default_sub=result.get("userId"))
 
     def _from_jwt(self, token: str) -> Identity:

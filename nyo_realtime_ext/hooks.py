@@ -101,7 +101,7 @@ class Hooks:
         except BaseException as exc:  # the application's code, all of it
             # A sync hook runs inline: a CancelledError here is the hook's own, never
             # the caller's (a cancellation reaches a task only where it awaits).
-            raise self._failed(name, exc) from None
+            raise _failed(name, exc) from None
         if not inspect.isawaitable(result):
             return result
         return await self._await(name, result)
@@ -113,7 +113,7 @@ class Hooks:
         try:
             task = asyncio.ensure_future(_outcome(awaitable))
         except BaseException as exc:  # an awaitable of the application's
-            raise self._failed(name, exc) from None
+            raise _failed(name, exc) from None
         try:
             await asyncio.wait((task,), timeout=self.timeout)
         except asyncio.CancelledError:
@@ -128,16 +128,13 @@ class Hooks:
         if task.cancelled():
             # Nobody cancelled it (the caller would not be here): it raised
             # CancelledError itself.
-            raise self._failed(name, asyncio.CancelledError())
+            raise _failed(name, asyncio.CancelledError())
         raised, value = task.result()
         if raised:
             if isinstance(value, Refused):
                 return False
-            raise self._failed(name, value) from None
+            raise _failed(name, value) from None
         return value
-
-    def _failed(self, name: str, exc: BaseException) -> HookFailed:
-        return _failed(name, exc)
 
     def _detach(self, name: str, task: asyncio.Future[Any], awaitable: Any) -> None:
         """Leave the cancelled `task` of hook `name` to end as it will; log it if it

@@ -86,26 +86,20 @@ def collide(a: str, b: str) -> bool:
     return not skeletons(a).isdisjoint(skeletons(b))
 
 
-def colliding_users(name: str, known: Iterable[tuple[str, str]]) -> list[str]:
-    """The user ids among `known` (pairs of a user id and one name of theirs, their
-    id itself included) whose name or id collides with `name`, each once, in order."""
+def look_alikes(name: str, user_id: str, others: Iterable[tuple[str, str]]) -> list[str]:
+    """The users of `others` (pairs of a user id and a name of theirs; a user may
+    come more than once) but `user_id` whose name or id collides with `name`, the
+    name of `user_id`: each once, in order."""
     found: list[str] = []
-    for user_id, other in known:
-        if user_id not in found and collide(name, other):
-            found.append(user_id)
+    for other_id, other_name in others:
+        if other_id == user_id or other_id in found:
+            continue
+        if collide(name, other_name) or collide(name, other_id):
+            found.append(other_id)
     return found
-
-
-def collides_with_another(name: str, user_id: str, others: Iterable[tuple[str, str]]) -> bool:
-    """Whether another user of `others` (pairs of user id and name) has a name, or an
-    id, that collides with `name`, the name of `user_id`."""
-    return any(
-        other_id != user_id and (collide(name, other_name) or collide(name, other_id))
-        for other_id, other_name in others
-    )
 
 
 def labelled(name: str, user_id: str, others: Iterable[tuple[str, str]]) -> str:
     """`name` as shown alone (a chat author, a run mark): with `(@user id)` where it
-    collides with another's (`collides_with_another`), so nobody passes for another."""
-    return f"{name} (@{user_id})" if collides_with_another(name, user_id, others) else name
+    collides with another's (`look_alikes`), so nobody passes for another."""
+    return f"{name} (@{user_id})" if look_alikes(name, user_id, others) else name

@@ -23,7 +23,7 @@ from typing import Any
 from .colors import COLOR
 from .frames import profile_answer
 from .models import Identity, Profile
-from .names import colliding_users
+from .names import look_alikes
 from .protocol import ErrorCode, ProtocolError
 
 MAX_NAME_LENGTH = 64
@@ -86,9 +86,7 @@ def require_distinct_name(name: str, user_id: str, known: list[tuple[str, str]])
     """`conflict` if the chosen `name` of `user_id` looks like (`names.collide`) the
     name shown for, or the id of, another user of `known` (the tenant's members, as
     `ProfileStore.names` gives them): nobody passes for somebody else by choice."""
-    others = [(other, shown) for other, shown in known if other != user_id]
-    ids = [(other, other) for other in dict.fromkeys(other for other, _ in others)]
-    taken = colliding_users(name, ids + others)
+    taken = look_alikes(name, user_id, known)
     if taken:
         raise ProtocolError(
             ErrorCode.CONFLICT,

@@ -48,7 +48,7 @@ from .chat_render import render_chat_text
 from .client import SyncChannel, ThreadedClient, shared_client
 from .colors import is_color, user_color
 from .constants import CHAT_EVENT, PERSON, STATUSES
-from .names import collides_with_another, labelled
+from .names import labelled, look_alikes
 
 STATUS_COLORS = {"online": "#2e7d32", "away": "#f9a825", "busy": "#c62828", "offline": "#9e9e9e"}
 
@@ -235,7 +235,7 @@ class PresenceWidget(_ChannelWidget):
             label = html.escape(name)
             # Two names that look alike (names.py: case, homoglyphs, invisible
             # characters): their ids, which nobody chooses, tell them apart.
-            if collides_with_another(name, str(member.get("userId")), people):
+            if look_alikes(name, str(member.get("userId")), people):
                 label += (
                     f' <span style="color:#757575">(@{html.escape(str(member["userId"]))})</span>'
                 )
