@@ -68,8 +68,11 @@ class JupyterRealtimeSocket(WebSocketMixin, RealtimeSocket, JupyterHandler):
     def handed_over(self) -> None:
         # Jupyter's keep-alive pings went through tornado's stream, now closed; the
         # hub's heartbeat (`heartbeat_timeout`) and the WireSocket's pongs remain.
+        # Let go of it too: it holds this handler, which holds it, a cycle that only
+        # the garbage collector's full pass would free.
         if self.ping_callback is not None:
             self.ping_callback.stop()
+            self.ping_callback = None
 
 
 # Jupyter's `prepare` takes a private keyword (`_redirect_to_login`) that tornado never

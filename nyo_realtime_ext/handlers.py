@@ -54,7 +54,10 @@ class RealtimeSocket(WebSocketHandler):
 
     service: RealtimeService
     session: Session | None = None
-    outbox: Outbox
+    # Only where tornado keeps the socket (see `open`): the outbox refers back to
+    # this handler, a cycle that would hold every taken-over handshake's handler,
+    # request and stream until the garbage collector's next full pass.
+    outbox: Outbox | None = None
     _unsent = 0  # bytes handed to the stream that the client has not taken yet
     # From the handshake (`get`): who the credentials say, or why they were refused,
     # and the slot reserved for the connection until a session holds it.
@@ -64,11 +67,9 @@ class RealtimeSocket(WebSocketHandler):
 
     def initialize(self, service: RealtimeService) -> None:
         self.service = service
-        self.outbox = Outbox(service.writer, self, service.config.max_send_buffer)
-        self.send = self.outbox.send  # the hub's `Connection.send`: a call less each
 
     def backlog(self) -> int:
-        return self.outbox.backlog()
+        return self.outbox.backlog() if self.outbox is not None else 0
 
     async def get(self, *args: Any, **kwargs: Any) -> None:
         # Credentials are read, and a slot taken (`Hub.admission`), before the upgrade
@@ -134,6 +135,8 @@ class RealtimeSocket(WebSocketHandler):
             else None
         )
         if taken is None:
+            self.outbox = Outbox(self.service.writer, self, self.service.config.max_send_buffer)
+            self.send = self.outbox.send  # the hub's `Connection.send`: a call less each
             self.set_nodelay(True)
             await self._connect(self)
             return
@@ -193,7 +196,8 @@ class RealtimeSocket(WebSocketHandler):
             self.service.hub.charge(self.session)
 
     def on_close(self) -> None:
-        self.outbox.discard()
+        if self.outbox is not None:
+            self.outbox.discard()
         if self.session is not None:
             self.service.hub.disconnect(self.session, self.close_code)
 
@@ -227,5 +231,6 @@ class RealtimeSocket(WebSocketHandler):
 
     def close(self, code: int | None = None, reason: str | None = None) -> None:
         # What the hub sent just before closing (say, `token_expired`) goes out first.
-        self.outbox.flush()
+        if self.outbox is not None:
+            self.outbox.flush()
         super().close(code, reason)

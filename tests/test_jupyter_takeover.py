@@ -47,3 +47,27 @@ async def test_a_moved_socket_keeps_no_tornado_handler_alive(
     assert alive == []
     for client in clients:
         client.close()
+
+
+async def test_a_moved_socket_is_let_go_without_waiting_for_the_garbage_collector(
+    jp_serverapp: Any, jupyter_url: str, jp_http_port: int, jp_base_url: str
+) -> None:
+    # A reference cycle through the handler (its outbox, or Jupyter's ping callback,
+    # referring back to it) kept every handshake's handler, request and stream until
+    # a full collection, which a server of idle connections may not run for a long
+    # time: 2 KB a connection standalone (`bench/connections.py`).
+    path = f"{jp_base_url}nyo-realtime/ws"
+    gc.collect()
+    gc.disable()
+    try:
+        clients = [await Raw.open(jp_http_port, f"u{i}", path=path) for i in range(60)]
+        for client in clients:
+            assert (await client.json())["type"] == "authenticated"
+            await subscribed(client, "presence-room")
+        await asyncio.sleep(0.1)
+        alive = [o for o in gc.get_objects() if isinstance(o, JupyterRealtimeSocket)]
+    finally:
+        gc.enable()
+    assert alive == []
+    for client in clients:
+        client.close()

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ... import frames
+from ...lograte import Occasional
 from ...models import ChannelKey, ChannelRecord, Identity, Member, Message, Profile
 from ...profiles import changed, effective
 from ..base import Engine, EngineEvents, History, ProfileChange, Timer
@@ -283,6 +284,14 @@ class MemoryEngine(Engine):
         self.state = MemoryState(store, self.broker)
 
         self._checkpointing: asyncio.Future[None] | None = None
+        # Once a second it may fail for as long as its cause lasts (at the open-file
+        # limit it cannot open the file): a warning a minute, not a traceback a second.
+        self._checkpoint_failures = Occasional(
+            log,
+            "SQLite checkpoint failed %d time(s) since the last report (%s); the WAL "
+            "keeps everything meanwhile, and it is tried again every second",
+            every=60.0,
+        )
 
     @classmethod
     def from_config(cls, config: Any) -> MemoryEngine:
@@ -323,13 +332,12 @@ class MemoryEngine(Engine):
             return  # the last one is still copying: no queue of them
         loop = asyncio.get_running_loop()
         self._checkpointing = loop.run_in_executor(None, self.store.checkpoint)
-        self._checkpointing.add_done_callback(_log_checkpoint_failure)
+        self._checkpointing.add_done_callback(self._checkpointed)
+
+    def _checkpointed(self, done: asyncio.Future[None]) -> None:
+        if not done.cancelled() and done.exception() is not None:
+            self._checkpoint_failures.note(done.exception())
 
     def _expire_history(self) -> None:
         self.store.drop_expired(time.time() - self.history_ttl)
 
-
-def _log_checkpoint_failure(done: asyncio.Future[None]) -> None:
-    if not done.cancelled() and done.exception() is not None:
-        # The WAL keeps everything meanwhile; the next round tries again.
-        log.warning("SQLite checkpoint failed", exc_info=done.exception())
