@@ -8,7 +8,7 @@ import logging
 import os
 import sqlite3
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import sqlite_utils
 from traitlets import Bool, Int, Unicode
@@ -19,11 +19,15 @@ from .embed import RealtimeServer
 from .engines.memory import Store, StoreInUse, schema
 
 
-def _log_to(app_log: logging.Logger) -> None:
+def _log_to(app_log: logging.Logger, level: int) -> None:
     """The service's own loggers (closes, audit lines at INFO) speak through the
-    application's handlers, at its level."""
+    application's handlers, at its `log_level`.
+
+    That level, not the application logger's: traitlets sets its logger to DEBUG and
+    filters in the handler, so every audit line and debug call of the hot path
+    (one per publish) would be formatted, then thrown away."""
     package = logging.getLogger("nyo_realtime_ext")
-    package.setLevel(app_log.getEffectiveLevel())
+    package.setLevel(level)
     for handler in app_log.handlers:
         if handler not in package.handlers:
             package.addHandler(handler)
@@ -57,7 +61,7 @@ class ServeApp(Application):
 
     def start(self) -> None:
         config = Realtime(parent=self)
-        _log_to(self.log)
+        _log_to(self.log, cast(int, self.log_level))  # traitlets turned a name into its number
         try:
             server = RealtimeServer(
                 config, self.host, self.port, trust_proxy_headers=self.trust_proxy_headers

@@ -261,6 +261,25 @@ def test_refuses_to_start_without_a_way_to_verify_tokens(tmp_path):
     assert "--jwt-secret" in result.stderr + result.stdout
 
 
+@pytest.mark.parametrize(("level", "info"), [("WARN", False), ("INFO", True)])
+def test_the_service_makes_no_log_record_below_the_servers_level(level, info):
+    # traitlets sets the application's logger to DEBUG and filters in its handler: the
+    # service took that level, and made (then dropped) an audit record per publish.
+    probe = (
+        "import logging, sys\n"
+        "from nyo_realtime_ext.server import ServeApp, _log_to\n"
+        "app = ServeApp.instance()\n"
+        "app.initialize(sys.argv[1:])\n"
+        "_log_to(app.log, app.log_level)\n"
+        "print(logging.getLogger('nyo_realtime_ext.audit').isEnabledFor(logging.INFO))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe, f"--log-level={level}"],
+        capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    assert out.stdout.strip() == str(info)
+
+
 async def test_hooks_given_as_import_strings(standalone, connect):
     server = standalone(
         "--Realtime.verify_token=tests.support.hooks:verify",

@@ -340,4 +340,3 @@ class MemoryEngine(Engine):
 
     def _expire_history(self) -> None:
         self.store.drop_expired(time.time() - self.history_ttl)
-
