@@ -13,6 +13,7 @@ import sys
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -187,17 +188,41 @@ async def test_past_max_connections_per_user_error_then_4429(standalone, connect
 # -- issue 23, third round: admission (findings 8 and 9) ------------------------------
 
 
+def _server_sockets(server: StandaloneServer) -> int:
+    assert server.process is not None
+    fds = Path(f"/proc/{server.process.pid}/fd")
+    count = 0
+    for fd in fds.iterdir():
+        try:
+            count += os.readlink(fd).startswith("socket:")
+        except FileNotFoundError:  # closed meanwhile
+            pass
+    return count
+
+
+async def _closed_on_the_server(server: StandaloneServer, writers: list[Any], idle: int) -> None:
+    """Close the sockets and wait until the server is back to its `idle` sockets: it
+    closes a connection's socket after the hub let go of it, its slot included."""
+    for writer in writers:
+        writer.close()
+    deadline = time.monotonic() + 30
+    while (sockets := _server_sockets(server)) > idle:
+        assert time.monotonic() < deadline, f"the server still has {sockets} sockets"
+        await asyncio.sleep(0.05)
+
+
+@linux_only  # the server's fds from /proc
 async def test_concurrent_handshakes_never_overshoot_max_connections(standalone):
     """Finding 9: the slot is reserved when the handshake is admitted. Before, the
     check counted only sessions already open: 90 handshakes at once against a cap of
     30 all upgraded. And every slot comes back, refused or ended."""
     server = standalone("--Realtime.max_connections=30")
+    idle = _server_sockets(server)  # the listening ones
     tokens = [make_token(f"u{i}") for i in range(90)]
     opened = await asyncio.gather(*(_handshake(server, f"?token={t}") for t in tokens))
     statuses = Counter(status for status, _ in opened)
     assert statuses == {101: 30, 503: 60}, statuses
-    for _, writer in opened:
-        writer.close()
+    await _closed_on_the_server(server, [writer for _, writer in opened], idle)
 
     # Handshakes that fail after their admission give their slot back: a refused
     # origin (403) and a refused token (then 4401).

@@ -437,7 +437,10 @@ async def test_a_redis_restarted_from_an_older_snapshot_reuses_no_id_and_hides_n
         async def publish_again(payload: int) -> str:
             async def once() -> str | None:
                 answer = await poster.post(path, {"event": "e", "payload": payload})
-                assert answer.status in (201, 503), answer  # 503: not published, retried
+                # 503: not published. 504: written on a connection the restart had cut,
+                # which the node cannot tell from one Redis answered before it died;
+                # this Redis never saw it. Both are tried again.
+                assert answer.status in (201, 503, 504), answer
                 return str(answer.body["id"]) if answer.status == 201 else None
 
             return str(await eventually(once, timeout=30))
