@@ -28,7 +28,7 @@ from nyo_realtime_ext.engines import EngineUnavailable
 from nyo_realtime_ext.engines.redis import RedisEngine
 from nyo_realtime_ext.models import ChannelKey, ChannelRecord, Identity
 
-from ..support.redis_cluster import RedisCluster, SentinelSet, wait_for
+from ..support.redis_cluster import RedisCluster, SentinelSet, ask, wait_for
 
 WAIT = 60.0
 
@@ -170,6 +170,34 @@ async def test_a_cluster_master_killed_while_publishing_with_acks(own_cluster):
     finally:
         await publisher.close()
         await listener_engine.close()
+
+
+async def test_a_master_answering_clusterdown_is_unavailable(own_cluster):
+    """While a cluster fails over its masters answer CLUSTERDOWN: nothing ran, so the
+    publish is `unavailable` (the client retries), not the Redis error itself, which the
+    hub would answer as `internal` (a busy-CI run of the test above saw it)."""
+    engine, _ = await started(own_cluster.url, f"down-{secrets.token_hex(3)}")
+    key = ChannelKey("acme", "room")
+    try:
+        await engine.channels.create(ChannelRecord(key, "public", None, time.time()))
+        await engine.broker.publish(key, "n", 0, None, time.time())
+        name = engine.redis.keys.publish(key)[0]  # every key of the script: one slot
+        port = engine.redis.owner(name.encode())[1]
+        slot = int(ask(port, "cluster", "keyslot", name))
+        # A neighbour of that slot on the same master, forgotten by that master alone:
+        # it sees a slot nobody serves, so its cluster is down, and it answers
+        # CLUSTERDOWN for every key, while everyone still names it the owner.
+        other = slot + 1 if slot < 16383 else slot - 1
+        assert engine.redis.client.nodes_manager.get_node_from_slot(other).port == port
+        assert ask(port, "cluster", "delslots", str(other)).strip() == "OK"
+        try:
+            with pytest.raises(EngineUnavailable):
+                await engine.broker.publish(key, "n", 1, None, time.time())
+        finally:
+            assert ask(port, "cluster", "addslots", str(other)).strip() == "OK"
+        await publish_until_acked(engine, key, 2)  # served again
+    finally:
+        await engine.close()
 
 
 @pytest.fixture

@@ -74,7 +74,7 @@ from ..base import (
 )
 from ..ids import parse_message_id
 from ..meta import json_key
-from .connect import UNAVAILABLE_ERRORS, client_for, drop_idle, node_client, parse
+from .connect import UNAVAILABLE, UNAVAILABLE_ERRORS, client_for, drop_idle, node_client, parse
 from .keys import Keys
 from .pipeline import Pipeline, Unanswered
 from .scripts import SCRIPTS
@@ -112,7 +112,6 @@ def _ms(seconds: float) -> int:
     return int(seconds * 1000)
 
 
-_UNAVAILABLE = "the server cannot reach its engine (Redis); retry later"
 _UNANSWERED = (
     "the server lost touch with its engine (Redis) after sending the request: it may "
     "have been done; look (the channel's history, its state) before trying again"
@@ -161,7 +160,7 @@ async def _translate(client: Any, busy: Occasional, exc: BaseException | None) -
         # too (Redis restarted): drop them all, so that each request after
         # Redis is back gets a fresh one instead of failing once per stale one.
         await drop_idle(client)
-        raise EngineUnavailable(_UNAVAILABLE) from exc
+        raise EngineUnavailable(UNAVAILABLE) from exc
 
 
 class _Slot:
@@ -466,7 +465,7 @@ class RedisBroker:
                 self._listened.pop(name)
                 if shard is not None:
                     shard.names.discard(name)
-            raise EngineUnavailable(_UNAVAILABLE) from exc
+            raise EngineUnavailable(UNAVAILABLE) from exc
         finally:
             if self._confirmed.get(name) is confirmed:
                 del self._confirmed[name]

@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import AskError, ClusterDownError, NoScriptError
 
-from .connect import UNAVAILABLE_ERRORS
+from ..base import EngineUnavailable
+from .connect import UNAVAILABLE, UNAVAILABLE_ERRORS
 
 if TYPE_CHECKING:
     from .engine import _Redis
@@ -32,6 +33,18 @@ MAX_BATCH = 256
 # One asked-for script: its name, its KEYS, its ARGV after the pub/sub command, what
 # turns Redis's answer into the caller's, and the caller's future.
 _Call = tuple[str, list[str], tuple[Any, ...], Callable[[Any], Any], "asyncio.Future[Any]"]
+
+
+# Replies by which Redis refused to run a script, still so after the retry: a cluster
+# failing over (CLUSTERDOWN, TRYAGAIN, a slot still moving), a demoted master
+# (READONLY). Nothing ran, as when Redis is gone: `unavailable`, and the client retries.
+_NOT_RUN = (*UNAVAILABLE_ERRORS, AskError)
+
+
+def _unavailable(refusal: Exception) -> EngineUnavailable:
+    error = EngineUnavailable(UNAVAILABLE)
+    error.__cause__ = refusal
+    return error
 
 
 class Unanswered(Exception):
@@ -77,6 +90,9 @@ class Pipeline:
                     raise
                 for (_, _, _, then, future), answer in zip(batch, answers, strict=True):
                     if future.done():  # its caller gave up
+                        continue
+                    if isinstance(answer, _NOT_RUN):  # a failing-over cluster's refusal
+                        future.set_exception(_unavailable(answer))
                         continue
                     if isinstance(answer, Exception):  # the script's own error reply
                         future.set_exception(answer)
