@@ -47,7 +47,6 @@ TIMEOUTS: dict[str, Any] = {
 # `unavailable` and the client retries. A cluster that is failing over answers
 # CLUSTERDOWN / TRYAGAIN or has slots nobody serves; a Sentinel master that was
 # demoted answers READONLY until the pool finds the new one.
-UNAVAILABLE = "the server cannot reach its engine (Redis); retry later"
 UNAVAILABLE_ERRORS = (
     RedisConnectionError,
     RedisTimeoutError,
@@ -57,6 +56,8 @@ UNAVAILABLE_ERRORS = (
     RedisClusterException,
     ReadOnlyError,
 )
+# What the client is told then (the engine's `EngineUnavailable`).
+UNAVAILABLE = "the server cannot reach its engine (Redis); retry later"
 
 
 @dataclass
