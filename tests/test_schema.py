@@ -18,7 +18,7 @@ from nyo_realtime_ext.models import ChannelKey, ChannelRecord, Message
 
 from .support.tokens import SECRET
 
-V1, V2, V3, V4 = schema.MIGRATION_NAMES
+V1, V2, V3, V4, V5 = schema.MIGRATION_NAMES
 
 # The schema of the release before versioned migrations (git 34e2639), as its
 # `Store._create_schema` left it in the file: copied here so that this test keeps
@@ -150,6 +150,7 @@ def actual_schema(db: sqlite_utils.Database) -> dict[str, Any]:
             "columns": [(c.name, c.type, bool(c.notnull)) for c in table.columns],
             "pk": tuple(table.pks),
             "indexes": sorted(tuple(i.columns) for i in table.indexes if i.origin == "c"),
+            "without_rowid": "WITHOUT ROWID" in (table.schema or "").upper(),
         }
     return found
 
@@ -159,9 +160,15 @@ def described_schema(version: int = schema.CURRENT_VERSION) -> dict[str, Any]:
     of its first column)."""
     return {
         name: {
-            "columns": [(c.name, c.type, c.not_null) for c in table.columns if c.since <= version],
+            "columns": [
+                (c.name, c.type, c.not_null_at(version))
+                for c in table.columns
+                if c.since <= version
+            ],
             "pk": table.pk,
-            "indexes": sorted(i.columns for i in table.indexes if i.since <= version),
+            "indexes": sorted(i.columns for i in table.indexes if i.at(version)),
+            "without_rowid": table.without_rowid_since is not None
+            and table.without_rowid_since <= version,
         }
         for name, table in schema.TABLES.items()
         if min(c.since for c in table.columns) <= version
@@ -181,15 +188,15 @@ def db_cli(*args: str) -> subprocess.CompletedProcess[str]:
 def test_a_fresh_database_gets_every_migration_and_the_documented_schema(tmp_path: Path) -> None:
     path = tmp_path / "new.db"
     store = Store(str(path))
-    assert store.upgraded == schema.Upgrade([], [V1, V2, V3, V4], 4)
+    assert store.upgraded == schema.Upgrade([], [V1, V2, V3, V4, V5], 5)
     assert actual_schema(store.db) == described_schema()
     store.close()
-    assert recorded(path) == [V1, V2, V3, V4]
+    assert recorded(path) == [V1, V2, V3, V4, V5]
 
     again = Store(str(path))  # nothing left to do the second time
-    assert again.upgraded == schema.Upgrade([], [], 4)
+    assert again.upgraded == schema.Upgrade([], [], 5)
     again.close()
-    assert recorded(path) == [V1, V2, V3, V4]
+    assert recorded(path) == [V1, V2, V3, V4, V5]
 
 
 def test_tables_describe_each_version_and_every_column_is_documented() -> None:
@@ -202,13 +209,21 @@ def test_tables_describe_each_version_and_every_column_is_documented() -> None:
     schema.migrations.apply(db, stop_before=V4)
     assert actual_schema(db) == described_schema(version=3)
     assert "state" not in actual_schema(db)
-    schema.migrations.apply(db)
+    schema.migrations.apply(db, stop_before=V5)
     assert actual_schema(db) == described_schema(version=4)
+    assert actual_schema(db)["messages"]["indexes"] == [("ts",)]
+    schema.migrations.apply(db)
+    assert actual_schema(db) == described_schema(version=5)
+    assert actual_schema(db)["messages"] == {
+        **actual_schema(db)["messages"],
+        "indexes": [],
+        "without_rowid": True,
+    }
     for table in schema.TABLES.values():
         assert table.doc
         assert all(column.doc for column in table.columns), table.name
         assert all(index.doc for index in table.indexes), table.name
-    assert schema.CURRENT_VERSION == len(schema.MIGRATION_NAMES) == 4
+    assert schema.CURRENT_VERSION == len(schema.MIGRATION_NAMES) == 5
     assert schema.__doc__ and "adopt" in schema.__doc__
 
 
@@ -227,7 +242,7 @@ def test_the_old_release_database_upgrades_without_losing_anything(tmp_path: Pat
 
     store = Store(str(path))
     # Version 1 was there already: recorded, not run. Versions 2 and 3 ran.
-    assert store.upgraded == schema.Upgrade([V1], [V2, V3, V4], 4)
+    assert store.upgraded == schema.Upgrade([V1], [V2, V3, V4, V5], 5)
     assert actual_schema(store.db) == described_schema()
     assert old_columns_of_every_row(store.conn) == before  # every row, every value
 
@@ -278,9 +293,9 @@ def test_the_old_release_database_upgrades_without_losing_anything(tmp_path: Pat
     assert store.count_created(acme, "ada") == 1
     store.close()
 
-    assert recorded(path) == [V1, V2, V3, V4]
+    assert recorded(path) == [V1, V2, V3, V4, V5]
     reopened = Store(str(path))
-    assert reopened.upgraded == schema.Upgrade([], [], 4)
+    assert reopened.upgraded == schema.Upgrade([], [], 5)
     reopened.close()
 
 
@@ -298,11 +313,11 @@ def test_a_pre_migration_database_with_the_new_columns_is_adopted_whole(tmp_path
     )
     conn.close()
     store = Store(str(path))
-    assert store.upgraded == schema.Upgrade([V1, V2], [V3, V4], 4)
+    assert store.upgraded == schema.Upgrade([V1, V2], [V3, V4, V5], 5)
     assert actual_schema(store.db) == described_schema()
     assert store.count_created("acme", "ada") == 1  # their values are kept
     store.close()
-    assert recorded(path) == [V1, V2, V3, V4]
+    assert recorded(path) == [V1, V2, V3, V4, V5]
 
 
 def test_a_half_made_pre_migration_database_is_finished_and_adopted(tmp_path: Path) -> None:
@@ -316,7 +331,7 @@ def test_a_half_made_pre_migration_database_is_finished_and_adopted(tmp_path: Pa
     conn.commit()
     conn.close()
     store = Store(str(path))
-    assert store.upgraded == schema.Upgrade([V1, V2], [V3, V4], 4)
+    assert store.upgraded == schema.Upgrade([V1, V2], [V3, V4, V5], 5)
     assert actual_schema(store.db) == described_schema()
     assert store.presence_records(ChannelKey("acme", "presence-lobby")) == []
     assert len(store.read_messages(ChannelKey("acme", "room:1"), "ep1", 0, 0.0, 100)[0]) == 3
@@ -350,7 +365,7 @@ def test_other_migration_sets_and_tables_in_the_same_file_are_left_alone(tmp_pat
     app.apply(db)
     db.close()
     store = Store(str(path))  # not a pre-migration database: only others' tables
-    assert store.upgraded == schema.Upgrade([], [V1, V2, V3, V4], 4)
+    assert store.upgraded == schema.Upgrade([], [V1, V2, V3, V4, V5], 5)
     assert [m.name for m in app.applied(store.db)] == ["notes"]
     assert app.pending(store.db) == []
     store.close()
@@ -363,7 +378,7 @@ def _make_newer_db(path: Path) -> None:
     Store(str(path)).close()
     db = sqlite_utils.Database(path)
     db.table(schema.migrations.migrations_table).insert(
-        {"migration_set": schema.MIGRATION_SET, "name": "0005_from_the_future", "applied_at": "x"}
+        {"migration_set": schema.MIGRATION_SET, "name": "0006_from_the_future", "applied_at": "x"}
     )
     db.close()
 
@@ -375,11 +390,11 @@ def test_a_newer_database_is_refused_with_the_file_and_the_versions(tmp_path: Pa
         Store(str(path))
     message = str(refused.value)
     assert str(path) in message
-    assert "version 5" in message and "versions 1 to 4" in message
-    assert "0005_from_the_future" in message
+    assert "version 6" in message and "versions 1 to 5" in message
+    assert "0006_from_the_future" in message
     # The refused store let go of the file: once the record is gone, it opens.
     db = sqlite_utils.Database(path)
-    db.execute("DELETE FROM _sqlite_migrations WHERE name='0005_from_the_future'")
+    db.execute("DELETE FROM _sqlite_migrations WHERE name='0006_from_the_future'")
     db.close()
     Store(str(path)).close()
 
@@ -394,7 +409,7 @@ def test_serve_exits_with_the_refusal(tmp_path: Path) -> None:
     )  # fmt: skip
     assert result.returncode != 0
     assert f"nyo-realtime: {path} was written by a newer nyo-realtime" in result.stderr
-    assert "versions 1 to 4" in result.stderr
+    assert "versions 1 to 5" in result.stderr
 
 
 # -- nyo-realtime db status / upgrade -------------------------------------------------
@@ -410,7 +425,7 @@ def test_db_status_and_upgrade_on_an_old_release_database(tmp_path: Path) -> Non
     status = db_cli("status", "--db", str(path))
     assert status.returncode == 0, status.stderr
     assert status.stdout.splitlines() == [
-        f"{path}: no migration recorded; this nyo-realtime writes version 4",
+        f"{path}: no migration recorded; this nyo-realtime writes version 5",
         "applied:",
         "  (none)",
         "pending:",
@@ -418,6 +433,7 @@ def test_db_status_and_upgrade_on_an_old_release_database(tmp_path: Path) -> Non
         f"  {V2}",
         f"  {V3}",
         f"  {V4}",
+        f"  {V5}",
     ]
     assert not sqlite_utils.Database(path).table("_sqlite_migrations").exists()  # read only
 
@@ -428,7 +444,8 @@ def test_db_status_and_upgrade_on_an_old_release_database(tmp_path: Path) -> Non
         f"applied {V2}",
         f"applied {V3}",
         f"applied {V4}",
-        f"{path}: version 4",
+        f"applied {V5}",
+        f"{path}: version 5",
     ]
     conn = sqlite3.connect(path)
     assert old_columns_of_every_row(conn) == before
@@ -437,13 +454,13 @@ def test_db_status_and_upgrade_on_an_old_release_database(tmp_path: Path) -> Non
     status = db_cli("status", "--db", str(path))
     assert status.returncode == 0, status.stderr
     lines = status.stdout.splitlines()
-    assert lines[0] == f"{path}: version 4; this nyo-realtime writes version 4"
-    assert [line.split()[0] for line in lines[2:6]] == [V1, V2, V3, V4]
-    assert lines[6:] == ["pending:", "  (none)"]
+    assert lines[0] == f"{path}: version 5; this nyo-realtime writes version 5"
+    assert [line.split()[0] for line in lines[2:7]] == [V1, V2, V3, V4, V5]
+    assert lines[7:] == ["pending:", "  (none)"]
 
     again = db_cli("upgrade", "--db", str(path))
     assert again.returncode == 0, again.stderr
-    assert again.stdout.splitlines() == [f"{path}: version 4 (nothing to do)"]
+    assert again.stdout.splitlines() == [f"{path}: version 5 (nothing to do)"]
 
 
 def test_db_commands_refuse_newer_missing_and_busy_databases(tmp_path: Path) -> None:
@@ -451,14 +468,14 @@ def test_db_commands_refuse_newer_missing_and_busy_databases(tmp_path: Path) -> 
     _make_newer_db(newer)
     status = db_cli("status", "--db", str(newer))
     assert status.returncode != 0
-    assert "0005_from_the_future  x  (unknown here: written by a newer nyo-realtime)" in (
+    assert "0006_from_the_future  x  (unknown here: written by a newer nyo-realtime)" in (
         status.stdout
     )
     assert f"{newer} was written by a newer nyo-realtime" in status.stderr
     upgrade = db_cli("upgrade", "--db", str(newer))
     assert upgrade.returncode != 0
-    assert "versions 1 to 4" in upgrade.stderr
-    assert recorded(newer) == [V1, V2, V3, V4, "0005_from_the_future"]
+    assert "versions 1 to 5" in upgrade.stderr
+    assert recorded(newer) == [V1, V2, V3, V4, V5, "0006_from_the_future"]
 
     missing = db_cli("status", "--db", str(tmp_path / "nothing.db"))
     assert missing.returncode != 0 and "no database at" in missing.stderr

@@ -121,14 +121,37 @@ def test_only_the_last_messages_are_kept_and_ids_never_repeat(store: Store) -> N
     assert store.get_channel(ROOM)[2] == 5  # type: ignore[index]
 
 
-def test_old_messages_expire(store: Store) -> None:
-    store.create_channel(ChannelRecord(ROOM, "public", None, 1.0), EPOCH)
-    store.append_message(ROOM, 1, message(1, ts=10.0), keep=100)
-    store.append_message(ROOM, 2, message(2, ts=20.0), keep=100)
+def test_old_messages_expire_in_each_channel_and_history_says_where_it_starts(
+    store: Store,
+) -> None:
+    quiet, elsewhere = ChannelKey("acme", "quiet"), ChannelKey("globex", "room")
+    for key in (ROOM, quiet, elsewhere):
+        store.create_channel(ChannelRecord(key, "public", None, 1.0), EPOCH)
+    for seq, ts in ((1, 10.0), (2, 20.0), (3, 30.0)):
+        store.append_message(ROOM, seq, message(seq, ts=ts), keep=100)
+    store.append_message(quiet, 1, message(1, ts=40.0), keep=100)
+    store.append_message(elsewhere, 1, message(1, ts=12.0), keep=100)
     store.commit()
-    assert [s for s, _ in store.read_messages(ROOM, EPOCH, 0, 15.0, 10)[0]] == [2]
-    assert store.drop_expired(not_before=15.0) == 1
-    assert [s for s, _ in store.read_messages(ROOM, EPOCH, 0, 0.0, 10)[0]] == [2]
+    assert [s for s, _ in store.read_messages(ROOM, EPOCH, 0, 25.0, 10)[0]] == [3]
+
+    assert store.drop_expired(not_before=25.0) == 3
+    assert [s for s, _ in store.read_messages(ROOM, EPOCH, 0, 0.0, 10)[0]] == [3]
+    assert [s for s, _ in store.read_messages(quiet, EPOCH, 0, 0.0, 10)[0]] == [1]
+    assert store.read_messages(elsewhere, EPOCH, 0, 0.0, 10)[0] == []
+    # A recovery from before the cut is told it missed something; after it, not.
+    assert [store.history_cut(key, 0.0) for key in (ROOM, quiet, elsewhere)] == [2, 0, 1]
+    assert store.drop_expired(not_before=25.0) == 0
+
+
+def test_after_the_clock_went_back_expiry_keeps_history_a_run_of_seqs(store: Store) -> None:
+    store.create_channel(ChannelRecord(ROOM, "public", None, 1.0), EPOCH)
+    for seq, ts in ((1, 30.0), (2, 5.0), (3, 40.0)):  # the clock went back before seq 2
+        store.append_message(ROOM, seq, message(seq, ts=ts), keep=100)
+    store.commit()
+    assert store.drop_expired(not_before=25.0) == 0  # the oldest, seq 1, is not expired
+    assert store.drop_expired(not_before=35.0) == 2
+    assert [s for s, _ in store.read_messages(ROOM, EPOCH, 0, 0.0, 10)[0]] == [3]
+    assert store.history_cut(ROOM, 0.0) == 2
 
 
 def test_appends_are_group_committed(store: Store, db: Path) -> None:

@@ -362,15 +362,37 @@ class Store:
         return messages, more
 
     def drop_expired(self, not_before: float) -> int:
+        """Drop the messages older than `not_before`, moving each channel's
+        `history_cut` past them; returns how many went.
+
+        Without an index on `ts` (each append would pay two pages for it), a
+        channel with something to drop is found by its oldest message, the first
+        of its key: one lookup per channel. Messages are appended in time order, so
+        the oldest is the first to expire. Should the clock have gone back, history
+        stays a run of seqs: whatever precedes the newest expired message goes with
+        it, and nothing goes while the channel's oldest has not expired.
+        """
         with self._own_transaction():
-            self.conn.execute(
-                "UPDATE channels SET history_cut=max(coalesce(history_cut, 0), (SELECT max(seq)"
-                " FROM messages m WHERE m.tenant=channels.tenant AND m.channel=channels.name"
-                " AND m.ts<?)) WHERE EXISTS (SELECT 1 FROM messages m WHERE"
-                " m.tenant=channels.tenant AND m.channel=channels.name AND m.ts<?)",
-                (not_before, not_before),
-            )
-            return self.conn.execute("DELETE FROM messages WHERE ts<?", (not_before,)).rowcount
+            expiring = self.conn.execute(
+                "SELECT tenant, name FROM channels c WHERE (SELECT ts FROM messages m"
+                " WHERE m.tenant=c.tenant AND m.channel=c.name ORDER BY seq LIMIT 1) < ?",
+                (not_before,),
+            ).fetchall()
+            dropped = 0
+            for key in expiring:
+                (cut,) = self.conn.execute(
+                    "SELECT max(seq) FROM messages WHERE tenant=? AND channel=? AND ts<?",
+                    (*key, not_before),
+                ).fetchone()
+                self.conn.execute(
+                    "UPDATE channels SET history_cut=max(coalesce(history_cut, 0), ?)"
+                    " WHERE tenant=? AND name=?",
+                    (cut, *key),
+                )
+                dropped += self.conn.execute(
+                    "DELETE FROM messages WHERE tenant=? AND channel=? AND seq<=?", (*key, cut)
+                ).rowcount
+            return dropped
 
     # -- shared state ---------------------------------------------------------
 
