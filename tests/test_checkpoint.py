@@ -9,6 +9,7 @@ then starts over instead of growing, and that what was written stays readable.
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
 from pathlib import Path
 
@@ -77,6 +78,36 @@ async def test_a_wal_written_to_all_the_time_still_starts_over(tmp_path):
         messages, _ = store.read_messages(KEY, "e", 0, 0.0, 1000)
         assert [seq for seq, _ in messages] == list(range(written - 99, written + 1))
     finally:
+        store.close()
+
+
+async def test_a_reader_elsewhere_never_holds_the_commits_for_long(tmp_path):
+    # The RESTART waits for readers while it holds the write lock; another process
+    # in a read transaction (a backup, a shell) would otherwise hold each commit of
+    # the event loop for SQLite's default 5 s.
+    path = tmp_path / "realtime.db"
+    store = Store(str(path))
+    reader = sqlite3.connect(path, isolation_level=None)
+    try:
+        store.create_channel(ChannelRecord(KEY, "public", None, time.time()), "e")
+        write_round(store, 1)  # past RESTART_FRAMES
+        reader.execute("BEGIN")
+        reader.execute("SELECT count(*) FROM messages").fetchone()  # holds its snapshot
+        write_round(store, 1 + ROUND)
+        checkpoint = asyncio.ensure_future(asyncio.to_thread(store.checkpoint))
+        slowest, seq = 0.0, 1 + 2 * ROUND
+        while not checkpoint.done():
+            started = time.monotonic()
+            message = Message(KEY.name, message_id("e", seq), "n", "x", None, 1.0)
+            store.append_message(KEY, seq, message, keep=100)
+            store.commit()
+            slowest = max(slowest, time.monotonic() - started)
+            seq += 1
+            await asyncio.sleep(0)
+        await checkpoint
+        assert slowest < 2.0, slowest
+    finally:
+        reader.close()
         store.close()
 
 

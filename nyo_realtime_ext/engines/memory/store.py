@@ -39,6 +39,8 @@ log = logging.getLogger(__name__)
 # Frames (pages) in the WAL past which a checkpoint makes it start over (see
 # `Store.checkpoint`): SQLite's own autocheckpoint size, ~4 MB.
 RESTART_FRAMES = 1000
+# Milliseconds that checkpoint waits for the write lock and for readers elsewhere.
+RESTART_WAIT_MS = 20
 
 
 class StoreInUse(RuntimeError):
@@ -112,6 +114,10 @@ class Store:
             self._checkpointer = sqlite3.connect(
                 self.path, check_same_thread=False, isolation_level=None
             )
+            # A RESTART holds the write lock while it waits for readers: another
+            # process reading (a backup, a shell) would hold the loop's commits
+            # for all that time. It gives up soon instead and is tried next time.
+            self._checkpointer.execute(f"PRAGMA busy_timeout={RESTART_WAIT_MS}")
         _, frames, _ = self._checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
         if frames >= RESTART_FRAMES:
             self._checkpointer.execute("PRAGMA wal_checkpoint(RESTART)")
