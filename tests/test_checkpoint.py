@@ -60,17 +60,18 @@ async def test_a_wal_written_to_all_the_time_still_starts_over(tmp_path):
     try:
         store.create_channel(ChannelRecord(KEY, "public", None, time.time()), "e")
         written, sizes = 0, []
-        for _ in range(15):
+        for _ in range(10):
             checkpoint = asyncio.ensure_future(asyncio.to_thread(store.checkpoint))
             during = 0
-            # Commits go on while it copies, as they do on the event loop.
+            # Commits go on while it copies, as they do on the event loop: up to
+            # 2,000 a second (the mixed benchmark makes 1,000), the lock free between.
             while not checkpoint.done() or during < ROUND:
                 written += 1
                 during += 1
                 message = Message(KEY.name, message_id("e", written), "n", "x" * 4000, None, 1.0)
                 store.append_message(KEY, written, message, keep=100)
                 store.commit()
-                await asyncio.sleep(0)
+                await asyncio.sleep(0.0005)
             await checkpoint
             sizes.append(wal_size(path))
         # The file keeps its largest size, about two rounds; it grew by a round each.
