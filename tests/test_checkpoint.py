@@ -28,6 +28,25 @@ def write_round(store: Store, first_seq: int) -> None:
         store.commit()
 
 
+async def commit_while_checkpointing(
+    store: Store, seq: int, at_least: int = 0, size: int = 4000, pause: float = 0.0
+) -> tuple[int, float]:
+    """Commit one message after another, as the event loop does, while the thread
+    checkpoints, and `at_least` of them; returns the next seq and the slowest commit."""
+    checkpoint = asyncio.ensure_future(asyncio.to_thread(store.checkpoint))
+    written, slowest = 0, 0.0
+    while not checkpoint.done() or written < at_least:
+        started = time.monotonic()
+        message = Message(KEY.name, message_id("e", seq), "n", "x" * size, None, 1.0)
+        store.append_message(KEY, seq, message, keep=100)
+        store.commit()
+        slowest = max(slowest, time.monotonic() - started)
+        seq, written = seq + 1, written + 1
+        await asyncio.sleep(pause)
+    await checkpoint
+    return seq, slowest
+
+
 def wal_size(path: Path) -> int:
     wal = Path(f"{path}-wal")
     return wal.stat().st_size if wal.exists() else 0
@@ -59,25 +78,16 @@ async def test_a_wal_written_to_all_the_time_still_starts_over(tmp_path):
     store = Store(str(path))
     try:
         store.create_channel(ChannelRecord(KEY, "public", None, time.time()), "e")
-        written, sizes = 0, []
+        seq, sizes = 1, []
         for _ in range(10):
-            checkpoint = asyncio.ensure_future(asyncio.to_thread(store.checkpoint))
-            during = 0
-            # Commits go on while it copies, as they do on the event loop: up to
-            # 2,000 a second (the mixed benchmark makes 1,000), the lock free between.
-            while not checkpoint.done() or during < ROUND:
-                written += 1
-                during += 1
-                message = Message(KEY.name, message_id("e", written), "n", "x" * 4000, None, 1.0)
-                store.append_message(KEY, written, message, keep=100)
-                store.commit()
-                await asyncio.sleep(0.0005)
-            await checkpoint
+            # Up to 2,000 commits a second (the mixed benchmark makes 1,000), the
+            # lock free between them.
+            seq, _ = await commit_while_checkpointing(store, seq, at_least=ROUND, pause=0.0005)
             sizes.append(wal_size(path))
         # The file keeps its largest size, about two rounds; it grew by a round each.
         assert sizes[-1] < 4 * sizes[0], sizes
         messages, _ = store.read_messages(KEY, "e", 0, 0.0, 1000)
-        assert [seq for seq, _ in messages] == list(range(written - 99, written + 1))
+        assert [s for s, _ in messages] == list(range(seq - 100, seq))
     finally:
         store.close()
 
@@ -95,17 +105,7 @@ async def test_a_reader_elsewhere_never_holds_the_commits_for_long(tmp_path):
         reader.execute("BEGIN")
         reader.execute("SELECT count(*) FROM messages").fetchone()  # holds its snapshot
         write_round(store, 1 + ROUND)
-        checkpoint = asyncio.ensure_future(asyncio.to_thread(store.checkpoint))
-        slowest, seq = 0.0, 1 + 2 * ROUND
-        while not checkpoint.done():
-            started = time.monotonic()
-            message = Message(KEY.name, message_id("e", seq), "n", "x", None, 1.0)
-            store.append_message(KEY, seq, message, keep=100)
-            store.commit()
-            slowest = max(slowest, time.monotonic() - started)
-            seq += 1
-            await asyncio.sleep(0)
-        await checkpoint
+        _, slowest = await commit_while_checkpointing(store, 1 + 2 * ROUND, size=1)
         assert slowest < 2.0, slowest
     finally:
         reader.close()

@@ -104,9 +104,9 @@ class Store:
         The WAL starts over only once everything in it was copied, which a passive
         checkpoint never sees on a server that does not stop writing: the WAL grew
         by every commit, without bound (~10 MB a second under the mixed benchmark).
-        Past `RESTART_FRAMES` a RESTART follows the passive pass: it
-        copies the few frames committed meanwhile and leaves the WAL to start over
-        at the next commit, holding the event loop's commits for that long.
+        Past `RESTART_FRAMES` a RESTART follows the passive pass: it copies the few
+        frames committed meanwhile and leaves the WAL to start over at the next
+        commit, holding the event loop's commits for that long.
         """
         if self.path == ":memory:":
             return
